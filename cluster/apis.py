@@ -1,0 +1,223 @@
+"""The API handles and raw-call helpers that every group of cluster operations shares.
+
+Objects travel as plain dicts exactly as the server sent them (the calls use
+`_preload_content=False` and parse the JSON), so what the adapter reads is
+what `kubectl get -o json` shows, and pure functions can be tested on YAML.
+Every call carries a `_request_timeout`, and every error leaves as a
+`cluster.errors.ClusterError`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from cluster.errors import NotFound, translated_errors
+
+PatchType = Literal["merge", "json"]
+_PATCH_CONTENT_TYPES: dict[str, str] = {
+    "merge": "application/merge-patch+json",
+    "json": "application/json-patch+json",
+}
+
+
+@dataclass(frozen=True)
+class CustomResource:
+    """Where a custom (or aggregated) kind lives in the API."""
+
+    group: str
+    version: str
+    plural: str
+    kind: str
+    namespaced: bool = True
+
+    @property
+    def api_version(self) -> str:
+        return f"{self.group}/{self.version}"
+
+
+VIRTUAL_MACHINES = CustomResource("kubevirt.io", "v1", "virtualmachines", "VirtualMachine")
+VIRTUAL_MACHINE_INSTANCES = CustomResource(
+    "kubevirt.io", "v1", "virtualmachineinstances", "VirtualMachineInstance"
+)
+VOLUME_SNAPSHOTS = CustomResource(
+    "snapshot.storage.k8s.io", "v1", "volumesnapshots", "VolumeSnapshot"
+)
+VOLUME_SNAPSHOT_CLASSES = CustomResource(
+    "snapshot.storage.k8s.io", "v1", "volumesnapshotclasses", "VolumeSnapshotClass",
+    namespaced=False,
+)
+KUBEVIRT_SUBRESOURCES = "/apis/subresources.kubevirt.io/v1"
+
+
+def place_in_namespace(metadata: dict[str, Any], namespace: str, what: str) -> None:
+    """Set metadata.namespace; a body written for another namespace is refused."""
+    if metadata.setdefault("namespace", namespace) != namespace:
+        raise ValueError(
+            f"{what} body is for namespace {metadata['namespace']!r}, not {namespace!r}"
+        )
+
+
+class KubeApis:
+    """One shared `ApiClient` (thread-safe: urllib3 pools) and the typed APIs on it."""
+
+    def __init__(
+        self,
+        api_client: client.ApiClient,
+        *,
+        request_timeout_seconds: float = 30.0,
+        connect_timeout_seconds: float = 5.0,
+    ) -> None:
+        if request_timeout_seconds <= 0 or connect_timeout_seconds <= 0:
+            raise ValueError("request and connect timeouts must be positive")
+        self.api_client = api_client
+        self.core = client.CoreV1Api(api_client)
+        self.storage = client.StorageV1Api(api_client)
+        self.custom = client.CustomObjectsApi(api_client)
+        self.request_timeout_seconds = request_timeout_seconds
+        self.connect_timeout_seconds = connect_timeout_seconds
+
+    @property
+    def timeout(self) -> tuple[float, float]:
+        """(connect, read) seconds for one ordinary request."""
+        return (self.connect_timeout_seconds, self.request_timeout_seconds)
+
+    def call_json(self, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Call a generated client method and return the server's JSON as dicts/lists."""
+        kwargs.setdefault("_request_timeout", self.timeout)
+        response = method(*args, _preload_content=False, **kwargs)
+        try:
+            raw = response.data
+        finally:
+            response.release_conn()
+        return json.loads(raw) if raw else None
+
+    def get_or_none(
+        self, context: str, method: Callable[..., Any], *args: Any, **kwargs: Any
+    ) -> Any:
+        """`call_json`, with 404 answered as None; other errors carry `context`."""
+        try:
+            with translated_errors(context):
+                return self.call_json(method, *args, **kwargs)
+        except NotFound:
+            return None
+
+    # ---- custom resources ------------------------------------------------------------
+
+    def get_custom(self, resource: CustomResource, namespace: str, name: str) -> dict[str, Any]:
+        with translated_errors(f"get {resource.kind} {namespace}/{name}"):
+            if resource.namespaced:
+                return dict(self.call_json(
+                    self.custom.get_namespaced_custom_object,
+                    resource.group, resource.version, namespace, resource.plural, name,
+                ))
+            return dict(self.call_json(
+                self.custom.get_cluster_custom_object,
+                resource.group, resource.version, resource.plural, name,
+            ))
+
+    def get_custom_or_none(
+        self, resource: CustomResource, namespace: str, name: str
+    ) -> dict[str, Any] | None:
+        try:
+            return self.get_custom(resource, namespace, name)
+        except NotFound:
+            return None
+
+    def list_custom(
+        self, resource: CustomResource, namespace: str | None = None, label_selector: str = ""
+    ) -> dict[str, Any]:
+        """The whole List object (items and metadata.resourceVersion, to watch from)."""
+        where = f"{namespace}/" if namespace else ""
+        with translated_errors(f"list {resource.kind} {where}{label_selector}".rstrip()):
+            extra: dict[str, Any] = {"label_selector": label_selector} if label_selector else {}
+            if resource.namespaced and namespace is not None:
+                answer = self.call_json(
+                    self.custom.list_namespaced_custom_object,
+                    resource.group, resource.version, namespace, resource.plural, **extra,
+                )
+            else:
+                answer = self.call_json(
+                    self.custom.list_cluster_custom_object,
+                    resource.group, resource.version, resource.plural, **extra,
+                )
+        return dict(answer or {})
+
+    def create_custom(
+        self, resource: CustomResource, namespace: str, body: dict[str, Any]
+    ) -> dict[str, Any]:
+        name = (body.get("metadata") or {}).get("name", "")
+        with translated_errors(f"create {resource.kind} {namespace}/{name}"):
+            return dict(self.call_json(
+                self.custom.create_namespaced_custom_object,
+                resource.group, resource.version, namespace, resource.plural, body,
+            ))
+
+    def replace_custom(
+        self, resource: CustomResource, namespace: str, name: str, body: dict[str, Any]
+    ) -> dict[str, Any]:
+        with translated_errors(f"replace {resource.kind} {namespace}/{name}"):
+            return dict(self.call_json(
+                self.custom.replace_namespaced_custom_object,
+                resource.group, resource.version, namespace, resource.plural, name, body,
+            ))
+
+    def patch_custom(
+        self,
+        resource: CustomResource,
+        namespace: str,
+        name: str,
+        patch: dict[str, Any] | list[dict[str, Any]],
+        patch_type: PatchType = "merge",
+    ) -> dict[str, Any]:
+        if patch_type not in _PATCH_CONTENT_TYPES:
+            raise ValueError(f"patch_type must be 'merge' or 'json', not {patch_type!r}")
+        if (patch_type == "json") != isinstance(patch, list):
+            raise ValueError("a JSON patch is a list of operations; a merge patch is an object")
+        with translated_errors(f"patch {resource.kind} {namespace}/{name}"):
+            return dict(self.call_json(
+                self.custom.patch_namespaced_custom_object,
+                resource.group, resource.version, namespace, resource.plural, name, patch,
+                _content_type=_PATCH_CONTENT_TYPES[patch_type],
+            ))
+
+    def delete_custom(self, resource: CustomResource, namespace: str, name: str) -> bool:
+        """Delete; False when it was already gone."""
+        try:
+            with translated_errors(f"delete {resource.kind} {namespace}/{name}"):
+                self.call_json(
+                    self.custom.delete_namespaced_custom_object,
+                    resource.group, resource.version, namespace, resource.plural, name,
+                )
+        except NotFound:
+            return False
+        return True
+
+    # ---- paths without a generated method (KubeVirt subresources) ---------------------
+
+    def put_raw(self, path: str, body: dict[str, Any] | None, context: str) -> Any:
+        """PUT `body` (None: no body at all) to an API path; the JSON answer, if any."""
+        with translated_errors(context):
+            method, url, headers, _, post = self.api_client.param_serialize(
+                method="PUT",
+                resource_path=path,
+                header_params={"Accept": "application/json", "Content-Type": "application/json"},
+                auth_settings=["BearerToken"],
+            )
+            response = self.api_client.call_api(
+                method, url, headers, body, post, _request_timeout=self.timeout
+            )
+            raw = response.read()
+            if not 200 <= response.status <= 299:
+                raise ApiException.from_response(http_resp=response, body=None, data=None)
+        if not raw:
+            return None
+        try:
+            return json.loads(raw)
+        except ValueError:
+            return raw.decode("utf-8", errors="replace")

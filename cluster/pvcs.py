@@ -1,0 +1,201 @@
+"""PersistentVolumeClaims: read for eligibility and backups, create from a VolumeSnapshot.
+
+Restore and clone make new PVCs from VolumeSnapshots under deterministic
+names; creating one that a previous attempt already made (same source) is
+success, so each step can be retried.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from kubernetes.utils.quantity import parse_quantity
+
+from cluster.apis import KubeApis, place_in_namespace
+from cluster.errors import AlreadyExists, Conflict, NotFound, translated_errors
+from cluster.models import PvcState
+from cluster.waiting import ListWatch, Objects
+
+SNAPSHOT_API_GROUP = "snapshot.storage.k8s.io"
+_COPIED_SPEC_FIELDS = ("accessModes", "resources", "storageClassName", "volumeMode")
+
+
+def pvc_state(obj: Mapping[str, Any]) -> PvcState:
+    metadata = obj.get("metadata") or {}
+    spec = obj.get("spec") or {}
+    status = obj.get("status") or {}
+    source = spec.get("dataSourceRef") or spec.get("dataSource") or {}
+    return PvcState(
+        name=str(metadata.get("name") or ""),
+        phase=status.get("phase"),
+        storage_class=spec.get("storageClassName"),
+        requested=_storage(spec.get("resources", {}).get("requests")),
+        capacity=_storage(status.get("capacity")),
+        volume_name=spec.get("volumeName") or None,
+        data_source=source.get("name") if source.get("kind") == "VolumeSnapshot" else None,
+        deleting=bool(metadata.get("deletionTimestamp")),
+    )
+
+
+def _storage(resources: Mapping[str, Any] | None) -> str | None:
+    value = (resources or {}).get("storage")
+    return None if value is None else str(value)
+
+
+def larger_quantity(first: str | None, second: str | None) -> str | None:
+    """The larger of two storage quantities (`1Gi`, `1073741824`), as written."""
+    if first is None or second is None:
+        return first if second is None else second
+    try:
+        return first if parse_quantity(first) >= parse_quantity(second) else second
+    except ValueError as exc:
+        raise ValueError(f"bad storage quantity: {exc}") from exc
+
+
+def pvc_from_snapshot(
+    name: str,
+    backed_up_pvc: Mapping[str, Any],
+    snapshot_name: str,
+    restore_size: str | None,
+    labels: Mapping[str, str] | None = None,
+    annotations: Mapping[str, str] | None = None,
+    owner: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A new PVC restored from a VolumeSnapshot, as KubeVirt makes it.
+
+    Copies accessModes, resources, storageClassName and volumeMode from the
+    backed-up PVC; dataSource and dataSourceRef name the VolumeSnapshot; the
+    storage request is the larger of the old request and the restoreSize.
+    """
+    if not name or not snapshot_name:
+        raise ValueError("a restored PVC needs a name and a VolumeSnapshot name")
+    old_spec = backed_up_pvc.get("spec") or {}
+    spec: dict[str, Any] = {
+        field: copy.deepcopy(old_spec[field]) for field in _COPIED_SPEC_FIELDS if field in old_spec
+    }
+    requests = spec.setdefault("resources", {}).setdefault("requests", {})
+    storage = larger_quantity(_storage(requests), restore_size)
+    if storage is None:
+        raise ValueError(
+            f"cannot size PVC {name}: the backed-up PVC has no storage request and the "
+            f"VolumeSnapshot {snapshot_name} no restoreSize"
+        )
+    requests["storage"] = storage
+    source = {"apiGroup": SNAPSHOT_API_GROUP, "kind": "VolumeSnapshot", "name": snapshot_name}
+    spec["dataSource"] = dict(source)
+    spec["dataSourceRef"] = dict(source)
+    metadata: dict[str, Any] = {"name": name}
+    if labels:
+        metadata["labels"] = dict(labels)
+    if annotations:
+        metadata["annotations"] = dict(annotations)
+    if owner is not None:
+        metadata["ownerReferences"] = [dict(owner)]
+    return {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": metadata,
+            "spec": spec}
+
+
+class PvcOperations(KubeApis):
+    """Typed operations on PersistentVolumeClaims (and the StorageClasses behind them)."""
+
+    def get_pvc(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """The PVC as stored, or None when it does not exist."""
+        found = self.get_or_none(
+            f"get PersistentVolumeClaim {namespace}/{name}",
+            self.core.read_namespaced_persistent_volume_claim, name, namespace,
+        )
+        return None if found is None else dict(found)
+
+    def create_pvc(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
+        """Create a PVC; if one of that name exists with the same data source (a retried
+        step), return it; with another source, Conflict."""
+        body = copy.deepcopy(body)
+        body.setdefault("apiVersion", "v1")
+        body.setdefault("kind", "PersistentVolumeClaim")
+        metadata = body.setdefault("metadata", {})
+        place_in_namespace(metadata, namespace, "PVC")
+        name = str(metadata.get("name") or "")
+        if not name:
+            raise ValueError("a PVC body needs metadata.name")
+        try:
+            with translated_errors(f"create PersistentVolumeClaim {namespace}/{name}"):
+                return dict(self.call_json(
+                    self.core.create_namespaced_persistent_volume_claim, namespace, body
+                ))
+        except AlreadyExists:
+            existing = self.get_pvc(namespace, name)
+            if existing is None:
+                raise  # deleted in between: let the caller retry
+        wanted = _source_of(body)
+        found = _source_of(existing)
+        if wanted != found:
+            raise Conflict(
+                f"PersistentVolumeClaim {namespace}/{name} already exists with data source "
+                f"{found or 'none'}, not {wanted or 'none'}",
+                status=409, reason="AlreadyExists",
+            )
+        if (existing.get("metadata") or {}).get("deletionTimestamp"):
+            raise Conflict(
+                f"PersistentVolumeClaim {namespace}/{name} is being deleted; "
+                "create it again once gone",
+                status=409, reason="Terminating",
+            )
+        return existing
+
+    def delete_pvc(self, namespace: str, name: str) -> bool:
+        """Delete; False when already gone."""
+        try:
+            with translated_errors(f"delete PersistentVolumeClaim {namespace}/{name}"):
+                self.call_json(self.core.delete_namespaced_persistent_volume_claim, name, namespace)
+        except NotFound:
+            return False
+        return True
+
+    def get_storage_class(self, name: str) -> dict[str, Any] | None:
+        found = self.get_or_none(f"get StorageClass {name}", self.storage.read_storage_class, name)
+        return None if found is None else dict(found)
+
+    def watch_pvcs(
+        self,
+        namespace: str,
+        names: list[str],
+        timeout_seconds: float,
+        on_change: Callable[[list[PvcState]], None] | None = None,
+        progress_interval_seconds: float = 5.0,
+    ) -> list[PvcState]:
+        """Return once every named PVC is Bound (watch; see `waiting.ListWatch`)."""
+        ordered = list(dict.fromkeys(names))
+
+        def pending(objects: Objects) -> list[str]:
+            return [
+                f"{n} (phase {pvc_state(o).phase or 'unknown'})"
+                for n, o in objects.items() if not pvc_state(o).bound
+            ]
+
+        def states(objects: Objects) -> list[PvcState]:
+            return [pvc_state(objects[n]) for n in ordered if n in objects]
+
+        watcher = ListWatch(
+            functools.partial(self.core.list_namespaced_persistent_volume_claim, namespace),
+            ordered,
+            pending,
+            kind="PersistentVolumeClaim",
+            what=f"PersistentVolumeClaims in {namespace} to be Bound",
+            connect_timeout_seconds=self.connect_timeout_seconds,
+            request_timeout_seconds=self.request_timeout_seconds,
+            progress_interval_seconds=progress_interval_seconds,
+        )
+        report = None if on_change is None else (lambda objects: on_change(states(objects)))
+        return states(watcher.run(timeout_seconds, report))
+
+
+def _source_of(pvc: Mapping[str, Any]) -> str | None:
+    """`Kind/name` of the PVC's data source, None when it has none."""
+    spec = pvc.get("spec") or {}
+    source = spec.get("dataSourceRef") or spec.get("dataSource")
+    if not source:
+        return None
+    return f"{source.get('kind') or ''}/{source.get('name') or ''}"
