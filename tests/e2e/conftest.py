@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 
+from starter.connection import connect, load_connection_settings
 from starter.local_stack import (
     DevServerProcess,
     ManagedProcess,
@@ -30,8 +30,8 @@ def dev_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevServerPr
 
 @pytest.fixture(scope="session")
 async def client(dev_server: DevServerProcess) -> AsyncIterator[Client]:
-    yield await Client.connect(
-        dev_server.address, namespace=dev_server.namespace, data_converter=pydantic_data_converter
+    yield await connect(
+        load_connection_settings(address=dev_server.address, namespace=dev_server.namespace)
     )
 
 
