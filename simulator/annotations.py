@@ -1,0 +1,134 @@
+"""The `sim.vmsnap.io/*` annotations that seed the simulator's behaviour, and their parsing.
+
+Seeds (and tests) steer the parts of the cluster that are absent with these
+annotations; a real cluster ignores them. Where each one is read:
+
+| annotation | on | values (default) |
+| --- | --- | --- |
+| `guest-agent` | VirtualMachine (or a bare VMI) | `connected` (default), `absent`, `freeze-fails` |
+| `paused` | VirtualMachine | `"true"`: the VMI starts paused (`"false"`) |
+| `start-latency` | VirtualMachine | VMI creation to `Running` (`50ms`) |
+| `stop-latency` | VirtualMachine | VMI deletion to gone (`20ms`) |
+| `cut-latency` | VolumeSnapshotClass, or the source PVC | content to `creationTime` (`50ms`) |
+| `ready-latency` | VolumeSnapshotClass, or the source PVC | the cut to `readyToUse` (`100ms`) |
+| `bind-latency` | StorageClass, VolumeSnapshotClass, or the PVC | claim to Bound (`50ms`) |
+| `fail` | VolumeSnapshotClass, or the source PVC | `never-cut`, `never-ready`, `error` |
+
+Latencies are Go durations (`200ms`, `1.5s`). For `bind-latency` the PVC's own
+annotation comes first, then the VolumeSnapshotClass of the snapshot it is
+restored from, then its StorageClass.
+A PVC's own annotation wins over its class's: one slow or failing disk among
+several is then easy to seed. A value that does not parse is reported (the
+controllers record a Warning Event naming it) and the default is used.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from enum import Enum, StrEnum
+from typing import Any
+
+from cluster.durations import parse_duration
+
+PREFIX = "sim.vmsnap.io/"
+GUEST_AGENT = PREFIX + "guest-agent"
+PAUSED = PREFIX + "paused"
+START_LATENCY = PREFIX + "start-latency"
+STOP_LATENCY = PREFIX + "stop-latency"
+CUT_LATENCY = PREFIX + "cut-latency"
+READY_LATENCY = PREFIX + "ready-latency"
+BIND_LATENCY = PREFIX + "bind-latency"
+FAIL = PREFIX + "fail"
+
+DEFAULT_LATENCIES: dict[str, float] = {
+    START_LATENCY: 0.05,
+    STOP_LATENCY: 0.02,
+    CUT_LATENCY: 0.05,
+    READY_LATENCY: 0.1,
+    BIND_LATENCY: 0.05,
+}
+
+
+class AnnotationError(ValueError):
+    """An annotation value that does not parse; the message names the annotation."""
+
+
+class GuestAgent(StrEnum):
+    CONNECTED = "connected"
+    ABSENT = "absent"
+    FREEZE_FAILS = "freeze-fails"
+
+
+class SnapshotFailure(StrEnum):
+    NEVER_CUT = "never-cut"
+    NEVER_READY = "never-ready"
+    ERROR = "error"
+
+
+def annotations_of(obj: Mapping[str, Any] | None) -> Mapping[str, str]:
+    if not obj:
+        return {}
+    return (obj.get("metadata") or {}).get("annotations") or {}
+
+
+def _choice(value: str, name: str, enum: type[Enum]) -> Any:
+    allowed = ", ".join(str(member.value) for member in enum)
+    try:
+        return enum(value.strip())
+    except ValueError:
+        raise AnnotationError(f'annotation {name}: "{value}" is not one of {allowed}') from None
+
+
+def guest_agent(obj: Mapping[str, Any] | None) -> GuestAgent:
+    """The guest agent's state; an absent annotation means a connected agent."""
+    value = annotations_of(obj).get(GUEST_AGENT)
+    if value is None:
+        return GuestAgent.CONNECTED
+    return GuestAgent(_choice(value, GUEST_AGENT, GuestAgent))
+
+
+def paused(obj: Mapping[str, Any] | None) -> bool:
+    value = annotations_of(obj).get(PAUSED)
+    if value is None:
+        return False
+    lowered = value.strip().lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    raise AnnotationError(f'annotation {PAUSED}: "{value}" is not "true" or "false"')
+
+
+def snapshot_failure(obj: Mapping[str, Any] | None) -> SnapshotFailure | None:
+    value = annotations_of(obj).get(FAIL)
+    if value is None or not value.strip():
+        return None
+    return SnapshotFailure(_choice(value, FAIL, SnapshotFailure))
+
+
+def latency(obj: Mapping[str, Any] | None, name: str) -> float | None:
+    """Seconds set by the latency annotation `name` on `obj`, or None when it is absent."""
+    if name not in DEFAULT_LATENCIES:
+        raise KeyError(f"{name} is not a latency annotation")
+    value = annotations_of(obj).get(name)
+    if value is None:
+        return None
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise AnnotationError(f"annotation {name}: {exc}") from None
+
+
+def first_latency(name: str, *objs: Mapping[str, Any] | None) -> float:
+    """The first of `objs` that sets latency `name` decides; else the default.
+
+    Raises AnnotationError for a value that does not parse, so the caller can
+    report it before falling back to `default_latency(name)`.
+    """
+    for obj in objs:
+        value = latency(obj, name)
+        if value is not None:
+            return value
+    return DEFAULT_LATENCIES[name]
+
+
+def default_latency(name: str) -> float:
+    return DEFAULT_LATENCIES[name]

@@ -1,0 +1,30 @@
+"""What one API request is about: the unit of the request log, RBAC checks and fault rules."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+
+@dataclass
+class RequestInfo:
+    """A request as kube-apiserver's RequestInfo resolver names it.
+
+    `verb` uses Kubernetes' RBAC verbs: get, list, watch, create, update, patch,
+    delete, deletecollection (and the HTTP method for non-resource paths).
+    """
+
+    method: str
+    path: str
+    verb: str
+    group: str = ""
+    version: str = ""
+    resource: str = ""
+    namespace: str = ""
+    name: str = ""
+    subresource: str = ""
+    status: int = 0
+    time: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)

@@ -1,0 +1,39 @@
+"""What the simulator knows of a kind: its REST names, scope and subresources."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+# Validates a whole object; returns (field path, message) pairs, empty when valid.
+Validator = Callable[[dict[str, Any]], list[tuple[str, str]]]
+
+
+@dataclass(frozen=True)
+class ResourceType:
+    group: str  # "" for the core group
+    version: str
+    plural: str
+    singular: str
+    kind: str
+    namespaced: bool
+    short_names: tuple[str, ...] = ()
+    # "status" when the kind has a status subresource (status ignored on main writes).
+    subresources: tuple[str, ...] = ()
+    categories: tuple[str, ...] = ()
+    # Printer columns as in a CRD's additionalPrinterColumns (name, type, jsonPath).
+    printer_columns: tuple[dict[str, str], ...] = ()
+    validator: Validator | None = field(default=None, compare=False, hash=False)
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.group, self.plural)
+
+    @property
+    def api_version(self) -> str:
+        return f"{self.group}/{self.version}" if self.group else self.version
+
+    @property
+    def has_status(self) -> bool:
+        return "status" in self.subresources

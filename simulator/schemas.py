@@ -1,0 +1,478 @@
+"""Structural schemas of the served kinds: validation, unknown fields, CEL rules.
+
+One `KindSchema` per kind wraps a JSON schema (KubeVirt's swagger
+definitions, a CRD's `openAPIV3Schema`, or a built-in kind's schema from
+`core_schemas`) and answers what kube-apiserver checks:
+- `unknown_fields`: fields the schema does not know, found (Strict) or
+  dropped (Warn/Ignore), as a real server prunes them;
+- `validate`: jsonschema (Draft 4 semantics, which OpenAPI v2/v3.0 share),
+  CEL rules that do not involve `oldSelf`, and duplicate entries of
+  `x-kubernetes-list-type: set|map` lists;
+- `transition_errors`: CEL rules with `oldSelf` (immutability and the like),
+  on updates only.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import jsonschema
+
+from simulator.cel import MISSING, CelEvalError, CelProgram, CelUnsupported, compile_rule
+
+OBJECT_META = "k8s.io.apimachinery.pkg.apis.meta.v1.ObjectMeta"
+OBJECT_META_REF = {"$ref": f"#/definitions/{OBJECT_META}"}
+# Definitions whose content is free-form JSON (no field list to prune against).
+_FREE_FORM = (
+    "k8s.io.apimachinery.pkg.apis.meta.v1.FieldsV1",
+    "k8s.io.apimachinery.pkg.runtime.RawExtension",
+    "k8s.io.apimachinery.pkg.apis.meta.v1.Patch",
+)
+_INT_OR_STRING = "k8s.io.apimachinery.pkg.util.intstr.IntOrString"
+
+FieldErrors = list[tuple[str, str]]
+
+
+def to_draft4(schema: Any) -> Any:
+    """OpenAPI (v2 or v3.0) schema -> JSON Schema Draft 4 that jsonschema checks the same way.
+
+    `nullable: true` becomes a `null` type; `x-kubernetes-int-or-string` an
+    integer-or-string; the `x-kubernetes-*` markers stay for our own walks.
+    """
+    if isinstance(schema, list):
+        return [to_draft4(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {key: to_draft4(value) for key, value in schema.items()}
+    if out.get("x-kubernetes-int-or-string"):
+        out.pop("type", None)
+        out.setdefault("anyOf", [{"type": "integer"}, {"type": "string"}])
+    if out.pop("nullable", False):
+        kind = out.get("type")
+        if isinstance(kind, str):
+            out["type"] = [kind, "null"]
+        elif isinstance(kind, list) and "null" not in kind:
+            out["type"] = [*kind, "null"]
+        if "enum" in out and None not in out["enum"]:
+            out["enum"] = [*out["enum"], None]
+    return out
+
+
+def swagger_definitions(swagger: dict[str, Any]) -> dict[str, Any]:
+    """KubeVirt's definitions in Draft 4 form, with the fixes a real server's decoding implies."""
+    definitions: dict[str, Any] = to_draft4(copy.deepcopy(swagger.get("definitions", {})))
+    for name in _FREE_FORM:
+        if name in definitions:
+            definitions[name]["x-kubernetes-preserve-unknown-fields"] = True
+    if _INT_OR_STRING in definitions:
+        definitions[_INT_OR_STRING] = {
+            "description": definitions[_INT_OR_STRING].get("description", ""),
+            "anyOf": [{"type": "integer"}, {"type": "string"}],
+            "x-kubernetes-int-or-string": True,
+        }
+    return definitions
+
+
+def field_path(parts: Iterator[Any] | list[Any]) -> str:
+    """["spec", "volumes", 0, "name"] -> "spec.volumes[0].name", as Kubernetes prints fields."""
+    text = ""
+    for part in parts:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        else:
+            text += f".{part}" if text else str(part)
+    return text
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "integer"
+    if isinstance(value, float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    return "object"
+
+
+def _quoted(value: Any) -> str:
+    if isinstance(value, str):
+        return json.dumps(value)
+    return json.dumps(_json_type(value))
+
+
+def _describe(error: jsonschema.ValidationError) -> list[tuple[str, str]]:
+    """One jsonschema error in kube-apiserver's words."""
+    path = list(error.absolute_path)
+    field = field_path(path) or "<root>"
+    validator = error.validator
+    expected: Any = error.validator_value
+    instance: Any = error.instance
+    if validator == "required":
+        missing = [p for p in expected if isinstance(instance, dict) and p not in instance]
+        return [(field_path([*path, name]), "Required value") for name in missing]
+    if validator == "type":
+        kinds = expected if isinstance(expected, list) else [expected]
+        wanted = " or ".join(k for k in kinds if k != "null")
+        return [
+            (
+                field,
+                f"Invalid value: {json.dumps(_json_type(instance))}: {field} in body must be of "
+                f"type {wanted}: {json.dumps(_json_type(instance))}",
+            )
+        ]
+    if validator == "enum":
+        supported = ", ".join(json.dumps(v) for v in expected)
+        return [(field, f"Unsupported value: {_quoted(instance)}: supported values: {supported}")]
+    if validator == "pattern":
+        return [
+            (
+                field,
+                f"Invalid value: {_quoted(instance)}: {field} in body should match '{expected}'",
+            )
+        ]
+    if validator == "minLength":
+        return [
+            (
+                field,
+                f"Invalid value: {_quoted(instance)}: {field} in body should be at least "
+                f"{expected} chars long",
+            )
+        ]
+    if validator == "maxLength":
+        return [(field, f"Too long: may not be more than {expected} bytes")]
+    if validator in ("minimum", "maximum"):
+        relation = "greater than or equal to" if validator == "minimum" else "less than or equal to"
+        return [
+            (
+                field,
+                f"Invalid value: {json.dumps(instance)}: {field} in body should be {relation} "
+                f"{expected}",
+            )
+        ]
+    if validator in ("minItems", "maxItems"):
+        word = "at least" if validator == "minItems" else "at most"
+        return [
+            (
+                field,
+                f"Invalid value: {len(instance)}: {field} in body should have {word} "
+                f"{expected} items",
+            )
+        ]
+    return [(field, f"Invalid value: {_quoted(instance)}: {error.message}")]
+
+
+class KindSchema:
+    """The schema of one kind, with the definitions its `$ref`s point into."""
+
+    def __init__(self, root: dict[str, Any], definitions: dict[str, Any]) -> None:
+        self.root = root
+        self.definitions = definitions
+        document = {**root, "definitions": definitions}
+        self._validator = jsonschema.Draft4Validator(document)
+        self._rules: dict[int, list[tuple[CelProgram, dict[str, Any]]]] = {}
+        self._checks_below: dict[int, bool] = {}
+        self._warned: set[str] = set()
+
+    @classmethod
+    def for_crd_version(
+        cls, open_api_v3_schema: dict[str, Any], definitions: dict[str, Any]
+    ) -> KindSchema:
+        """A CRD's schema: the root `metadata` is ObjectMeta, as on a real server."""
+        root = to_draft4(copy.deepcopy(open_api_v3_schema)) or {}
+        root.setdefault("type", "object")
+        properties = root.setdefault("properties", {})
+        properties["metadata"] = OBJECT_META_REF
+        properties.setdefault("apiVersion", {"type": "string"})
+        properties.setdefault("kind", {"type": "string"})
+        return cls(root, definitions)
+
+    @classmethod
+    def for_definition(cls, name: str, definitions: dict[str, Any]) -> KindSchema:
+        if name not in definitions:
+            raise KeyError(f"definition {name!r} not in the reference swagger")
+        return cls({"$ref": f"#/definitions/{name}"}, definitions)
+
+    # ---- references ---------------------------------------------------------------------
+
+    def resolve(self, schema: Any) -> dict[str, Any]:
+        seen = 0
+        while isinstance(schema, dict) and "$ref" in schema:
+            ref = schema["$ref"]
+            if not ref.startswith("#/definitions/"):
+                raise ValueError(f"unsupported $ref {ref!r}")
+            schema = self.definitions.get(ref[len("#/definitions/") :], {})
+            seen += 1
+            if seen > 50:
+                raise ValueError(f"$ref loop at {ref!r}")
+        return schema if isinstance(schema, dict) else {}
+
+    def property_schema(self, path: list[str]) -> dict[str, Any] | None:
+        """The schema at a dotted field path (for OpenAPI documents and field checks)."""
+        schema = self.resolve(self.root)
+        for part in path:
+            properties = schema.get("properties") or {}
+            if part not in properties:
+                return None
+            schema = self.resolve(properties[part])
+        return schema
+
+    # ---- unknown fields -------------------------------------------------------------------
+
+    def unknown_fields(self, obj: Any, *, prune: bool) -> list[str]:
+        """Paths of fields the schema does not declare; removed from `obj` when `prune`."""
+        found: list[str] = []
+        self._walk_unknown(self.root, obj, [], prune, found)
+        return found
+
+    def _walk_unknown(
+        self, schema: Any, value: Any, path: list[Any], prune: bool, found: list[str]
+    ) -> None:
+        schema = self.resolve(schema)
+        if isinstance(value, list):
+            items = schema.get("items")
+            if isinstance(items, dict):
+                for index, item in enumerate(value):
+                    self._walk_unknown(items, item, [*path, index], prune, found)
+            return
+        if not isinstance(value, dict):
+            return
+        properties = schema.get("properties")
+        additional = schema.get("additionalProperties")
+        preserve = bool(schema.get("x-kubernetes-preserve-unknown-fields"))
+        embedded = bool(schema.get("x-kubernetes-embedded-resource"))
+        if properties is None and not embedded:
+            if isinstance(additional, dict):
+                for key, item in value.items():
+                    self._walk_unknown(additional, item, [*path, key], prune, found)
+                return
+            if additional is True or preserve or "anyOf" in schema or "type" not in schema:
+                return
+        for key in list(value):
+            if properties and key in properties:
+                self._walk_unknown(properties[key], value[key], [*path, key], prune, found)
+            elif embedded and key in ("apiVersion", "kind"):
+                continue
+            elif embedded and key == "metadata":
+                self._walk_unknown(OBJECT_META_REF, value[key], [*path, key], prune, found)
+            elif isinstance(additional, dict):
+                self._walk_unknown(additional, value[key], [*path, key], prune, found)
+            elif preserve or additional is True:
+                continue
+            else:
+                found.append(field_path([*path, key]))
+                if prune:
+                    del value[key]
+
+    # ---- validation -----------------------------------------------------------------------
+
+    def validate(self, obj: Any) -> FieldErrors:
+        """Schema errors, CEL rules without `oldSelf`, duplicate set/map entries."""
+        errors: FieldErrors = []
+        for error in sorted(
+            self._validator.iter_errors(obj), key=lambda e: list(map(str, e.absolute_path))
+        ):
+            errors.extend(_describe(error))
+        self._walk_checks(self.root, obj, MISSING, [], errors, transition=False)
+        return errors
+
+    def transition_errors(self, new: Any, old: Any) -> FieldErrors:
+        """CEL rules that compare with `oldSelf`, evaluated where old and new correlate."""
+        errors: FieldErrors = []
+        self._walk_checks(self.root, new, old, [], errors, transition=True)
+        return errors
+
+    def _compiled_rules(self, schema: dict[str, Any]) -> list[tuple[CelProgram, dict[str, Any]]]:
+        key = id(schema)
+        if key not in self._rules:
+            compiled = []
+            for rule in schema.get("x-kubernetes-validations") or []:
+                source = rule.get("rule", "")
+                try:
+                    compiled.append((compile_rule(source), rule))
+                except CelUnsupported as exc:
+                    if source not in self._warned:
+                        self._warned.add(source)
+                        print(
+                            f"simulator: CEL rule not enforced ({exc}): {source}", file=sys.stderr
+                        )
+            self._rules[key] = compiled
+        return self._rules[key]
+
+    def _has_checks(self, schema: Any, visiting: frozenset[int] = frozenset()) -> bool:
+        """Whether any rule or set/map list lives at or below this schema (memoised)."""
+        schema = self.resolve(schema)
+        key = id(schema)
+        if key in self._checks_below:
+            return self._checks_below[key]
+        if key in visiting:
+            return False
+        result = bool(schema.get("x-kubernetes-validations")) or schema.get(
+            "x-kubernetes-list-type"
+        ) in ("set", "map")
+        if not result:
+            children = [
+                *(schema.get("properties") or {}).values(),
+                schema.get("items"),
+                schema.get("additionalProperties"),
+            ]
+            result = any(
+                self._has_checks(child, visiting | {key})
+                for child in children
+                if isinstance(child, dict)
+            )
+        self._checks_below[key] = result
+        return result
+
+    def _walk_checks(
+        self,
+        schema: Any,
+        new: Any,
+        old: Any,
+        path: list[Any],
+        errors: FieldErrors,
+        *,
+        transition: bool,
+    ) -> None:
+        schema = self.resolve(schema)
+        if new is MISSING or not self._has_checks(schema):
+            return
+        for program, rule in self._compiled_rules(schema):
+            if program.uses_old_self != transition or (transition and old is MISSING):
+                continue
+            self._apply_rule(program, rule, new, old, path, errors)
+        if not transition:
+            errors.extend(_duplicates(schema, new, path))
+        if isinstance(new, dict):
+            properties = schema.get("properties") or {}
+            additional = schema.get("additionalProperties")
+            for key, value in new.items():
+                child = properties.get(key, additional if isinstance(additional, dict) else None)
+                if child is None:
+                    continue
+                old_value = old.get(key, MISSING) if isinstance(old, dict) else MISSING
+                self._walk_checks(
+                    child, value, old_value, [*path, key], errors, transition=transition
+                )
+        elif isinstance(new, list) and isinstance(schema.get("items"), dict):
+            old_items = _correlate(schema, new, old)
+            for index, value in enumerate(new):
+                self._walk_checks(
+                    schema["items"],
+                    value,
+                    old_items[index],
+                    [*path, index],
+                    errors,
+                    transition=transition,
+                )
+
+    def _apply_rule(
+        self,
+        program: CelProgram,
+        rule: dict[str, Any],
+        new: Any,
+        old: Any,
+        path: list[Any],
+        errors: FieldErrors,
+    ) -> None:
+        where = field_path(path)
+        if rule.get("fieldPath"):
+            where = (where + str(rule["fieldPath"])).lstrip(".")
+        message = rule.get("message") or f"failed rule: {program.source}"
+        try:
+            passed = program.evaluate(new, old)
+        except CelEvalError as exc:
+            errors.append((where or "<root>", f"Invalid value: {_quoted(new)}: {message}: {exc}"))
+            return
+        if passed is not True:
+            reason = rule.get("reason", "FieldValueInvalid")
+            if reason == "FieldValueRequired":
+                errors.append((where or "<root>", f"Required value: {message}"))
+            elif reason == "FieldValueForbidden":
+                errors.append((where or "<root>", f"Forbidden: {message}"))
+            else:
+                errors.append(
+                    (where or "<root>", f"Invalid value: {json.dumps(_json_type(new))}: {message}")
+                )
+
+
+def _map_key(schema: dict[str, Any], item: Any) -> tuple[Any, ...] | None:
+    keys = schema.get("x-kubernetes-list-map-keys") or []
+    if not keys or not isinstance(item, dict):
+        return None
+    return tuple(json.dumps(item.get(k), sort_keys=True) for k in keys)
+
+
+def _duplicates(schema: dict[str, Any], value: Any, path: list[Any]) -> FieldErrors:
+    list_type = schema.get("x-kubernetes-list-type")
+    if not isinstance(value, list) or list_type not in ("set", "map"):
+        return []
+    seen: set[Any] = set()
+    errors: FieldErrors = []
+    for index, item in enumerate(value):
+        key = json.dumps(item, sort_keys=True) if list_type == "set" else _map_key(schema, item)
+        if key is None:
+            continue
+        if key in seen:
+            shown = (
+                item
+                if list_type == "set"
+                else dict(
+                    zip(
+                        schema.get("x-kubernetes-list-map-keys") or [],
+                        (json.loads(k) for k in key),
+                        strict=True,
+                    )
+                )
+            )
+            errors.append((field_path([*path, index]), f"Duplicate value: {json.dumps(shown)}"))
+        seen.add(key)
+    return errors
+
+
+def _correlate(schema: dict[str, Any], new: list[Any], old: Any) -> list[Any]:
+    """Old counterparts of list items: by key for `map` lists, none otherwise (as in k8s)."""
+    if schema.get("x-kubernetes-list-type") != "map" or not isinstance(old, list):
+        return [MISSING] * len(new)
+    by_key = {}
+    for item in old:
+        key = _map_key(schema, item)
+        if key is not None:
+            by_key[key] = item
+    return [by_key.get(_map_key(schema, item) or (), MISSING) for item in new]
+
+
+def apply_defaults(schema_set: KindSchema, obj: Any) -> None:
+    """Structural defaulting of a CRD: set each absent field that has a `default`."""
+    _default_walk(schema_set, schema_set.root, obj, root=True)
+
+
+def _default_walk(schema_set: KindSchema, schema: Any, value: Any, *, root: bool = False) -> None:
+    schema = schema_set.resolve(schema)
+    if isinstance(value, dict):
+        properties = schema.get("properties") or {}
+        for key, child in properties.items():
+            if root and key == "metadata":
+                continue
+            child = schema_set.resolve(child)
+            if key not in value and "default" in child:
+                value[key] = copy.deepcopy(child["default"])
+            if key in value:
+                _default_walk(schema_set, child, value[key])
+        additional = schema.get("additionalProperties")
+        if isinstance(additional, dict):
+            for key, item in value.items():
+                if key not in properties:
+                    _default_walk(schema_set, additional, item)
+    elif isinstance(value, list) and isinstance(schema.get("items"), dict):
+        for item in value:
+            _default_walk(schema_set, schema["items"], item)

@@ -1,0 +1,168 @@
+"""The simulator's HTTP server: authentication, routing, the request log, admin endpoints.
+
+One aiohttp application on one event loop with the store and the simulated
+controllers. Every request needs the bearer token (except the health
+probes); resource requests go through the fault injector first; every
+request but `/sim/*` lands in the request log with its status code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import sys
+import traceback
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from simulator.context import INFO, IS_RESOURCE, LOGGED, SimulatorContext
+from simulator.errors import ApiError
+from simulator.request_paths import resolve
+from simulator.resource_api import ResourceApi
+from simulator.responses import (
+    json_response,
+    method_not_allowed,
+    not_found_path,
+    read_body,
+    status_response,
+)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+PUBLIC_PATHS = frozenset({"/healthz", "/livez", "/readyz"})
+MAX_BODY_BYTES = 3 * 1024 * 1024 + 1024  # etcd's request limit, as a real server enforces
+_UNAUTHORIZED = ApiError(401, "Unauthorized", "Unauthorized")
+
+
+def _authorized(request: web.Request, token: str) -> bool:
+    header = request.headers.get("Authorization", "")
+    scheme, _, presented = header.partition(" ")
+    if scheme.lower() != "bearer" or not presented:
+        return False
+    return hmac.compare_digest(presented.strip().encode(), token.encode())
+
+
+class Server:
+    """Routes requests to discovery, OpenAPI, resources and the admin endpoints."""
+
+    def __init__(self, ctx: SimulatorContext) -> None:
+        self.ctx = ctx
+        self.resources = ResourceApi(ctx)
+
+    def app(self) -> web.Application:
+        app = web.Application(middlewares=[self.middleware], client_max_size=MAX_BODY_BYTES)
+        app.router.add_route("*", "/{tail:.*}", self.dispatch)
+        return app
+
+    @web.middleware
+    async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        info, is_resource = resolve(request.method, request.path, request.query)
+        request[INFO], request[IS_RESOURCE] = info, is_resource
+        admin = request.path == "/sim" or request.path.startswith("/sim/")
+        try:
+            if request.path not in PUBLIC_PATHS and not _authorized(request, self.ctx.token):
+                raise _UNAUTHORIZED
+            if is_resource:
+                injected = await self.ctx.faults.before(info)
+                if injected is not None:
+                    raise injected
+            response = await handler(request)
+        except ApiError as exc:
+            response = status_response(exc)
+        except web.HTTPException as exc:
+            response = status_response(ApiError(exc.status, exc.reason, exc.text or exc.reason))
+        except (ConnectionResetError, asyncio.CancelledError):
+            # The client went away (a timeout of its own, a fault-injected hold): the call
+            # still happened, so it is logged, with status 0 for "no answer".
+            if not admin and not request.get(LOGGED):
+                info.status = 0
+                self.ctx.requests.append(info)
+            raise
+        except Exception as exc:  # a simulator bug: answer like a server would, and say so
+            traceback.print_exc(file=sys.stderr)
+            response = status_response(ApiError(500, "InternalError", f"simulator error: {exc!r}"))
+        if not admin and not request.get(LOGGED):
+            info.status = response.status
+            self.ctx.requests.append(info)
+        return response
+
+    async def dispatch(self, request: web.Request) -> web.StreamResponse:
+        path = request.path.rstrip("/") or "/"
+        if path in PUBLIC_PATHS:
+            return web.Response(text="ok")
+        if path == "/sim" or path.startswith("/sim/"):
+            return await self.admin(request, path)
+        if request[IS_RESOURCE]:
+            return await self.resources.handle(request, request[INFO])
+        if request.method != "GET":
+            raise method_not_allowed()
+        return self.non_resource(request, path)
+
+    # ---- discovery and OpenAPI -----------------------------------------------------------
+
+    def non_resource(self, request: web.Request, path: str) -> web.StreamResponse:
+        discovery = self.ctx.discovery
+        parts = [p for p in path.split("/") if p]
+        if path == "/version":
+            return json_response(discovery.version())
+        if path == "/api":
+            return json_response(discovery.core_versions(self.ctx.server_address))
+        if path == "/apis":
+            return json_response(discovery.group_list())
+        if parts[:1] == ["api"] and len(parts) == 2:
+            found = discovery.resource_list("", parts[1])
+            if found is not None:
+                return json_response(found)
+        if parts[:1] == ["apis"] and len(parts) == 2:
+            group = discovery.group(parts[1])
+            if group is not None:
+                return json_response(group)
+        if parts[:1] == ["apis"] and len(parts) == 3:
+            found = discovery.resource_list(parts[1], parts[2])
+            if found is not None:
+                return json_response(found)
+        if path == "/openapi/v3":
+            return json_response(self.ctx.openapi.index())
+        if parts[:2] == ["openapi", "v3"] and len(parts) > 2:
+            document = self.ctx.openapi.document("/".join(parts[2:]))
+            if document is not None:
+                return web.Response(body=document, content_type="application/json")
+        raise not_found_path()
+
+    # ---- /sim ---------------------------------------------------------------------------
+
+    async def admin(self, request: web.Request, path: str) -> web.StreamResponse:
+        ctx, method = self.ctx, request.method
+        if path == "/sim/requests":
+            if method == "GET":
+                since_text = request.query.get("since", "0")
+                try:
+                    since = int(since_text)
+                except ValueError as exc:
+                    raise ApiError(
+                        400, "BadRequest", f"since must be an integer, not {since_text!r}"
+                    ) from exc
+                return json_response(
+                    {"items": ctx.requests.since(since), "next": ctx.requests.next_index}
+                )
+            if method == "DELETE":
+                ctx.requests.clear()
+                return json_response({"next": ctx.requests.next_index})
+            raise method_not_allowed()
+        if path == "/sim/freeze-log":
+            if method != "GET":
+                raise method_not_allowed()
+            return json_response({"items": ctx.behaviours.freeze_log()})
+        if path == "/sim/faults":
+            if method == "GET":
+                return json_response(ctx.faults.active())
+            if method == "PUT":
+                spec = await read_body(request, required=True)
+                return json_response(ctx.faults.configure(spec))
+            if method == "DELETE":
+                ctx.faults.clear()
+                return json_response(ctx.faults.active())
+            raise method_not_allowed()
+        if path == "/sim/watches" and method == "GET":
+            return json_response({"open": ctx.watches.open_count})
+        raise not_found_path()

@@ -1,0 +1,492 @@
+"""The simulator's object store: the API semantics that bite in production.
+
+One process-wide `resourceVersion` counter, optimistic concurrency (409 on a
+stale write), AlreadyExists, finalizers with `deletionTimestamp`, owner
+reference garbage collection, and a bounded event history so that a watch
+can start from any recent `resourceVersion` (410 Gone when it is too old).
+
+The store is synchronous and not thread-safe: the server and the simulated
+controllers all run on one asyncio loop. Every change is announced to
+subscribers synchronously, after it is committed.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+import uuid
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import jsonpatch
+
+from simulator.errors import (
+    ApiError,
+    already_exists,
+    bad_request,
+    conflict,
+    gone,
+    invalid,
+    not_found,
+)
+from simulator.resource_types import ResourceType
+from simulator.selectors import field_matcher, label_matcher
+
+EventType = Literal["ADDED", "MODIFIED", "DELETED"]
+PatchType = Literal["merge", "json", "strategic"]
+
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+_HISTORY_LIMIT = 20_000
+_GENERATE_SUFFIX = "bcdfghjklmnpqrstvwxz2456789"
+
+
+@dataclass(frozen=True)
+class WatchEvent:
+    resource_version: int
+    type: EventType
+    resource: ResourceType
+    object: dict[str, Any]
+
+
+Subscriber = Callable[[WatchEvent], None]
+
+
+def now_rfc3339() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7386 JSON merge patch."""
+    if not isinstance(patch, dict):
+        return copy.deepcopy(patch)
+    result = copy.deepcopy(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = merge_patch(result.get(key), value)
+    return result
+
+
+class Store:
+    """In-memory objects of every registered kind, keyed by (group, plural)."""
+
+    def __init__(self, types: Iterable[ResourceType] = ()) -> None:
+        self._types: dict[tuple[str, str], ResourceType] = {}
+        self._objects: dict[tuple[str, str], dict[tuple[str, str], dict[str, Any]]] = {}
+        self._rv = 1
+        self._history: deque[WatchEvent] = deque(maxlen=_HISTORY_LIMIT)
+        self._subscribers: list[Subscriber] = []
+        for resource in types:
+            self.register(resource)
+
+    # ---- kinds -------------------------------------------------------------------------
+
+    def register(self, resource: ResourceType) -> None:
+        self._types[resource.key] = resource
+        self._objects.setdefault(resource.key, {})
+
+    def types(self) -> list[ResourceType]:
+        return list(self._types.values())
+
+    def resource(self, group: str, plural: str) -> ResourceType:
+        try:
+            return self._types[(group, plural)]
+        except KeyError:
+            raise ApiError(
+                404, "NotFound", f"the server could not find the requested resource ({plural})"
+            ) from None
+
+    def resource_for_kind(self, api_version: str, kind: str) -> ResourceType:
+        group = api_version.rpartition("/")[0]
+        for resource in self._types.values():
+            if resource.group == group and resource.kind == kind:
+                return resource
+        raise bad_request(f'no matches for kind "{kind}" in version "{api_version}"')
+
+    # ---- watching ----------------------------------------------------------------------
+
+    @property
+    def resource_version(self) -> int:
+        return self._rv
+
+    def subscribe(self, subscriber: Subscriber) -> Callable[[], None]:
+        """Call `subscriber` after every committed change; returns an unsubscribe."""
+        self._subscribers.append(subscriber)
+        return lambda: self._subscribers.remove(subscriber)
+
+    def events_since(self, resource: ResourceType, since: int) -> list[WatchEvent]:
+        """Events of one kind after `since`; 410 Gone when history no longer reaches it."""
+        if since and self._history and since < self._history[0].resource_version - 1:
+            raise gone(f"too old resource version: {since} ({self._rv})")
+        found = []
+        for event in reversed(self._history):  # newest first: stop at `since`, not at the start
+            if event.resource_version <= since:
+                break
+            if event.resource.key == resource.key:
+                found.append(event)
+        found.reverse()
+        return found
+
+    def _emit(self, type_: EventType, resource: ResourceType, obj: dict[str, Any]) -> None:
+        event = WatchEvent(
+            int(obj["metadata"]["resourceVersion"]), type_, resource, copy.deepcopy(obj)
+        )
+        self._history.append(event)
+        for subscriber in list(self._subscribers):
+            subscriber(event)
+
+    def _next_rv(self) -> str:
+        self._rv += 1
+        return str(self._rv)
+
+    # ---- reads -------------------------------------------------------------------------
+
+    def _bucket(self, resource: ResourceType) -> dict[tuple[str, str], dict[str, Any]]:
+        return self._objects[resource.key]
+
+    def _scope(self, resource: ResourceType, namespace: str | None) -> str:
+        return (namespace or "") if resource.namespaced else ""
+
+    def get(self, resource: ResourceType, namespace: str | None, name: str) -> dict[str, Any]:
+        obj = self._bucket(resource).get((self._scope(resource, namespace), name))
+        if obj is None:
+            raise not_found(resource.group, resource.plural, name)
+        return copy.deepcopy(obj)
+
+    def find(
+        self, resource: ResourceType, namespace: str | None, name: str
+    ) -> dict[str, Any] | None:
+        obj = self._bucket(resource).get((self._scope(resource, namespace), name))
+        return copy.deepcopy(obj) if obj is not None else None
+
+    def list(
+        self,
+        resource: ResourceType,
+        namespace: str | None = None,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+    ) -> tuple[list[dict[str, Any]], str]:
+        labels, fields = label_matcher(label_selector), field_matcher(field_selector)
+        items = [
+            copy.deepcopy(obj)
+            for (ns, _), obj in sorted(self._bucket(resource).items())
+            if (not namespace or not resource.namespaced or ns == namespace)
+            and labels(obj)
+            and fields(obj)
+        ]
+        return items, str(self._rv)
+
+    # ---- writes ------------------------------------------------------------------------
+
+    def _validate(self, resource: ResourceType, obj: dict[str, Any]) -> None:
+        name = obj["metadata"].get("name", "")
+        causes: list[tuple[str, str]] = []
+        if not _DNS_SUBDOMAIN.match(name) or len(name) > 253:
+            causes.append(
+                (
+                    "metadata.name",
+                    f'Invalid value: "{name}": a lowercase RFC 1123 subdomain must consist of '
+                    "lower case alphanumeric characters, '-' or '.'",
+                )
+            )
+        if resource.validator is not None:
+            causes.extend(resource.validator(obj))
+        if causes:
+            raise invalid(
+                resource.kind, resource.group, name, [{"field": f, "message": m} for f, m in causes]
+            )
+
+    def _generate_name(self, resource: ResourceType, scope: str, prefix: str) -> str:
+        while True:
+            suffix = "".join(
+                _GENERATE_SUFFIX[b % len(_GENERATE_SUFFIX)] for b in uuid.uuid4().bytes[:5]
+            )
+            if (scope, prefix + suffix) not in self._bucket(resource):
+                return prefix + suffix
+
+    def create(
+        self,
+        resource: ResourceType,
+        namespace: str | None,
+        obj: dict[str, Any],
+        *,
+        keep_status: bool = False,
+        dry_run: bool = False,
+    ) -> dict[str, Any]:
+        """POST. `keep_status` is for seeding: a real server drops status on create."""
+        obj = copy.deepcopy(obj)
+        meta = obj.setdefault("metadata", {})
+        if not isinstance(meta, dict):
+            raise bad_request("metadata must be an object")
+        if resource.namespaced:
+            body_ns = meta.get("namespace")
+            if namespace and body_ns and body_ns != namespace:
+                raise bad_request(
+                    "the namespace of the provided object does not match the namespace sent on "
+                    "the request"
+                )
+            namespace = namespace or body_ns or "default"
+            if resource.key != ("", "namespaces"):
+                self._require_namespace(namespace)
+            meta["namespace"] = namespace
+        else:
+            meta.pop("namespace", None)
+        scope = self._scope(resource, namespace)
+        if not meta.get("name"):
+            if not meta.get("generateName"):
+                raise invalid(
+                    resource.kind,
+                    resource.group,
+                    "",
+                    [
+                        {
+                            "field": "metadata.name",
+                            "message": "Required value: name or generateName is required",
+                        }
+                    ],
+                )
+            meta["name"] = self._generate_name(resource, scope, meta["generateName"])
+        name = meta["name"]
+        obj["apiVersion"], obj["kind"] = resource.api_version, resource.kind
+        if resource.has_status and not keep_status:
+            obj.pop("status", None)
+        if resource.key == ("", "namespaces") and not keep_status:
+            obj["status"] = {"phase": "Active"}
+        self._validate(resource, obj)
+        if (scope, name) in self._bucket(resource):
+            raise already_exists(resource.group, resource.plural, name)
+        meta.pop("deletionTimestamp", None)
+        meta.pop("resourceVersion", None)
+        meta["uid"] = str(uuid.uuid4())
+        meta["creationTimestamp"] = now_rfc3339()
+        meta["generation"] = 1
+        if dry_run:
+            return obj
+        meta["resourceVersion"] = self._next_rv()
+        self._bucket(resource)[(scope, name)] = obj
+        self._emit("ADDED", resource, obj)
+        return copy.deepcopy(obj)
+
+    def _require_namespace(self, namespace: str) -> None:
+        namespaces = self._objects.get(("", "namespaces"), {})
+        found = namespaces.get(("", namespace))
+        if found is None:
+            raise not_found("", "namespaces", namespace)
+        if found["metadata"].get("deletionTimestamp"):
+            raise ApiError(
+                403,
+                "Forbidden",
+                f"unable to create new content in namespace {namespace} because it is being "
+                "terminated",
+            )
+
+    def update(
+        self,
+        resource: ResourceType,
+        namespace: str | None,
+        name: str,
+        obj: dict[str, Any],
+        *,
+        subresource: str | None = None,
+        dry_run: bool = False,
+    ) -> dict[str, Any]:
+        """PUT of the object or of its status; a set `resourceVersion` must be current."""
+        scope = self._scope(resource, namespace)
+        current = self._bucket(resource).get((scope, name))
+        if current is None:
+            raise not_found(resource.group, resource.plural, name)
+        obj = copy.deepcopy(obj)
+        meta = obj.setdefault("metadata", {})
+        if meta.get("name", name) != name:
+            raise bad_request(
+                f"the name of the object ({meta.get('name')}) does not match the name "
+                f"on the URL ({name})"
+            )
+        sent_rv = meta.get("resourceVersion")
+        if sent_rv and sent_rv != current["metadata"]["resourceVersion"]:
+            raise conflict(resource.group, resource.plural, name)
+        if subresource == "status":
+            updated = copy.deepcopy(current)
+            if "status" in obj:
+                updated["status"] = obj["status"]
+            else:
+                updated.pop("status", None)
+        elif subresource:
+            raise bad_request(f"subresource {subresource!r} cannot be updated with PUT here")
+        else:
+            updated = obj
+            updated["apiVersion"], updated["kind"] = resource.api_version, resource.kind
+            if resource.has_status:
+                if "status" in current:
+                    updated["status"] = copy.deepcopy(current["status"])
+                else:
+                    updated.pop("status", None)
+            new_meta = updated["metadata"]
+            for immutable in ("uid", "creationTimestamp", "namespace", "deletionTimestamp"):
+                if immutable in current["metadata"]:
+                    new_meta[immutable] = current["metadata"][immutable]
+                else:
+                    new_meta.pop(immutable, None)
+            new_meta["name"] = name
+            generation = current["metadata"].get("generation", 1)
+            if _spec_of(updated) != _spec_of(current):
+                generation += 1
+            new_meta["generation"] = generation
+        self._validate(resource, updated)
+        if dry_run:
+            return updated
+        return self._commit(resource, scope, name, current, updated)
+
+    def _commit(
+        self,
+        resource: ResourceType,
+        scope: str,
+        name: str,
+        current: dict[str, Any],
+        updated: dict[str, Any],
+    ) -> dict[str, Any]:
+        if _without_rv(updated) == _without_rv(current):
+            return copy.deepcopy(current)  # a no-op write changes nothing, as on a real server
+        updated["metadata"]["resourceVersion"] = self._next_rv()
+        if updated["metadata"].get("deletionTimestamp") and not updated["metadata"].get(
+            "finalizers"
+        ):
+            del self._bucket(resource)[(scope, name)]
+            self._emit("DELETED", resource, updated)
+            self._collect_garbage(updated["metadata"]["uid"])
+            return copy.deepcopy(updated)
+        self._bucket(resource)[(scope, name)] = updated
+        self._emit("MODIFIED", resource, updated)
+        return copy.deepcopy(updated)
+
+    def patch(
+        self,
+        resource: ResourceType,
+        namespace: str | None,
+        name: str,
+        patch_type: PatchType,
+        patch: Any,
+        *,
+        subresource: str | None = None,
+        dry_run: bool = False,
+    ) -> dict[str, Any]:
+        """PATCH: merge (and strategic, treated as merge), or JSON patch with `test`."""
+        current = self.get(resource, namespace, name)
+        if patch_type == "json":
+            if not isinstance(patch, list):
+                raise bad_request("a JSON patch must be a list of operations")
+            try:
+                patched = jsonpatch.apply_patch(current, patch)
+            except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException) as exc:
+                raise ApiError(
+                    422,
+                    "Invalid",
+                    f"the server rejected our request due to an error in our request: {exc}",
+                ) from exc
+        else:
+            if not isinstance(patch, dict):
+                raise bad_request("a merge patch must be a JSON object")
+            patched = merge_patch(current, patch)
+        if not isinstance(patched, dict):
+            raise bad_request("the patch did not produce an object")
+        sent_rv = (patched.get("metadata") or {}).get("resourceVersion")
+        if sent_rv == current["metadata"]["resourceVersion"]:
+            patched["metadata"].pop("resourceVersion", None)  # unchanged: no precondition
+        return self.update(
+            resource, namespace, name, patched, subresource=subresource, dry_run=dry_run
+        )
+
+    def delete(
+        self,
+        resource: ResourceType,
+        namespace: str | None,
+        name: str,
+        *,
+        precondition_uid: str | None = None,
+        precondition_rv: str | None = None,
+        dry_run: bool = False,
+    ) -> dict[str, Any]:
+        """DELETE: set `deletionTimestamp` while finalizers remain, else remove, then GC."""
+        scope = self._scope(resource, namespace)
+        current = self._bucket(resource).get((scope, name))
+        if current is None:
+            raise not_found(resource.group, resource.plural, name)
+        if precondition_uid and precondition_uid != current["metadata"]["uid"]:
+            raise conflict(resource.group, resource.plural, name)
+        if precondition_rv and precondition_rv != current["metadata"]["resourceVersion"]:
+            raise conflict(resource.group, resource.plural, name)
+        if dry_run:
+            return copy.deepcopy(current)
+        if resource.key == ("", "namespaces"):
+            return self._delete_namespace(resource, current)
+        if current["metadata"].get("finalizers"):
+            if current["metadata"].get("deletionTimestamp"):
+                return copy.deepcopy(current)
+            updated = copy.deepcopy(current)
+            updated["metadata"]["deletionTimestamp"] = now_rfc3339()
+            updated["metadata"]["deletionGracePeriodSeconds"] = 0
+            return self._commit(resource, scope, name, current, updated)
+        removed = self._bucket(resource).pop((scope, name))
+        removed["metadata"]["resourceVersion"] = self._next_rv()
+        self._emit("DELETED", resource, removed)
+        self._collect_garbage(removed["metadata"]["uid"])
+        return copy.deepcopy(removed)
+
+    def _delete_namespace(
+        self, resource: ResourceType, namespace: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Namespace deletion removes everything in it (the namespace controller's job)."""
+        ns_name = namespace["metadata"]["name"]
+        for kind in self._types.values():
+            if not kind.namespaced:
+                continue
+            for scope, name in [k for k in self._bucket(kind) if k[0] == ns_name]:
+                obj = self._bucket(kind).get((scope, name))
+                if obj is None:
+                    continue
+                if obj["metadata"].get("finalizers"):
+                    # Finalizers stay honoured: strip them as a terminating namespace would wait;
+                    # the simulator has no controllers behind arbitrary finalizers.
+                    stripped = copy.deepcopy(obj)
+                    stripped["metadata"]["finalizers"] = []
+                    stripped["metadata"].setdefault("deletionTimestamp", now_rfc3339())
+                    self._commit(kind, scope, name, obj, stripped)
+                elif (scope, name) in self._bucket(kind):
+                    self.delete(kind, scope, name)
+        removed = self._bucket(resource).pop(("", ns_name))
+        removed["metadata"]["resourceVersion"] = self._next_rv()
+        removed["metadata"]["deletionTimestamp"] = now_rfc3339()
+        self._emit("DELETED", resource, removed)
+        return copy.deepcopy(removed)
+
+    def _live_uids(self) -> set[str]:
+        return {
+            obj["metadata"]["uid"] for bucket in self._objects.values() for obj in bucket.values()
+        }
+
+    def _collect_garbage(self, owner_uid: str) -> None:
+        """Background deletion: dependents whose owners are all gone are deleted in turn."""
+        live = self._live_uids()
+        for resource in list(self._types.values()):
+            for (scope, name), obj in list(self._bucket(resource).items()):
+                refs = obj["metadata"].get("ownerReferences") or []
+                if not any(ref.get("uid") == owner_uid for ref in refs):
+                    continue
+                if any(ref.get("uid") in live for ref in refs):
+                    continue
+                if (scope, name) in self._bucket(resource):
+                    self.delete(resource, scope or None, name)
+
+
+def _spec_of(obj: dict[str, Any]) -> Any:
+    return {k: v for k, v in obj.items() if k not in ("metadata", "status", "apiVersion", "kind")}
+
+
+def _without_rv(obj: dict[str, Any]) -> dict[str, Any]:
+    stripped = copy.deepcopy(obj)
+    stripped.get("metadata", {}).pop("resourceVersion", None)
+    return stripped
