@@ -1,0 +1,343 @@
+"""The snapshot's side effects, one small idempotent activity per step.
+
+Every activity is a plain `def` (the Kubernetes client blocks; the worker
+runs them on a thread pool), reaches the cluster only through `cluster/`,
+and can run twice: names come from the workflow, AlreadyExists of our own
+object is success, deletes of what is gone are success. Errors leave as
+ApplicationErrors: retryable for transient API trouble, final (with a type
+from `activities.errors`) for what a retry cannot fix.
+
+The one activity that decides the freeze window is `freeze_and_cut`
+(activities/cut.py): it freezes, creates every VolumeSnapshot at once, holds a
+watch on them, and unfreezes the guest the moment the last one has
+`status.creationTime`, without a round trip through the workflow.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from temporalio import activity
+from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
+
+from activities import errors, names
+from activities.cut import GuestCut
+from activities.errors import cluster_errors
+from activities.liveness import WorkflowLiveness
+from activities.models import (
+    CreateContentInput,
+    CreateSnapshotRecordInput,
+    CutInput,
+    CutOutcome,
+    DeletionPlan,
+    ObjectRef,
+    SnapshotRecordRef,
+    UnfreezeVmInput,
+    VmInspection,
+    VmLockInput,
+    VolumeSnapshotsInput,
+    WriteSnapshotStatusInput,
+)
+from cluster import records
+from cluster.client import Cluster
+from cluster.errors import AlreadyExists, Conflict, NotFound
+from cluster.lock import LockHolder, VmLocked, acquire_vm_lock, release_vm_lock
+from cluster.models import VolumeSnapshotState
+from cluster.records import (
+    ExcludedVolumeReason,
+    SnapshotRecordStatus,
+    SnapshotSpec,
+    VolumeBackup,
+    WorkflowRun,
+)
+from cluster.waiting import WaitTimeout
+from workflows.models import SnapshotVirtualMachineResult
+from workflows.naming import snapshot_selector
+
+READY_WATCH_SECONDS = 10.0
+
+
+def _heartbeat_ready(states: list[VolumeSnapshotState]) -> None:
+    activity.heartbeat({"ready": [s.name for s in states if s.ready_to_use]})
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _this_run() -> WorkflowRun:
+    """The workflow run this activity works for (activities here run only in workflows)."""
+    info = activity.info()
+    return WorkflowRun(workflow_id=info.workflow_id or "", run_id=info.workflow_run_id or "")
+
+
+def _holder(operation: str) -> LockHolder:
+    run = _this_run()
+    return LockHolder(workflow_id=run.workflow_id, run_id=run.run_id,
+                      operation=operation, since=_now().replace(microsecond=0))
+
+
+def record_status_from(
+    result: SnapshotVirtualMachineResult, messages: dict[str, str]
+) -> SnapshotRecordStatus:
+    """The record's status as the workflow sees the snapshot."""
+    return SnapshotRecordStatus(
+        phase=result.phase,
+        ready_to_use=result.ready_to_use,
+        creation_time=result.creation_time,
+        source_uid=result.vm_uid,
+        content_name=result.content_name,
+        error_message=result.error,
+        error_reason=result.error_type,
+        indications=result.indications,
+        indication_messages=messages,
+        included_volumes=[v.volume_name for v in result.included_volumes],
+        excluded_volumes=[ExcludedVolumeReason(volume_name=v.volume_name, reason=v.reason)
+                          for v in result.excluded_volumes],
+        volume_snapshots=result.volume_snapshots,
+        freeze_window_ms=result.freeze_window_ms,
+    )
+
+
+class SnapshotActivities:
+    """Activities of SnapshotVirtualMachine and DeleteVirtualMachineSnapshot.
+
+    `liveness` (Temporal) tells whether the run named by a lock or a record
+    still runs; without it every holder counts as alive (nothing is taken over).
+    """
+
+    def __init__(self, cluster: Cluster, liveness: WorkflowLiveness | None = None) -> None:
+        self.cluster = cluster
+        self.liveness = liveness
+
+    def all(self) -> list[Callable[..., object]]:
+        return [
+            self.create_snapshot_record, self.lock_vm, self.unlock_vm, self.inspect_vm,
+            self.write_snapshot_status, self.unfreeze_vm, self.freeze_and_cut,
+            self.create_snapshot_content,
+            self.check_volume_snapshots_ready, self.delete_volume_snapshots,
+            self.delete_snapshot_content, self.prepare_snapshot_deletion,
+            self.delete_snapshot_record,
+        ]
+
+    def _is_alive(self, holder: LockHolder) -> bool:
+        return True if self.liveness is None else self.liveness.is_running(holder)
+
+    # ---- step 1: the record and the lock ------------------------------------------------
+
+    @activity.defn(name=names.CREATE_SNAPSHOT_RECORD)
+    def create_snapshot_record(self, input: CreateSnapshotRecordInput) -> SnapshotRecordRef:
+        """The VirtualMachineSnapshot, phase InProgress; a retry finds its own."""
+        spec = SnapshotSpec(
+            vm=input.vm, deletion_policy=input.deletion_policy,
+            failure_deadline_seconds=input.failure_deadline_seconds,
+            ready_deadline_seconds=input.ready_deadline_seconds, quiesce=input.quiesce,
+        )
+        owner = _this_run()
+        try:
+            with cluster_errors():
+                record = records.create_snapshot_record(
+                    self.cluster, input.namespace, input.name, spec, input.labels, owner)
+                if record.phase is None:
+                    records.write_snapshot_status(
+                        self.cluster, input.namespace, input.name,
+                        SnapshotRecordStatus(phase="InProgress"), owner=owner)
+        except ApplicationError as err:
+            if isinstance(err.__cause__, AlreadyExists):
+                raise ApplicationError(str(err.message), type=errors.SNAPSHOT_ALREADY_EXISTS,
+                                       non_retryable=True) from err
+            raise
+        activity.logger.info("recorded snapshot %s/%s", input.namespace, input.name)
+        return SnapshotRecordRef(namespace=input.namespace, name=input.name, uid=record.uid)
+
+    @activity.defn(name=names.LOCK_VM)
+    def lock_vm(self, input: VmLockInput) -> None:
+        """Take the VM's operation lock (see cluster.lock); refused if a live run holds it."""
+        try:
+            with cluster_errors(not_found=errors.VM_NOT_FOUND):
+                stale = acquire_vm_lock(self.cluster, input.namespace, input.vm,
+                                        _holder(input.operation), self._is_alive)
+        except ApplicationError as err:
+            if isinstance(err.__cause__, VmLocked):
+                raise ApplicationError(str(err.message), type=errors.VM_LOCKED,
+                                       non_retryable=True) from err
+            raise
+        if stale is not None:
+            activity.logger.warning("took over the lock of %s/%s from closed %s",
+                                    input.namespace, input.vm, stale.describe())
+
+    @activity.defn(name=names.UNLOCK_VM)
+    def unlock_vm(self, input: VmLockInput) -> bool:
+        """Release the lock if this run holds it; False when it did not."""
+        with cluster_errors():
+            return release_vm_lock(self.cluster, input.namespace, input.vm,
+                                   _holder(input.operation))
+
+    # ---- step 2: inspect ----------------------------------------------------------------
+
+    @activity.defn(name=names.INSPECT_VM)
+    def inspect_vm(self, input: ObjectRef) -> VmInspection:
+        """The VM, its instance, and which volumes can be snapshotted (with reasons)."""
+        with cluster_errors(not_found=errors.VM_NOT_FOUND):
+            state = self.cluster.vm_state(input.namespace, input.name)
+            volumes = self.cluster.select_volumes(input.namespace, input.name)
+        return VmInspection(vm=state, volumes=volumes)
+
+    @activity.defn(name=names.WRITE_SNAPSHOT_STATUS)
+    def write_snapshot_status(self, input: WriteSnapshotStatusInput) -> bool:
+        """Write the record's status (and the content's, once it exists); False when the
+        record does not exist or belongs to another run (nothing written)."""
+        result = input.result
+        status = record_status_from(result, input.indication_messages)
+        with cluster_errors():
+            try:
+                written = records.write_snapshot_status(
+                    self.cluster, result.namespace, result.name, status, owner=_this_run())
+            except NotFound:
+                return False  # never made (step 1 failed), or deleted by a user
+            if written and result.content_name and input.volume_snapshot_states:
+                # NotFound: compensation removed it, or it was never made.
+                with contextlib.suppress(NotFound):
+                    records.write_content_status(
+                        self.cluster, result.namespace, result.content_name,
+                        input.volume_snapshot_states,
+                        None if result.ready_to_use else result.error)
+        return written
+
+    @activity.defn(name=names.UNFREEZE_VM)
+    def unfreeze_vm(self, input: UnfreezeVmInput) -> bool:
+        """Thaw the guest; False when there was no running instance to thaw."""
+        try:
+            with cluster_errors():
+                self.cluster.unfreeze(input.namespace, input.vmi)
+        except ApplicationError as err:
+            if isinstance(err.__cause__, Conflict | NotFound):
+                return False
+            raise
+        return True
+
+    # ---- steps 3-5: freeze, cut, thaw ----------------------------------------------------
+
+    @activity.defn(name=names.FREEZE_AND_CUT)
+    def freeze_and_cut(self, input: CutInput) -> CutOutcome:
+        """Freeze (if planned), create every VolumeSnapshot at once, thaw at the last cut;
+        one activity so that nothing but the cluster's latency is in the freeze window
+        (see activities/cut.py)."""
+        return GuestCut(self.cluster, input).run()
+
+    # ---- step 6: content and readiness --------------------------------------------------
+
+    @activity.defn(name=names.CREATE_SNAPSHOT_CONTENT)
+    def create_snapshot_content(self, input: CreateContentInput) -> str:
+        """The VirtualMachineSnapshotContent: a copy of the VM and a backup per volume."""
+        with cluster_errors(not_found=errors.VM_NOT_FOUND):
+            vm = self.cluster.get_vm(input.namespace, input.vm)
+            pvcs = {}
+            for volume in input.volumes:
+                pvc = self.cluster.get_pvc(input.namespace, volume.pvc_name)
+                if pvc is None:
+                    raise ApplicationError(
+                        f"PVC {input.namespace}/{volume.pvc_name} of volume "
+                        f"{volume.volume_name} disappeared before the content was recorded",
+                        type=errors.PVC_MISSING, non_retryable=True)
+                pvcs[volume.pvc_name] = pvc
+            body = records.content_body(
+                input.namespace, input.name, input.snapshot, input.snapshot_uid, vm, pvcs,
+                [VolumeBackup(volume_name=v.volume_name, pvc_name=v.pvc_name,
+                              volume_snapshot=v.name) for v in input.volumes],
+                input.labels)
+            records.create_snapshot_content(self.cluster, input.namespace, body)
+            records.write_content_status(self.cluster, input.namespace, input.name,
+                                         input.volume_snapshot_states)
+        return input.name
+
+    @activity.defn(name=names.CHECK_VOLUME_SNAPSHOTS_READY)
+    def check_volume_snapshots_ready(
+        self, input: VolumeSnapshotsInput
+    ) -> list[VolumeSnapshotState]:
+        """The states once every VolumeSnapshot is readyToUse.
+
+        Each attempt watches for up to READY_WATCH_SECONDS (heartbeating), then
+        gives up with a retryable VolumeSnapshotsNotReady; the workflow retries
+        it at a fixed interval within its readiness bound. Fast storage is seen
+        ready at once, slow storage costs one request every few seconds, and the
+        retries add no history events.
+        """
+        try:
+            with cluster_errors(not_found=errors.VOLUME_SNAPSHOT_MISSING):
+                return self.cluster.watch_volume_snapshots(
+                    input.namespace, input.names, "ready", READY_WATCH_SECONDS,
+                    on_change=_heartbeat_ready, progress_interval_seconds=1.0)
+        except WaitTimeout as err:
+            # BENIGN: an expected answer of a poll, logged at DEBUG, not as a failure.
+            raise ApplicationError(str(err), type=errors.VOLUME_SNAPSHOTS_NOT_READY,
+                                   category=ApplicationErrorCategory.BENIGN) from err
+
+    # ---- compensation and deletion ------------------------------------------------------
+
+    @activity.defn(name=names.DELETE_VOLUME_SNAPSHOTS)
+    def delete_volume_snapshots(self, input: VolumeSnapshotsInput) -> list[str]:
+        """Delete the named VolumeSnapshots (and any labelled with the snapshot);
+        the names that were deleted."""
+        names = list(dict.fromkeys(input.names))
+        with cluster_errors():
+            if input.snapshot is not None:
+                labelled = self.cluster.list_volume_snapshots(
+                    input.namespace, snapshot_selector(input.snapshot))
+                names += [s.name for s in labelled if s.name not in names]
+            deleted = [n for n in names
+                       if self.cluster.delete_volume_snapshot(input.namespace, n)]
+        activity.logger.info("deleted VolumeSnapshots %s in %s", deleted, input.namespace)
+        return deleted
+
+    @activity.defn(name=names.DELETE_SNAPSHOT_CONTENT)
+    def delete_snapshot_content(self, input: ObjectRef) -> bool:
+        with cluster_errors():
+            return records.delete_snapshot_content(self.cluster, input.namespace, input.name)
+
+    @activity.defn(name=names.PREPARE_SNAPSHOT_DELETION)
+    def prepare_snapshot_deletion(self, input: ObjectRef) -> DeletionPlan:
+        """Check that the snapshot may go (found, not being taken, not in use by a running
+        restore or clone), mark it Deleting, and say what to remove."""
+        with cluster_errors():
+            record = records.get_snapshot_record(self.cluster, input.namespace, input.name)
+            if record is None:
+                raise ApplicationError(
+                    f"VirtualMachineSnapshot {input.namespace}/{input.name} not found",
+                    type=errors.SNAPSHOT_NOT_FOUND, non_retryable=True)
+            owner = record.owner
+            if owner is not None and owner.workflow_id != activity.info().workflow_id:
+                holder = LockHolder(workflow_id=owner.workflow_id, run_id=owner.run_id,
+                                    operation="snapshot", since=_now())
+                if self._is_alive(holder):
+                    raise ApplicationError(
+                        f"VirtualMachineSnapshot {input.namespace}/{input.name} is still "
+                        f"being taken by workflow {owner.workflow_id} (phase "
+                        f"{record.phase or 'unset'}); wait for it or cancel it first",
+                        type=errors.SNAPSHOT_IN_PROGRESS, non_retryable=True)
+            if record.users:
+                live = records.remove_stale_snapshot_users(
+                    self.cluster, input.namespace, input.name, self._is_alive)
+                if live:
+                    raise ApplicationError(
+                        f"VirtualMachineSnapshot {input.namespace}/{input.name} is in use by "
+                        + "; ".join(u.describe() for u in live),
+                        type=errors.SNAPSHOT_IN_USE, non_retryable=True)
+            if record.phase != "Deleting":
+                records.mark_snapshot_deleting(self.cluster, input.namespace, input.name)
+            labelled = [s.name for s in self.cluster.list_volume_snapshots(
+                input.namespace, snapshot_selector(input.name))]
+        return DeletionPlan(
+            namespace=input.namespace, name=input.name, deletion_policy=record.deletion_policy,
+            volume_snapshots=list(dict.fromkeys([*record.volume_snapshots, *labelled])),
+            content_name=record.content_name,
+        )
+
+    @activity.defn(name=names.DELETE_SNAPSHOT_RECORD)
+    def delete_snapshot_record(self, input: ObjectRef) -> bool:
+        with cluster_errors():
+            return records.delete_snapshot_record(self.cluster, input.namespace, input.name)
+
+

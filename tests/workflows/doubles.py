@@ -1,0 +1,278 @@
+"""Test doubles of the snapshot activities, registered under the real activity names.
+
+The real cut wait holds a watch inside a running activity, and the
+time-skipping server does not skip time while an activity runs. These
+doubles answer at once instead: a VolumeSnapshot "not cut yet" is a
+retryable error, so the workflow's retry policy waits in (skippable) timers
+and a 5-minute deadline passes in a fraction of a second. They keep a small
+in-memory world (records, lock, VolumeSnapshots, the guest's freeze state)
+and the order of every call, so tests check effects, not just calls.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from temporalio import activity
+from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
+
+from activities import names
+from activities.models import (
+    CreateContentInput,
+    CreateSnapshotRecordInput,
+    CutInput,
+    CutOutcome,
+    DeletionPlan,
+    ObjectRef,
+    SnapshotRecordRef,
+    UnfreezeVmInput,
+    VmInspection,
+    VmLockInput,
+    VolumeSnapshotsInput,
+    WriteSnapshotStatusInput,
+)
+from cluster.models import (
+    ExcludedVolume,
+    IncludedVolume,
+    VmState,
+    VolumeSelection,
+    VolumeSnapshotState,
+)
+from workflows.models import SnapshotVirtualMachineResult
+
+NS = "demo"
+BENIGN = ApplicationErrorCategory.BENIGN  # expected retries: not logged as failures
+CUT_TIME = datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC)
+
+
+def vm_state(
+    name: str = "web", *, running: bool = True, agent: bool = True, paused: bool = False
+) -> VmState:
+    return VmState(
+        namespace=NS, name=name, uid=f"uid-{name}", run_strategy="Always" if running else "Halted",
+        vmi_exists=running, running=running, paused=paused, agent_connected=running and agent,
+        fs_freeze_status=None, printable_status="Running" if running else "Stopped",
+        vmi_phase="Running" if running else None,
+    )
+
+
+def disks(*volumes: str) -> list[IncludedVolume]:
+    return [IncludedVolume(volume_name=v, pvc_name=f"{v}-pvc", storage_class="csi",
+                           snapshot_class="csi-snap", driver="csi.example.com") for v in volumes]
+
+
+@dataclass
+class Record:
+    owner: tuple[str, str]
+    phase: str | None = None
+    result: SnapshotVirtualMachineResult | None = None
+    deletion_policy: str = "Delete"
+    uid: str = ""
+
+
+@dataclass
+class World:
+    """What the doubles act on, and knobs for how the cluster behaves."""
+
+    vms: dict[str, VmState] = field(default_factory=lambda: {"web": vm_state()})
+    included: list[IncludedVolume] = field(default_factory=lambda: disks("root", "data"))
+    excluded: list[ExcludedVolume] = field(default_factory=lambda: [ExcludedVolume(
+        volume_name="cloudinit", reason="cloudInitNoCloud volume: not backed by a PVC",
+        snapshottable_type=False)])
+    freeze_fails: bool = False
+    cut_after_attempts: int | None = 1  # None: never cut
+    ready_after_attempts: int | None = 1  # None: never ready
+    live_runs: set[str] = field(default_factory=set)  # holders counted alive; default all
+
+    calls: list[str] = field(default_factory=list)
+    records: dict[str, Record] = field(default_factory=dict)
+    contents: dict[str, str] = field(default_factory=dict)
+    volume_snapshots: dict[str, str] = field(default_factory=dict)  # name -> snapshot
+    locks: dict[str, tuple[str, str]] = field(default_factory=dict)
+    frozen: bool = False
+    cut_inputs: list[CutInput] = field(default_factory=list)
+    cut_attempts: int = 0
+    ready_attempts: int = 0
+    record_creates: int = 0
+
+    def count(self, name: str) -> int:
+        return sum(1 for c in self.calls if c == name)
+
+    def after(self, name: str) -> list[str]:
+        """The calls after the last call of `name`."""
+        index = len(self.calls) - 1 - self.calls[::-1].index(name)
+        return self.calls[index + 1:]
+
+    # ---- the doubles ------------------------------------------------------------------
+
+    def activities(self) -> list[Callable[..., Any]]:
+        world = self
+
+        def run() -> tuple[str, str]:
+            info = activity.info()
+            return info.workflow_id or "", info.workflow_run_id or ""
+
+        @activity.defn(name=names.CREATE_SNAPSHOT_RECORD)
+        async def create_snapshot_record(input: CreateSnapshotRecordInput) -> SnapshotRecordRef:
+            world.calls.append(names.CREATE_SNAPSHOT_RECORD)
+            existing = world.records.get(input.name)
+            if existing is not None and existing.owner != run():
+                raise ApplicationError(f"VirtualMachineSnapshot {input.name} already exists",
+                                       type="SnapshotAlreadyExists", non_retryable=True)
+            if existing is None:
+                world.record_creates += 1
+                world.records[input.name] = Record(
+                    owner=run(), phase="InProgress", deletion_policy=input.deletion_policy,
+                    uid=f"uid-{input.name}")
+            return SnapshotRecordRef(namespace=input.namespace, name=input.name,
+                                     uid=world.records[input.name].uid)
+
+        @activity.defn(name=names.LOCK_VM)
+        async def lock_vm(input: VmLockInput) -> None:
+            world.calls.append(names.LOCK_VM)
+            if input.vm not in world.vms:
+                raise ApplicationError(f"VirtualMachine {input.vm} not found",
+                                       type="VmNotFound", non_retryable=True)
+            holder = world.locks.get(input.vm)
+            alive = holder is not None and (not world.live_runs or holder[1] in world.live_runs)
+            if holder is not None and holder != run() and alive:
+                raise ApplicationError(
+                    f"VirtualMachine {NS}/{input.vm} is locked by snapshot workflow "
+                    f"{holder[0]} (run {holder[1]})", type="VmLocked", non_retryable=True)
+            world.locks[input.vm] = run()
+
+        @activity.defn(name=names.UNLOCK_VM)
+        async def unlock_vm(input: VmLockInput) -> bool:
+            world.calls.append(names.UNLOCK_VM)
+            if world.locks.get(input.vm) == run():
+                del world.locks[input.vm]
+                return True
+            return False
+
+        @activity.defn(name=names.INSPECT_VM)
+        async def inspect_vm(input: ObjectRef) -> VmInspection:
+            world.calls.append(names.INSPECT_VM)
+            if input.name not in world.vms:
+                raise ApplicationError("not found", type="VmNotFound", non_retryable=True)
+            return VmInspection(vm=world.vms[input.name], volumes=VolumeSelection(
+                included=world.included, excluded=world.excluded))
+
+        @activity.defn(name=names.WRITE_SNAPSHOT_STATUS)
+        async def write_snapshot_status(input: WriteSnapshotStatusInput) -> bool:
+            world.calls.append(names.WRITE_SNAPSHOT_STATUS)
+            record = world.records.get(input.result.name)
+            if record is None or record.owner != run():
+                return False
+            record.phase = input.result.phase
+            record.result = input.result
+            return True
+
+        @activity.defn(name=names.UNFREEZE_VM)
+        async def unfreeze_vm(input: UnfreezeVmInput) -> bool:
+            world.calls.append(names.UNFREEZE_VM)
+            was, world.frozen = world.frozen, False
+            return was
+
+        @activity.defn(name=names.FREEZE_AND_CUT)
+        async def freeze_and_cut(input: CutInput) -> CutOutcome:
+            """Freeze once, create, and answer "not cut yet" until `cut_after_attempts`
+            (the real activity would still be watching, the guest frozen)."""
+            world.calls.append(names.FREEZE_AND_CUT)
+            world.cut_inputs.append(input)
+            freeze_error = None
+            if input.freeze is not None and not world.frozen:
+                if world.freeze_fails:
+                    freeze_error = "freeze failed: guest agent error"
+                    if input.freeze.required:
+                        raise ApplicationError(f"quiesce is required and {freeze_error}",
+                                               type="FreezeFailed", non_retryable=True)
+                else:
+                    world.calls.append("freeze")
+                    world.frozen = True
+            for volume in input.volumes:
+                world.volume_snapshots[volume.name] = input.snapshot
+            world.cut_attempts += 1
+            if world.cut_after_attempts is None or world.cut_attempts < world.cut_after_attempts:
+                raise ApplicationError("not cut yet: " + ", ".join(v.name for v in input.volumes),
+                                       type="NotCutYet", category=BENIGN)
+            frozen_at = thawed_at = None
+            if world.frozen:
+                world.calls.append("thaw-at-cut")
+                world.frozen = False
+                frozen_at, thawed_at = CUT_TIME, CUT_TIME.replace(microsecond=250_000)
+            return CutOutcome(
+                volume_snapshots=[_state(v.name, cut=True) for v in input.volumes],
+                cut_at=CUT_TIME, frozen_at=frozen_at, thawed_at=thawed_at,
+                freeze_window_ms=250 if thawed_at else None, freeze_error=freeze_error)
+
+        @activity.defn(name=names.CREATE_SNAPSHOT_CONTENT)
+        async def create_snapshot_content(input: CreateContentInput) -> str:
+            world.calls.append(names.CREATE_SNAPSHOT_CONTENT)
+            world.contents[input.name] = input.snapshot
+            return input.name
+
+        @activity.defn(name=names.CHECK_VOLUME_SNAPSHOTS_READY)
+        async def check_volume_snapshots_ready(
+            input: VolumeSnapshotsInput,
+        ) -> list[VolumeSnapshotState]:
+            world.calls.append(names.CHECK_VOLUME_SNAPSHOTS_READY)
+            world.ready_attempts += 1
+            missing = [n for n in input.names if n not in world.volume_snapshots]
+            if missing:
+                raise ApplicationError(f"gone: {missing}", type="VolumeSnapshotMissing",
+                                       non_retryable=True)
+            if (world.ready_after_attempts is None
+                    or world.ready_attempts < world.ready_after_attempts):
+                raise ApplicationError("not ready yet", type="VolumeSnapshotsNotReady",
+                                       category=BENIGN)
+            return [_state(n, cut=True, ready=True) for n in input.names]
+
+        @activity.defn(name=names.DELETE_VOLUME_SNAPSHOTS)
+        async def delete_volume_snapshots(input: VolumeSnapshotsInput) -> list[str]:
+            world.calls.append(names.DELETE_VOLUME_SNAPSHOTS)
+            doomed = [n for n, snap in world.volume_snapshots.items()
+                      if n in input.names or snap == input.snapshot]
+            for name in doomed:
+                del world.volume_snapshots[name]
+            return doomed
+
+        @activity.defn(name=names.DELETE_SNAPSHOT_CONTENT)
+        async def delete_snapshot_content(input: ObjectRef) -> bool:
+            world.calls.append(names.DELETE_SNAPSHOT_CONTENT)
+            return world.contents.pop(input.name, None) is not None
+
+        @activity.defn(name=names.PREPARE_SNAPSHOT_DELETION)
+        async def prepare_snapshot_deletion(input: ObjectRef) -> DeletionPlan:
+            world.calls.append(names.PREPARE_SNAPSHOT_DELETION)
+            record = world.records.get(input.name)
+            if record is None:
+                raise ApplicationError(f"VirtualMachineSnapshot {input.name} not found",
+                                       type="SnapshotNotFound", non_retryable=True)
+            if record.phase == "InProgress":
+                raise ApplicationError(f"{input.name} is still being taken",
+                                       type="SnapshotInProgress", non_retryable=True)
+            record.phase = "Deleting"
+            made = [n for n, snap in world.volume_snapshots.items() if snap == input.name]
+            content = record.result.content_name if record.result else None
+            return DeletionPlan(namespace=input.namespace, name=input.name,
+                                deletion_policy="Retain" if record.deletion_policy == "Retain"
+                                else "Delete", volume_snapshots=made, content_name=content)
+
+        @activity.defn(name=names.DELETE_SNAPSHOT_RECORD)
+        async def delete_snapshot_record(input: ObjectRef) -> bool:
+            world.calls.append(names.DELETE_SNAPSHOT_RECORD)
+            return world.records.pop(input.name, None) is not None
+
+        return [create_snapshot_record, lock_vm, unlock_vm, inspect_vm, write_snapshot_status,
+                unfreeze_vm, freeze_and_cut,
+                create_snapshot_content, check_volume_snapshots_ready, delete_volume_snapshots,
+                delete_snapshot_content, prepare_snapshot_deletion, delete_snapshot_record]
+
+
+def _state(name: str, *, cut: bool, ready: bool = False) -> VolumeSnapshotState:
+    return VolumeSnapshotState(name=name, creation_time=CUT_TIME if cut else None,
+                               ready_to_use=ready, restore_size="1Gi" if ready else None,
+                               error=None, bound_content=None)

@@ -1,0 +1,93 @@
+"""DeleteVirtualMachineSnapshot on the time-skipping server, with doubles for the activities."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+from temporalio.client import WorkflowFailureError
+from temporalio.exceptions import ApplicationError
+from temporalio.testing import WorkflowEnvironment
+
+from activities import names
+from tests.workflows.conftest import StartWorker
+from tests.workflows.doubles import NS, World
+from workflows.delete_snapshot import DeleteVirtualMachineSnapshot
+from workflows.models import DeleteVirtualMachineSnapshotInput, DeleteVirtualMachineSnapshotResult
+from workflows.naming import delete_snapshot_workflow_id, snapshot_workflow_id
+
+
+async def snapshot(env: WorkflowEnvironment, task_queue: str, name: str, policy: str) -> None:
+    await env.client.execute_workflow(
+        "SnapshotVirtualMachine",
+        {"namespace": NS, "vm": "web", "name": name, "deletion_policy": policy},
+        id=snapshot_workflow_id(NS, name), task_queue=task_queue)
+
+
+async def delete(
+    env: WorkflowEnvironment, task_queue: str, name: str
+) -> DeleteVirtualMachineSnapshotResult:
+    return await env.client.execute_workflow(
+        DeleteVirtualMachineSnapshot.run,
+        DeleteVirtualMachineSnapshotInput(namespace=NS, name=name),
+        id=f"{delete_snapshot_workflow_id(NS, name)}-{uuid.uuid4().hex[:4]}",
+        task_queue=task_queue)
+
+
+async def test_delete_removes_volume_snapshots_content_and_record(
+    env: WorkflowEnvironment, task_queue: str, worker_for: StartWorker
+) -> None:
+    world = World()
+    async with worker_for(world):
+        await snapshot(env, task_queue, "gone", "Delete")
+        assert world.volume_snapshots and world.contents
+        result = await delete(env, task_queue, "gone")
+    assert sorted(result.deleted_volume_snapshots) == ["gone-data", "gone-root"]
+    assert result.content_deleted and result.record_deleted
+    assert world.volume_snapshots == {} and world.contents == {} and world.records == {}
+    assert world.calls[-4:] == [names.PREPARE_SNAPSHOT_DELETION, names.DELETE_VOLUME_SNAPSHOTS,
+                                names.DELETE_SNAPSHOT_CONTENT, names.DELETE_SNAPSHOT_RECORD]
+
+
+async def test_retain_keeps_the_volume_snapshots(
+    env: WorkflowEnvironment, task_queue: str, worker_for: StartWorker
+) -> None:
+    world = World()
+    async with worker_for(world):
+        await snapshot(env, task_queue, "kept", "Retain")
+        result = await delete(env, task_queue, "kept")
+    assert result.deletion_policy == "Retain"
+    assert sorted(result.retained_volume_snapshots) == ["kept-data", "kept-root"]
+    assert result.deleted_volume_snapshots == []
+    assert sorted(world.volume_snapshots) == ["kept-data", "kept-root"]
+    assert world.records == {} and world.contents == {}
+    assert names.DELETE_VOLUME_SNAPSHOTS not in world.after(names.PREPARE_SNAPSHOT_DELETION)
+
+
+@pytest.mark.parametrize(("exists", "error_type"), [(False, "SnapshotNotFound"),
+                                                     (True, "SnapshotInProgress")])
+async def test_delete_refuses_and_changes_nothing(
+    env: WorkflowEnvironment, task_queue: str, worker_for: StartWorker,
+    exists: bool, error_type: str,
+) -> None:
+    world = World(cut_after_attempts=None)
+    async with worker_for(world):
+        running = None
+        if exists:
+            running = await env.client.start_workflow(
+                "SnapshotVirtualMachine",
+                {"namespace": NS, "vm": "web", "name": "busy", "failure_deadline": "1h"},
+                id=snapshot_workflow_id(NS, "busy"), task_queue=task_queue)
+            while names.FREEZE_AND_CUT not in world.calls:
+                await asyncio.sleep(0.02)
+        with pytest.raises(WorkflowFailureError) as caught:
+            await delete(env, task_queue, "busy")
+        cause = caught.value.cause
+        assert isinstance(cause, ApplicationError) and cause.type == error_type
+        if running is not None:
+            assert world.records["busy"].phase == "InProgress"
+            assert world.volume_snapshots  # nothing deleted
+            await running.cancel()
+            with pytest.raises(WorkflowFailureError):
+                await running.result()

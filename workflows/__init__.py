@@ -1,0 +1,1 @@
+"""Deterministic orchestration: sequencing, timers and sagas; no I/O, no clock but Temporal's."""

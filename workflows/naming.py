@@ -1,0 +1,71 @@
+"""Deterministic names: the same snapshot always gets the same workflow ID and objects.
+
+Every retry, replay and repeated start derives the same names from the
+operation's identity (namespace + snapshot name), so "AlreadyExists" means
+"already done" and a second start joins the first. Pure functions, safe in
+workflow code and in clients.
+
+Rules (a contract: the CLI, the README and the records rely on them):
+- workflow ID of a snapshot: `snapshot/{namespace}/{name}`; of its deletion:
+  `delete-snapshot/{namespace}/{name}`.
+- a snapshot started without a name is called `{vm}-{YYYYMMDD-HHMMSS}`, the
+  UTC workflow time at its start.
+- VolumeSnapshot of a volume: `{snapshot}-{volume}`; content: `{snapshot}-content`.
+- any name or label value that would be too long is cut and ends with a hash
+  of the whole, so it stays unique and deterministic.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+
+SNAPSHOT_LABEL = "vmsnap.io/snapshot"  # on the records and VolumeSnapshots of a snapshot
+VM_LABEL = "vmsnap.io/vm"  # on the same objects: the VM they came from
+MAX_NAME = 253  # a DNS-1123 subdomain: object names
+MAX_LABEL = 63  # a DNS-1123 label and a label value
+
+
+def snapshot_workflow_id(namespace: str, name: str) -> str:
+    return f"snapshot/{namespace}/{name}"
+
+
+def delete_snapshot_workflow_id(namespace: str, name: str) -> str:
+    return f"delete-snapshot/{namespace}/{name}"
+
+
+def generated_snapshot_name(vm: str, at: datetime) -> str:
+    """The name of a snapshot started without one: the VM and the start time (UTC)."""
+    return bounded(f"{vm}-{at:%Y%m%d-%H%M%S}", MAX_NAME)
+
+
+def volume_snapshot_name(snapshot: str, volume: str) -> str:
+    return bounded(f"{snapshot}-{volume}", MAX_NAME)
+
+
+def content_name(snapshot: str) -> str:
+    return bounded(f"{snapshot}-content", MAX_NAME)
+
+
+def snapshot_labels(snapshot: str, vm: str, user_labels: dict[str, str]) -> dict[str, str]:
+    """Labels of every object a snapshot makes: the user's, plus which snapshot and VM."""
+    return {**user_labels, SNAPSHOT_LABEL: label_value(snapshot), VM_LABEL: label_value(vm)}
+
+
+def snapshot_selector(snapshot: str) -> str:
+    """Label selector of the VolumeSnapshots of a snapshot."""
+    return f"{SNAPSHOT_LABEL}={label_value(snapshot)}"
+
+
+def label_value(text: str) -> str:
+    """`text` as a label value (at most 63 characters)."""
+    return bounded(text, MAX_LABEL)
+
+
+def bounded(text: str, limit: int) -> str:
+    """`text` if it fits in `limit`, else its head, a dash and 10 hex digits of its hash."""
+    if len(text) <= limit:
+        return text
+    digest = hashlib.sha256(text.encode()).hexdigest()[:10]
+    head = text[: limit - len(digest) - 1].rstrip("-.")
+    return f"{head}-{digest}"

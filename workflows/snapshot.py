@@ -1,0 +1,544 @@
+"""`SnapshotVirtualMachine`: a crash- or application-consistent snapshot of one KubeVirt VM.
+
+`run` reads as DESIGN.md's steps, each a method below it:
+
+  1. `_record_snapshot`, `_lock_vm`      the record (InProgress) and the VM's lock
+  2. `_inspect_vm`                       VM, agent, volumes with reasons; no disk: fail
+  3-5. `_freeze_cut_and_thaw`           freeze when the VM runs with its agent and is not
+                                         paused; every VolumeSnapshot at once; thaw at the
+                                         last cut (one activity: nothing lengthens the freeze)
+  6. `_record_content`, `_mark_succeeded`, then `_unlock_vm` and `_follow_to_ready`
+
+The failure deadline (default 5m, 0 = none) is a durable timer raced against
+steps 1-6 up to Succeeded. When it fires, when a step fails for good, or when
+the workflow is cancelled, the saga runs: thaw first, then in reverse delete
+the content and the VolumeSnapshots, release the lock, and mark the record
+Failed with the reason. The Failed record stays until a user deletes it, and
+the workflow fails with an ApplicationError whose details are the result.
+
+Readiness (every VolumeSnapshot `readyToUse`) is followed after Succeeded,
+with its own bound (`ready_deadline`), by an activity that watches for a few
+seconds and is retried at a fixed interval: a poll that adds no history
+events, sees fast storage at once, and lets test time skip.
+
+Names: workflow ID `snapshot/{namespace}/{name}` (start with
+USE_EXISTING: a second start joins the first); without `name` the snapshot is
+`{vm}-{YYYYMMDD-HHMMSS}` (UTC workflow time at the start).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Coroutine
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import TimeoutError as ActivityTimeout
+
+with workflow.unsafe.imports_passed_through():
+    from activities import names
+    from activities.models import (
+        CreateContentInput,
+        CreateSnapshotRecordInput,
+        CutInput,
+        CutOutcome,
+        FreezePlan,
+        ObjectRef,
+        PlannedVolumeSnapshot,
+        SnapshotRecordRef,
+        UnfreezeVmInput,
+        VmInspection,
+        VmLockInput,
+        VolumeSnapshotsInput,
+        WriteSnapshotStatusInput,
+    )
+    from cluster.durations import format_go_duration
+    from cluster.models import VolumeSnapshotState
+    from workflows import naming
+    from workflows.failures import CANCELED, describe
+    from workflows.models import (
+        PARTIAL_SNAPSHOT,
+        QUIESCE_FAILED,
+        QUIESCE_TIMEOUT,
+        SnapshotProgress,
+        SnapshotVirtualMachineInput,
+        SnapshotVirtualMachineResult,
+        VolumeProgress,
+        VolumeResult,
+        VolumeStep,
+    )
+    from workflows.quiesce import MESSAGES, plan_quiesce
+    from workflows.saga import Saga
+
+T = TypeVar("T")
+
+# Failure types of this workflow (ApplicationError.type); activities add theirs.
+DEADLINE_EXCEEDED = "SnapshotDeadlineExceeded"
+NO_ELIGIBLE_VOLUME = "NoEligibleVolume"
+QUIESCE_REQUIRED = "QuiesceRequired"
+SNAPSHOT_NOT_READY = "SnapshotNotReady"
+
+STEP_TIMEOUT = timedelta(seconds=30)
+STEP_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), backoff_coefficient=2.0,
+                         maximum_interval=timedelta(seconds=10))
+CUT_HEARTBEAT = timedelta(seconds=10)
+CUT_GRACE = timedelta(seconds=30)  # past the deadline: the deadline, not the timeout, decides
+CUT_ATTEMPT_WITHOUT_DEADLINE = timedelta(hours=1)  # then retried: with deadline 0 it waits on
+FREEZE_BOUND_WITHOUT_DEADLINE = timedelta(minutes=5)  # the guest never stays frozen longer
+READY_POLL = timedelta(seconds=2)  # between attempts; each attempt watches for a while
+READY_HEARTBEAT = timedelta(seconds=15)
+COMPENSATION_TIMEOUT = timedelta(minutes=5)
+COMPENSATION_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), backoff_coefficient=2.0,
+                                 maximum_interval=timedelta(seconds=15))
+
+
+@workflow.defn(name="SnapshotVirtualMachine", failure_exception_types=[ValidationError])
+class SnapshotVirtualMachine:
+    def __init__(self) -> None:
+        self._saga = Saga()
+        self._step = "starting"
+        self._input: SnapshotVirtualMachineInput | None = None
+        self._result: SnapshotVirtualMachineResult | None = None
+        self._record: SnapshotRecordRef | None = None
+        self._inspection: VmInspection | None = None
+        self._planned: list[PlannedVolumeSnapshot] = []
+        self._states: dict[str, VolumeSnapshotState] = {}
+        self._volume_steps: dict[str, VolumeStep] = {}
+        self._frozen = False  # a freeze is (or may be) in force
+        self._deadline_at: datetime | None = None
+
+    @workflow.run
+    async def run(self, input: SnapshotVirtualMachineInput) -> SnapshotVirtualMachineResult:
+        self._start(input)
+        steps = asyncio.create_task(self._take_snapshot())
+        try:
+            await workflow.wait_condition(steps.done, timeout=self._deadline_seconds or None)
+        except TimeoutError:
+            await self._stop(steps)
+            deadline = format_go_duration(self._deadline_seconds)
+            raise await self._fail(f"snapshot deadline exceeded ({deadline})",
+                                   DEADLINE_EXCEEDED) from None
+        except asyncio.CancelledError:
+            await _to_completion(self._stop(steps))
+            await _to_completion(self._fail("canceled", CANCELED))
+            raise
+        error = steps.exception()
+        if error is not None:
+            if not isinstance(error, ActivityError | ApplicationError):
+                raise error  # a bug: fail the workflow task (retried), never compensate it
+            message, error_type = describe(error)
+            raise await self._fail(f"{self._step}: {message}", error_type) from error
+        await self._unlock_vm()
+        await self._follow_to_ready()
+        return self._finish()
+
+    async def _take_snapshot(self) -> None:
+        """Steps 1-6 up to Succeeded: everything the failure deadline covers."""
+        await self._record_snapshot()
+        await self._lock_vm()
+        await self._inspect_vm()
+        await self._freeze_cut_and_thaw()
+        await self._record_content()
+        await self._mark_succeeded()
+
+    # ---- queries ------------------------------------------------------------------------
+
+    @workflow.query(name="progress")
+    def progress(self) -> SnapshotProgress:
+        """Step, per-volume state, and the time used and left of the failure deadline."""
+        result = self._require_result()
+        now = workflow.now()
+        left = None
+        if self._deadline_at is not None and result.phase == "InProgress":
+            left = max((self._deadline_at - now).total_seconds(), 0.0)
+        return SnapshotProgress(
+            namespace=result.namespace, name=result.name, vm=result.vm, step=self._step,
+            phase=result.phase, frozen=self._frozen, indications=list(result.indications),
+            volumes=[self._volume_progress(p) for p in self._planned],
+            elapsed_seconds=(now - result.started_at).total_seconds(),
+            failure_deadline_seconds=self._deadline_seconds or None,
+            time_left_seconds=left, error=result.error,
+        )
+
+    # ---- step 1: record and lock ----------------------------------------------------------
+
+    async def _record_snapshot(self) -> None:
+        """The VirtualMachineSnapshot record, phase InProgress (AlreadyExists of another
+        snapshot fails here, and its record is left alone)."""
+        input, result = self._require_input(), self._require_result()
+        self._saga.add("mark the record Failed", self._write_failed_status)
+        self._enter("record")
+        self._record = await self._activity(
+            names.CREATE_SNAPSHOT_RECORD,
+            CreateSnapshotRecordInput(
+                namespace=input.namespace, name=result.name, vm=input.vm,
+                deletion_policy=input.deletion_policy,
+                failure_deadline_seconds=input.failure_deadline,
+                ready_deadline_seconds=input.ready_deadline, quiesce=input.quiesce,
+                labels=self._labels(),
+            ),
+            SnapshotRecordRef,
+        )
+
+    async def _lock_vm(self) -> None:
+        """One snapshot, restore or clone at a time per VM: a second one is refused."""
+        self._saga.add("release the VM lock", self._release_lock)
+        self._enter("lock")
+        await self._activity(names.LOCK_VM, self._lock_input(), type(None))
+
+    # ---- step 2: inspect ------------------------------------------------------------------
+
+    async def _inspect_vm(self) -> None:
+        """VM state and volume selection, recorded; no eligible disk fails here, before any
+        freeze; so does quiesce `required` on a guest that cannot be frozen."""
+        input, result = self._require_input(), self._require_result()
+        self._enter("inspect")
+        inspection = await self._activity(
+            names.INSPECT_VM, ObjectRef(namespace=input.namespace, name=input.vm), VmInspection)
+        self._inspection = inspection
+        quiesce = plan_quiesce(inspection.vm, input.quiesce)
+        result.vm_uid = inspection.vm.uid
+        result.indications = list(quiesce.indications)
+        if inspection.volumes.partial:
+            result.indications.append(PARTIAL_SNAPSHOT)
+        result.excluded_volumes = list(inspection.volumes.excluded)
+        self._planned = [
+            PlannedVolumeSnapshot(
+                name=naming.volume_snapshot_name(result.name, v.volume_name),
+                volume_name=v.volume_name, pvc_name=v.pvc_name, snapshot_class=v.snapshot_class,
+            )
+            for v in inspection.volumes.included
+        ]
+        result.included_volumes = [
+            VolumeResult(volume_name=v.volume_name, pvc_name=v.pvc_name,
+                         storage_class=v.storage_class, snapshot_class=v.snapshot_class,
+                         volume_snapshot=p.name, hotpluggable=v.hotpluggable)
+            for v, p in zip(inspection.volumes.included, self._planned, strict=True)
+        ]
+        self._volume_steps = {p.name: "planned" for p in self._planned}
+        await self._write_status()
+        if not self._planned:
+            reasons = "; ".join(f"{v.volume_name}: {v.reason}" for v in result.excluded_volumes)
+            raise ApplicationError(
+                f"no volume of VM {input.namespace}/{input.vm} can be snapshotted"
+                + (f" ({reasons})" if reasons else " (it has no volumes)"),
+                type=NO_ELIGIBLE_VOLUME, non_retryable=True)
+        if quiesce.refusal:
+            raise ApplicationError(quiesce.refusal, type=QUIESCE_REQUIRED, non_retryable=True)
+
+    # ---- steps 3-5: freeze, cut, thaw --------------------------------------------------------
+
+    async def _freeze_cut_and_thaw(self) -> None:
+        """Freeze when the guest can be frozen (it thaws itself by the deadline if all else
+        dies), create every VolumeSnapshot at once, thaw at the last cut: one activity, so
+        that no workflow round trip lengthens the freeze (see activities/cut.py)."""
+        input, result = self._require_input(), self._require_result()
+        record, inspection = self._require_record(), self._require_inspection()
+        freeze = None
+        if plan_quiesce(inspection.vm, input.quiesce).freeze:
+            freeze = FreezePlan(vmi=input.vm, thaw_by=self._thaw_by(),
+                                required=input.quiesce == "required")
+            self._saga.add("thaw the guest", self._thaw, urgent=True)
+        self._saga.add("delete the VolumeSnapshots", self._delete_volume_snapshots)
+        self._frozen = freeze is not None
+        self._enter("cut")
+        for planned in self._planned:
+            self._volume_steps[planned.name] = "creating"
+        timeout = CUT_ATTEMPT_WITHOUT_DEADLINE
+        if self._deadline_at is not None:
+            timeout = self._deadline_at - workflow.now() + CUT_GRACE
+        outcome = await self._activity(
+            names.FREEZE_AND_CUT,
+            CutInput(namespace=input.namespace, snapshot=result.name, snapshot_uid=record.uid,
+                     owned_by_snapshot=input.deletion_policy == "Delete",
+                     volumes=self._planned, labels=self._labels(), freeze=freeze),
+            CutOutcome, start_to_close=timeout, heartbeat=CUT_HEARTBEAT)
+        self._frozen = False
+        self._track(outcome.volume_snapshots)
+        result.volume_snapshots = [p.name for p in self._planned]
+        result.creation_time = max(
+            (s.creation_time for s in outcome.volume_snapshots if s.creation_time),
+            default=None)
+        result.quiesced = outcome.frozen_at is not None and not outcome.thawed_before_cut
+        result.freeze_window_ms = outcome.freeze_window_ms
+        if outcome.freeze_error is not None:
+            workflow.logger.warning("went on crash-consistent: %s", outcome.freeze_error)
+            result.indications.append(QUIESCE_FAILED)
+        if outcome.thawed_before_cut:
+            result.indications.append(QUIESCE_TIMEOUT)
+
+    # ---- step 6: content, Succeeded, lock, readiness ------------------------------------------
+
+    async def _record_content(self) -> None:
+        """The content: a copy of the VM, and per volume its PVC and VolumeSnapshot."""
+        input, result = self._require_input(), self._require_result()
+        content = naming.content_name(result.name)
+        self._saga.add("delete the content", self._delete_content)
+        self._enter("content")
+        await self._activity(
+            names.CREATE_SNAPSHOT_CONTENT,
+            CreateContentInput(namespace=input.namespace, name=content, snapshot=result.name,
+                               snapshot_uid=self._require_record().uid, vm=input.vm,
+                               volumes=self._planned,
+                               volume_snapshot_states=list(self._states.values()),
+                               labels=self._labels()),
+            str)
+        result.content_name = content
+
+    async def _mark_succeeded(self) -> None:
+        """Phase Succeeded: the cut is taken. From here on nothing is undone."""
+        result = self._require_result()
+        self._enter("succeeded")
+        result.phase = "Succeeded"
+        result.succeeded_at = workflow.now()
+        await self._write_status()
+        self._saga.clear()
+
+    async def _unlock_vm(self) -> None:
+        """Release the lock; a failure here is logged (a closed run's lock is taken over)."""
+        self._enter("unlock")
+        try:
+            await self._activity(names.UNLOCK_VM, self._lock_input(), bool)
+        except ActivityError as err:
+            message, error_type = describe(err)
+            workflow.logger.error("could not release the VM lock: %s", message)
+            if error_type == CANCELED:
+                await self._record_readiness_canceled()
+                raise asyncio.CancelledError() from err
+
+    async def _follow_to_ready(self) -> None:
+        """Poll until every VolumeSnapshot is readyToUse, within `ready_deadline`."""
+        input, result = self._require_input(), self._require_result()
+        self._enter("ready")
+        try:
+            states = await self._activity(
+                names.CHECK_VOLUME_SNAPSHOTS_READY,
+                VolumeSnapshotsInput(namespace=input.namespace,
+                                     names=[p.name for p in self._planned]),
+                list[VolumeSnapshotState],
+                retry=RetryPolicy(initial_interval=READY_POLL, backoff_coefficient=1.0,
+                                  maximum_interval=READY_POLL,
+                                  non_retryable_error_types=["VolumeSnapshotMissing"]),
+                heartbeat=READY_HEARTBEAT,
+                schedule_to_close=timedelta(seconds=input.ready_deadline)
+                if input.ready_deadline else None)
+        except ActivityError as err:
+            message, error_type = describe(err)
+            if error_type == CANCELED:  # the workflow was cancelled while it waited
+                await self._record_readiness_canceled()
+                raise asyncio.CancelledError() from err
+            # Out of time, the server reports the timeout or the last "not ready yet".
+            if isinstance(err.cause, ActivityTimeout) or error_type == "VolumeSnapshotsNotReady":
+                bound = format_go_duration(input.ready_deadline)
+                message = f"the VolumeSnapshots were not ready to use within {bound}" + (
+                    f" ({message})" if error_type == "VolumeSnapshotsNotReady" else "")
+            result.error, result.error_type = message, SNAPSHOT_NOT_READY
+            await self._write_status()
+            result.finished_at = workflow.now()
+            raise ApplicationError(message, result, type=SNAPSHOT_NOT_READY,
+                                   non_retryable=True) from err
+        except asyncio.CancelledError:
+            await self._record_readiness_canceled()
+            raise
+        self._track(states)
+        result.ready_to_use = True
+        result.ready_at = workflow.now()
+        await self._write_status()
+
+    async def _record_readiness_canceled(self) -> None:
+        """Cancelled after Succeeded: the cut stays; the record says readiness was not seen."""
+        result = self._require_result()
+        result.error, result.error_type = "canceled while waiting for readiness", CANCELED
+        result.finished_at = workflow.now()
+        await _to_completion(self._write_status())
+
+    # ---- compensation -------------------------------------------------------------------------
+
+    async def _fail(self, reason: str, error_type: str) -> ApplicationError:
+        """Run the saga and return the error the workflow fails with."""
+        result = self._require_result()
+        self._enter("compensating")
+        result.phase = "Failed"
+        result.error, result.error_type = reason, error_type
+        result.cleanup_errors = await self._saga.compensate()
+        result.finished_at = workflow.now()
+        self._enter("failed")
+        return ApplicationError(reason, result, type=error_type, non_retryable=True)
+
+    async def _stop(self, steps: asyncio.Task[None]) -> None:
+        """Cancel the steps and wait until their activity has really stopped
+        (WAIT_CANCELLATION_COMPLETED): nothing may be created after its clean-up."""
+        steps.cancel()
+        with contextlib.suppress(asyncio.CancelledError, ActivityError, ApplicationError):
+            await steps
+
+    async def _thaw(self) -> None:
+        input = self._require_input()
+        await self._compensation(names.UNFREEZE_VM,
+                                 UnfreezeVmInput(namespace=input.namespace, vmi=input.vm))
+        self._frozen = False
+
+    async def _delete_volume_snapshots(self) -> None:
+        input, result = self._require_input(), self._require_result()
+        await self._compensation(
+            names.DELETE_VOLUME_SNAPSHOTS,
+            VolumeSnapshotsInput(namespace=input.namespace, names=[p.name for p in self._planned],
+                                 snapshot=result.name))
+        for name in self._volume_steps:
+            self._volume_steps[name] = "deleted"
+        result.volume_snapshots = []
+
+    async def _delete_content(self) -> None:
+        input, result = self._require_input(), self._require_result()
+        await self._compensation(
+            names.DELETE_SNAPSHOT_CONTENT,
+            ObjectRef(namespace=input.namespace, name=naming.content_name(result.name)))
+        result.content_name = None
+
+    async def _release_lock(self) -> None:
+        await self._compensation(names.UNLOCK_VM, self._lock_input())
+
+    async def _write_failed_status(self) -> None:
+        await self._compensation(names.WRITE_SNAPSHOT_STATUS, self._status_input())
+
+    # ---- helpers --------------------------------------------------------------------------------
+
+    def _start(self, input: SnapshotVirtualMachineInput) -> None:
+        self._input = input
+        now = workflow.now()
+        name = input.name or naming.generated_snapshot_name(input.vm, now)
+        self._result = SnapshotVirtualMachineResult(
+            namespace=input.namespace, name=name, vm=input.vm, phase="InProgress",
+            started_at=now, workflow_id=workflow.info().workflow_id)
+        if input.failure_deadline:
+            self._deadline_at = now + timedelta(seconds=input.failure_deadline)
+        self._enter("starting")
+
+    @property
+    def _deadline_seconds(self) -> float:
+        return self._require_input().failure_deadline
+
+    def _thaw_by(self) -> datetime:
+        """When the guest must be thawed at the latest: the deadline, or a safety bound."""
+        if self._deadline_at is not None:
+            return self._deadline_at
+        return workflow.now() + FREEZE_BOUND_WITHOUT_DEADLINE
+
+    def _enter(self, step: str) -> None:
+        self._step = step
+        result = self._require_result()
+        details = [f"**{step}** {result.namespace}/{result.name} of VM {result.vm}",
+                   f"phase {result.phase}"]
+        if self._deadline_at is not None and result.phase == "InProgress":
+            left = max((self._deadline_at - workflow.now()).total_seconds(), 0.0)
+            details.append(f"{left:.0f}s left of the deadline")
+        if self._planned:
+            details.append(f"{len(self._planned)} volume(s)")
+        if result.error:
+            details.append(f"error: {result.error}")
+        workflow.set_current_details(" · ".join(details))
+
+    def _track(self, states: list[VolumeSnapshotState]) -> None:
+        for state in states:
+            self._states[state.name] = state
+            self._volume_steps[state.name] = ("ready" if state.ready_to_use
+                                              else "cut" if state.cut else "creating")
+        for volume in self._require_result().included_volumes:
+            seen = self._states.get(volume.volume_snapshot)
+            if seen is not None:
+                volume.creation_time = seen.creation_time
+                volume.ready_to_use = seen.ready_to_use
+                volume.restore_size = seen.restore_size
+                volume.error = seen.error
+
+    def _volume_progress(self, planned: PlannedVolumeSnapshot) -> VolumeProgress:
+        state = self._states.get(planned.name)
+        return VolumeProgress(
+            volume_name=planned.volume_name, volume_snapshot=planned.name,
+            state=self._volume_steps.get(planned.name, "planned"),
+            creation_time=state.creation_time if state else None,
+            ready_to_use=state.ready_to_use if state else False,
+            error=state.error if state else None)
+
+    def _finish(self) -> SnapshotVirtualMachineResult:
+        result = self._require_result()
+        result.finished_at = workflow.now()
+        self._enter("done")
+        return result
+
+    def _labels(self) -> dict[str, str]:
+        input, result = self._require_input(), self._require_result()
+        return naming.snapshot_labels(result.name, input.vm, input.labels)
+
+    def _lock_input(self) -> VmLockInput:
+        input = self._require_input()
+        return VmLockInput(namespace=input.namespace, vm=input.vm, operation="snapshot")
+
+    def _status_input(self) -> WriteSnapshotStatusInput:
+        result = self._require_result()
+        return WriteSnapshotStatusInput(
+            result=result,
+            indication_messages={i: MESSAGES.get(i, i) for i in result.indications},
+            volume_snapshot_states=[self._states[p.name] for p in self._planned
+                                    if p.name in self._states])
+
+    async def _write_status(self) -> None:
+        await self._activity(names.WRITE_SNAPSHOT_STATUS, self._status_input(), bool)
+
+    async def _activity(
+        self,
+        name: str,
+        arg: BaseModel,
+        result_type: type[T],
+        *,
+        start_to_close: timedelta = STEP_TIMEOUT,
+        schedule_to_close: timedelta | None = None,
+        heartbeat: timedelta | None = None,
+        retry: RetryPolicy = STEP_RETRY,
+    ) -> T:
+        """A step's activity. It is waited for even when cancelled, so that no step
+        outlives the compensation that undoes it."""
+        return await workflow.execute_activity(
+            name, arg, result_type=result_type,
+            start_to_close_timeout=start_to_close, schedule_to_close_timeout=schedule_to_close,
+            heartbeat_timeout=heartbeat, retry_policy=retry,
+            cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED)
+
+    async def _compensation(self, name: str, arg: BaseModel) -> None:
+        await workflow.execute_activity(
+            name, arg, start_to_close_timeout=STEP_TIMEOUT,
+            schedule_to_close_timeout=COMPENSATION_TIMEOUT, retry_policy=COMPENSATION_RETRY)
+
+    def _require_input(self) -> SnapshotVirtualMachineInput:
+        assert self._input is not None, "the workflow has not started"
+        return self._input
+
+    def _require_result(self) -> SnapshotVirtualMachineResult:
+        assert self._result is not None, "the workflow has not started"
+        return self._result
+
+    def _require_record(self) -> SnapshotRecordRef:
+        assert self._record is not None, "the record is made in step 1"
+        return self._record
+
+    def _require_inspection(self) -> VmInspection:
+        assert self._inspection is not None, "the VM is inspected in step 2"
+        return self._inspection
+
+
+async def _to_completion(work: Coroutine[Any, Any, T]) -> T:
+    """Finish `work` even if the workflow is cancelled again meanwhile (clean-up must end)."""
+    task = asyncio.create_task(work)
+    while True:
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if task.done():
+                raise
+            continue
+
