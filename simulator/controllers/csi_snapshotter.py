@@ -252,10 +252,14 @@ class SnapshotController:
         pvc = self.view.pvc(namespace, claim or "")
         if pvc is None or PVC_FINALIZER not in (pvc["metadata"].get("finalizers") or []):
             return
-        for other in self.rt.list(SNAPSHOT, "volumesnapshots", namespace):
-            if skip_current and other["metadata"]["name"] == snapshot["metadata"]["name"]:
+        # The index names the snapshots of this claim: no listing (and copying) of every
+        # snapshot in the namespace on each reconcile, which made the cut latency grow with
+        # the number of snapshots kept.
+        for other_ns, other_name in self._by_claim.referrers((namespace, claim)):
+            if skip_current and other_name == snapshot["metadata"]["name"]:
                 continue
-            if source_pvc(other) == claim and not is_ready(other):
+            other = self.view.snapshot(other_ns, other_name)
+            if other is not None and source_pvc(other) == claim and not is_ready(other):
                 return
         pvc["metadata"]["finalizers"] = [
             f for f in pvc["metadata"]["finalizers"] if f != PVC_FINALIZER
