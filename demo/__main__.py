@@ -30,7 +30,8 @@ from starter.local_stack import (
     start_worker,
 )
 
-console = Console(highlight=False)
+# Piped output (CI, logs) gets wide lines instead of 80-column wrapping.
+console = Console(highlight=False, width=None if sys.stdout.isatty() else 140)
 
 
 def _preferred(port: int) -> int | None:
