@@ -32,6 +32,7 @@ from activities.liveness import WorkflowLiveness
 from activities.retention import RetentionActivities
 from activities.snapshot import SnapshotActivities
 from cluster.client import Cluster
+from starter.search_attributes import ensure_search_attributes
 from workflows.delete_snapshot import DeleteVirtualMachineSnapshot
 from workflows.scheduled import ScheduledVirtualMachineSnapshots
 from workflows.snapshot import SnapshotVirtualMachine
@@ -93,6 +94,7 @@ async def run_worker(task_queue: str, stop: asyncio.Event) -> None:
     client = await connect()
     log.info("connected to Temporal at %s, namespace %s",
              client.service_client.config.target_host, client.namespace)
+    await ensure_search_attributes(client)
     with ThreadPoolExecutor(MAX_CONCURRENT_ACTIVITIES, thread_name_prefix="activity") as pool:
         worker = build_worker(client, cluster, task_queue, pool)
         async with worker:

@@ -7,6 +7,11 @@ prints the result a user cares about.
 
 from __future__ import annotations
 
+import functools
+import os
+import shlex
+import subprocess
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -14,9 +19,11 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 from temporalio.client import Client, WorkflowFailureError
+from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.contrib.pydantic import pydantic_data_converter
 
 from workflows.naming import snapshot_workflow_id
+from workflows.search_attributes import OPERATION, VM_NAME, VM_NAMESPACE
 
 NAMESPACE = "demo"
 TASK_QUEUE = "vmsnap"
@@ -73,6 +80,14 @@ async def snapshot(console: Console, client: Client, vm: str, note: str) -> bool
                 payload,
                 id=snapshot_workflow_id(NAMESPACE, name),
                 task_queue=TASK_QUEUE,
+                search_attributes=TypedSearchAttributes(
+                    [
+                        SearchAttributePair(VM_NAME, vm),
+                        SearchAttributePair(VM_NAMESPACE, NAMESPACE),
+                        SearchAttributePair(OPERATION, "snapshot"),
+                    ]
+                ),
+                static_summary=f"snapshot {NAMESPACE}/{vm} -> {name}",
                 result_type=dict,
             )
     except WorkflowFailureError as failure:
@@ -89,10 +104,42 @@ def _json(payload: dict[str, Any]) -> str:
     return json.dumps(payload, separators=(",", ":"))
 
 
+def vmsnap(console: Console, address: str, kubeconfig: Path, *args: str) -> bool:
+    """Our own CLI, as a user types it; its output goes straight to the terminal."""
+    console.print(f"[bold]$ vmsnap {shlex.join(args)}[/]")
+    env = {**os.environ, "TEMPORAL_ADDRESS": address, "KUBECONFIG": str(kubeconfig)}
+    vmsnap_cli = Path(sys.executable).parent / "vmsnap"
+    sys.stdout.flush()
+    done = subprocess.run([str(vmsnap_cli), *args], env=env, check=False, timeout=300)
+    console.print()
+    return done.returncode == 0
+
+
 async def run_story(console: Console, address: str, kubeconfig: Path, ui_url: str) -> bool:
     client = await Client.connect(address, data_converter=pydantic_data_converter)
     ok = await snapshot(console, client, "web-1", "running, guest agent connected: frozen")
     ok = await snapshot(console, client, "db-1", "running without guest agent") and ok
+    cli = functools.partial(vmsnap, console, address, kubeconfig)
+    ok = cli("snapshot", "plan", "legacy-1", "-n", NAMESPACE) and ok
+    ok = (
+        cli(
+            "schedule",
+            "create",
+            "nightly",
+            "-n",
+            NAMESPACE,
+            "--vm",
+            "web-1",
+            "--cron",
+            "0 2 * * *",
+            "--keep",
+            "2",
+        )
+        and ok
+    )
+    for _ in range(3):  # three runs of a schedule that keeps two: the oldest is pruned
+        ok = cli("schedule", "trigger", "nightly", "-n", NAMESPACE, "--wait") and ok
+    ok = cli("snapshot", "list", "-n", NAMESPACE) and ok
     console.print(f"See every run in the Temporal UI: {ui_url}/namespaces/default/workflows")
     console.print(
         f"And the records: kubectl --kubeconfig {kubeconfig} "

@@ -236,9 +236,22 @@ def start_dev_server(
         args += ["--search-attribute", f"{attribute}={kind}"]
     process = spawn(name, args, state_dir / f"{name}.log")
     _wait_until(process, lambda: port_open("127.0.0.1", port), timeout, f"port {port}")
+    # The port opens before the frontend serves ("Frontend is not healthy yet"): ask it.
+    _wait_until(process, lambda: _serving(f"127.0.0.1:{port}"), timeout, "frontend healthy")
     return DevServerProcess(
         process, f"127.0.0.1:{port}", f"http://127.0.0.1:{ui_port}", namespace, db_file
     )
+
+
+def _serving(address: str) -> bool:
+    probe = subprocess.run(
+        [str(temporal_cli()), "operator", "cluster", "health", "--address", address],
+        capture_output=True,
+        text=True,
+        timeout=15,
+        check=False,
+    )
+    return probe.returncode == 0 and "SERVING" in probe.stdout
 
 
 # ---- the vmsnap worker ----------------------------------------------------------------

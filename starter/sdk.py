@@ -100,17 +100,14 @@ from workflows.models import (
 )
 from workflows.scheduled import (
     DELETE_WORKFLOW,
-    OPERATION,
     SCHEDULE_LABEL,
     SCHEDULED_WORKFLOW,
-    SNAPSHOT_PHASE,
     SNAPSHOT_WORKFLOW,
-    VM_NAME,
-    VM_NAMESPACE,
     ScheduledSnapshotInput,
     ScheduledSnapshotResult,
     child_search_attributes,
 )
+from workflows.search_attributes import OPERATION, SNAPSHOT_PHASE, VM_NAME, VM_NAMESPACE
 
 T = TypeVar("T")
 

@@ -37,7 +37,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from temporalio import workflow
 from temporalio.common import (
     RetryPolicy,
-    SearchAttributeKey,
     SearchAttributePair,
     TypedSearchAttributes,
 )
@@ -64,6 +63,7 @@ with workflow.unsafe.imports_passed_through():
         check_dns_subdomain,
         check_labels,
     )
+    from workflows.search_attributes import OPERATION, VM_NAME, VM_NAMESPACE
 
 SCHEDULED_WORKFLOW = "ScheduledVirtualMachineSnapshots"
 SNAPSHOT_WORKFLOW = "SnapshotVirtualMachine"
@@ -81,10 +81,6 @@ LIST_SCHEDULED_SNAPSHOTS = "list_scheduled_snapshots"
 
 # Custom search attributes (Keyword): set at start by the SDK and by this workflow on
 # its children, upserted by the workflows themselves; registered on the server.
-VM_NAME = SearchAttributeKey.for_keyword("VmName")
-VM_NAMESPACE = SearchAttributeKey.for_keyword("VmNamespace")
-SNAPSHOT_PHASE = SearchAttributeKey.for_keyword("SnapshotPhase")
-OPERATION = SearchAttributeKey.for_keyword("VmsnapOperation")
 
 STEP_TIMEOUT = timedelta(seconds=30)
 STEP_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), backoff_coefficient=2.0,

@@ -36,7 +36,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 from temporalio import workflow
-from temporalio.common import RetryPolicy
+from temporalio.common import RetryPolicy, SearchAttributeUpdate
 from temporalio.exceptions import ActivityError, ApplicationError
 from temporalio.exceptions import TimeoutError as ActivityTimeout
 
@@ -74,6 +74,8 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows.quiesce import MESSAGES, plan_quiesce
     from workflows.saga import Saga
+    from workflows.search_attributes import ALL as ALL_ATTRIBUTES
+    from workflows.search_attributes import OPERATION, SNAPSHOT_PHASE, VM_NAME, VM_NAMESPACE
 
 T = TypeVar("T")
 
@@ -296,6 +298,7 @@ class SnapshotVirtualMachine:
         self._enter("succeeded")
         result.phase = "Succeeded"
         result.succeeded_at = workflow.now()
+        self._upsert_search_attributes([SNAPSHOT_PHASE.value_set("Succeeded")])
         await self._write_status()
         self._saga.clear()
 
@@ -365,6 +368,7 @@ class SnapshotVirtualMachine:
         self._enter("compensating")
         result.phase = "Failed"
         result.error, result.error_type = reason, error_type
+        self._upsert_search_attributes([SNAPSHOT_PHASE.value_set("Failed")])
         result.cleanup_errors = await self._saga.compensate()
         result.finished_at = workflow.now()
         self._enter("failed")
@@ -417,7 +421,24 @@ class SnapshotVirtualMachine:
             started_at=now, workflow_id=workflow.info().workflow_id)
         if input.failure_deadline:
             self._deadline_at = now + timedelta(seconds=input.failure_deadline)
+        self._upsert_search_attributes([
+            VM_NAME.value_set(input.vm), VM_NAMESPACE.value_set(input.namespace),
+            OPERATION.value_set("snapshot"), SNAPSHOT_PHASE.value_set("InProgress")])
         self._enter("starting")
+
+    @staticmethod
+    def _upsert_search_attributes(updates: list[SearchAttributeUpdate[Any]]) -> None:
+        """Keep the UI's filters current, on runs started with vmsnap's attributes only.
+
+        An attribute the namespace does not know fails the workflow task, and the
+        workflow cannot see the namespace's registrations. A run started with any of
+        them (the SDK, the CLI and schedules always set them) proves they exist; a run
+        started without (a bare `temporal workflow start`) is left unfiltered rather
+        than stuck. The worker registers them at start-up where the server lets it.
+        """
+        started_with = workflow.info().typed_search_attributes
+        if any(started_with.get(key) is not None for key in ALL_ATTRIBUTES):
+            workflow.upsert_search_attributes(updates)
 
     @property
     def _deadline_seconds(self) -> float:
