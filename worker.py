@@ -24,22 +24,20 @@ from datetime import timedelta
 from typing import Any
 
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.envconfig import ClientConfig
 from temporalio.worker import Worker
 
 from activities.liveness import WorkflowLiveness
 from activities.retention import RetentionActivities
 from activities.snapshot import SnapshotActivities
 from cluster.client import Cluster
+from starter.connection import connect as connect_temporal
+from starter.connection import load_connection_settings
 from starter.search_attributes import ensure_search_attributes
 from workflows.delete_snapshot import DeleteVirtualMachineSnapshot
 from workflows.scheduled import ScheduledVirtualMachineSnapshots
 from workflows.snapshot import SnapshotVirtualMachine
 
 DEFAULT_TASK_QUEUE = "vmsnap"
-DEFAULT_ADDRESS = "localhost:7233"
-DEFAULT_NAMESPACE = "default"
 MAX_CONCURRENT_ACTIVITIES = 32
 GRACEFUL_SHUTDOWN = timedelta(seconds=10)
 # Heartbeats reach the server at most this often: it bounds how late a cancelled
@@ -61,11 +59,9 @@ def activities_for(cluster: Cluster, liveness: WorkflowLiveness | None) -> list[
 
 
 async def connect(address: str | None = None, namespace: str | None = None) -> Client:
-    """A client from Temporal's environment/profile configuration, with the pydantic converter."""
-    config: dict[str, Any] = dict(ClientConfig.load_client_connect_config())
-    config["target_host"] = address or config.get("target_host") or DEFAULT_ADDRESS
-    config["namespace"] = namespace or config.get("namespace") or DEFAULT_NAMESPACE
-    return await Client.connect(**config, data_converter=pydantic_data_converter)
+    """The client every vmsnap process uses: environment or profile, TLS or API key, the
+    pydantic converter, and the payload codec when a key is configured."""
+    return await connect_temporal(load_connection_settings(address=address, namespace=namespace))
 
 
 def build_worker(
