@@ -16,9 +16,22 @@ from typing import Any, Literal
 import jsonpatch
 
 from simulator.errors import ApiError, bad_request
-from simulator.store import merge_patch
 
 PatchKind = Literal["json", "merge", "strategic"]
+
+
+def merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7386 JSON merge patch."""
+    if not isinstance(patch, dict):
+        return copy.deepcopy(patch)
+    result = copy.deepcopy(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = merge_patch(result.get(key), value)
+    return result
+
 
 CONTENT_TYPES: dict[str, PatchKind] = {
     "application/json-patch+json": "json",

@@ -21,8 +21,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-import jsonpatch
-
 from simulator.errors import (
     ApiError,
     already_exists,
@@ -32,11 +30,11 @@ from simulator.errors import (
     invalid,
     not_found,
 )
+from simulator.patches import PatchKind, apply_patch
 from simulator.resource_types import ResourceType
 from simulator.selectors import field_matcher, label_matcher
 
 EventType = Literal["ADDED", "MODIFIED", "DELETED"]
-PatchType = Literal["merge", "json", "strategic"]
 
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
 _HISTORY_LIMIT = 20_000
@@ -56,19 +54,6 @@ Subscriber = Callable[[WatchEvent], None]
 
 def now_rfc3339() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def merge_patch(target: Any, patch: Any) -> Any:
-    """RFC 7386 JSON merge patch."""
-    if not isinstance(patch, dict):
-        return copy.deepcopy(patch)
-    result = copy.deepcopy(target) if isinstance(target, dict) else {}
-    for key, value in patch.items():
-        if value is None:
-            result.pop(key, None)
-        else:
-            result[key] = merge_patch(result.get(key), value)
-    return result
 
 
 class Store:
@@ -368,31 +353,15 @@ class Store:
         resource: ResourceType,
         namespace: str | None,
         name: str,
-        patch_type: PatchType,
+        patch_type: PatchKind,
         patch: Any,
         *,
         subresource: str | None = None,
         dry_run: bool = False,
     ) -> dict[str, Any]:
-        """PATCH: merge (and strategic, treated as merge), or JSON patch with `test`."""
+        """PATCH by kind (`simulator.patches`); an unchanged resourceVersion is no precondition."""
         current = self.get(resource, namespace, name)
-        if patch_type == "json":
-            if not isinstance(patch, list):
-                raise bad_request("a JSON patch must be a list of operations")
-            try:
-                patched = jsonpatch.apply_patch(current, patch)
-            except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException) as exc:
-                raise ApiError(
-                    422,
-                    "Invalid",
-                    f"the server rejected our request due to an error in our request: {exc}",
-                ) from exc
-        else:
-            if not isinstance(patch, dict):
-                raise bad_request("a merge patch must be a JSON object")
-            patched = merge_patch(current, patch)
-        if not isinstance(patched, dict):
-            raise bad_request("the patch did not produce an object")
+        patched = apply_patch(patch_type, current, patch)
         sent_rv = (patched.get("metadata") or {}).get("resourceVersion")
         if sent_rv == current["metadata"]["resourceVersion"]:
             patched["metadata"].pop("resourceVersion", None)  # unchanged: no precondition
