@@ -39,6 +39,10 @@ def _preferred(port: int) -> int | None:
     return None if port_open("127.0.0.1", port) else port
 
 
+def _interrupt(*_: object) -> None:
+    raise KeyboardInterrupt
+
+
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m demo", description=__doc__)
     parser.add_argument("--state-dir", type=Path, default=REPO_ROOT / ".state" / "demo")
@@ -62,7 +66,10 @@ def main() -> int:
             child.stop()
         children.clear()
 
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    # Ctrl-C and SIGTERM both stop the stack; SIGINT explicitly, since a shell that starts
+    # the demo in the background hands it SIGINT ignored.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         with console.status("starting the Temporal dev server"):
             temporal = start_dev_server(
