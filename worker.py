@@ -24,14 +24,18 @@ from datetime import timedelta
 from typing import Any
 
 from temporalio.client import Client
+from temporalio.runtime import Runtime
 from temporalio.worker import Worker
 
+from activities.events import EventActivities
 from activities.liveness import WorkflowLiveness
+from activities.metrics import record_snapshot_metrics
 from activities.retention import RetentionActivities
 from activities.snapshot import SnapshotActivities
 from cluster.client import Cluster
 from starter.connection import connect as connect_temporal
 from starter.connection import load_connection_settings
+from starter.metrics import runtime_from_environment
 from starter.search_attributes import ensure_search_attributes
 from workflows.delete_snapshot import DeleteVirtualMachineSnapshot
 from workflows.scheduled import ScheduledVirtualMachineSnapshots
@@ -55,13 +59,17 @@ log = logging.getLogger("vmsnap.worker")
 
 def activities_for(cluster: Cluster, liveness: WorkflowLiveness | None) -> list[Callable[..., Any]]:
     """Every activity, bound to one shared cluster adapter."""
-    return [*SnapshotActivities(cluster, liveness).all(), *RetentionActivities(cluster).all()]
+    return [*SnapshotActivities(cluster, liveness).all(), *RetentionActivities(cluster).all(),
+            *EventActivities(cluster).all(), record_snapshot_metrics]
 
 
-async def connect(address: str | None = None, namespace: str | None = None) -> Client:
+async def connect(
+    address: str | None = None, namespace: str | None = None, runtime: Runtime | None = None
+) -> Client:
     """The client every vmsnap process uses: environment or profile, TLS or API key, the
     pydantic converter, and the payload codec when a key is configured."""
-    return await connect_temporal(load_connection_settings(address=address, namespace=namespace))
+    settings = load_connection_settings(address=address, namespace=namespace)
+    return await connect_temporal(settings, runtime=runtime)
 
 
 def build_worker(
@@ -87,7 +95,8 @@ def build_worker(
 async def run_worker(task_queue: str, stop: asyncio.Event) -> None:
     """Connect, serve until `stop` is set, then shut down gracefully."""
     cluster = Cluster.from_environment()
-    client = await connect()
+    # VMSNAP_METRICS_ADDRESS (e.g. 0.0.0.0:9464): Temporal's and vmsnap's Prometheus metrics.
+    client = await connect(runtime=runtime_from_environment())
     log.info("connected to Temporal at %s, namespace %s",
              client.service_client.config.target_host, client.namespace)
     await ensure_search_attributes(client)

@@ -42,6 +42,13 @@ from temporalio.exceptions import TimeoutError as ActivityTimeout
 
 with workflow.unsafe.imports_passed_through():
     from activities import names
+    from activities.events import (
+        RECORD_VM_EVENT,
+        SNAPSHOT_FAILED,
+        SNAPSHOT_SUCCEEDED,
+        VmEventInput,
+    )
+    from activities.metrics import RECORD_SNAPSHOT_METRICS, SnapshotMetricsInput
     from activities.models import (
         CreateContentInput,
         CreateSnapshotRecordInput,
@@ -94,6 +101,7 @@ CUT_ATTEMPT_WITHOUT_DEADLINE = timedelta(hours=1)  # then retried: with deadline
 FREEZE_BOUND_WITHOUT_DEADLINE = timedelta(minutes=5)  # the guest never stays frozen longer
 READY_POLL = timedelta(seconds=2)  # between attempts; each attempt watches for a while
 READY_HEARTBEAT = timedelta(seconds=15)
+REPORT_RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=500), maximum_attempts=3)
 COMPENSATION_TIMEOUT = timedelta(minutes=5)
 COMPENSATION_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), backoff_coefficient=2.0,
                                  maximum_interval=timedelta(seconds=15))
@@ -137,6 +145,7 @@ class SnapshotVirtualMachine:
             raise await self._fail(f"{self._step}: {message}", error_type) from error
         await self._unlock_vm()
         await self._follow_to_ready()
+        await self._report()
         return self._finish()
 
     async def _take_snapshot(self) -> None:
@@ -360,6 +369,35 @@ class SnapshotVirtualMachine:
         result.finished_at = workflow.now()
         await _to_completion(self._write_status())
 
+    # ---- reporting ----------------------------------------------------------------------------
+
+    async def _report(self) -> None:
+        """A Kubernetes Event on the VM (as KubeVirt does) and the worker's metrics.
+
+        Best effort: a failure to report never changes the snapshot's outcome.
+        """
+        result = self._require_result()
+        ok = result.phase == "Succeeded"
+        event = VmEventInput(
+            namespace=result.namespace, vm=result.vm, vm_uid=result.vm_uid,
+            snapshot=result.name, action="Snapshot",
+            reason=SNAPSHOT_SUCCEEDED if ok else SNAPSHOT_FAILED,
+            type="Normal" if ok else "Warning",
+            message=(f"snapshot {result.name} succeeded "
+                     f"({len(result.volume_snapshots)} volumes)") if ok
+            else f"snapshot {result.name} failed: {result.error}")
+        metrics = SnapshotMetricsInput(
+            outcome="succeeded" if ok else "failed", error_type=result.error_type,
+            freeze_window_ms=result.freeze_window_ms,
+            deadline_exceeded=result.error_type == DEADLINE_EXCEEDED, compensated=not ok)
+        for name, arg in ((RECORD_VM_EVENT, event), (RECORD_SNAPSHOT_METRICS, metrics)):
+            try:
+                await workflow.execute_activity(
+                    name, arg, start_to_close_timeout=timedelta(seconds=30),
+                    retry_policy=REPORT_RETRY)
+            except ActivityError as error:
+                workflow.logger.warning("reporting %s failed: %s", name, error)
+
     # ---- compensation -------------------------------------------------------------------------
 
     async def _fail(self, reason: str, error_type: str) -> ApplicationError:
@@ -371,6 +409,7 @@ class SnapshotVirtualMachine:
         self._upsert_search_attributes([SNAPSHOT_PHASE.value_set("Failed")])
         result.cleanup_errors = await self._saga.compensate()
         result.finished_at = workflow.now()
+        await self._report()
         self._enter("failed")
         return ApplicationError(reason, result, type=error_type, non_retryable=True)
 

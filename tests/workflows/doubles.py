@@ -20,6 +20,8 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from activities import names
+from activities.events import RECORD_VM_EVENT, VmEventInput
+from activities.metrics import RECORD_SNAPSHOT_METRICS, SnapshotMetricsInput, record_snapshot
 from activities.models import (
     CreateContentInput,
     CreateSnapshotRecordInput,
@@ -97,6 +99,8 @@ class World:
     cut_attempts: int = 0
     ready_attempts: int = 0
     record_creates: int = 0
+    events: list[VmEventInput] = field(default_factory=list)  # apart from `calls`: reporting
+    metrics: list[SnapshotMetricsInput] = field(default_factory=list)
 
     def count(self, name: str) -> int:
         return sum(1 for c in self.calls if c == name)
@@ -266,10 +270,21 @@ class World:
             world.calls.append(names.DELETE_SNAPSHOT_RECORD)
             return world.records.pop(input.name, None) is not None
 
+        @activity.defn(name=RECORD_VM_EVENT)
+        async def record_vm_event(input: VmEventInput) -> str | None:
+            world.events.append(input)
+            return f"event-{len(world.events)}"
+
+        @activity.defn(name=RECORD_SNAPSHOT_METRICS)
+        async def record_snapshot_metrics(input: SnapshotMetricsInput) -> None:
+            world.metrics.append(input)
+            record_snapshot(activity.metric_meter(), input)  # the real recording
+
         return [create_snapshot_record, lock_vm, unlock_vm, inspect_vm, write_snapshot_status,
                 unfreeze_vm, freeze_and_cut,
                 create_snapshot_content, check_volume_snapshots_ready, delete_volume_snapshots,
-                delete_snapshot_content, prepare_snapshot_deletion, delete_snapshot_record]
+                delete_snapshot_content, prepare_snapshot_deletion, delete_snapshot_record,
+                record_vm_event, record_snapshot_metrics]
 
 
 def _state(name: str, *, cut: bool, ready: bool = False) -> VolumeSnapshotState:
