@@ -33,7 +33,7 @@ messages follow `pkg/common-controller/snapshot_controller.go`:
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from simulator.controllers.pvc_binder import snapshot_source
 from simulator.controllers.runtime import (
@@ -255,7 +255,8 @@ class SnapshotController:
         # The index names the snapshots of this claim: no listing (and copying) of every
         # snapshot in the namespace on each reconcile, which made the cut latency grow with
         # the number of snapshots kept.
-        for other_ns, other_name in self._by_claim.referrers((namespace, claim)):
+        for referrer in self._by_claim.referrers((namespace, claim)):
+            other_ns, other_name = cast(Key, referrer)
             if skip_current and other_name == snapshot["metadata"]["name"]:
                 continue
             other = self.view.snapshot(other_ns, other_name)
