@@ -27,9 +27,11 @@ from temporalio.client import Client
 from temporalio.runtime import Runtime
 from temporalio.worker import Worker
 
+from activities.clone import CloneActivities
 from activities.events import EventActivities
 from activities.liveness import WorkflowLiveness
 from activities.metrics import record_snapshot_metrics
+from activities.restore import RestoreActivities
 from activities.retention import RetentionActivities
 from activities.snapshot import SnapshotActivities
 from cluster.client import Cluster
@@ -37,7 +39,9 @@ from starter.connection import connect as connect_temporal
 from starter.connection import load_connection_settings
 from starter.metrics import runtime_from_environment
 from starter.search_attributes import ensure_search_attributes
+from workflows.clone import CloneVirtualMachine
 from workflows.delete_snapshot import DeleteVirtualMachineSnapshot
+from workflows.restore import RestoreVirtualMachine
 from workflows.scheduled import ScheduledVirtualMachineSnapshots
 from workflows.snapshot import SnapshotVirtualMachine
 
@@ -52,6 +56,8 @@ WORKFLOWS: list[type] = [
     SnapshotVirtualMachine,
     DeleteVirtualMachineSnapshot,
     ScheduledVirtualMachineSnapshots,
+    RestoreVirtualMachine,
+    CloneVirtualMachine,
 ]
 
 log = logging.getLogger("vmsnap.worker")
@@ -60,6 +66,7 @@ log = logging.getLogger("vmsnap.worker")
 def activities_for(cluster: Cluster, liveness: WorkflowLiveness | None) -> list[Callable[..., Any]]:
     """Every activity, bound to one shared cluster adapter."""
     return [*SnapshotActivities(cluster, liveness).all(), *RetentionActivities(cluster).all(),
+            *RestoreActivities(cluster, liveness).all(), *CloneActivities(cluster).all(),
             *EventActivities(cluster).all(), record_snapshot_metrics]
 
 

@@ -82,7 +82,10 @@ async def exercise_every_workflow(stack: Stack) -> list[str]:
         await run(stack, "RestoreVirtualMachine",
                   {"namespace": NS, "snapshot": with_agent, "target": f"restored-{suffix}"},
                   f"rbac-restore-{suffix}")
-        ran.append("restore to a new VM")
+        await run(stack, "RestoreVirtualMachine",
+                  {"namespace": NS, "snapshot": with_agent, "running_vm_policy": "stop"},
+                  f"rbac-restore-in-place-{suffix}")
+        ran += ["restore to a new VM", "restore of a running VM in place (stop, start)"]
     if "CloneVirtualMachine" in types:
         await run(stack, "CloneVirtualMachine",
                   {"namespace": NS, "source_snapshot": with_agent, "target": f"clone-{suffix}"},
@@ -90,7 +93,12 @@ async def exercise_every_workflow(stack: Stack) -> list[str]:
         await run(stack, "CloneVirtualMachine",
                   {"namespace": NS, "source_vm": "agentless", "target": f"clone-vm-{suffix}"},
                   f"rbac-clone-vm-{suffix}")
-        ran += ["clone from a snapshot", "clone from a VM"]
+        with pytest.raises(WorkflowFailureError):  # fails at the VM step: the saga deletes
+            await run(stack, "CloneVirtualMachine",
+                      {"namespace": NS, "source_vm": "stopped", "target": f"no-eth-{suffix}",
+                       "new_mac_addresses": {"eth9": "02:00:00:00:00:09"}},
+                      f"rbac-clone-fails-{suffix}")
+        ran += ["clone from a snapshot", "clone from a VM", "clone failing (compensated)"]
 
     await delete(with_agent)
     await delete(without_agent)

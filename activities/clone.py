@@ -1,0 +1,130 @@
+"""Activities of `CloneVirtualMachine` (PVC creation, waiting and deletion are the
+restore's, with the clone's label). Each one idempotent; undo touches only objects
+labelled `vmsnap.io/clone` with this clone's name."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from temporalio import activity
+
+from activities import errors
+from activities import restore_names as names
+from activities.errors import cluster_errors
+from activities.restore import _final, plan_volumes, read_ready_snapshot
+from cluster.client import Cluster
+from cluster.errors import AlreadyExists, NotFound
+from cluster.restore_records import clone_record_body, write_clone_record
+from cluster.vm_clone import CloneSpecError, clone_vm
+from workflows.clone_models import (
+    CheckCloneSourceInput,
+    CloneRecordInput,
+    CloneVmRef,
+    CreateCloneVmInput,
+    PrepareCloneInput,
+)
+from workflows.naming import label_value
+from workflows.restore_models import RestorePlan
+
+CLONE_LABEL = "vmsnap.io/clone"
+
+
+class CloneActivities:
+    def __init__(self, cluster: Cluster) -> None:
+        self.cluster = cluster
+
+    def all(self) -> list[Callable[..., object]]:
+        return [self.check_clone_source, self.prepare_clone, self.create_clone_vm,
+                self.delete_clone_vm, self.write_clone_record]
+
+    def _refuse_existing_target(self, ns: str, target: str) -> None:
+        try:
+            self.cluster.get_vm(ns, target)
+        except NotFound:
+            return
+        raise _final(f"target VM {ns}/{target} already exists", names.TARGET_EXISTS)
+
+    @activity.defn(name=names.CHECK_CLONE_SOURCE)
+    def check_clone_source(self, input: CheckCloneSourceInput) -> bool:
+        """The target must not exist, and every PVC or DataVolume disk of the source VM must
+        be snapshot-eligible: a clone missing a data disk is not a copy."""
+        with cluster_errors(not_found=errors.VM_NOT_FOUND):
+            self._refuse_existing_target(input.namespace, input.target)
+            selection = self.cluster.select_volumes(input.namespace, input.vm)
+        # Container disks and cloud-init travel in the spec: only disks with a claim count.
+        refused = [f"{v.volume_name}: {v.reason}" for v in selection.excluded
+                   if v.snapshottable_type]
+        if refused:
+            raise _final(f"VM {input.namespace}/{input.vm} cannot be cloned, some disks "
+                         f"cannot be snapshotted ({'; '.join(refused)})",
+                         names.SOURCE_NOT_ELIGIBLE)
+        return True
+
+    @activity.defn(name=names.PREPARE_CLONE)
+    def prepare_clone(self, input: PrepareCloneInput) -> RestorePlan:
+        """The snapshot must be ready and the target absent; one PVC per backed-up volume."""
+        ns = input.namespace
+        with cluster_errors():
+            self._refuse_existing_target(ns, input.target)
+            record, snapshot_vm, backups = read_ready_snapshot(self.cluster, ns, input.snapshot)
+            volumes = plan_volumes(self.cluster, ns, backups, input.clone_name, CLONE_LABEL,
+                                   input.snapshot)
+        return RestorePlan(source_vm=record.vm, target=input.target,
+                           restore_name=input.clone_name, snapshot_vm=snapshot_vm,
+                           target_exists=False, target_running=False, volumes=volumes)
+
+    @activity.defn(name=names.CREATE_CLONE_VM)
+    def create_clone_vm(self, input: CreateCloneVmInput) -> bool:
+        spec = input.spec
+        try:
+            body = clone_vm(
+                input.snapshot_vm, spec.target, input.claims,
+                new_mac_addresses=spec.new_mac_addresses,
+                new_smbios_serial=spec.new_smbios_serial, label_filters=spec.label_filters,
+                annotation_filters=spec.annotation_filters, patches=spec.patches,
+                run_strategy=spec.run_strategy,
+                extra_labels={CLONE_LABEL: label_value(input.clone_name)})
+        except CloneSpecError as exc:
+            raise _final(str(exc), names.INVALID_CLONE_SPEC) from exc
+        body["metadata"].pop("namespace", None)
+        with cluster_errors():
+            try:
+                self.cluster.create_vm(input.namespace, body)
+            except AlreadyExists as exc:
+                existing = self.cluster.get_vm(input.namespace, spec.target)
+                labels = (existing.get("metadata") or {}).get("labels") or {}
+                if labels.get(CLONE_LABEL) != label_value(input.clone_name):
+                    raise _final(f"VM {input.namespace}/{spec.target} already exists",
+                                 names.TARGET_EXISTS) from exc
+        return True
+
+    @activity.defn(name=names.DELETE_CLONE_VM)
+    def delete_clone_vm(self, input: CloneVmRef) -> bool:
+        """Delete the target if this clone made it (its label says so); else leave it."""
+        with cluster_errors():
+            try:
+                existing = self.cluster.get_vm(input.namespace, input.target)
+            except NotFound:
+                return False
+            labels = (existing.get("metadata") or {}).get("labels") or {}
+            if labels.get(CLONE_LABEL) != label_value(input.clone_name):
+                return False
+            return self.cluster.delete_vm(input.namespace, input.target)
+
+    @activity.defn(name=names.WRITE_CLONE_RECORD)
+    def write_clone_record(self, input: CloneRecordInput) -> bool:
+        result = input.result
+        source_kind, source = (("VirtualMachine", result.source_vm) if result.source_vm
+                               else ("VirtualMachineSnapshot", result.source_snapshot or ""))
+        body = clone_record_body(input.namespace, result.name, source_kind, source,
+                                 result.target, {CLONE_LABEL: label_value(result.name)})
+        status = {
+            "phase": result.phase, "snapshotName": result.snapshot,
+            "restoredPvcs": [v.pvc_name for v in result.volumes] or None,
+            "error": {"message": result.error, "type": result.error_type}
+            if result.error else None,
+            "cleanupErrors": result.cleanup_errors or None,
+        }
+        with cluster_errors():
+            write_clone_record(self.cluster, body, status)
+        return True

@@ -1,0 +1,152 @@
+"""VirtualMachineRestore records (`vmsnap.io`): what a restore did, shown by kubectl.
+
+Created when the restore starts (AlreadyExists of the same restore is success:
+a retried step), its status written through the status subresource as the
+restore goes, and left in place afterwards, Succeeded or Failed, for the user.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel
+
+from cluster.apis import CustomResource, KubeApis
+from cluster.errors import AlreadyExists, translated_errors
+from cluster.records import k8s_time
+
+VIRTUAL_MACHINE_RESTORES = CustomResource(
+    "vmsnap.io", "v1alpha1", "virtualmachinerestores", "VirtualMachineRestore")
+
+
+class RestoreVolumeStatus(BaseModel):
+    volume_name: str
+    pvc_name: str
+    volume_snapshot: str
+    phase: str | None = None
+
+
+class RestoreRecordStatus(BaseModel):
+    phase: str
+    stopped_vm: bool = False
+    restore_time: datetime | None = None
+    volumes: list[RestoreVolumeStatus] = []
+    error_message: str | None = None
+    error_type: str | None = None
+    error_time: datetime | None = None
+    cleanup_errors: list[str] = []
+
+
+def restore_record_body(
+    namespace: str, name: str, snapshot: str, target: str, running_vm_policy: str,
+    labels: dict[str, str],
+) -> dict[str, Any]:
+    return {
+        "apiVersion": VIRTUAL_MACHINE_RESTORES.api_version,
+        "kind": VIRTUAL_MACHINE_RESTORES.kind,
+        "metadata": {"name": name, "namespace": namespace, "labels": dict(labels)},
+        "spec": {
+            "target": {"apiGroup": "kubevirt.io", "kind": "VirtualMachine", "name": target},
+            "virtualMachineSnapshotName": snapshot,
+            "runningVmPolicy": running_vm_policy,
+        },
+    }
+
+
+def create_restore_record(apis: KubeApis, body: dict[str, Any]) -> dict[str, Any]:
+    """Create the record; the existing one when this restore already made it."""
+    metadata = body["metadata"]
+    try:
+        return apis.create_custom(VIRTUAL_MACHINE_RESTORES, metadata["namespace"], body)
+    except AlreadyExists:
+        existing = apis.get_custom(VIRTUAL_MACHINE_RESTORES, metadata["namespace"],
+                                   metadata["name"])
+        if existing.get("spec") != body["spec"]:
+            raise
+        return existing
+
+
+def restore_status_body(status: RestoreRecordStatus) -> dict[str, Any]:
+    """The status as the CRD shapes it; absent fields are removed by the merge patch."""
+    error: dict[str, Any] | None = None
+    if status.error_message:
+        error = {"message": status.error_message}
+        if status.error_type:
+            error["type"] = status.error_type
+        if status.error_time:
+            error["time"] = k8s_time(status.error_time)
+    return {
+        "phase": status.phase,
+        "complete": status.phase == "Succeeded",
+        "restoreTime": k8s_time(status.restore_time) if status.restore_time else None,
+        "stoppedVm": status.stopped_vm,
+        "restores": _volumes(status.volumes),
+        "error": error,
+        "cleanupErrors": list(status.cleanup_errors) or None,
+    }
+
+
+def _volumes(volumes: Sequence[RestoreVolumeStatus]) -> list[dict[str, Any]]:
+    out = []
+    for v in volumes:
+        entry = {"volumeName": v.volume_name, "persistentVolumeClaim": v.pvc_name,
+                 "volumeSnapshotName": v.volume_snapshot}
+        if v.phase:
+            entry["phase"] = v.phase
+        out.append(entry)
+    return out
+
+
+def write_restore_status(
+    apis: KubeApis, namespace: str, name: str, status: RestoreRecordStatus
+) -> dict[str, Any]:
+    with translated_errors(f"update status of VirtualMachineRestore {namespace}/{name}"):
+        return dict(apis.call_json(
+            apis.custom.patch_namespaced_custom_object_status,
+            VIRTUAL_MACHINE_RESTORES.group, VIRTUAL_MACHINE_RESTORES.version, namespace,
+            VIRTUAL_MACHINE_RESTORES.plural, name, {"status": restore_status_body(status)},
+            _content_type="application/merge-patch+json",
+        ))
+
+
+# ---- VirtualMachineClone ------------------------------------------------------------------
+
+VIRTUAL_MACHINE_CLONES = CustomResource(
+    "vmsnap.io", "v1alpha1", "virtualmachineclones", "VirtualMachineClone")
+
+
+def clone_record_body(
+    namespace: str, name: str, source_kind: str, source: str, target: str,
+    labels: dict[str, str],
+) -> dict[str, Any]:
+    return {
+        "apiVersion": VIRTUAL_MACHINE_CLONES.api_version,
+        "kind": VIRTUAL_MACHINE_CLONES.kind,
+        "metadata": {"name": name, "namespace": namespace, "labels": dict(labels)},
+        "spec": {"source": {"kind": source_kind, "name": source},
+                 "target": {"kind": "VirtualMachine", "name": target}},
+    }
+
+
+def write_clone_record(
+    apis: KubeApis, body: dict[str, Any], status: dict[str, Any]
+) -> dict[str, Any]:
+    """Create the record if needed (same spec: success), then merge-patch its status."""
+    metadata = body["metadata"]
+    try:
+        apis.create_custom(VIRTUAL_MACHINE_CLONES, metadata["namespace"], body)
+    except AlreadyExists:
+        existing = apis.get_custom(VIRTUAL_MACHINE_CLONES, metadata["namespace"],
+                                   metadata["name"])
+        if existing.get("spec") != body["spec"]:
+            raise
+    with translated_errors(
+            f"update status of VirtualMachineClone {metadata['namespace']}/{metadata['name']}"):
+        return dict(apis.call_json(
+            apis.custom.patch_namespaced_custom_object_status,
+            VIRTUAL_MACHINE_CLONES.group, VIRTUAL_MACHINE_CLONES.version,
+            metadata["namespace"], VIRTUAL_MACHINE_CLONES.plural, metadata["name"],
+            {"status": status}, _content_type="application/merge-patch+json",
+        ))

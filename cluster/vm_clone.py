@@ -1,0 +1,218 @@
+"""The VM spec of a clone: a copy of a snapshot's VM that can run beside the original.
+
+Pure functions on plain dicts (no I/O), so every rule is unit-tested and the
+clone activity only reads, calls `clone_vm` and creates. The rules follow
+KubeVirt's VirtualMachineClone:
+
+- every interface MAC is replaced by `new_mac_addresses[interface]` or cleared
+  (two VMs with one MAC break the network); an unknown interface is an error;
+- `firmware.serial` is replaced by `new_smbios_serial` or cleared, and
+  `firmware.uuid` is cleared: the guest must see a different machine;
+- labels and annotations are filtered (`*` wildcard at the end, `!` negation
+  at the start, negation wins; no filters keep everything);
+- volumes are pointed at the clone's PVCs; DataVolume volumes become plain PVC
+  volumes and their templates are dropped (the data comes from the snapshot);
+- the user's JSON patches run last, and only under `/spec/`,
+  `/metadata/labels/` and `/metadata/annotations/`;
+- `runStrategy` comes from the input (`spec.running` is dropped).
+
+Bad input raises `CloneSpecError` (a ValueError) and nothing is changed: the
+source dict is never mutated.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import jsonpatch
+
+ALLOWED_PATCH_PREFIXES = ("/spec/", "/metadata/labels/", "/metadata/annotations/")
+RUN_STRATEGIES = ("Always", "Halted", "Manual", "RerunOnFailure", "Once")
+_PATCH_OPS = ("add", "remove", "replace", "move", "copy", "test")
+
+
+class CloneSpecError(ValueError):
+    """The clone's input cannot produce a valid VM (bad filter, patch, MAC or strategy)."""
+
+
+def filter_matches(key: str, pattern: str) -> bool:
+    """Whether `key` matches one filter pattern (without its `!`): exact, or `prefix*`."""
+    if pattern.endswith("*"):
+        return key.startswith(pattern[:-1])
+    return key == pattern
+
+
+def validate_filters(filters: Sequence[str], what: str) -> None:
+    """A filter is non-empty, and `*` may only end it (`!` may only start it)."""
+    for raw in filters:
+        pattern = raw[1:] if raw.startswith("!") else raw
+        if not pattern:
+            raise CloneSpecError(f"empty {what} filter {raw!r}")
+        if "*" in pattern[:-1] or "!" in pattern:
+            raise CloneSpecError(
+                f"bad {what} filter {raw!r}: '*' may only end a filter and '!' only start it")
+
+
+def key_kept(key: str, filters: Sequence[str] | None) -> bool:
+    """Kept when no filter is given, or when a positive filter matches and no negation does."""
+    if not filters:
+        return True
+    negative = [f[1:] for f in filters if f.startswith("!")]
+    positive = [f for f in filters if not f.startswith("!")]
+    if any(filter_matches(key, p) for p in negative):
+        return False
+    # Only negations: everything else is kept.
+    return not positive or any(filter_matches(key, p) for p in positive)
+
+
+def filter_keys(
+    mapping: Mapping[str, str] | None, filters: Sequence[str] | None
+) -> dict[str, str]:
+    """The entries of `mapping` whose key the filters keep."""
+    return {k: v for k, v in (mapping or {}).items() if key_kept(k, filters)}
+
+
+def parse_patches(patches: Sequence[str]) -> list[dict[str, Any]]:
+    """JSON patch strings (each one operation or a list of them) as operations, checked:
+    only known operations, and every `path` and `from` under the allowed prefixes."""
+    operations: list[dict[str, Any]] = []
+    for index, text in enumerate(patches):
+        try:
+            parsed = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise CloneSpecError(f"patch {index} is not JSON: {exc}") from exc
+        for op in parsed if isinstance(parsed, list) else [parsed]:
+            if not isinstance(op, dict):
+                raise CloneSpecError(f"patch {index}: an operation must be an object, not {op!r}")
+            if op.get("op") not in _PATCH_OPS:
+                raise CloneSpecError(f"patch {index}: unknown operation {op.get('op')!r}")
+            for field in ("path", "from") if op["op"] in ("move", "copy") else ("path",):
+                path = op.get(field)
+                if not isinstance(path, str) or not path.startswith(ALLOWED_PATCH_PREFIXES):
+                    raise CloneSpecError(
+                        f"patch {index}: {field} {path!r} is not allowed; a clone's patches "
+                        f"may only touch {', '.join(p + '...' for p in ALLOWED_PATCH_PREFIXES)}")
+            operations.append(op)
+    return operations
+
+
+def _template_spec(vm: dict[str, Any]) -> dict[str, Any]:
+    spec = vm.setdefault("spec", {})
+    template = spec.setdefault("template", {})
+    return template.setdefault("spec", {})
+
+
+def _set_macs(domain_spec: dict[str, Any], new_macs: Mapping[str, str]) -> None:
+    interfaces = ((domain_spec.get("domain") or {}).get("devices") or {}).get("interfaces") or []
+    known = {i.get("name") for i in interfaces}
+    unknown = sorted(set(new_macs) - known)
+    if unknown:
+        raise CloneSpecError(
+            f"new_mac_addresses names interfaces the VM does not have: {', '.join(unknown)} "
+            f"(it has {', '.join(sorted(str(k) for k in known)) or 'none'})")
+    for interface in interfaces:
+        mac = new_macs.get(interface.get("name"))
+        if mac:
+            interface["macAddress"] = mac
+        else:
+            interface.pop("macAddress", None)
+
+
+def _set_firmware(domain_spec: dict[str, Any], serial: str | None) -> None:
+    domain = domain_spec.get("domain")
+    if domain is None:
+        return
+    firmware = domain.get("firmware")
+    if firmware is None and not serial:
+        return
+    firmware = domain.setdefault("firmware", {})
+    firmware.pop("uuid", None)
+    if serial:
+        firmware["serial"] = serial
+    else:
+        firmware.pop("serial", None)
+
+
+def repoint_volumes(vm: dict[str, Any], claims: Mapping[str, str]) -> None:
+    """Point each volume whose claim or DataVolume is in `claims` (old name -> new PVC) at
+    the new PVC, as a plain PVC volume; drop the DataVolume templates so replaced.
+    Mutates `vm` (callers pass a copy)."""
+    spec = vm.get("spec") or {}
+    for volume in _template_spec(vm).get("volumes") or []:
+        pvc = volume.get("persistentVolumeClaim")
+        dv = volume.get("dataVolume")
+        if pvc is not None and pvc.get("claimName") in claims:
+            pvc["claimName"] = claims[pvc["claimName"]]
+        elif dv is not None and dv.get("name") in claims:
+            volume.pop("dataVolume")
+            volume["persistentVolumeClaim"] = {"claimName": claims[dv["name"]]}
+    templates = spec.get("dataVolumeTemplates")
+    if templates is not None:
+        kept = [t for t in templates if ((t.get("metadata") or {}).get("name")) not in claims]
+        if kept:
+            spec["dataVolumeTemplates"] = kept
+        else:
+            spec.pop("dataVolumeTemplates")
+
+
+def clone_vm(
+    source_vm: Mapping[str, Any],
+    target: str,
+    claims: Mapping[str, str],
+    *,
+    new_mac_addresses: Mapping[str, str] | None = None,
+    new_smbios_serial: str | None = None,
+    label_filters: Sequence[str] | None = None,
+    annotation_filters: Sequence[str] | None = None,
+    patches: Sequence[str] = (),
+    run_strategy: str = "Halted",
+    extra_labels: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """The new VM object named `target`, from `source_vm` (the snapshot's copy or the live
+    VM), with volumes pointed at `claims` (old PVC/DataVolume name -> new PVC name).
+
+    `extra_labels` (which clone made it) are added after filtering and before the patches.
+    """
+    if not target:
+        raise CloneSpecError("a clone needs a target VM name")
+    if run_strategy not in RUN_STRATEGIES:
+        raise CloneSpecError(
+            f"run_strategy {run_strategy!r} is not one of {', '.join(RUN_STRATEGIES)}")
+    validate_filters(label_filters or [], "label")
+    validate_filters(annotation_filters or [], "annotation")
+    operations = parse_patches(patches)
+
+    source_metadata = source_vm.get("metadata") or {}
+    vm: dict[str, Any] = {
+        "apiVersion": source_vm.get("apiVersion", "kubevirt.io/v1"),
+        "kind": source_vm.get("kind", "VirtualMachine"),
+        "metadata": {"name": target},
+        "spec": copy.deepcopy(dict(source_vm.get("spec") or {})),
+    }
+    metadata = vm["metadata"]
+    if source_metadata.get("namespace"):
+        metadata["namespace"] = source_metadata["namespace"]
+    labels = {**filter_keys(source_metadata.get("labels"), label_filters), **(extra_labels or {})}
+    annotations = filter_keys(source_metadata.get("annotations"), annotation_filters)
+    annotations.pop("kubectl.kubernetes.io/last-applied-configuration", None)
+    if labels:
+        metadata["labels"] = labels
+    if annotations:
+        metadata["annotations"] = annotations
+
+    domain_spec = _template_spec(vm)
+    _set_macs(domain_spec, new_mac_addresses or {})
+    _set_firmware(domain_spec, new_smbios_serial)
+    repoint_volumes(vm, claims)
+    vm["spec"].pop("running", None)
+    vm["spec"]["runStrategy"] = run_strategy
+
+    if operations:
+        try:
+            vm = jsonpatch.JsonPatch(operations).apply(vm)
+        except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException) as exc:
+            raise CloneSpecError(f"a patch does not apply to the cloned VM: {exc}") from exc
+    return vm

@@ -1,0 +1,220 @@
+"""RestoreVirtualMachine's saga on the time-skipping server: a fault at each step undoes
+exactly what the steps before it did. Activities are doubles on a small in-memory world."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from temporalio import activity
+from temporalio.client import WorkflowFailureError
+from temporalio.exceptions import ApplicationError
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from activities import names as snapshot_names
+from activities import restore_names as names
+from activities.models import VmLockInput
+from cluster.models import PvcState
+from workflows.restore import RestoreVirtualMachine, restore_workflow_id
+from workflows.restore_models import (
+    ApplyRestoredVmInput,
+    PrepareRestoreInput,
+    PutBackVmInput,
+    PvcsInput,
+    RestoredVolume,
+    RestorePlan,
+    RestoreRecordInput,
+    RestoreVirtualMachineResult,
+    SnapshotUserInput,
+    VmPowerInput,
+)
+
+NS = "demo"
+ORIGINAL_SPEC = {"runStrategy": "Always", "template": {"spec": {"volumes": [
+    {"name": "root", "persistentVolumeClaim": {"claimName": "web-root"}}]}}}
+
+
+@dataclass
+class World:
+    fail_at: str | None = None
+    running: bool = True
+    vm_spec: dict[str, Any] = field(default_factory=lambda: dict(ORIGINAL_SPEC))
+    pvcs: set[str] = field(default_factory=set)
+    locked: bool = False
+    users: int = 0
+    record_phase: str | None = None
+    calls: list[str] = field(default_factory=list)
+
+    def step(self, name: str) -> None:
+        self.calls.append(name)
+        if name == self.fail_at:
+            self.fail_at = None  # one fault: the undo of the same kind then works
+            raise ApplicationError(f"injected fault in {name}", type="Injected",
+                                   non_retryable=True)
+
+    def activities(self) -> list[Any]:
+        world = self
+
+        @activity.defn(name=names.PREPARE_RESTORE)
+        async def prepare(input: PrepareRestoreInput) -> RestorePlan:
+            world.step(names.PREPARE_RESTORE)
+            name = f"web-restore-{input.stamp}"
+            return RestorePlan(
+                source_vm="web", target="web", restore_name=name,
+                snapshot_vm={"spec": {"runStrategy": "Always", "template": {"spec": {
+                    "volumes": [{"name": "root",
+                                 "persistentVolumeClaim": {"claimName": "web-root"}}]}}}},
+                target_exists=True, target_vm={"metadata": {"name": "web"},
+                                               "spec": dict(ORIGINAL_SPEC)},
+                target_running=world.running,
+                volumes=[RestoredVolume(volume_name="root", old_claim="web-root",
+                                        volume_snapshot="snap-root", pvc_name=f"{name}-root",
+                                        pvc_body={"metadata": {"name": f"{name}-root"}})])
+
+        @activity.defn(name=names.CREATE_RESTORE_RECORD)
+        async def create_record(input: RestoreRecordInput) -> bool:
+            world.step(names.CREATE_RESTORE_RECORD)
+            world.record_phase = input.result.phase
+            return True
+
+        @activity.defn(name=names.WRITE_RESTORE_STATUS)
+        async def write_status(input: RestoreRecordInput) -> bool:
+            world.calls.append(names.WRITE_RESTORE_STATUS)
+            world.record_phase = input.result.phase
+            return True
+
+        @activity.defn(name=snapshot_names.LOCK_VM)
+        async def lock(input: VmLockInput) -> None:
+            world.step(snapshot_names.LOCK_VM)
+            world.locked = True
+
+        @activity.defn(name=snapshot_names.UNLOCK_VM)
+        async def unlock(input: VmLockInput) -> bool:
+            world.calls.append(snapshot_names.UNLOCK_VM)
+            world.locked = False
+            return True
+
+        @activity.defn(name=names.ADD_SNAPSHOT_USER)
+        async def add_user(input: SnapshotUserInput) -> bool:
+            world.users += 1  # registered, then the fault: the undo must still run
+            world.step(names.ADD_SNAPSHOT_USER)
+            return True
+
+        @activity.defn(name=names.REMOVE_SNAPSHOT_USER)
+        async def remove_user(input: SnapshotUserInput) -> bool:
+            world.calls.append(names.REMOVE_SNAPSHOT_USER)
+            world.users = 0
+            return True
+
+        @activity.defn(name=names.STOP_VM)
+        async def stop(input: VmPowerInput) -> bool:
+            world.running = False
+            world.step(names.STOP_VM)
+            return True
+
+        @activity.defn(name=names.START_VM)
+        async def start(input: VmPowerInput) -> bool:
+            world.step(names.START_VM)
+            world.running = True
+            return True
+
+        @activity.defn(name=names.CREATE_RESTORED_PVCS)
+        async def create_pvcs(input: PvcsInput) -> list[str]:
+            made = [p["metadata"]["name"] for p in input.pvcs]
+            world.pvcs.update(made)  # made, then the fault (a timeout after the server acted)
+            world.step(names.CREATE_RESTORED_PVCS)
+            return made
+
+        @activity.defn(name=names.WAIT_RESTORED_PVCS_BOUND)
+        async def wait_bound(input: PvcsInput) -> list[PvcState]:
+            world.step(names.WAIT_RESTORED_PVCS_BOUND)
+            return [PvcState(name=n, phase="Bound", storage_class="csi", requested="1Gi",
+                             capacity="1Gi", volume_name="pv", data_source="snap-root",
+                             deleting=False) for n in input.names]
+
+        @activity.defn(name=names.DELETE_RESTORED_PVCS)
+        async def delete_pvcs(input: PvcsInput) -> list[str]:
+            world.calls.append(names.DELETE_RESTORED_PVCS)
+            gone = sorted(world.pvcs & set(input.names))
+            world.pvcs -= set(input.names)
+            return gone
+
+        @activity.defn(name=names.APPLY_RESTORED_VM)
+        async def apply(input: ApplyRestoredVmInput) -> bool:
+            world.vm_spec = {"restored": input.claims}
+            world.step(names.APPLY_RESTORED_VM)
+            return True
+
+        @activity.defn(name=names.PUT_BACK_VM)
+        async def put_back(input: PutBackVmInput) -> bool:
+            world.calls.append(names.PUT_BACK_VM)
+            assert input.original is not None
+            world.vm_spec = dict(input.original["spec"])
+            return True
+
+        return [prepare, create_record, write_status, lock, unlock, add_user, remove_user,
+                stop, start, create_pvcs, wait_bound, delete_pvcs, apply, put_back]
+
+
+async def run_restore(env: WorkflowEnvironment, world: World, **fields: Any) -> Any:
+    queue = f"restore-{uuid.uuid4().hex[:8]}"
+    async with Worker(env.client, task_queue=queue, workflows=[RestoreVirtualMachine],
+                      activities=world.activities()):
+        return await env.client.execute_workflow(
+            "RestoreVirtualMachine",
+            {"namespace": NS, "snapshot": "snap", "running_vm_policy": "stop", **fields},
+            id=restore_workflow_id(NS, f"web-{uuid.uuid4().hex[:6]}"), task_queue=queue,
+            result_type=RestoreVirtualMachineResult)
+
+
+async def test_a_restore_without_faults_succeeds(env: WorkflowEnvironment) -> None:
+    world = World()
+    result = await run_restore(env, world)
+    assert result.phase == "Succeeded" and result.stopped_vm and result.restarted_vm
+    assert world.vm_spec == {"restored": {"web-root": f"{result.name}-root"}}
+    assert world.pvcs == {f"{result.name}-root"} and world.running
+    assert not world.locked and world.users == 0 and world.record_phase == "Succeeded"
+
+
+STEPS = [names.CREATE_RESTORE_RECORD, snapshot_names.LOCK_VM, names.ADD_SNAPSHOT_USER,
+         names.STOP_VM, names.CREATE_RESTORED_PVCS, names.WAIT_RESTORED_PVCS_BOUND,
+         names.APPLY_RESTORED_VM, names.START_VM]
+
+
+@pytest.mark.parametrize("step", STEPS)
+async def test_a_fault_at_each_step_leaves_the_cluster_as_it_was(
+    env: WorkflowEnvironment, step: str
+) -> None:
+    world = World(fail_at=step)
+    with pytest.raises(WorkflowFailureError) as caught:
+        await run_restore(env, world)
+    cause = caught.value.cause
+    assert isinstance(cause, ApplicationError) and cause.type == "Injected"
+    details = RestoreVirtualMachineResult.model_validate(cause.details[0])
+    assert details.phase == "Failed" and not details.cleanup_errors
+    assert world.vm_spec == ORIGINAL_SPEC
+    assert world.pvcs == set() and world.running
+    assert not world.locked and world.users == 0
+    assert world.record_phase == "Failed"
+    # the old PVC is never touched: only the restore's own names reach the delete
+    assert "web-root" not in world.pvcs
+
+
+async def test_a_running_vm_under_policy_fail_is_refused_before_any_change(
+    env: WorkflowEnvironment
+) -> None:
+    world = World()
+    with pytest.raises(WorkflowFailureError) as caught:
+        await run_restore(env, world, running_vm_policy="fail")
+    cause = caught.value.cause
+    assert isinstance(cause, ApplicationError) and cause.type == "VmRunning"
+    assert names.STOP_VM not in world.calls and names.CREATE_RESTORED_PVCS not in world.calls
+    assert world.running and world.vm_spec == ORIGINAL_SPEC and not world.locked
+
+
+async def test_bad_input_is_refused(env: WorkflowEnvironment) -> None:
+    with pytest.raises(WorkflowFailureError):
+        await run_restore(env, World(), running_vm_policy="sometimes")

@@ -1,0 +1,94 @@
+"""Inputs, results and activity payloads of `CloneVirtualMachine` (the public contract)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from workflows.restore_models import DEFAULT_BOUND_WAIT_SECONDS, RestoredVolumeResult
+
+ClonePhase = Literal["SnapshotInProgress", "RestoreInProgress", "CreatingTargetVM",
+                     "Succeeded", "Failed"]
+
+
+class CloneVirtualMachineInput(BaseModel):
+    """Copy `source_vm` (through a temporary snapshot) or `source_snapshot` into `target`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    namespace: str = Field(min_length=1)
+    source_vm: str | None = None
+    source_snapshot: str | None = None
+    target: str = Field(min_length=1)
+    new_mac_addresses: dict[str, str] = Field(default_factory=dict)
+    new_smbios_serial: str | None = None
+    label_filters: list[str] = Field(default_factory=list)
+    annotation_filters: list[str] = Field(default_factory=list)
+    patches: list[str] = Field(default_factory=list, description="JSON patch strings")
+    run_strategy: Literal["Always", "Halted", "Manual", "RerunOnFailure", "Once"] = "Halted"
+    bound_wait: float = Field(default=DEFAULT_BOUND_WAIT_SECONDS, gt=0)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> CloneVirtualMachineInput:
+        if (self.source_vm is None) == (self.source_snapshot is None):
+            raise ValueError("give exactly one of source_vm and source_snapshot")
+        return self
+
+
+class PrepareCloneInput(BaseModel):
+    namespace: str
+    snapshot: str
+    target: str
+    clone_name: str
+
+
+class CheckCloneSourceInput(BaseModel):
+    namespace: str
+    vm: str
+    target: str
+
+
+class CreateCloneVmInput(BaseModel):
+    namespace: str
+    clone_name: str
+    spec: CloneVirtualMachineInput
+    snapshot_vm: dict[str, Any]
+    claims: dict[str, str]
+
+
+class CloneVmRef(BaseModel):
+    namespace: str
+    target: str
+    clone_name: str
+
+
+class CloneVirtualMachineResult(BaseModel):
+    namespace: str
+    name: str
+    target: str
+    source_vm: str | None
+    source_snapshot: str | None
+    snapshot: str | None = Field(default=None, description="the snapshot the clone reads")
+    temporary_snapshot: bool = False
+    temporary_snapshot_deleted: bool = False
+    phase: ClonePhase
+    workflow_id: str
+    started_at: datetime
+    finished_at: datetime | None = None
+    volumes: list[RestoredVolumeResult] = Field(default_factory=list)
+    error: str | None = None
+    error_type: str | None = None
+    cleanup_errors: list[str] = Field(default_factory=list)
+
+
+class CloneRecordInput(BaseModel):
+    namespace: str
+    result: CloneVirtualMachineResult
+
+
+class CloneProgress(BaseModel):
+    step: str
+    result: CloneVirtualMachineResult
+    pending_compensations: list[str]

@@ -1,0 +1,152 @@
+"""Inputs, results and activity payloads of `RestoreVirtualMachine` (the public contract).
+
+Pydantic models cross the Temporal boundary as JSON, so `temporal workflow start
+--input '{"namespace": "demo", "snapshot": "web-1-snap"}'` works as is.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+RestorePhase = Literal["InProgress", "Succeeded", "Failed"]
+DEFAULT_BOUND_WAIT_SECONDS = 600.0  # how long restored PVCs may take to bind
+DEFAULT_VM_STOP_WAIT_SECONDS = 300.0  # how long a stopped VM may take to go down
+
+
+class RestoreVirtualMachineInput(BaseModel):
+    """Restore `snapshot` (in `namespace`) into `target`, or in place of its source VM."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    namespace: str = Field(min_length=1)
+    snapshot: str = Field(min_length=1)
+    target: str | None = Field(
+        default=None, description="a new VM's name; default: the snapshot's VM, in place")
+    running_vm_policy: Literal["fail", "stop"] = "fail"
+    bound_wait: float = Field(default=DEFAULT_BOUND_WAIT_SECONDS, gt=0,
+                              description="seconds the restored PVCs may take to be Bound")
+    stop_wait: float = Field(default=DEFAULT_VM_STOP_WAIT_SECONDS, gt=0,
+                             description="seconds a running target may take to stop")
+
+
+class RestoredVolume(BaseModel):
+    """One backed-up volume and the PVC the restore makes for it."""
+
+    volume_name: str
+    old_claim: str = Field(description="the PVC (or DataVolume) the VM used at the snapshot")
+    volume_snapshot: str
+    pvc_name: str
+    pvc_body: dict[str, Any]
+    phase: str | None = None
+
+
+class RestorePlan(BaseModel):
+    """What `prepare_restore` found: the VM to write and the PVCs to make."""
+
+    source_vm: str
+    target: str
+    restore_name: str = Field(description="`{target}-restore-{stamp}`: the record and PVC label")
+    snapshot_vm: dict[str, Any] = Field(description="the VM copy kept in the snapshot's content")
+    target_exists: bool
+    target_vm: dict[str, Any] | None = Field(
+        default=None, description="the target as it was: what a failed restore puts back")
+    target_running: bool
+    volumes: list[RestoredVolume]
+
+
+class PrepareRestoreInput(BaseModel):
+    namespace: str
+    snapshot: str
+    target: str | None
+    stamp: str = Field(description="the workflow's start (UTC, YYYYMMDD-HHMMSS) in the name")
+
+
+class PvcsInput(BaseModel):
+    namespace: str
+    pvcs: list[dict[str, Any]] = Field(default_factory=list)
+    names: list[str] = Field(default_factory=list)
+    timeout_seconds: float = DEFAULT_BOUND_WAIT_SECONDS
+    restore_name: str | None = Field(default=None,
+                                     description="only PVCs labelled with it are deleted")
+    owner_label: str = Field(default="vmsnap.io/restore",
+                             description="the label naming the restore or clone")
+
+
+class VmPowerInput(BaseModel):
+    namespace: str
+    vm: str
+    timeout_seconds: float = DEFAULT_VM_STOP_WAIT_SECONDS
+
+
+class ApplyRestoredVmInput(BaseModel):
+    """Write the snapshot's spec, pointed at `claims`, into `target` (or create it)."""
+
+    namespace: str
+    target: str
+    restore_name: str
+    snapshot: str
+    snapshot_vm: dict[str, Any]
+    claims: dict[str, str]
+    create: bool
+
+
+class PutBackVmInput(BaseModel):
+    """Undo `ApplyRestoredVmInput`: the spec saved before, or delete a VM the restore made."""
+
+    namespace: str
+    target: str
+    restore_name: str
+    original: dict[str, Any] | None
+
+
+class SnapshotUserInput(BaseModel):
+    namespace: str
+    snapshot: str
+    operation: str = "restore"
+
+
+class RestoreRecordInput(BaseModel):
+    namespace: str
+    result: RestoreVirtualMachineResult
+
+
+class RestoreVirtualMachineResult(BaseModel):
+    """Also the `details` of the workflow's failure, and what the record shows."""
+
+    namespace: str
+    name: str = Field(description="the restore's name: its record and its PVC label")
+    snapshot: str
+    target: str
+    phase: RestorePhase
+    workflow_id: str
+    started_at: datetime
+    finished_at: datetime | None = None
+    stopped_vm: bool = False
+    restarted_vm: bool = False
+    created_vm: bool = False
+    volumes: list[RestoredVolumeResult] = Field(default_factory=list)
+    error: str | None = None
+    error_type: str | None = None
+    cleanup_errors: list[str] = Field(default_factory=list)
+
+
+class RestoredVolumeResult(BaseModel):
+    volume_name: str
+    volume_snapshot: str
+    pvc_name: str
+    phase: str | None = None
+
+
+class RestoreProgress(BaseModel):
+    """The `progress` query: the step and the result so far."""
+
+    step: str
+    result: RestoreVirtualMachineResult
+    pending_compensations: list[str]
+
+
+RestoreRecordInput.model_rebuild()
+RestoreVirtualMachineResult.model_rebuild()
