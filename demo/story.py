@@ -22,7 +22,9 @@ from temporalio.client import Client, WorkflowFailureError
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.contrib.pydantic import pydantic_data_converter
 
+from workflows.clone import clone_workflow_id
 from workflows.naming import snapshot_workflow_id
+from workflows.restore import restore_workflow_id
 from workflows.search_attributes import OPERATION, VM_NAME, VM_NAMESPACE
 
 NAMESPACE = "demo"
@@ -65,7 +67,77 @@ def show_snapshot(console: Console, result: dict[str, Any]) -> None:
         console.print(f"  [red]error: {result['error']}[/]")
 
 
-async def snapshot(console: Console, client: Client, vm: str, note: str) -> bool:
+async def run_job(
+    console: Console, client: Client, workflow: str, payload: dict[str, Any], workflow_id: str
+) -> dict[str, Any] | None:
+    """Start a workflow with plain JSON, as the Temporal CLI would; its result or None."""
+    console.print(
+        f"  temporal workflow start --type {workflow} --task-queue {TASK_QUEUE} "
+        f"--workflow-id {workflow_id} --input '{_json(payload)}'"
+    )
+    try:
+        with console.status(f"  {workflow}"):
+            result: dict[str, Any] = await client.execute_workflow(
+                workflow, payload, id=workflow_id, task_queue=TASK_QUEUE, result_type=dict
+            )
+    except WorkflowFailureError as failure:
+        console.print(f"  [red]failed: {_cause(failure)}[/]")
+        return None
+    return result
+
+
+def show_volumes(console: Console, result: dict[str, Any]) -> None:
+    for volume in result.get("volumes") or []:
+        console.print(
+            f"  {volume['volume_name']}: new PVC {volume['pvc_name']} "
+            f"from VolumeSnapshot {volume['volume_snapshot']}"
+        )
+
+
+async def clone(console: Console, client: Client, snapshot_name: str, target: str) -> bool:
+    console.print(
+        f"[bold]Clone {NAMESPACE}/{target} from snapshot {snapshot_name}[/] "
+        "(new MAC, SMBIOS serial and firmware UUID; stays Halted)"
+    )
+    payload = {
+        "namespace": NAMESPACE,
+        "source_snapshot": snapshot_name,
+        "target": target,
+        "new_smbios_serial": f"{target}-serial",
+    }
+    result = await run_job(
+        console, client, "CloneVirtualMachine", payload, clone_workflow_id(NAMESPACE, target)
+    )
+    if result is None:
+        return False
+    console.print(f"  phase {result['phase']}")
+    show_volumes(console, result)
+    console.print()
+    return bool(result["phase"] == "Succeeded")
+
+
+async def restore(console: Console, client: Client, snapshot_name: str, vm: str) -> bool:
+    console.print(
+        f"[bold]Restore {NAMESPACE}/{vm} in place from {snapshot_name}[/] "
+        "(running: stopped, restored, started again)"
+    )
+    payload = {"namespace": NAMESPACE, "snapshot": snapshot_name, "running_vm_policy": "stop"}
+    result = await run_job(
+        console, client, "RestoreVirtualMachine", payload, restore_workflow_id(NAMESPACE, vm)
+    )
+    if result is None:
+        return False
+    console.print(
+        f"  phase {result['phase']}; stopped {result['stopped_vm']}, "
+        f"restarted {result['restarted_vm']}"
+    )
+    show_volumes(console, result)
+    console.print()
+    return bool(result["phase"] == "Succeeded")
+
+
+async def snapshot(console: Console, client: Client, vm: str, note: str) -> str | None:
+    """Snapshot `vm`; the snapshot's name when it succeeded."""
     name = f"{vm}-{datetime.now(UTC):%Y%m%d-%H%M%S}"
     payload = {"namespace": NAMESPACE, "vm": vm, "name": name, "failure_deadline": "5m"}
     console.print(f"[bold]Snapshot {NAMESPACE}/{vm}[/] ({note})")
@@ -92,10 +164,10 @@ async def snapshot(console: Console, client: Client, vm: str, note: str) -> bool
             )
     except WorkflowFailureError as failure:
         console.print(f"  [red]failed: {_cause(failure)}[/]")
-        return False
+        return None
     show_snapshot(console, result)
     console.print()
-    return bool(result["phase"] == "Succeeded")
+    return name if result["phase"] == "Succeeded" else None
 
 
 def _json(payload: dict[str, Any]) -> str:
@@ -117,8 +189,12 @@ def vmsnap(console: Console, address: str, kubeconfig: Path, *args: str) -> bool
 
 async def run_story(console: Console, address: str, kubeconfig: Path, ui_url: str) -> bool:
     client = await Client.connect(address, data_converter=pydantic_data_converter)
-    ok = await snapshot(console, client, "web-1", "running, guest agent connected: frozen")
-    ok = await snapshot(console, client, "db-1", "running without guest agent") and ok
+    web_snapshot = await snapshot(console, client, "web-1", "running, agent connected: frozen")
+    ok = await snapshot(console, client, "db-1", "running without guest agent") is not None
+    if web_snapshot is None:
+        return False
+    ok = await clone(console, client, web_snapshot, "web-1-copy") and ok
+    ok = await restore(console, client, web_snapshot, "web-1") and ok
     cli = functools.partial(vmsnap, console, address, kubeconfig)
     ok = cli("snapshot", "plan", "legacy-1", "-n", NAMESPACE) and ok
     ok = (
@@ -140,6 +216,10 @@ async def run_story(console: Console, address: str, kubeconfig: Path, ui_url: st
     for _ in range(3):  # three runs of a schedule that keeps two: the oldest is pruned
         ok = cli("schedule", "trigger", "nightly", "-n", NAMESPACE, "--wait") and ok
     ok = cli("snapshot", "list", "-n", NAMESPACE) and ok
+    console.print(
+        f"kubectl --kubeconfig {kubeconfig} get vms,virtualmachineclones,"
+        f"virtualmachinerestores -n {NAMESPACE}"
+    )
     console.print(f"See every run in the Temporal UI: {ui_url}/namespaces/default/workflows")
     console.print(
         f"And the records: kubectl --kubeconfig {kubeconfig} "
