@@ -35,8 +35,11 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError
 
+from workflows.reporting import record_vm_event
+
 with workflow.unsafe.imports_passed_through():
     from activities import restore_names as names
+    from activities.events import CLONE_FAILED, CLONE_SUCCEEDED
     from cluster.models import PvcState
     from cluster.vm_clone import CloneSpecError, parse_patches, validate_filters
     from workflows import naming
@@ -125,7 +128,20 @@ class CloneVirtualMachine:
         except (ActivityError, ApplicationError, ChildWorkflowError) as error:
             message, error_type = _describe(error)
             raise await self._fail(f"{self._step}: {message}", error_type) from error
+        await self._report()
         return self._require_result()
+
+    async def _report(self) -> None:
+        """An Event on the source VM when cloned from one, else on the clone: CloneSucceeded
+        or CloneFailed (a clone rolled back is gone, so a failure from a snapshot has none)."""
+        result = self._require_result()
+        ok = result.phase == "Succeeded"
+        await record_vm_event(
+            namespace=result.namespace, vm=result.source_vm or result.target, ok=ok,
+            action="Clone", snapshot=result.snapshot,
+            reason=CLONE_SUCCEEDED if ok else CLONE_FAILED,
+            message=f"cloned into {result.target}" if ok
+            else f"clone into {result.target} failed: {result.error}")
 
     async def _clone(self) -> None:
         input, result = self._require_input(), self._require_result()
@@ -238,6 +254,7 @@ class CloneVirtualMachine:
         result.error, result.error_type = reason, error_type
         result.finished_at = workflow.now()
         result.cleanup_errors = await self._saga.compensate()
+        await self._report()
         self._enter("failed")
         return ApplicationError(reason, result, type=error_type, non_retryable=True)
 

@@ -38,9 +38,12 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
+from workflows.reporting import record_vm_event
+
 with workflow.unsafe.imports_passed_through():
     from activities import names as snapshot_names
     from activities import restore_names as names
+    from activities.events import RESTORE_FAILED, RESTORE_SUCCEEDED
     from activities.models import VmLockInput
     from cluster.models import PvcState
     from workflows.failures import CANCELED, describe
@@ -109,7 +112,18 @@ class RestoreVirtualMachine:
         except (ActivityError, ApplicationError) as error:
             message, error_type = describe(error)
             raise await self._fail(f"{self._step}: {message}", error_type) from error
+        await self._report()
         return self._require_result()
+
+    async def _report(self) -> None:
+        """An Event on the target VM: RestoreSucceeded or RestoreFailed."""
+        result = self._require_result()
+        ok = result.phase == "Succeeded"
+        await record_vm_event(
+            namespace=result.namespace, vm=result.target, ok=ok, action="Restore",
+            snapshot=result.snapshot, reason=RESTORE_SUCCEEDED if ok else RESTORE_FAILED,
+            message=f"restored from snapshot {result.snapshot}" if ok
+            else f"restore from snapshot {result.snapshot} failed: {result.error}")
 
     async def _restore(self) -> None:
         await self._prepare()
@@ -253,6 +267,7 @@ class RestoreVirtualMachine:
         result.error, result.error_type = reason, error_type
         result.finished_at = workflow.now()
         result.cleanup_errors = await self._saga.compensate()
+        await self._report()
         self._enter("failed")
         return ApplicationError(reason, result, type=error_type, non_retryable=True)
 

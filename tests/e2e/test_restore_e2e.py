@@ -136,6 +136,11 @@ async def test_restore_in_place_of_a_stopped_vm_from_the_temporal_cli(
     header, row = shown.splitlines()[:2]
     assert header.split()[:4] == ["NAME", "SNAPSHOT", "TARGET", "PHASE"]
     assert row.split()[:4] == [result.name, snapshot, "stopped", "Succeeded"]
+    # an Event on the VM, as KubeVirt records its own restores
+    events = json.loads(restore_stack.sim.kubectl(
+        "get", "events", "-n", NS, "--field-selector", "involvedObject.name=stopped",
+        "-o", "json").stdout)["items"]
+    assert [e["type"] for e in events if e["reason"] == "RestoreSucceeded"] == ["Normal"]
 
     # a second restore from the same snapshot makes its own PVCs
     second = await restore(restore_stack, snapshot, _vm="stopped")

@@ -16,6 +16,7 @@ from temporalio.worker import Worker
 
 from activities import names as snapshot_names
 from activities import restore_names as names
+from activities.events import RECORD_VM_EVENT, VmEventInput
 from activities.models import VmLockInput
 from cluster.models import PvcState
 from workflows.restore import RestoreVirtualMachine, restore_workflow_id
@@ -47,6 +48,7 @@ class World:
     users: int = 0
     record_phase: str | None = None
     calls: list[str] = field(default_factory=list)
+    events: list[VmEventInput] = field(default_factory=list)
 
     def step(self, name: str) -> None:
         self.calls.append(name)
@@ -155,8 +157,14 @@ class World:
             world.vm_spec = dict(input.original["spec"])
             return True
 
+        @activity.defn(name=RECORD_VM_EVENT)
+        async def record_vm_event(input: VmEventInput) -> str | None:
+            world.events.append(input)
+            return None
+
         return [prepare, create_record, write_status, lock, unlock, add_user, remove_user,
-                stop, start, create_pvcs, wait_bound, delete_pvcs, apply, put_back]
+                stop, start, create_pvcs, wait_bound, delete_pvcs, apply, put_back,
+                record_vm_event]
 
 
 async def run_restore(env: WorkflowEnvironment, world: World, **fields: Any) -> Any:
