@@ -59,14 +59,13 @@ with workflow.unsafe.imports_passed_through():
         SnapshotVirtualMachineInput,
         SnapshotVirtualMachineResult,
     )
-    from workflows.restore import _to_completion
     from workflows.restore_models import (
         PvcsInput,
         RestoredVolumeResult,
         RestorePlan,
         SnapshotUserInput,
     )
-    from workflows.saga import Saga
+    from workflows.saga import Saga, to_completion
 
 T = TypeVar("T")
 
@@ -123,7 +122,7 @@ class CloneVirtualMachine:
                 with contextlib.suppress(asyncio.CancelledError, ActivityError,
                                          ApplicationError, ChildWorkflowError):
                     await steps
-            await _to_completion(self._fail("canceled", CANCELED))
+            await to_completion(self._fail("canceled", CANCELED))
             raise
         except (ActivityError, ApplicationError, ChildWorkflowError) as error:
             message, error_type = _describe(error)

@@ -29,9 +29,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Coroutine
 from datetime import timedelta
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from pydantic import BaseModel, ValidationError
 from temporalio import workflow
@@ -61,7 +60,7 @@ with workflow.unsafe.imports_passed_through():
         SnapshotUserInput,
         VmPowerInput,
     )
-    from workflows.saga import Saga
+    from workflows.saga import Saga, to_completion
 
 T = TypeVar("T")
 
@@ -107,7 +106,7 @@ class RestoreVirtualMachine:
                 with contextlib.suppress(asyncio.CancelledError, ActivityError,
                                          ApplicationError):
                     await steps
-            await _to_completion(self._fail("canceled", CANCELED))
+            await to_completion(self._fail("canceled", CANCELED))
             raise
         except (ActivityError, ApplicationError) as error:
             message, error_type = describe(error)
@@ -356,15 +355,3 @@ class RestoreVirtualMachine:
     def _require_plan(self) -> RestorePlan:
         assert self._plan is not None, "the restore is planned in step 1"
         return self._plan
-
-
-async def _to_completion(work: Coroutine[Any, Any, T]) -> T:
-    """Finish `work` even if the workflow is cancelled again meanwhile (clean-up must end)."""
-    task = asyncio.create_task(work)
-    while True:
-        try:
-            return await asyncio.shield(task)
-        except asyncio.CancelledError:
-            if task.done():
-                raise
-            continue

@@ -10,8 +10,10 @@ compensation does not stop the others: its error is collected and reported.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import asyncio
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError
@@ -62,3 +64,18 @@ class Saga:
     def _ordered(self) -> list[_Entry]:
         backwards = list(reversed(self._entries))
         return [e for e in backwards if e.urgent] + [e for e in backwards if not e.urgent]
+
+
+T = TypeVar("T")
+
+
+async def to_completion(work: Coroutine[Any, Any, T]) -> T:
+    """Finish `work` even if the workflow is cancelled again meanwhile (clean-up must end)."""
+    task = asyncio.create_task(work)
+    while True:
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if task.done():
+                raise
+            continue

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Coroutine
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
@@ -80,7 +79,7 @@ with workflow.unsafe.imports_passed_through():
         VolumeStep,
     )
     from workflows.quiesce import MESSAGES, plan_quiesce
-    from workflows.saga import Saga
+    from workflows.saga import Saga, to_completion
     from workflows.search_attributes import ALL as ALL_ATTRIBUTES
     from workflows.search_attributes import OPERATION, SNAPSHOT_PHASE, VM_NAME, VM_NAMESPACE
 
@@ -134,8 +133,8 @@ class SnapshotVirtualMachine:
             raise await self._fail(f"snapshot deadline exceeded ({deadline})",
                                    DEADLINE_EXCEEDED) from None
         except asyncio.CancelledError:
-            await _to_completion(self._stop(steps))
-            await _to_completion(self._fail("canceled", CANCELED))
+            await to_completion(self._stop(steps))
+            await to_completion(self._fail("canceled", CANCELED))
             raise
         error = steps.exception()
         if error is not None:
@@ -367,7 +366,7 @@ class SnapshotVirtualMachine:
         result = self._require_result()
         result.error, result.error_type = "canceled while waiting for readiness", CANCELED
         result.finished_at = workflow.now()
-        await _to_completion(self._write_status())
+        await to_completion(self._write_status())
 
     # ---- reporting ----------------------------------------------------------------------------
 
@@ -589,16 +588,3 @@ class SnapshotVirtualMachine:
     def _require_inspection(self) -> VmInspection:
         assert self._inspection is not None, "the VM is inspected in step 2"
         return self._inspection
-
-
-async def _to_completion(work: Coroutine[Any, Any, T]) -> T:
-    """Finish `work` even if the workflow is cancelled again meanwhile (clean-up must end)."""
-    task = asyncio.create_task(work)
-    while True:
-        try:
-            return await asyncio.shield(task)
-        except asyncio.CancelledError:
-            if task.done():
-                raise
-            continue
-
