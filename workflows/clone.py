@@ -28,11 +28,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from datetime import timedelta
-from typing import TypeVar
 
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError
 
 from workflows.reporting import record_vm_event
@@ -40,9 +38,10 @@ from workflows.reporting import record_vm_event
 with workflow.unsafe.imports_passed_through():
     from activities import restore_names as names
     from activities.events import CLONE_FAILED, CLONE_SUCCEEDED
+    from activities.metrics import record_compensation
     from cluster.models import PvcState
     from cluster.vm_clone import CloneSpecError, parse_patches, validate_filters
-    from workflows import naming
+    from workflows import naming, saga
     from workflows.clone_models import (
         CheckCloneSourceInput,
         CloneProgress,
@@ -67,16 +66,8 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows.saga import Saga, to_completion
 
-T = TypeVar("T")
-
-STEP_TIMEOUT = timedelta(seconds=30)
-STEP_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), backoff_coefficient=2.0,
-                         maximum_interval=timedelta(seconds=10))
 WAIT_GRACE = timedelta(seconds=60)
 WAIT_HEARTBEAT = timedelta(seconds=30)
-COMPENSATION_TIMEOUT = timedelta(minutes=5)
-COMPENSATION_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), backoff_coefficient=2.0,
-                                 maximum_interval=timedelta(seconds=15))
 CLONE_LABEL = "vmsnap.io/clone"
 
 
@@ -146,7 +137,7 @@ class CloneVirtualMachine:
         input, result = self._require_input(), self._require_result()
         if input.source_vm:
             self._enter("check source")
-            await self._activity(
+            await saga.step(
                 names.CHECK_CLONE_SOURCE,
                 CheckCloneSourceInput(namespace=input.namespace, vm=input.source_vm,
                                       target=input.target), bool)
@@ -161,11 +152,17 @@ class CloneVirtualMachine:
         await self._restore_pvcs()
         await self._drop_temporary_snapshot()
         await self._create_vm()
+        saga.raise_if_cancelled()  # a cancel spent on a step that completed anyway
         self._saga.clear()
         result.phase = "Succeeded"
         result.finished_at = workflow.now()
         self._enter("succeeded")
         await self._write_record()
+        if self._user_registered:  # from a kept snapshot: it is free to delete again
+            try:
+                await self._unregister()
+            except ActivityError as err:
+                workflow.logger.error("after the clone, unregistering failed: %s", err)
 
     @workflow.query(name="progress")
     def progress(self) -> CloneProgress:
@@ -191,14 +188,14 @@ class CloneVirtualMachine:
     async def _register(self) -> None:
         self._saga.add("unregister from the snapshot", self._unregister)
         self._enter("register")
-        await self._activity(names.ADD_SNAPSHOT_USER, self._user_input(), bool)
+        await saga.step(names.ADD_SNAPSHOT_USER, self._user_input(), bool)
         self._user_registered = True
 
     async def _restore_pvcs(self) -> None:
         input, result = self._require_input(), self._require_result()
         self._enter("restore PVCs")
         await self._write_record()
-        plan = await self._activity(
+        plan = await saga.step(
             names.PREPARE_CLONE,
             PrepareCloneInput(namespace=input.namespace, snapshot=result.snapshot or "",
                               target=input.target, clone_name=result.name), RestorePlan)
@@ -207,14 +204,14 @@ class CloneVirtualMachine:
                                                volume_snapshot=v.volume_snapshot,
                                                pvc_name=v.pvc_name) for v in plan.volumes]
         self._saga.add("delete the clone's PVCs", self._delete_pvcs)
-        await self._activity(
+        await saga.step(
             names.CREATE_RESTORED_PVCS,
             PvcsInput(namespace=input.namespace, pvcs=[v.pvc_body for v in plan.volumes]),
             list[str])
         if not plan.volumes:
             return
         bound = timedelta(seconds=input.bound_wait)
-        states = await self._activity(
+        states = await saga.step(
             names.WAIT_RESTORED_PVCS_BOUND,
             PvcsInput(namespace=input.namespace, names=[v.pvc_name for v in plan.volumes],
                       timeout_seconds=input.bound_wait),
@@ -237,7 +234,7 @@ class CloneVirtualMachine:
         self._saga.add("delete the target VM", self._delete_vm)
         self._enter("create VM")
         await self._write_record()
-        await self._activity(
+        await saga.step(
             names.CREATE_CLONE_VM,
             CreateCloneVmInput(namespace=input.namespace, clone_name=result.name, spec=input,
                                snapshot_vm=plan.snapshot_vm,
@@ -253,12 +250,13 @@ class CloneVirtualMachine:
         result.error, result.error_type = reason, error_type
         result.finished_at = workflow.now()
         result.cleanup_errors = await self._saga.compensate()
+        record_compensation(workflow.metric_meter(), "clone")  # not emitted on replay
         await self._report()
         self._enter("failed")
         return ApplicationError(reason, result, type=error_type, non_retryable=True)
 
     async def _unregister(self) -> None:
-        await self._compensation(names.REMOVE_SNAPSHOT_USER, self._user_input())
+        await saga.compensation(names.REMOVE_SNAPSHOT_USER, self._user_input())
         self._user_registered = False
 
     async def _delete_temporary_snapshot(self) -> None:
@@ -282,19 +280,19 @@ class CloneVirtualMachine:
 
     async def _delete_pvcs(self) -> None:
         input, result = self._require_input(), self._require_result()
-        await self._compensation(
+        await saga.compensation(
             names.DELETE_RESTORED_PVCS,
             PvcsInput(namespace=input.namespace, names=[v.pvc_name for v in result.volumes],
                       restore_name=result.name, owner_label=CLONE_LABEL))
 
     async def _delete_vm(self) -> None:
         input, result = self._require_input(), self._require_result()
-        await self._compensation(
+        await saga.compensation(
             names.DELETE_CLONE_VM,
             CloneVmRef(namespace=input.namespace, target=input.target, clone_name=result.name))
 
     async def _write_record(self) -> None:
-        await self._activity(
+        await saga.step(
             names.WRITE_CLONE_RECORD,
             CloneRecordInput(namespace=self._require_input().namespace,
                              result=self._require_result()), bool)
@@ -312,21 +310,6 @@ class CloneVirtualMachine:
                                  snapshot=self._require_result().snapshot or "",
                                  operation="clone")
 
-    async def _activity(
-        self, name: str, arg: BaseModel, result_type: type[T], *,
-        start_to_close: timedelta = STEP_TIMEOUT, schedule_to_close: timedelta | None = None,
-        heartbeat: timedelta | None = None,
-    ) -> T:
-        return await workflow.execute_activity(
-            name, arg, result_type=result_type, start_to_close_timeout=start_to_close,
-            schedule_to_close_timeout=schedule_to_close, heartbeat_timeout=heartbeat,
-            retry_policy=STEP_RETRY,
-            cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED)
-
-    async def _compensation(self, name: str, arg: BaseModel) -> None:
-        await workflow.execute_activity(
-            name, arg, start_to_close_timeout=STEP_TIMEOUT,
-            schedule_to_close_timeout=COMPENSATION_TIMEOUT, retry_policy=COMPENSATION_RETRY)
 
     def _require_input(self) -> CloneVirtualMachineInput:
         assert self._input is not None, "the workflow has not started"

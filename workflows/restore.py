@@ -30,11 +30,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from datetime import timedelta
-from typing import TypeVar
 
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 from workflows.reporting import record_vm_event
@@ -43,8 +41,10 @@ with workflow.unsafe.imports_passed_through():
     from activities import names as snapshot_names
     from activities import restore_names as names
     from activities.events import RESTORE_FAILED, RESTORE_SUCCEEDED
+    from activities.metrics import record_compensation
     from activities.models import VmLockInput
     from cluster.models import PvcState
+    from workflows import saga
     from workflows.failures import CANCELED, describe
     from workflows.restore_models import (
         ApplyRestoredVmInput,
@@ -62,16 +62,8 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows.saga import Saga, to_completion
 
-T = TypeVar("T")
-
-STEP_TIMEOUT = timedelta(seconds=30)
-STEP_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), backoff_coefficient=2.0,
-                         maximum_interval=timedelta(seconds=10))
 WAIT_GRACE = timedelta(seconds=60)  # past a wait's own bound: the bound decides, not the timeout
 WAIT_HEARTBEAT = timedelta(seconds=30)
-COMPENSATION_TIMEOUT = timedelta(minutes=5)
-COMPENSATION_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), backoff_coefficient=2.0,
-                                 maximum_interval=timedelta(seconds=15))
 
 
 def restore_workflow_id(namespace: str, target: str) -> str:
@@ -146,7 +138,7 @@ class RestoreVirtualMachine:
     async def _prepare(self) -> None:
         input, result = self._require_input(), self._require_result()
         self._enter("prepare")
-        plan = await self._activity(
+        plan = await saga.step(
             names.PREPARE_RESTORE,
             PrepareRestoreInput(namespace=input.namespace, snapshot=input.snapshot,
                                 target=input.target,
@@ -162,7 +154,7 @@ class RestoreVirtualMachine:
     async def _record(self) -> None:
         self._saga.add("mark the record Failed", self._write_failed_status)
         self._enter("record")
-        await self._activity(names.CREATE_RESTORE_RECORD, self._record_input(), bool)
+        await saga.step(names.CREATE_RESTORE_RECORD, self._record_input(), bool)
         self._record_made = True
         await self._write_status()
 
@@ -171,9 +163,9 @@ class RestoreVirtualMachine:
         if plan.target_exists:
             self._saga.add("release the VM lock", self._unlock)
             self._enter("lock")
-            await self._activity(snapshot_names.LOCK_VM, self._lock_input(), type(None))
+            await saga.step(snapshot_names.LOCK_VM, self._lock_input(), type(None))
         self._saga.add("unregister from the snapshot", self._remove_user)
-        await self._activity(names.ADD_SNAPSHOT_USER, self._user_input(), bool)
+        await saga.step(names.ADD_SNAPSHOT_USER, self._user_input(), bool)
 
     async def _stop_if_running(self) -> None:
         input, result, plan = self._require_input(), self._require_result(), self._require_plan()
@@ -185,7 +177,7 @@ class RestoreVirtualMachine:
                 'with running_vm_policy "stop"', type=names.VM_RUNNING, non_retryable=True)
         self._saga.add("start the VM again", self._start_vm)
         self._enter("stop")
-        await self._activity(
+        await saga.step(
             names.STOP_VM, VmPowerInput(namespace=input.namespace, vm=result.target,
                                         timeout_seconds=input.stop_wait),
             bool, start_to_close=timedelta(seconds=input.stop_wait) + WAIT_GRACE,
@@ -196,7 +188,7 @@ class RestoreVirtualMachine:
         input, plan = self._require_input(), self._require_plan()
         self._saga.add("delete the restored PVCs", self._delete_pvcs)
         self._enter("create PVCs")
-        await self._activity(
+        await saga.step(
             names.CREATE_RESTORED_PVCS,
             PvcsInput(namespace=input.namespace, pvcs=[v.pvc_body for v in plan.volumes]),
             list[str])
@@ -207,7 +199,7 @@ class RestoreVirtualMachine:
         if not plan.volumes:
             return
         bound = timedelta(seconds=input.bound_wait)
-        states = await self._activity(
+        states = await saga.step(
             names.WAIT_RESTORED_PVCS_BOUND,
             PvcsInput(namespace=input.namespace, names=[v.pvc_name for v in plan.volumes],
                       timeout_seconds=input.bound_wait),
@@ -221,7 +213,7 @@ class RestoreVirtualMachine:
         input, result, plan = self._require_input(), self._require_result(), self._require_plan()
         self._saga.add("put the VM back", self._put_back)
         self._enter("apply VM")
-        await self._activity(
+        await saga.step(
             names.APPLY_RESTORED_VM,
             ApplyRestoredVmInput(namespace=input.namespace, target=result.target,
                                  restore_name=result.name, snapshot=input.snapshot,
@@ -235,13 +227,14 @@ class RestoreVirtualMachine:
         result = self._require_result()
         if result.stopped_vm:
             self._enter("start")
-            await self._activity(names.START_VM, self._power_input(), bool)
+            await saga.step(names.START_VM, self._power_input(), bool)
             result.restarted_vm = True
 
     async def _succeed(self) -> None:
         """Succeeded: from here nothing is undone; unregistering and unlocking are best
         effort (a closed run's lock and registration are taken over / cleaned later)."""
         result = self._require_result()
+        saga.raise_if_cancelled()  # a cancel spent on a step that completed anyway
         self._saga.clear()
         self._enter("succeeded")
         result.phase = "Succeeded"
@@ -252,7 +245,7 @@ class RestoreVirtualMachine:
             if name == snapshot_names.UNLOCK_VM and not self._require_plan().target_exists:
                 continue
             try:
-                await self._compensation(name, arg)
+                await saga.compensation(name, arg)
             except ActivityError as err:
                 workflow.logger.error("after the restore, %s failed: %s", name, err)
         self._enter("done")
@@ -266,33 +259,34 @@ class RestoreVirtualMachine:
         result.error, result.error_type = reason, error_type
         result.finished_at = workflow.now()
         result.cleanup_errors = await self._saga.compensate()
+        record_compensation(workflow.metric_meter(), "restore")  # not emitted on replay
         await self._report()
         self._enter("failed")
         return ApplicationError(reason, result, type=error_type, non_retryable=True)
 
     async def _write_failed_status(self) -> None:
         if self._record_made or self._result is not None:
-            await self._compensation(names.WRITE_RESTORE_STATUS, self._record_input())
+            await saga.compensation(names.WRITE_RESTORE_STATUS, self._record_input())
 
     async def _unlock(self) -> None:
-        await self._compensation(snapshot_names.UNLOCK_VM, self._lock_input())
+        await saga.compensation(snapshot_names.UNLOCK_VM, self._lock_input())
 
     async def _remove_user(self) -> None:
-        await self._compensation(names.REMOVE_SNAPSHOT_USER, self._user_input())
+        await saga.compensation(names.REMOVE_SNAPSHOT_USER, self._user_input())
 
     async def _start_vm(self) -> None:
-        await self._compensation(names.START_VM, self._power_input())
+        await saga.compensation(names.START_VM, self._power_input())
 
     async def _delete_pvcs(self) -> None:
         input, result = self._require_input(), self._require_result()
-        await self._compensation(
+        await saga.compensation(
             names.DELETE_RESTORED_PVCS,
             PvcsInput(namespace=input.namespace, names=[v.pvc_name for v in result.volumes],
                       restore_name=result.name))
 
     async def _put_back(self) -> None:
         input, result, plan = self._require_input(), self._require_result(), self._require_plan()
-        await self._compensation(
+        await saga.compensation(
             names.PUT_BACK_VM,
             PutBackVmInput(namespace=input.namespace, target=result.target,
                            restore_name=result.name, original=plan.target_vm))
@@ -312,7 +306,7 @@ class RestoreVirtualMachine:
                                   result=self._require_result())
 
     async def _write_status(self) -> None:
-        await self._activity(names.WRITE_RESTORE_STATUS, self._record_input(), bool)
+        await saga.step(names.WRITE_RESTORE_STATUS, self._record_input(), bool)
 
     def _lock_input(self) -> VmLockInput:
         return VmLockInput(namespace=self._require_input().namespace,
@@ -327,22 +321,6 @@ class RestoreVirtualMachine:
         return VmPowerInput(namespace=input.namespace, vm=self._require_result().target,
                             timeout_seconds=input.stop_wait)
 
-    async def _activity(
-        self, name: str, arg: BaseModel, result_type: type[T], *,
-        start_to_close: timedelta = STEP_TIMEOUT, schedule_to_close: timedelta | None = None,
-        heartbeat: timedelta | None = None,
-    ) -> T:
-        """A step's activity, waited for even when cancelled: no step outlives its undo."""
-        return await workflow.execute_activity(
-            name, arg, result_type=result_type, start_to_close_timeout=start_to_close,
-            schedule_to_close_timeout=schedule_to_close, heartbeat_timeout=heartbeat,
-            retry_policy=STEP_RETRY,
-            cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED)
-
-    async def _compensation(self, name: str, arg: BaseModel) -> None:
-        await workflow.execute_activity(
-            name, arg, start_to_close_timeout=STEP_TIMEOUT,
-            schedule_to_close_timeout=COMPENSATION_TIMEOUT, retry_policy=COMPENSATION_RETRY)
 
     def _require_input(self) -> RestoreVirtualMachineInput:
         assert self._input is not None, "the workflow has not started"

@@ -13,9 +13,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, TypeVar
 
+from pydantic import BaseModel
 from temporalio import workflow
+from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 Compensation = Callable[[], Awaitable[object]]
@@ -67,6 +70,57 @@ class Saga:
 
 
 T = TypeVar("T")
+
+STEP_TIMEOUT = timedelta(seconds=30)
+STEP_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), backoff_coefficient=2.0,
+                         maximum_interval=timedelta(seconds=10))
+COMPENSATION_TIMEOUT = timedelta(minutes=5)
+COMPENSATION_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), backoff_coefficient=2.0,
+                                 maximum_interval=timedelta(seconds=15))
+
+
+async def step(
+    name: str,
+    arg: BaseModel,
+    result_type: type[T],
+    *,
+    start_to_close: timedelta = STEP_TIMEOUT,
+    schedule_to_close: timedelta | None = None,
+    heartbeat: timedelta | None = None,
+    retry: RetryPolicy = STEP_RETRY,
+) -> T:
+    """A step's activity, waited for even when cancelled: no step outlives its undo."""
+    return await workflow.execute_activity(
+        name, arg, result_type=result_type, start_to_close_timeout=start_to_close,
+        schedule_to_close_timeout=schedule_to_close, heartbeat_timeout=heartbeat,
+        retry_policy=retry,
+        cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED)
+
+
+async def compensation(
+    name: str,
+    arg: BaseModel,
+    *,
+    start_to_close: timedelta = STEP_TIMEOUT,
+    schedule_to_close: timedelta = COMPENSATION_TIMEOUT,
+    retry: RetryPolicy = COMPENSATION_RETRY,
+) -> None:
+    """An undo's activity: retried for longer than a step, since giving up leaves debris."""
+    await workflow.execute_activity(
+        name, arg, start_to_close_timeout=start_to_close,
+        schedule_to_close_timeout=schedule_to_close, retry_policy=retry)
+
+
+def raise_if_cancelled() -> None:
+    """Raise CancelledError if the workflow was asked to cancel.
+
+    Temporal hands back a step's result when the step completed in spite of a
+    cancel request (WAIT_CANCELLATION_COMPLETED), and the request is then spent:
+    without this check before the saga is cleared, such a run would carry on
+    and succeed as though it had never been cancelled.
+    """
+    if workflow.cancellation_reason() is not None:
+        raise asyncio.CancelledError()
 
 
 async def to_completion(work: Coroutine[Any, Any, T]) -> T:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from collections.abc import Iterator
@@ -14,7 +15,8 @@ from temporalio.exceptions import ApplicationError
 
 from tests.e2e.conftest import Stack, StartStack
 from workflows.clone import clone_workflow_id
-from workflows.clone_models import CloneVirtualMachineResult
+from workflows.clone_models import CloneProgress, CloneVirtualMachineResult
+from workflows.failures import CANCELED
 from workflows.models import SnapshotVirtualMachineResult
 from workflows.naming import snapshot_workflow_id
 
@@ -185,3 +187,59 @@ async def test_a_clone_whose_pvc_never_binds_leaves_nothing_behind(clone_stack: 
         "name", details.snapshot).stdout.strip()
     record = kube_json(clone_stack, "virtualmachineclones.vmsnap.io", details.name)
     assert record["status"]["phase"] == "Failed"
+
+
+async def test_a_clone_of_a_clone(clone_stack: Stack) -> None:
+    """The first clone is a VM like any other: cloning it copies its disks again, under new
+    names and a new identity, and leaves the first clone as it was."""
+    first = await clone(clone_stack, source_vm="agentless", target="agentless-c1")
+    made = vm(clone_stack, "agentless-c1")
+    second = await clone(clone_stack, source_vm="agentless-c1", target="agentless-c2")
+    assert first.phase == second.phase == "Succeeded" and second.temporary_snapshot_deleted
+    again = vm(clone_stack, "agentless-c2")
+    assert sorted(claims(again).values()) == sorted(v.pvc_name for v in second.volumes)
+    assert set(claims(again).values()).isdisjoint(claims(made).values())
+    assert claims(vm(clone_stack, "agentless-c1")) == claims(made)
+    serial = domain(made).get("firmware", {}).get("serial")
+    assert serial is None or domain(again).get("firmware", {}).get("serial") != serial
+    assert [p["status"]["phase"] for p in live_pvcs(clone_stack, second.name)] == (
+        ["Bound"] * len(second.volumes))
+
+
+async def test_a_cancelled_clone_leaves_nothing_behind(clone_stack: Stack) -> None:
+    """Cancelled while its PVCs wait to bind: the saga deletes them and the temporary
+    snapshot, makes no VM, and marks the record Failed."""
+    clone_stack.sim.kubectl("annotate", "volumesnapshotclass", "csi-snap",
+                            "sim.vmsnap.io/bind-latency=1h", "--overwrite")
+    try:
+        handle = await clone_stack.client.start_workflow(
+            "CloneVirtualMachine",
+            {"namespace": NS, "source_vm": "faulty", "target": "faulty-clone",
+             "bound_wait": 120},
+            id=clone_workflow_id(NS, "faulty-clone"), task_queue=clone_stack.task_queue,
+            result_type=CloneVirtualMachineResult)
+        deadline = asyncio.get_running_loop().time() + 60
+        progress = await handle.query("progress", result_type=CloneProgress)
+        while not (progress.step == "restore PVCs"
+                   and live_pvcs(clone_stack, progress.result.name)):
+            assert asyncio.get_running_loop().time() < deadline, "no PVC was ever made"
+            await asyncio.sleep(0.1)
+            progress = await handle.query("progress", result_type=CloneProgress)
+        await handle.cancel()
+        with pytest.raises(WorkflowFailureError) as caught:
+            await handle.result()
+    finally:
+        clone_stack.sim.kubectl("annotate", "volumesnapshotclass", "csi-snap",
+                                "sim.vmsnap.io/bind-latency-")
+    cause = caught.value.cause  # failed with the saga's outcome, not merely cancelled
+    assert isinstance(cause, ApplicationError) and cause.type == CANCELED, cause
+    assert not CloneVirtualMachineResult.model_validate(cause.details[0]).cleanup_errors
+    name = progress.result.name
+    assert live_pvcs(clone_stack, name) == [] and vm_missing(clone_stack, "faulty-clone")
+    assert progress.result.snapshot and not clone_stack.sim.kubectl(
+        "get", "-n", NS, "virtualmachinesnapshots.vmsnap.io", "--ignore-not-found", "-o",
+        "name", progress.result.snapshot).stdout.strip()
+    record = kube_json(clone_stack, "virtualmachineclones.vmsnap.io", name)
+    assert record["status"]["phase"] == "Failed"
+    assert "vmsnap.io/lock" not in (vm(clone_stack, "faulty")["metadata"].get(
+        "annotations") or {})

@@ -5,6 +5,7 @@ Each test snapshots its own VM first through the snapshot workflow, then restore
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import uuid
@@ -13,15 +14,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from temporalio.client import Client, WorkflowFailureError
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError
 from temporalio.exceptions import ApplicationError
 
 from starter.local_stack import REPO_ROOT, DevServerProcess
 from tests.e2e.conftest import Stack, StartStack
+from workflows.failures import CANCELED
 from workflows.models import SnapshotVirtualMachineResult
 from workflows.naming import snapshot_workflow_id
 from workflows.restore import restore_workflow_id
-from workflows.restore_models import RestoreVirtualMachineResult
+from workflows.restore_models import RestoreProgress, RestoreVirtualMachineResult
 
 pytestmark = pytest.mark.e2e
 
@@ -220,3 +222,85 @@ async def test_a_pvc_that_never_binds_leaves_nothing_behind(restore_stack: Stack
     record = kube_json(restore_stack, "virtualmachinerestores.vmsnap.io", details.name)
     assert record["status"]["phase"] == "Failed"
     assert "not Bound" in record["status"]["error"]["message"]
+
+
+async def test_a_restore_while_a_snapshot_of_the_vm_runs_is_refused(
+    restore_stack: Stack
+) -> None:
+    """The running snapshot holds the VM's lock (its VolumeSnapshot create is held by a
+    simulator fault): the restore is refused with VmLocked and changes nothing, and the
+    snapshot still completes."""
+    earlier = await take_snapshot(restore_stack, "agentless")
+    before = vm(restore_stack, "agentless")
+    hold = {"verb": "create", "group": "snapshot.storage.k8s.io",
+            "resource": "volumesnapshots", "namespace": NS, "latency": "4s", "count": 1}
+    restore_stack.sim.set_faults({"rules": [hold]})
+    try:
+        running = f"agentless-{uuid.uuid4().hex[:6]}"
+        snapshot = await restore_stack.client.start_workflow(
+            "SnapshotVirtualMachine", {"namespace": NS, "vm": "agentless", "name": running},
+            id=snapshot_workflow_id(NS, running), task_queue=restore_stack.task_queue,
+            result_type=SnapshotVirtualMachineResult)
+        deadline = asyncio.get_running_loop().time() + 60
+        while not restore_stack.sim.request("GET", "/sim/faults")["rules"][0]["fired"]:
+            assert asyncio.get_running_loop().time() < deadline, "the snapshot never cut"
+            await asyncio.sleep(0.05)
+        refused = await restore_failure(restore_stack, earlier, _vm="agentless",
+                                        running_vm_policy="stop")
+        assert (await snapshot.describe()).status == WorkflowExecutionStatus.RUNNING
+        taken = await snapshot.result()
+    finally:
+        restore_stack.sim.clear_faults()
+    assert refused.type == "VmLocked", refused
+    details = RestoreVirtualMachineResult.model_validate(refused.details[0])
+    assert not details.stopped_vm and not details.cleanup_errors
+    assert restored_pvcs(restore_stack, details.name) == []
+    assert taken.phase == "Succeeded" and taken.ready_to_use
+    after = vm(restore_stack, "agentless")
+    assert after["spec"] == before["spec"]
+    assert "vmsnap.io/lock" not in (after["metadata"].get("annotations") or {})
+    assert kube_json(restore_stack, "vmi", "agentless")["status"]["phase"] == "Running"
+
+
+async def test_a_cancelled_restore_leaves_the_vm_as_it_was(restore_stack: Stack) -> None:
+    """Cancelled while its PVCs wait to bind: the PVCs go, the spec is the old one, the VM
+    runs again, the lock and the snapshot registration are released, the record Failed."""
+    snapshot = await take_snapshot(restore_stack, "faulty")
+    before = vm(restore_stack, "faulty")
+    restore_stack.sim.kubectl("annotate", "volumesnapshotclass", "csi-snap",
+                              "sim.vmsnap.io/bind-latency=1h", "--overwrite")
+    try:
+        handle = await restore_stack.client.start_workflow(
+            "RestoreVirtualMachine",
+            {"namespace": NS, "snapshot": snapshot, "running_vm_policy": "stop",
+             "bound_wait": 120},
+            id=restore_workflow_id(NS, "faulty"), task_queue=restore_stack.task_queue,
+            result_type=RestoreVirtualMachineResult)
+        deadline = asyncio.get_running_loop().time() + 60
+        progress = await handle.query("progress", result_type=RestoreProgress)
+        while progress.step != "wait for PVCs":
+            assert asyncio.get_running_loop().time() < deadline, "never waited for PVCs"
+            await asyncio.sleep(0.1)
+            progress = await handle.query("progress", result_type=RestoreProgress)
+        await handle.cancel()
+        with pytest.raises(WorkflowFailureError) as caught:
+            await handle.result()
+    finally:
+        restore_stack.sim.kubectl("annotate", "volumesnapshotclass", "csi-snap",
+                                  "sim.vmsnap.io/bind-latency-")
+    cause = caught.value.cause
+    assert isinstance(cause, ApplicationError) and cause.type == CANCELED, cause
+    details = RestoreVirtualMachineResult.model_validate(cause.details[0])
+    assert details.stopped_vm and not details.cleanup_errors and details.volumes
+    assert all(p["metadata"].get("deletionTimestamp")
+               for p in restored_pvcs(restore_stack, details.name))
+    after = vm(restore_stack, "faulty")
+    assert after["spec"] == before["spec"]
+    assert "vmsnap.io/lock" not in (after["metadata"].get("annotations") or {})
+    assert kube_json(restore_stack, "vmi", "faulty")["status"]["phase"] in (
+        "Scheduling", "Running")
+    users = kube_json(restore_stack, "virtualmachinesnapshots.vmsnap.io", snapshot)
+    assert not json.loads((users["metadata"].get("annotations") or {}).get(
+        "vmsnap.io/users", "[]"))
+    record = kube_json(restore_stack, "virtualmachinerestores.vmsnap.io", details.name)
+    assert record["status"]["phase"] == "Failed"

@@ -1,0 +1,297 @@
+"""CloneVirtualMachine's saga on the time-skipping server: a fault at each step (the child
+snapshot and its deletion included) undoes exactly what the steps before it did, and the
+`vmsnap_compensations` counter counts it. Activities and the two child workflows are
+doubles on a small in-memory world; the child doubles act through activities, since a
+workflow must not touch shared state itself."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from temporalio import activity, workflow
+from temporalio.client import WorkflowFailureError
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.exceptions import ApplicationError
+from temporalio.runtime import MetricBuffer, Runtime, TelemetryConfig
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker
+
+from activities import restore_names as names
+from activities.events import RECORD_VM_EVENT, VmEventInput
+from activities.metrics import COMPENSATIONS
+from cluster.models import PvcState
+from tests.workflows.conftest import TEST_SERVER
+from workflows.clone import CloneVirtualMachine, clone_workflow_id
+from workflows.clone_models import (
+    CheckCloneSourceInput,
+    CloneRecordInput,
+    CloneVirtualMachineResult,
+    CloneVmRef,
+    CreateCloneVmInput,
+    PrepareCloneInput,
+)
+from workflows.models import (
+    DeleteVirtualMachineSnapshotInput,
+    DeleteVirtualMachineSnapshotResult,
+    SnapshotVirtualMachineInput,
+    SnapshotVirtualMachineResult,
+)
+from workflows.restore_models import PvcsInput, RestoredVolume, RestorePlan, SnapshotUserInput
+
+NS = "demo"
+TAKE_SNAPSHOT = "double_take_snapshot"
+DELETE_SNAPSHOT = "double_delete_snapshot"
+CHILD_TIMEOUT = timedelta(seconds=30)
+
+
+@workflow.defn(name="SnapshotVirtualMachine")
+class SnapshotDouble:
+    @workflow.run
+    async def run(self, input: SnapshotVirtualMachineInput) -> SnapshotVirtualMachineResult:
+        return await workflow.execute_activity(
+            TAKE_SNAPSHOT, input, result_type=SnapshotVirtualMachineResult,
+            start_to_close_timeout=CHILD_TIMEOUT)
+
+
+@workflow.defn(name="DeleteVirtualMachineSnapshot")
+class DeleteSnapshotDouble:
+    @workflow.run
+    async def run(
+        self, input: DeleteVirtualMachineSnapshotInput
+    ) -> DeleteVirtualMachineSnapshotResult:
+        return await workflow.execute_activity(
+            DELETE_SNAPSHOT, input, result_type=DeleteVirtualMachineSnapshotResult,
+            start_to_close_timeout=CHILD_TIMEOUT)
+
+
+@dataclass
+class World:
+    """The cluster as the clone sees it. `fail_at` fails that step once; a failing
+    CREATE_CLONE_VM first makes the VM, as a create that timed out after the server acted."""
+
+    fail_at: str | None = None
+    snapshots: set[str] = field(default_factory=lambda: {"snap"})
+    users: set[str] = field(default_factory=set)
+    pvcs: set[str] = field(default_factory=set)
+    vms: set[str] = field(default_factory=lambda: {"web"})
+    record_phase: str | None = None
+    calls: list[str] = field(default_factory=list)
+    creating_vm: asyncio.Event = field(default_factory=asyncio.Event)
+    vm_create_takes: float = 0.0
+
+    def step(self, name: str) -> None:
+        self.calls.append(name)
+        if name == self.fail_at:
+            self.fail_at = None
+            raise ApplicationError(f"injected fault in {name}", type="Injected",
+                                   non_retryable=True)
+
+    def activities(self) -> list[Any]:
+        world = self
+
+        @activity.defn(name=names.CHECK_CLONE_SOURCE)
+        async def check(input: CheckCloneSourceInput) -> bool:
+            world.step(names.CHECK_CLONE_SOURCE)
+            return True
+
+        @activity.defn(name=names.WRITE_CLONE_RECORD)
+        async def write_record(input: CloneRecordInput) -> bool:
+            world.step(names.WRITE_CLONE_RECORD)
+            world.record_phase = input.result.phase
+            return True
+
+        @activity.defn(name=TAKE_SNAPSHOT)
+        async def take(input: SnapshotVirtualMachineInput) -> SnapshotVirtualMachineResult:
+            assert input.name, "the clone names its temporary snapshot"
+            world.snapshots.add(input.name)  # made, then (maybe) reported failed
+            world.step("SnapshotVirtualMachine")
+            return SnapshotVirtualMachineResult(
+                namespace=input.namespace, name=input.name, vm=input.vm, phase="Succeeded",
+                ready_to_use=True, started_at=activity.info().started_time)
+
+        @activity.defn(name=DELETE_SNAPSHOT)
+        async def delete(input: DeleteVirtualMachineSnapshotInput
+                         ) -> DeleteVirtualMachineSnapshotResult:
+            world.step("DeleteVirtualMachineSnapshot")
+            world.snapshots.discard(input.name)
+            return DeleteVirtualMachineSnapshotResult(
+                namespace=input.namespace, name=input.name, deletion_policy="Delete")
+
+        @activity.defn(name=names.ADD_SNAPSHOT_USER)
+        async def add_user(input: SnapshotUserInput) -> bool:
+            world.step(names.ADD_SNAPSHOT_USER)
+            world.users.add(input.snapshot)
+            return True
+
+        @activity.defn(name=names.REMOVE_SNAPSHOT_USER)
+        async def remove_user(input: SnapshotUserInput) -> bool:
+            world.step(names.REMOVE_SNAPSHOT_USER)
+            world.users.discard(input.snapshot)
+            return True
+
+        @activity.defn(name=names.PREPARE_CLONE)
+        async def prepare(input: PrepareCloneInput) -> RestorePlan:
+            world.step(names.PREPARE_CLONE)
+            assert input.snapshot in world.snapshots
+            pvc = f"{input.clone_name}-root"
+            return RestorePlan(
+                source_vm="web", target=input.target, restore_name=input.clone_name,
+                snapshot_vm={"spec": {}}, target_exists=False, target_vm=None,
+                target_running=False,
+                volumes=[RestoredVolume(volume_name="root", old_claim="web-root",
+                                        volume_snapshot="vs-root", pvc_name=pvc,
+                                        pvc_body={"metadata": {"name": pvc}})])
+
+        @activity.defn(name=names.CREATE_RESTORED_PVCS)
+        async def create_pvcs(input: PvcsInput) -> list[str]:
+            made = [p["metadata"]["name"] for p in input.pvcs]
+            world.step(names.CREATE_RESTORED_PVCS)
+            world.pvcs |= set(made)
+            return made
+
+        @activity.defn(name=names.WAIT_RESTORED_PVCS_BOUND)
+        async def wait_bound(input: PvcsInput) -> list[PvcState]:
+            world.step(names.WAIT_RESTORED_PVCS_BOUND)
+            return [PvcState(name=n, phase="Bound", storage_class="csi", requested="1Gi",
+                             capacity="1Gi", volume_name="pv", data_source="vs-root",
+                             deleting=False) for n in input.names]
+
+        @activity.defn(name=names.DELETE_RESTORED_PVCS)
+        async def delete_pvcs(input: PvcsInput) -> list[str]:
+            world.calls.append(names.DELETE_RESTORED_PVCS)
+            gone = sorted(world.pvcs & set(input.names))
+            world.pvcs -= set(gone)
+            return gone
+
+        @activity.defn(name=names.CREATE_CLONE_VM)
+        async def create_vm(input: CreateCloneVmInput) -> bool:
+            world.creating_vm.set()
+            await asyncio.sleep(world.vm_create_takes)  # no heartbeat: it never hears a cancel
+            world.vms.add(input.spec.target)
+            world.step(names.CREATE_CLONE_VM)
+            return True
+
+        @activity.defn(name=names.DELETE_CLONE_VM)
+        async def delete_vm(input: CloneVmRef) -> bool:
+            world.calls.append(names.DELETE_CLONE_VM)
+            assert input.target != "web", "the source VM is never the one deleted"
+            present = input.target in world.vms
+            world.vms.discard(input.target)
+            return present
+
+        @activity.defn(name=RECORD_VM_EVENT)
+        async def record_vm_event(input: VmEventInput) -> str | None:
+            return None
+
+        return [check, write_record, take, delete, add_user, remove_user, prepare,
+                create_pvcs, wait_bound, delete_pvcs, create_vm, delete_vm, record_vm_event]
+
+
+@pytest.fixture(scope="module")
+async def metered() -> AsyncIterator[tuple[WorkflowEnvironment, MetricBuffer]]:
+    """A time-skipping server whose runtime keeps metrics in a buffer to read back."""
+    buffer = MetricBuffer(10_000)
+    environment = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=str(TEST_SERVER), data_converter=pydantic_data_converter,
+        runtime=Runtime(telemetry=TelemetryConfig(metrics=buffer)))
+    yield environment, buffer
+    await environment.shutdown()
+
+
+def compensations(buffer: MetricBuffer) -> int:
+    return sum(int(u.value) for u in buffer.retrieve_updates()
+               if u.metric.name == COMPENSATIONS and u.attributes.get("operation") == "clone")
+
+
+def clone_worker(env: WorkflowEnvironment, world: World, queue: str) -> Worker:
+    return Worker(env.client, task_queue=queue,
+                  workflows=[CloneVirtualMachine, SnapshotDouble, DeleteSnapshotDouble],
+                  activities=world.activities(), workflow_runner=UnsandboxedWorkflowRunner())
+
+
+async def run_clone(env: WorkflowEnvironment, world: World, **fields: Any) -> Any:
+    queue = f"clone-{uuid.uuid4().hex[:8]}"
+    target = f"copy-{uuid.uuid4().hex[:6]}"
+    async with clone_worker(env, world, queue):
+        return await env.client.execute_workflow(
+            "CloneVirtualMachine", {"namespace": NS, "target": target, **fields},
+            id=clone_workflow_id(NS, target), task_queue=queue,
+            result_type=CloneVirtualMachineResult)
+
+
+@pytest.mark.parametrize("source", [{"source_vm": "web"}, {"source_snapshot": "snap"}])
+async def test_a_clone_without_faults_succeeds_and_counts_no_compensation(
+    metered: tuple[WorkflowEnvironment, MetricBuffer], source: dict[str, str]
+) -> None:
+    env, buffer = metered
+    compensations(buffer)
+    world = World()
+    result = await run_clone(env, world, **source)
+    assert result.phase == "Succeeded" and world.record_phase == "Succeeded"
+    assert world.vms == {"web", result.target}
+    assert world.pvcs == {f"{result.name}-root"}
+    assert world.snapshots == {"snap"} and world.users == set()
+    assert result.temporary_snapshot == ("source_vm" in source)
+    assert compensations(buffer) == 0
+
+
+FROM_VM_STEPS = [names.CHECK_CLONE_SOURCE, names.WRITE_CLONE_RECORD, "SnapshotVirtualMachine",
+                 names.ADD_SNAPSHOT_USER, names.PREPARE_CLONE, names.CREATE_RESTORED_PVCS,
+                 names.WAIT_RESTORED_PVCS_BOUND, "DeleteVirtualMachineSnapshot",
+                 names.CREATE_CLONE_VM]
+
+
+@pytest.mark.parametrize("step", FROM_VM_STEPS)
+async def test_a_fault_at_each_step_leaves_nothing_behind(
+    metered: tuple[WorkflowEnvironment, MetricBuffer], step: str
+) -> None:
+    env, buffer = metered
+    compensations(buffer)
+    world = World(fail_at=step)
+    with pytest.raises(WorkflowFailureError) as caught:
+        await run_clone(env, world, source_vm="web")
+    assert world.fail_at is None, f"{step} never ran"
+    cause = caught.value.cause
+    assert isinstance(cause, ApplicationError) and cause.type == "Injected", cause
+    details = CloneVirtualMachineResult.model_validate(cause.details[0])
+    assert details.phase == "Failed" and not details.cleanup_errors
+    assert world.vms == {"web"} and world.pvcs == set()
+    assert world.snapshots == {"snap"} and world.users == set()
+    if step != names.CHECK_CLONE_SOURCE:  # refused before the record exists
+        assert world.record_phase == "Failed"
+    else:
+        assert world.record_phase is None
+    if step == names.CREATE_CLONE_VM:
+        assert names.DELETE_CLONE_VM in world.calls
+    assert compensations(buffer) == 1
+
+
+async def test_a_cancel_while_the_vm_is_created_still_undoes_it(
+    metered: tuple[WorkflowEnvironment, MetricBuffer],
+) -> None:
+    """The create completes after the cancel request (Temporal then hands back its result
+    and the request is spent): the clone must still roll back, not succeed."""
+    env, buffer = metered
+    compensations(buffer)
+    world = World(vm_create_takes=1.0)
+    queue, target = f"clone-{uuid.uuid4().hex[:8]}", f"copy-{uuid.uuid4().hex[:6]}"
+    async with clone_worker(env, world, queue):
+        handle = await env.client.start_workflow(
+            "CloneVirtualMachine", {"namespace": NS, "target": target, "source_vm": "web"},
+            id=clone_workflow_id(NS, target), task_queue=queue,
+            result_type=CloneVirtualMachineResult)
+        await asyncio.wait_for(world.creating_vm.wait(), timeout=30)
+        await handle.cancel()
+        with pytest.raises(WorkflowFailureError):
+            await handle.result()
+    assert names.DELETE_CLONE_VM in world.calls
+    assert world.vms == {"web"} and world.pvcs == set()
+    assert world.snapshots == {"snap"} and world.users == set()
+    assert world.record_phase == "Failed"
+    assert compensations(buffer) == 1
