@@ -8,6 +8,13 @@ default), and the rest of Temporal's client profile (TEMPORAL_API_KEY,
 TEMPORAL_TLS_*, TEMPORAL_PROFILE, temporal.toml); KUBECONFIG (else
 ~/.kube/config, else the in-cluster service account). SIGINT or SIGTERM
 stop polling, let running activities finish (up to a grace period), and exit 0.
+
+At start-up the worker creates the orphan sweeper's Temporal Schedule
+(`vmsnap-sweeper-{task queue}`, SweepOrphans over all namespaces, overlap
+skip) if it is missing: VMSNAP_SWEEPER_SCHEDULE=off opts out,
+VMSNAP_SWEEPER_INTERVAL (default 1h) and VMSNAP_SWEEPER_GRACE (default 1h)
+set it up. An existing schedule is left as it is (edit or delete it with the
+Temporal CLI).
 """
 
 from __future__ import annotations
@@ -23,7 +30,17 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
 
-from temporalio.client import Client
+from temporalio.client import (
+    Client,
+    Schedule,
+    ScheduleActionStartWorkflow,
+    ScheduleAlreadyRunningError,
+    ScheduleIntervalSpec,
+    ScheduleOverlapPolicy,
+    SchedulePolicy,
+    ScheduleSpec,
+    ScheduleState,
+)
 from temporalio.runtime import Runtime
 from temporalio.worker import Worker
 
@@ -34,19 +51,29 @@ from activities.metrics import record_snapshot_metrics
 from activities.restore import RestoreActivities
 from activities.retention import RetentionActivities
 from activities.snapshot import SnapshotActivities
+from activities.sweeper import SweeperActivities, WorkflowStates
 from cluster.client import Cluster
+from cluster.durations import parse_duration
 from starter.connection import connect as connect_temporal
 from starter.connection import load_connection_settings
 from starter.metrics import runtime_from_environment
 from starter.search_attributes import ensure_search_attributes
+from starter.worker_tuning import DEFAULT_MAX_CONCURRENT_ACTIVITIES, WorkerTuning
 from workflows.clone import CloneVirtualMachine
 from workflows.delete_snapshot import DeleteVirtualMachineSnapshot
 from workflows.restore import RestoreVirtualMachine
 from workflows.scheduled import ScheduledVirtualMachineSnapshots
 from workflows.snapshot import SnapshotVirtualMachine
+from workflows.sweeper import (
+    DEFAULT_GRACE_SECONDS,
+    SWEEP_WORKFLOW,
+    SweepOrphans,
+    SweepOrphansInput,
+    sweep_workflow_id,
+)
 
 DEFAULT_TASK_QUEUE = "vmsnap"
-MAX_CONCURRENT_ACTIVITIES = 32
+MAX_CONCURRENT_ACTIVITIES = DEFAULT_MAX_CONCURRENT_ACTIVITIES  # settable: starter/worker_tuning.py
 GRACEFUL_SHUTDOWN = timedelta(seconds=10)
 # Heartbeats reach the server at most this often: it bounds how late a cancelled
 # activity (the cut wait, holding a frozen guest) learns of the cancellation.
@@ -58,16 +85,21 @@ WORKFLOWS: list[type] = [
     ScheduledVirtualMachineSnapshots,
     RestoreVirtualMachine,
     CloneVirtualMachine,
+    SweepOrphans,
 ]
+DEFAULT_SWEEP_INTERVAL_SECONDS = 3600.0
 
 log = logging.getLogger("vmsnap.worker")
 
 
-def activities_for(cluster: Cluster, liveness: WorkflowLiveness | None) -> list[Callable[..., Any]]:
+def activities_for(
+    cluster: Cluster, liveness: WorkflowLiveness | None, states: WorkflowStates | None = None
+) -> list[Callable[..., Any]]:
     """Every activity, bound to one shared cluster adapter."""
     return [*SnapshotActivities(cluster, liveness).all(), *RetentionActivities(cluster).all(),
             *RestoreActivities(cluster, liveness).all(), *CloneActivities(cluster).all(),
-            *EventActivities(cluster).all(), record_snapshot_metrics]
+            *EventActivities(cluster).all(), *SweeperActivities(cluster, states).all(),
+            record_snapshot_metrics]
 
 
 async def connect(
@@ -84,31 +116,97 @@ def build_worker(
     cluster: Cluster,
     task_queue: str = DEFAULT_TASK_QUEUE,
     executor: ThreadPoolExecutor | None = None,
+    tuning: WorkerTuning | None = None,
 ) -> Worker:
     """The worker with every workflow and activity; activities run on `executor` threads."""
-    liveness = WorkflowLiveness(client, asyncio.get_running_loop())
+    tuning = tuning or WorkerTuning.from_environment(os.environ)
+    loop = asyncio.get_running_loop()
+    liveness = WorkflowLiveness(client, loop)
     return Worker(
         client,
         task_queue=task_queue,
         workflows=WORKFLOWS,
-        activities=activities_for(cluster, liveness),
-        activity_executor=executor or ThreadPoolExecutor(MAX_CONCURRENT_ACTIVITIES),
-        max_concurrent_activities=MAX_CONCURRENT_ACTIVITIES,
+        activities=activities_for(cluster, liveness, WorkflowStates(client, loop)),
+        activity_executor=executor or ThreadPoolExecutor(tuning.activity_threads),
+        **tuning.worker_options(),
         graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
         max_heartbeat_throttle_interval=MAX_HEARTBEAT_THROTTLE,
     )
 
 
+def sweeper_schedule_id(task_queue: str) -> str:
+    """`vmsnap-sweeper-{task queue}`: one per deployment; no slash (Temporal UI URLs)."""
+    return f"vmsnap-sweeper-{task_queue}"
+
+
+def sweeper_schedule(task_queue: str, environ: dict[str, str] | None = None) -> Schedule | None:
+    """The sweeper's schedule as the environment configures it; None when opted out.
+
+    A bad VMSNAP_SWEEPER_INTERVAL or VMSNAP_SWEEPER_GRACE is a ValueError naming it.
+    """
+    env = dict(os.environ if environ is None else environ)
+    switch = env.get("VMSNAP_SWEEPER_SCHEDULE", "on").strip().lower()
+    if switch in ("off", "false", "0", "no"):
+        return None
+    if switch not in ("on", "true", "1", "yes", ""):
+        raise ValueError(f"VMSNAP_SWEEPER_SCHEDULE must be on or off, not {switch!r}")
+    values: dict[str, float] = {}
+    for name, default in (("VMSNAP_SWEEPER_INTERVAL", DEFAULT_SWEEP_INTERVAL_SECONDS),
+                          ("VMSNAP_SWEEPER_GRACE", DEFAULT_GRACE_SECONDS)):
+        try:
+            values[name] = parse_duration(env[name]) if env.get(name) else default
+        except ValueError as err:
+            raise ValueError(f"{name}: {err}") from None
+    interval = values["VMSNAP_SWEEPER_INTERVAL"]
+    if interval < 60:
+        raise ValueError(f"VMSNAP_SWEEPER_INTERVAL must be at least 1m, not {interval}s")
+    request = SweepOrphansInput(all_namespaces=True, grace=values["VMSNAP_SWEEPER_GRACE"])
+    return Schedule(
+        action=ScheduleActionStartWorkflow(
+            SWEEP_WORKFLOW, request, id=sweep_workflow_id([], True), task_queue=task_queue),
+        spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=timedelta(seconds=interval))]),
+        policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
+        state=ScheduleState(note=f"created by the vmsnap worker: orphan sweep every "
+                                 f"{interval:.0f}s, grace {request.grace:.0f}s"))
+
+
+async def ensure_sweeper_schedule(
+    client: Client, task_queue: str, environ: dict[str, str] | None = None
+) -> str | None:
+    """Create the sweeper's schedule if missing; its ID, or None when opted out.
+
+    A failure to create it is logged, not fatal: sweeping can still be started
+    on demand, and snapshots must not wait on it.
+    """
+    schedule = sweeper_schedule(task_queue, environ)
+    if schedule is None:
+        log.info("orphan sweeper schedule: off (VMSNAP_SWEEPER_SCHEDULE)")
+        return None
+    sid = sweeper_schedule_id(task_queue)
+    try:
+        await client.create_schedule(sid, schedule)
+        log.info("orphan sweeper schedule %s created", sid)
+    except ScheduleAlreadyRunningError:
+        log.info("orphan sweeper schedule %s already exists", sid)
+    except Exception as err:  # RPC or permission errors: keep serving
+        log.warning("could not create the orphan sweeper schedule %s: %s", sid, err)
+    return sid
+
+
 async def run_worker(task_queue: str, stop: asyncio.Event) -> None:
     """Connect, serve until `stop` is set, then shut down gracefully."""
+    sweeper_schedule(task_queue)  # bad VMSNAP_SWEEPER_* settings: refuse before connecting
+    tuning = WorkerTuning.from_environment(os.environ)  # likewise bad VMSNAP_MAX_* settings
     cluster = Cluster.from_environment()
     # VMSNAP_METRICS_ADDRESS (e.g. 0.0.0.0:9464): Temporal's and vmsnap's Prometheus metrics.
     client = await connect(runtime=runtime_from_environment())
     log.info("connected to Temporal at %s, namespace %s",
              client.service_client.config.target_host, client.namespace)
     await ensure_search_attributes(client)
-    with ThreadPoolExecutor(MAX_CONCURRENT_ACTIVITIES, thread_name_prefix="activity") as pool:
-        worker = build_worker(client, cluster, task_queue, pool)
+    await ensure_sweeper_schedule(client, task_queue)
+    log.info("worker tuning: %s", tuning.describe())
+    with ThreadPoolExecutor(tuning.activity_threads, thread_name_prefix="activity") as pool:
+        worker = build_worker(client, cluster, task_queue, pool, tuning)
         async with worker:
             log.info("worker started: polling task queue %r (workflows: %s)", task_queue,
                      ", ".join(w.__name__ for w in WORKFLOWS))

@@ -12,6 +12,7 @@ deploy/rbac, matched as kube-apiserver's RBAC authorizer matches them; every
 from __future__ import annotations
 
 import asyncio
+import urllib.error
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -99,10 +100,17 @@ async def exercise_every_workflow(stack: Stack) -> list[str]:
                        "new_mac_addresses": {"eth9": "02:00:00:00:00:09"}},
                       f"rbac-clone-fails-{suffix}")
         ran += ["clone from a snapshot", "clone from a VM", "clone failing (compensated)"]
+        await cancel_a_clone_once_its_vm_is_made(stack, with_agent, f"clone-cx-{suffix}")
+        ran.append("clone cancelled after its VM was made (the saga deletes the VM)")
 
     await delete(with_agent)
     await delete(without_agent)
     ran += ["delete (Delete policy)", "delete (Retain policy)"]
+
+    if "SweepOrphans" in types:
+        await run(stack, "SweepOrphans", {"namespaces": [NS], "grace": "0s", "dry_run": True},
+                  f"rbac-sweep-{suffix}")
+        ran.append("orphan sweep (dry run)")
 
     if "ScheduledVirtualMachineSnapshots" in types:
         for attempt in range(2):  # the second run prunes the first run's snapshot (keep 1)
@@ -115,6 +123,33 @@ async def exercise_every_workflow(stack: Stack) -> list[str]:
                    "keep": 1}, f"rbac-scheduled-selector-{suffix}")
         ran.append("scheduled runs with retention (by name and by selector)")
     return ran
+
+
+async def cancel_a_clone_once_its_vm_is_made(stack: Stack, snapshot: str, target: str) -> None:
+    """A simulator fault holds the clone's create of its VM for a few seconds; the clone is
+    cancelled while it is held, so the create lands and the saga must delete the VM."""
+    hold = {"verb": "create", "group": "kubevirt.io", "resource": "virtualmachines",
+            "namespace": NS, "latency": "3s", "count": 1}
+    await asyncio.to_thread(stack.sim.set_faults, {"rules": [hold]})
+    try:
+        handle = await stack.client.start_workflow(
+            "CloneVirtualMachine",
+            {"namespace": NS, "source_snapshot": snapshot, "target": target},
+            id=f"rbac-clone-cancelled-{target}", task_queue=stack.task_queue)
+        deadline = asyncio.get_running_loop().time() + 60
+        while not (await asyncio.to_thread(stack.sim.request, "GET", "/sim/faults")
+                   )["rules"][0]["fired"]:
+            assert asyncio.get_running_loop().time() < deadline, "the VM create never came"
+            await asyncio.sleep(0.05)
+        await handle.cancel()
+        with pytest.raises(WorkflowFailureError):
+            await handle.result()
+    finally:
+        await asyncio.to_thread(stack.sim.clear_faults)
+    with pytest.raises(urllib.error.HTTPError) as missing:
+        await asyncio.to_thread(stack.sim.request, "GET",
+                                f"/apis/kubevirt.io/v1/namespaces/{NS}/virtualmachines/{target}")
+    assert missing.value.code == 404, "the cancelled clone's VM is still there"
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,189 @@
+"""The orphan classifier: every keep / orphan / too-young rule, with its reason."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from cluster.orphans import (
+    LabelledObject,
+    RecordFacts,
+    Verdict,
+    WorkflowState,
+    classify,
+    clone_workflow_id,
+    index_records,
+    plan_sweep,
+    restore_workflow_id,
+    workflow_ids_to_ask,
+)
+from workflows.clone import clone_workflow_id as real_clone_workflow_id
+from workflows.restore import restore_workflow_id as real_restore_workflow_id
+
+NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+OLD = NOW - timedelta(hours=2)
+GRACE = 3600.0
+
+
+def vs(name: str = "s1-disk", snapshot: str = "s1", *, owned: bool = True,
+       created: datetime | None = OLD, **extra: object) -> LabelledObject:
+    return LabelledObject(kind="VolumeSnapshot", namespace="ns", name=name, created=created,
+                          labels={"vmsnap.io/snapshot": snapshot},
+                          owner_uids=["uid-s1"] if owned else [], **extra)  # type: ignore[arg-type]
+
+
+def content(name: str = "s1-content", snapshot: str = "s1",
+            volume_snapshots: list[str] | None = None) -> LabelledObject:
+    return LabelledObject(kind="VirtualMachineSnapshotContent", namespace="ns", name=name,
+                          created=OLD, labels={"vmsnap.io/snapshot": snapshot},
+                          owner_uids=["uid-s1"], volume_snapshots=volume_snapshots or [])
+
+
+def pvc(label: str, value: str, name: str = "p1", **extra: object) -> LabelledObject:
+    return LabelledObject(kind="PersistentVolumeClaim", namespace="ns", name=name, created=OLD,
+                          labels={label: value, "vmsnap.io/snapshot": "s1"},
+                          **extra)  # type: ignore[arg-type]
+
+
+def snap_record(claims: list[str] | None = None, phase: str = "Succeeded") -> RecordFacts:
+    return RecordFacts(operation="snapshot", namespace="ns", name="s1", label="s1",
+                       uid="uid-s1", phase=phase, claims=claims or [],
+                       workflow_id="snapshot/ns/s1")
+
+
+def decide(obj: LabelledObject, records: list[RecordFacts] | None = None,
+           workflows: dict[str, WorkflowState] | None = None, grace: float = GRACE) -> Verdict:
+    return classify(obj, index_records(records or []), workflows or {}, NOW, grace)
+
+
+CLOSED: dict[str, WorkflowState] = {"snapshot/ns/s1": "closed",
+                                    "delete-snapshot/ns/s1": "not_found"}
+
+
+def test_workflow_id_rules_match_the_workflows() -> None:
+    assert restore_workflow_id("a", "b") == real_restore_workflow_id("a", "b")
+    assert clone_workflow_id("a", "b") == real_clone_workflow_id("a", "b")
+
+
+def test_record_gone_and_workflow_closed_is_an_orphan() -> None:
+    verdict = decide(vs(), workflows=CLOSED)
+    assert verdict.action == "orphan"
+    assert "record of snapshot ns/s1 is gone" in verdict.reason
+    assert verdict.workflow_ids == ["snapshot/ns/s1", "delete-snapshot/ns/s1"]
+
+
+def test_running_snapshot_workflow_keeps_even_without_record() -> None:
+    verdict = decide(vs(), workflows={"snapshot/ns/s1": "running"})
+    assert verdict.action == "keep"
+    assert verdict.reason == "live operation: workflow snapshot/ns/s1 is running"
+
+
+def test_running_deletion_keeps() -> None:
+    verdict = decide(vs(), workflows={"snapshot/ns/s1": "closed",
+                                      "delete-snapshot/ns/s1": "running"})
+    assert verdict.action == "keep" and "delete-snapshot/ns/s1" in verdict.reason
+
+
+def test_record_that_claims_it_keeps() -> None:
+    verdict = decide(vs(), [snap_record(["s1-disk"])], CLOSED)
+    assert verdict.action == "keep"
+    assert "owned by VirtualMachineSnapshot ns/s1" in verdict.reason
+
+
+def test_closed_workflow_and_record_not_claiming_is_an_orphan() -> None:
+    verdict = decide(vs(), [snap_record(["other"], phase="Failed")], CLOSED)
+    assert verdict.action == "orphan"
+    assert "is closed" in verdict.reason and "phase Failed" in verdict.reason
+
+
+def test_unknown_workflow_state_never_deletes() -> None:
+    assert decide(vs(), [snap_record()], {}).action == "keep"
+    verdict = decide(vs(), [], {"snapshot/ns/s1": "unknown", "delete-snapshot/ns/s1": "closed"})
+    assert verdict.action == "keep" and "cannot tell" in verdict.reason
+
+
+def test_inside_grace_period_is_too_young() -> None:
+    young = vs(created=NOW - timedelta(minutes=5))
+    verdict = decide(young, workflows=CLOSED)
+    assert verdict.action == "too_young"
+    assert "300s" in verdict.reason and "3600s" in verdict.reason
+    assert decide(young, workflows=CLOSED, grace=60).action == "orphan"
+
+
+def test_missing_creation_time_counts_as_young() -> None:
+    assert decide(vs(created=None), workflows=CLOSED).action == "too_young"
+
+
+def test_retained_volume_snapshot_without_owner_is_kept() -> None:
+    verdict = decide(vs(owned=False), workflows=CLOSED)
+    assert verdict.action == "keep" and "Retain" in verdict.reason
+
+
+def test_object_being_deleted_is_left_alone() -> None:
+    assert decide(vs(deleting=True), workflows=CLOSED).reason == "already being deleted"
+
+
+def test_unlabelled_object_is_kept() -> None:
+    obj = LabelledObject(kind="VolumeSnapshot", namespace="ns", name="x", created=OLD)
+    assert decide(obj).action == "keep"
+
+
+def test_content_is_kept_while_its_record_exists() -> None:
+    verdict = decide(content(), [snap_record(phase="Failed")], CLOSED)
+    assert verdict.action == "keep" and "still exists" in verdict.reason
+
+
+def test_content_goes_only_after_its_volume_snapshots() -> None:
+    kept_vs = vs(name="s1-a", owned=False)  # retained: stays
+    orphan_vs = vs(name="s1-b")
+    both = content(volume_snapshots=["s1-a", "s1-b"])
+    verdicts = plan_sweep([both, orphan_vs, kept_vs], [], CLOSED, NOW, GRACE)
+    assert [(v.kind, v.name, v.action) for v in verdicts] == [
+        ("VolumeSnapshot", "s1-a", "keep"), ("VolumeSnapshot", "s1-b", "orphan"),
+        ("VirtualMachineSnapshotContent", "s1-content", "keep")]
+    assert "VolumeSnapshot ns/s1-a still exists" in verdicts[2].reason
+    alone = plan_sweep([content(volume_snapshots=["s1-b"]), orphan_vs], [], CLOSED, NOW, GRACE)
+    assert [v.action for v in alone] == ["orphan", "orphan"]
+    assert alone[0].kind == "VolumeSnapshot"
+
+
+def test_restore_pvc_uses_target_from_record_or_name() -> None:
+    obj = pvc("vmsnap.io/restore", "web-restore-20261126-1200-ab12")
+    verdict = decide(obj, workflows={"restore/ns/web": "running"})
+    assert verdict.action == "keep" and verdict.workflow_ids == ["restore/ns/web"]
+    gone = decide(obj, workflows={"restore/ns/web": "closed"})
+    assert gone.action == "orphan" and "record of restore" in gone.reason
+    record = RecordFacts(operation="restore", namespace="ns", name="r",
+                         label="web-restore-20261126-1200-ab12", target="db",
+                         claims=["p1"], phase="Succeeded")
+    claimed = decide(obj, [record], {"restore/ns/db": "closed"})
+    assert claimed.action == "keep" and claimed.workflow_ids == ["restore/ns/db"]
+
+
+def test_pvc_used_by_a_vm_is_never_an_orphan() -> None:
+    obj = pvc("vmsnap.io/clone", "copy-clone-20261126-1200-ab12", used_by_vms=["copy"])
+    verdict = decide(obj, workflows={"clone/ns/copy": "closed"})
+    assert verdict.action == "keep" and "in use by VirtualMachine ns/copy" in verdict.reason
+
+
+def test_pvc_whose_maker_cannot_be_named_is_kept() -> None:
+    verdict = decide(pvc("vmsnap.io/clone", "hashedname0123"))
+    assert verdict.action == "keep" and "names no target VM" in verdict.reason
+
+
+def test_clone_pvc_orphan() -> None:
+    obj = pvc("vmsnap.io/clone", "copy-clone-20261126-1200-ab12")
+    verdict = decide(obj, workflows={"clone/ns/copy": "not_found"})
+    assert verdict.action == "orphan" and verdict.operation == "clone"
+
+
+def test_workflow_ids_to_ask_are_unique() -> None:
+    ids = workflow_ids_to_ask([vs("a"), vs("b"), pvc("vmsnap.io/restore", "x-restore-1")],
+                              [snap_record()])
+    assert ids == ["snapshot/ns/s1", "delete-snapshot/ns/s1", "restore/ns/x"]
+
+
+def test_negative_grace_is_refused() -> None:
+    with pytest.raises(ValueError, match="negative"):
+        plan_sweep([], [], {}, NOW, -1)

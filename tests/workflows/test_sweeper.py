@@ -1,0 +1,189 @@
+"""SweepOrphans on the time-skipping server with its real activity against a real simulator.
+
+Objects are made by hand with vmsnap's labels; the grace period is counted in
+workflow time, so two hours pass in a moment. A live operation is a workflow
+really running under the snapshot's deterministic ID.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from temporalio import workflow
+from temporalio.client import WorkflowFailureError
+from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from activities.sweeper import SweeperActivities, WorkflowStates
+from cluster.apis import VOLUME_SNAPSHOTS
+from cluster.client import Cluster
+from cluster.records import (
+    VIRTUAL_MACHINE_SNAPSHOT_CONTENTS,
+    VolumeBackup,
+    content_body,
+    snapshot_owner_reference,
+)
+from tests.conftest import SEEDS, StartSim
+from workflows.naming import snapshot_workflow_id
+from workflows.sweeper import SweepOrphans, SweepOrphansInput, SweepOrphansResult
+
+NS = "demo"
+GHOST_UID = "00000000-0000-4000-8000-000000000001"
+
+
+@workflow.defn(name="HoldForSweeperTest", sandboxed=False)
+class Hold:
+    """Stands in for a snapshot in progress: runs until cancelled."""
+
+    @workflow.run
+    async def run(self) -> None:
+        await workflow.wait_condition(lambda: False)
+
+
+@pytest.fixture
+def cluster(start_sim: StartSim) -> Iterator[Cluster]:
+    sim = start_sim(SEEDS / "demo.yaml", name="sweeper-wf-sim")
+    with Cluster.from_environment(str(sim.kubeconfig)) as made:
+        yield made
+    sim.process.stop()
+
+
+@pytest.fixture
+async def sweeper_worker(env: WorkflowEnvironment, cluster: Cluster,
+                         task_queue: str) -> AsyncIterator[Worker]:
+    import asyncio
+
+    states = WorkflowStates(env.client, asyncio.get_running_loop())
+    with ThreadPoolExecutor(4) as pool:
+        worker = Worker(env.client, task_queue=task_queue, workflows=[SweepOrphans, Hold],
+                        activities=SweeperActivities(cluster, states).all(),
+                        activity_executor=pool)
+        async with worker:
+            yield worker
+
+
+def labels(snapshot: str) -> dict[str, str]:
+    return {"vmsnap.io/snapshot": snapshot, "vmsnap.io/vm": "web-1"}
+
+
+def make_volume_snapshot(cluster: Cluster, name: str, snapshot: str, owned: bool) -> None:
+    owner = snapshot_owner_reference(snapshot, GHOST_UID) if owned else None
+    cluster.create_volume_snapshot(NS, name, "web-1-root", "csi-hostpath-snapclass",
+                                   labels(snapshot), owner)
+
+
+def make_content(cluster: Cluster, name: str, snapshot: str, volume_snapshot: str) -> None:
+    body = content_body(
+        NS, name, snapshot, GHOST_UID, cluster.get_vm(NS, "web-1"),
+        {"web-1-root": cluster.get_pvc(NS, "web-1-root") or {}},
+        [VolumeBackup(volume_name="rootdisk", pvc_name="web-1-root",
+                      volume_snapshot=volume_snapshot)], labels(snapshot))
+    cluster.create_custom(VIRTUAL_MACHINE_SNAPSHOT_CONTENTS, NS, body)
+
+
+def make_restore_pvc(cluster: Cluster, name: str, restore: str) -> None:
+    cluster.create_pvc(NS, {"metadata": {"name": name, "labels": {
+        "vmsnap.io/restore": restore, "vmsnap.io/snapshot": "gone"}},
+        "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "csi-hostpath-sc",
+                 "resources": {"requests": {"storage": "1Gi"}}}})
+
+
+def names(items: list[Any]) -> set[str]:
+    return {i.name for i in items}
+
+
+async def sweep(env: WorkflowEnvironment, task_queue: str, **fields: Any) -> SweepOrphansResult:
+    """One sweep of NS. Time moves only by `env.sleep`: waiting for a result would otherwise
+    skip to the next deadline on the server, the held workflow's execution timeout."""
+    with env.auto_time_skipping_disabled():
+        return await env.client.execute_workflow(
+            SweepOrphans.run, SweepOrphansInput(namespaces=[NS], **fields),
+            id=f"sweep-{uuid.uuid4().hex[:8]}", task_queue=task_queue)
+
+
+async def test_sweeper_removes_only_old_orphans(
+    env: WorkflowEnvironment, cluster: Cluster, sweeper_worker: Worker, task_queue: str
+) -> None:
+    live = await env.client.start_workflow(Hold.run, id=snapshot_workflow_id(NS, "live"),
+                                           task_queue=task_queue,
+                                           execution_timeout=timedelta(days=30))
+    make_volume_snapshot(cluster, "ghost-root", "ghost", owned=True)
+    make_content(cluster, "ghost-content", "ghost", "ghost-root")
+    make_volume_snapshot(cluster, "kept-root", "kept", owned=False)
+    make_volume_snapshot(cluster, "live-root", "live", owned=True)
+    make_restore_pvc(cluster, "ghost-restore-disk", "web-9-restore-20260101-000000-abcd")
+    try:
+        first = await sweep(env, task_queue, grace="1h")
+        assert first.removed == []
+        assert names(first.too_young) == {"ghost-root", "ghost-content", "ghost-restore-disk"}
+        assert all("inside the grace period (3600s)" in v.reason for v in first.too_young)
+
+        await env.sleep(timedelta(hours=2))
+        dry = await sweep(env, task_queue, grace="1h", dry_run=True)
+        assert [(r.kind, r.name, r.removed) for r in dry.removed] == [
+            ("VolumeSnapshot", "ghost-root", False),
+            ("VirtualMachineSnapshotContent", "ghost-content", False),
+            ("PersistentVolumeClaim", "ghost-restore-disk", False)]
+        assert cluster.get_volume_snapshot(NS, "ghost-root") is not None
+
+        done = await sweep(env, task_queue, grace="1h")
+        reasons = {r.name: r.reason for r in done.removed if r.removed}
+        assert set(reasons) == {"ghost-root", "ghost-content", "ghost-restore-disk"}
+        assert "record of snapshot demo/ghost is gone" in reasons["ghost-root"]
+        assert "record of restore demo/web-9-restore" in reasons["ghost-restore-disk"]
+        kept = {v.name: v.reason for v in done.kept}
+        assert kept["live-root"] == "live operation: workflow snapshot/demo/live is running"
+        assert "Retain" in kept["kept-root"]
+        assert cluster.get_volume_snapshot(NS, "ghost-root") is None
+        assert cluster.get_custom_or_none(VIRTUAL_MACHINE_SNAPSHOT_CONTENTS, NS,
+                                          "ghost-content") is None
+        assert cluster.get_pvc(NS, "ghost-restore-disk") is None
+        assert cluster.get_volume_snapshot(NS, "live-root") is not None
+        assert cluster.get_volume_snapshot(NS, "kept-root") is not None
+        assert cluster.get_pvc(NS, "web-1-root") is not None
+
+        again = await sweep(env, task_queue, grace="1h")
+        assert again.removed == [] and again.errors == []
+    finally:
+        await live.cancel()
+    assert len(cluster.list_custom(VOLUME_SNAPSHOTS, NS).get("items") or []) == 2
+
+
+async def test_second_sweep_with_the_same_id_is_refused(
+    env: WorkflowEnvironment, task_queue: str
+) -> None:
+    # No worker polls this queue: the first run stays open while the second start is tried.
+    first = await env.client.start_workflow(
+        SweepOrphans.run, SweepOrphansInput(all_namespaces=True), id="sweep-orphans/all-test",
+        task_queue=f"{task_queue}-idle")
+    try:
+        with pytest.raises(WorkflowAlreadyStartedError):
+            await env.client.start_workflow(
+                SweepOrphans.run, SweepOrphansInput(all_namespaces=True),
+                id="sweep-orphans/all-test", task_queue=f"{task_queue}-idle")
+    finally:
+        await first.terminate()
+
+
+@pytest.mark.parametrize("document, message", [
+    ({}, "name the namespaces to sweep"),
+    ({"namespaces": ["a"], "all_namespaces": True}, "not both"),
+    ({"namespaces": ["Bad_NS"]}, "not a valid name"),
+    ({"all_namespaces": True, "grace": "soon"}, "duration"),
+    ({"all_namespaces": True, "dryRun": True}, "dryRun"),
+])
+async def test_bad_input_fails_at_once(
+    env: WorkflowEnvironment, sweeper_worker: Worker, task_queue: str,
+    document: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(WorkflowFailureError) as failure:
+        await env.client.execute_workflow("SweepOrphans", document,
+                                          id=f"sweep-bad-{uuid.uuid4().hex[:8]}",
+                                          task_queue=task_queue)
+    assert message in str(failure.value.cause)
