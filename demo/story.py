@@ -1,8 +1,9 @@
 """The demo's story: what a user does with vmsnap, step by step, through Temporal.
 
-Each step starts a workflow with plain JSON input on the `vmsnap` task queue,
-exactly as `temporal workflow start --type ... --input '{...}'` would, and
-prints the result a user cares about.
+The snapshots start workflows with plain JSON input on the `vmsnap` task queue,
+exactly as `temporal workflow start --type ... --input '{...}'` would; the
+clone, the restore and the rest go through the `vmsnap` CLI as a user types it.
+It ends with the Temporal UI's list filtered on the VM (`VmName="web-1"`).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import os
 import shlex
 import subprocess
 import sys
+import urllib.parse
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -21,10 +23,10 @@ from rich.table import Table
 from temporalio.client import Client, WorkflowFailureError
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.service import RPCError, RPCStatusCode
 
-from workflows.clone import clone_workflow_id
+from starter.sdk import schedule_id
 from workflows.naming import snapshot_workflow_id
-from workflows.restore import restore_workflow_id
 from workflows.search_attributes import OPERATION, VM_NAME, VM_NAMESPACE
 
 NAMESPACE = "demo"
@@ -65,75 +67,6 @@ def show_snapshot(console: Console, result: dict[str, Any]) -> None:
     console.print(table)
     if result.get("error"):
         console.print(f"  [red]error: {result['error']}[/]")
-
-
-async def run_job(
-    console: Console, client: Client, workflow: str, payload: dict[str, Any], workflow_id: str
-) -> dict[str, Any] | None:
-    """Start a workflow with plain JSON, as the Temporal CLI would; its result or None."""
-    console.print(
-        f"  temporal workflow start --type {workflow} --task-queue {TASK_QUEUE} "
-        f"--workflow-id {workflow_id} --input '{_json(payload)}'"
-    )
-    try:
-        with console.status(f"  {workflow}"):
-            result: dict[str, Any] = await client.execute_workflow(
-                workflow, payload, id=workflow_id, task_queue=TASK_QUEUE, result_type=dict
-            )
-    except WorkflowFailureError as failure:
-        console.print(f"  [red]failed: {_cause(failure)}[/]")
-        return None
-    return result
-
-
-def show_volumes(console: Console, result: dict[str, Any]) -> None:
-    for volume in result.get("volumes") or []:
-        console.print(
-            f"  {volume['volume_name']}: new PVC {volume['pvc_name']} "
-            f"from VolumeSnapshot {volume['volume_snapshot']}"
-        )
-
-
-async def clone(console: Console, client: Client, snapshot_name: str, target: str) -> bool:
-    console.print(
-        f"[bold]Clone {NAMESPACE}/{target} from snapshot {snapshot_name}[/] "
-        "(new MAC, SMBIOS serial and firmware UUID; stays Halted)"
-    )
-    payload = {
-        "namespace": NAMESPACE,
-        "source_snapshot": snapshot_name,
-        "target": target,
-        "new_smbios_serial": f"{target}-serial",
-    }
-    result = await run_job(
-        console, client, "CloneVirtualMachine", payload, clone_workflow_id(NAMESPACE, target)
-    )
-    if result is None:
-        return False
-    console.print(f"  phase {result['phase']}")
-    show_volumes(console, result)
-    console.print()
-    return bool(result["phase"] == "Succeeded")
-
-
-async def restore(console: Console, client: Client, snapshot_name: str, vm: str) -> bool:
-    console.print(
-        f"[bold]Restore {NAMESPACE}/{vm} in place from {snapshot_name}[/] "
-        "(running: stopped, restored, started again)"
-    )
-    payload = {"namespace": NAMESPACE, "snapshot": snapshot_name, "running_vm_policy": "stop"}
-    result = await run_job(
-        console, client, "RestoreVirtualMachine", payload, restore_workflow_id(NAMESPACE, vm)
-    )
-    if result is None:
-        return False
-    console.print(
-        f"  phase {result['phase']}; stopped {result['stopped_vm']}, "
-        f"restarted {result['restarted_vm']}"
-    )
-    show_volumes(console, result)
-    console.print()
-    return bool(result["phase"] == "Succeeded")
 
 
 async def snapshot(console: Console, client: Client, vm: str, note: str) -> str | None:
@@ -187,16 +120,36 @@ def vmsnap(console: Console, address: str, kubeconfig: Path, *args: str) -> bool
     return done.returncode == 0
 
 
+async def _schedule_exists(client: Client, name: str) -> bool:
+    """Whether the demo's schedule is already on the server (an earlier `make demo`)."""
+    try:
+        await client.get_schedule_handle(schedule_id(NAMESPACE, name)).describe()
+    except RPCError as err:
+        if err.status == RPCStatusCode.NOT_FOUND:
+            return False
+        raise
+    return True
+
+
 async def run_story(console: Console, address: str, kubeconfig: Path, ui_url: str) -> bool:
     client = await Client.connect(address, data_converter=pydantic_data_converter)
     web_snapshot = await snapshot(console, client, "web-1", "running, agent connected: frozen")
     ok = await snapshot(console, client, "db-1", "running without guest agent") is not None
     if web_snapshot is None:
         return False
-    ok = await clone(console, client, web_snapshot, "web-1-copy") and ok
-    ok = await restore(console, client, web_snapshot, "web-1") and ok
     cli = functools.partial(vmsnap, console, address, kubeconfig)
+    # a clone (new SMBIOS serial, firmware UUID and MACs cleared; stays Halted), then the
+    # running web-1 restored in place (stopped, restored, started again)
+    ok = cli("clone", "--from-snapshot", web_snapshot, "web-1-copy", "-n", NAMESPACE,
+             "--new-smbios-serial", "web-1-copy-serial", "--wait") and ok
+    ok = cli("restore", web_snapshot, "-n", NAMESPACE, "--running-vm-policy", "stop",
+             "--wait") and ok
     ok = cli("snapshot", "plan", "legacy-1", "-n", NAMESPACE) and ok
+    if await _schedule_exists(client, "nightly"):
+        # The dev server keeps its database between demos, the simulator starts afresh:
+        # last demo's schedule points at a cluster that is gone, so it is made anew.
+        console.print("[dim]the schedule 'nightly' is left from an earlier demo: replacing it[/]")
+        ok = cli("schedule", "delete", "nightly", "-n", NAMESPACE) and ok
     ok = (
         cli(
             "schedule",
@@ -220,7 +173,9 @@ async def run_story(console: Console, address: str, kubeconfig: Path, ui_url: st
         f"kubectl --kubeconfig {kubeconfig} get vms,virtualmachineclones,"
         f"virtualmachinerestores -n {NAMESPACE}"
     )
-    console.print(f"See every run in the Temporal UI: {ui_url}/namespaces/default/workflows")
+    query = urllib.parse.quote('VmName="web-1"')
+    console.print(f"Every run for web-1 (snapshots, clone, restore, schedule) in the Temporal "
+                  f"UI: {ui_url}/namespaces/default/workflows?query={query}")
     console.print(
         f"And the records: kubectl --kubeconfig {kubeconfig} "
         f"get virtualmachinesnapshots,volumesnapshots -n {NAMESPACE}"

@@ -4,10 +4,11 @@
     vmsnap snapshot list -n demo
     vmsnap snapshot plan web-1 -n demo
     vmsnap schedule create nightly --vm web-1 --cron "0 2 * * *" --keep 7 -n demo
+    vmsnap restore web-1-snap -n demo --running-vm-policy stop --wait
+    vmsnap clone --from-snapshot web-1-snap web-2 -n demo --wait
     vmsnap worker
 
-Verbs live in `starter/cli_*.py` (one module per noun); restore and clone slot
-in the same way (`vmsnap restore`, `vmsnap clone`) once their workflows exist.
+Verbs live in `starter/cli_*.py` (one module per noun).
 Connection: TEMPORAL_ADDRESS / TEMPORAL_NAMESPACE / a temporal.toml profile
 (see starter/connection.py) and KUBECONFIG, or the options before the verb.
 """
@@ -26,7 +27,7 @@ import typer
 from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
 from typer.core import TyperGroup
 
-from starter import cli_schedule, cli_snapshot
+from starter import cli_clone, cli_restore, cli_schedule, cli_snapshot, cli_sweep
 from starter.cli_common import (
     AllNamespacesOption,
     GlobalOptions,
@@ -114,6 +115,9 @@ app = VmsnapApp(
     help="Durable snapshots of KubeVirt VMs, run as Temporal workflows.")
 app.add_typer(cli_snapshot.app, name="snapshot")
 app.add_typer(cli_schedule.app, name="schedule")
+app.command("restore")(cli_restore.restore)
+app.command("clone")(cli_clone.clone)
+app.command("sweep")(cli_sweep.sweep)
 
 
 @app.callback()
@@ -157,7 +161,7 @@ def runs(
     ctx: typer.Context,
     vm: Annotated[str | None, typer.Option(help="only runs for this VM")] = None,
     operation: Annotated[str | None, typer.Option(
-        help="snapshot | delete | schedule")] = None,
+        help="snapshot | delete | restore | clone | schedule")] = None,
     limit: Annotated[int, typer.Option(help="at most this many, newest first")] = 20,
     namespace: NamespaceOption = None,
     all_namespaces: AllNamespacesOption = False,

@@ -9,6 +9,7 @@ anything is contacted, so bad input changes nothing.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import sys
@@ -17,7 +18,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, TypeVar
+from typing import Annotated, Any, NoReturn, Protocol, TypeVar
 
 import typer
 import yaml
@@ -273,3 +274,42 @@ def age(seconds: float | None) -> str:
     if seconds < 2 * 86400:
         return f"{seconds // 3600}h"
     return f"{seconds // 86400}d"
+
+
+# ---- following a restore or clone ------------------------------------------------------------
+
+
+class _StepHandle(Protocol):
+    async def result(self) -> Any: ...
+    async def progress(self) -> Any: ...
+
+
+async def follow_steps(handle: _StepHandle, out: Console, what: str,
+                       interval: float = 0.5) -> Any:
+    """Print each new step of a restore or clone (`progress` query: `step`, `result.phase`)
+    until it ends; a spinner on a terminal, one plain line per step otherwise."""
+    result = asyncio.create_task(handle.result())
+    shown: str | None = None
+    status = out.status(f"{what} starting ...") if out.is_terminal else None
+    try:
+        if status is not None:
+            status.start()
+        while not result.done():
+            with contextlib.suppress(VmsnapError):
+                progress = await handle.progress()
+                line = f"{what}: {progress.step} (phase {progress.result.phase})"
+                if line != shown:
+                    shown = line
+                    if status is not None:
+                        status.update(line)
+                    else:
+                        out.print(line, highlight=False)
+            await asyncio.wait([result], timeout=interval)
+        return await result
+    finally:
+        if status is not None:
+            status.stop()
+        if not result.done():
+            result.cancel()
+            with contextlib.suppress(asyncio.CancelledError, VmsnapError):
+                await result

@@ -1,4 +1,4 @@
-"""The vmsnap client SDK: snapshots, deletions and schedules from Python, typed and async.
+"""The vmsnap client SDK: snapshots, deletions, schedules, restores and clones from Python.
 
     from starter.sdk import VmsnapClient
     from workflows.models import SnapshotVirtualMachineInput
@@ -40,7 +40,7 @@ import time
 import zoneinfo
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from temporalio.client import (
@@ -88,6 +88,7 @@ from starter.connection import (
 )
 from starter.plan import SnapshotPlan, plan_snapshot
 from workflows import naming
+from workflows.clone_models import CloneVirtualMachineInput, CloneVirtualMachineResult
 from workflows.models import (
     DeleteVirtualMachineSnapshotInput,
     DeleteVirtualMachineSnapshotResult,
@@ -98,6 +99,7 @@ from workflows.models import (
     SnapshotVirtualMachineResult,
     check_dns_label,
 )
+from workflows.restore_models import RestoreVirtualMachineInput, RestoreVirtualMachineResult
 from workflows.scheduled import (
     DELETE_WORKFLOW,
     SCHEDULE_LABEL,
@@ -108,6 +110,9 @@ from workflows.scheduled import (
     child_search_attributes,
 )
 from workflows.search_attributes import OPERATION, SNAPSHOT_PHASE, VM_NAME, VM_NAMESPACE
+
+if TYPE_CHECKING:
+    from starter.sdk_restore_clone import CloneHandle, RestoreHandle
 
 T = TypeVar("T")
 
@@ -156,6 +161,22 @@ class SnapshotFailed(WorkflowFailed):
     @property
     def result(self) -> SnapshotVirtualMachineResult | None:
         return _first_detail(self.details, SnapshotVirtualMachineResult)
+
+
+class RestoreFailed(WorkflowFailed):
+    """The restore failed and was rolled back; `result` is what it did."""
+
+    @property
+    def result(self) -> RestoreVirtualMachineResult | None:
+        return _first_detail(self.details, RestoreVirtualMachineResult)
+
+
+class CloneFailed(WorkflowFailed):
+    """The clone failed and was rolled back; `result` is what it did."""
+
+    @property
+    def result(self) -> CloneVirtualMachineResult | None:
+        return _first_detail(self.details, CloneVirtualMachineResult)
 
 
 class ScheduledRunFailed(WorkflowFailed):
@@ -776,6 +797,32 @@ class VmsnapClient:
             lambda c: c.get_custom_or_none(VIRTUAL_MACHINE_SNAPSHOTS, namespace, name),
             f"snapshot {namespace}/{name}")
         return None if obj is None else SnapshotInfo.from_record(obj)
+
+    # ---- restores and clones (starter/sdk_restore_clone.py) ----------------------------------
+
+    async def start_restore(
+        self, request: RestoreVirtualMachineInput, *, check: bool = True
+    ) -> RestoreHandle:
+        """Start `RestoreVirtualMachine`; see `starter.sdk_restore_clone.start_restore`."""
+        from starter.sdk_restore_clone import start_restore
+
+        return await start_restore(self, request, check=check)
+
+    async def restore(self, request: RestoreVirtualMachineInput) -> RestoreVirtualMachineResult:
+        """Start a restore and wait for it (RestoreFailed on failure)."""
+        return await (await self.start_restore(request)).result()
+
+    async def start_clone(
+        self, request: CloneVirtualMachineInput, *, check: bool = True
+    ) -> CloneHandle:
+        """Start `CloneVirtualMachine`; see `starter.sdk_restore_clone.start_clone`."""
+        from starter.sdk_restore_clone import start_clone
+
+        return await start_clone(self, request, check=check)
+
+    async def clone(self, request: CloneVirtualMachineInput) -> CloneVirtualMachineResult:
+        """Start a clone and wait for it (CloneFailed on failure)."""
+        return await (await self.start_clone(request)).result()
 
     async def list_runs(
         self,

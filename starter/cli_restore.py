@@ -1,0 +1,103 @@
+"""`vmsnap restore SNAPSHOT [--target NEW_VM] [--running-vm-policy fail|stop] [--wait]`.
+
+One verb with a positional snapshot; no `restore list/get` sub-verbs, since
+`vmsnap restore list` would be a restore of a snapshot called "list"
+(`kubectl get vmrestore -n NS` lists the records).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from starter.cli_common import (
+    EXIT_FAILED,
+    NamespaceOption,
+    Output,
+    OutputOption,
+    build,
+    check_name,
+    console,
+    emit_data,
+    follow_steps,
+    resolve_namespace,
+    run,
+    usage_error,
+)
+from starter.sdk import InvalidRequest, RestoreFailed, VmsnapClient
+from starter.sdk_restore_clone import check_restore_input
+from workflows.restore_models import RestoreVirtualMachineInput, RestoreVirtualMachineResult
+
+RESTORE_FLAGS = {"namespace": "--namespace", "snapshot": "", "target": "--target",
+                 "running_vm_policy": "--running-vm-policy"}
+
+
+def restore(
+    ctx: typer.Context,
+    snapshot: Annotated[str, typer.Argument(help="the snapshot to restore", metavar="SNAPSHOT")],
+    target: Annotated[str | None, typer.Option(
+        help="a new VM to create (default: the snapshot's VM, in place)")] = None,
+    running_vm_policy: Annotated[str, typer.Option(
+        help="fail (refuse a running VM) | stop (stop it, restore, start it again)")] = "fail",
+    wait: Annotated[bool, typer.Option(
+        "--wait", help="follow progress until it ends; non-zero exit on failure")] = False,
+    check: Annotated[bool, typer.Option(
+        help="check the snapshot and target first (needs a kubeconfig)")] = True,
+    namespace: NamespaceOption = None,
+    output: OutputOption = Output.table,
+) -> None:
+    """Restore a VM from a snapshot, in place or into a new VM (RestoreVirtualMachine)."""
+    ns = resolve_namespace(ctx, namespace)
+    check_name(snapshot, "snapshot")
+    if target is not None:
+        check_name(target, "--target")
+    if running_vm_policy not in ("fail", "stop"):
+        usage_error(f"--running-vm-policy {running_vm_policy!r}: use fail or stop")
+    request = build(RestoreVirtualMachineInput, RESTORE_FLAGS, namespace=ns, snapshot=snapshot,
+                    target=target, running_vm_policy=running_vm_policy)
+    try:
+        check_restore_input(request)
+    except InvalidRequest as error:
+        usage_error(str(error))
+
+    async def work(client: VmsnapClient) -> int:
+        handle = await client.start_restore(request, check=check)
+        info = console(err=output is not Output.table)
+        info.print(f"restore of {ns}/{handle.target} from snapshot {snapshot} started "
+                   f"(workflow {handle.workflow_id}, task queue {client.task_queue})")
+        if not wait:
+            if output is not Output.table:
+                emit_data({"namespace": ns, "snapshot": snapshot, "target": handle.target,
+                           "workflow_id": handle.workflow_id, "run_id": handle.run_id},
+                          output)
+            return 0
+        try:
+            result = await follow_steps(handle, info, "restore")
+        except RestoreFailed as failure:
+            if output is not Output.table and failure.result is not None:
+                emit_data(failure.result, output)
+            typer.echo(f"error: restore of {ns}/{handle.target} failed: {failure.message} "
+                       f"({failure.error_type})", err=True)
+            return EXIT_FAILED
+        if output is Output.table:
+            print_restore(console(), result)
+        else:
+            emit_data(result, output)
+        return 0
+
+    run(ctx, work)
+
+
+def print_restore(out: Console, result: RestoreVirtualMachineResult) -> None:
+    out.print(f"restore {result.namespace}/{result.name}: {result.phase} "
+              f"(VM {result.target} from snapshot {result.snapshot})")
+    did = [what for what, done in (("created the VM", result.created_vm),
+                                   ("stopped the VM", result.stopped_vm),
+                                   ("started it again", result.restarted_vm)) if done]
+    if did:
+        out.print(f"  {', '.join(did)}")
+    for volume in result.volumes:
+        out.print(f"  {volume.volume_name}: PVC {volume.pvc_name} from VolumeSnapshot "
+                  f"{volume.volume_snapshot} ({volume.phase or '-'})")
