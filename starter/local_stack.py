@@ -281,3 +281,31 @@ def start_worker(
         process, lambda: "worker started" in process.log_tail(200).lower(), timeout, "polling"
     )
     return process
+
+
+def restart_dev_server(
+    previous: DevServerProcess, state_dir: Path, name: str = "temporal", timeout: float = 60.0
+) -> DevServerProcess:
+    """A dev server on `previous`'s SQLite file, address and namespace, after it died.
+
+    Why: fault tests kill the server mid-run; clients and workers reconnect to
+    the same address and must find their histories in the same file.
+    """
+    if previous.process.running():
+        raise StackError(f"{previous.process.name} (pid {previous.process.pid}) still runs")
+    port = int(previous.address.rsplit(":", 1)[1])
+    ui_port = int(previous.ui_url.rsplit(":", 1)[1])
+    deadline = time.monotonic() + timeout
+    while port_open("127.0.0.1", port):  # a crashed server's children may hold it briefly
+        if time.monotonic() > deadline:
+            raise StackError(f"port {port} is still in use after {timeout:.0f}s")
+        time.sleep(0.05)
+    return start_dev_server(
+        state_dir,
+        port=port,
+        ui_port=ui_port,
+        namespace=previous.namespace,
+        name=name,
+        db_file=previous.db_file,
+        timeout=timeout,
+    )

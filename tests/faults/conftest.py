@@ -1,0 +1,282 @@
+"""Fault-suite fixtures: a dev server on a SQLite file, simulators and workers as real
+processes that tests kill (-9) and restart by PID.
+
+`FaultStack` is one simulator (on a seed of `tests/faults/seeds.py`) with its own task
+queue and the workers serving it; several scenarios share one stack, each in its own
+namespace.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Coroutine, Hashable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
+from temporalio.common import WorkflowIDConflictPolicy
+from temporalio.exceptions import ApplicationError
+
+from starter.local_stack import (
+    DevServerProcess,
+    ManagedProcess,
+    start_dev_server,
+    start_simulator,
+    start_worker,
+)
+from tests.faults.seeds import VmSeed, write_seed
+from tests.support.sim import Sim
+from workflows.naming import snapshot_workflow_id
+
+K = TypeVar("K", bound=Hashable)
+LONG = os.environ.get("VMSNAP_FAULTS_LONG", "") not in ("", "0")
+
+
+def scale(bounded: int, long: int) -> int:
+    """The bounded form's figure in `make test`; the long form's with VMSNAP_FAULTS_LONG=1."""
+    return long if LONG else bounded
+
+
+@dataclass
+class Outcome:
+    """How a workflow ended, as Temporal has it."""
+
+    status: str  # "completed", "failed", or "running" (not ended within the wait)
+    result: dict[str, Any] | None = None
+    error_type: str | None = None
+    message: str = ""
+
+
+async def outcome(handle: WorkflowHandle[Any, Any], timeout: float) -> Outcome:
+    try:
+        result = await asyncio.wait_for(handle.result(), timeout)
+    except TimeoutError:
+        return Outcome("running", None, None, f"{handle.id} still running after {timeout}s")
+    except WorkflowFailureError as err:
+        cause = err.cause
+        if isinstance(cause, ApplicationError):
+            return Outcome("failed", None, cause.type, cause.message)
+        return Outcome("failed", None, type(cause).__name__, str(cause))
+    return Outcome("completed", result)
+
+
+@dataclass
+class FaultStack:
+    server: DevServerProcess
+    client: Client
+    sim: Sim
+    state_dir: Path
+    task_queue: str = field(default_factory=lambda: f"vmsnap-faults-{uuid.uuid4().hex[:8]}")
+    workers: list[ManagedProcess] = field(default_factory=list)
+
+    def start_worker(self) -> ManagedProcess:
+        worker = start_worker(
+            self.state_dir, self.server.address, self.sim.kubeconfig,
+            task_queue=self.task_queue, name=f"worker-{len(self.workers)}",
+        )  # fmt: skip
+        self.workers.append(worker)
+        return worker
+
+    def kill_workers(self) -> None:
+        """kill -9 of every running worker of this stack, by PID."""
+        for worker in self.workers:
+            if worker.running():
+                worker.kill()
+
+    async def start_snapshot(
+        self, namespace: str, name: str, vm: str = "vm", **fields: Any
+    ) -> WorkflowHandle[Any, Any]:
+        return await self.client.start_workflow(
+            "SnapshotVirtualMachine", {"namespace": namespace, "vm": vm, "name": name, **fields},
+            id=snapshot_workflow_id(namespace, name), task_queue=self.task_queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        )  # fmt: skip
+
+    async def start(
+        self, workflow: str, workflow_id: str, arg: dict[str, Any]
+    ) -> WorkflowHandle[Any, Any]:
+        return await self.client.start_workflow(
+            workflow, arg, id=workflow_id, task_queue=self.task_queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        )  # fmt: skip
+
+    async def wait_for_request(
+        self, matches: Callable[[dict[str, Any]], bool], timeout: float = 30.0
+    ) -> dict[str, Any]:
+        """The first logged API request that `matches` (logged once answered)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            for entry in await asyncio.to_thread(self.sim.requests_log):
+                if matches(entry):
+                    return entry
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no matching request in the simulator's log in {timeout}s")
+            await asyncio.sleep(0.05)
+
+    def stop(self) -> None:
+        for worker in self.workers:
+            worker.stop()
+        self.sim.process.stop()
+
+
+async def outcomes(
+    handles: dict[K, WorkflowHandle[Any, Any]], timeout: float
+) -> dict[K, Outcome]:
+    """Every run's end, waited for together (so one slow run does not hide the others)."""
+    ends = await asyncio.gather(*(outcome(h, timeout) for h in handles.values()))
+    return dict(zip(handles, ends, strict=True))
+
+
+async def wait_thawed(sim: Sim, timeout: float) -> None:
+    """Until every freeze in the simulator's freeze log has ended (the guest's own timer
+    included); returns at the timeout either way, for the invariants to judge."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        log = await asyncio.to_thread(sim.freeze_log)
+        if all(entry["thawed_at"] is not None for entry in log):
+            return
+        await asyncio.sleep(0.1)
+
+
+def request_matcher(
+    verb: str, resource: str, namespace: str, subresource: str = "", ok: bool = True
+) -> Callable[[dict[str, Any]], bool]:
+    """A predicate on request-log entries: this verb on this resource in this namespace."""
+
+    def matches(entry: dict[str, Any]) -> bool:
+        return (
+            entry["verb"] == verb
+            and entry["resource"] == resource
+            and entry["namespace"] == namespace
+            and entry["subresource"] == subresource
+            and (not ok or 200 <= entry["status"] < 300)
+        )
+
+    return matches
+
+
+@pytest.fixture(scope="session")
+def fault_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevServerProcess]:
+    """One dev server on a SQLite file for the scenarios that do not kill the server."""
+    state = tmp_path_factory.mktemp("faults-temporal")
+    server = start_dev_server(state, db_file=state / "temporal.db")
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+async def fault_client(fault_server: DevServerProcess) -> AsyncIterator[Client]:
+    yield await Client.connect(fault_server.address, namespace=fault_server.namespace)
+
+
+StartFaultStack = Callable[[list[VmSeed]], FaultStack]
+
+# ---- scenarios run in the background --------------------------------------------------
+# A scenario that mostly waits (on activity timeouts after a kill) runs on its own stack
+# while the other tests run, so that the suite's wall time is not the sum of its waits.
+# Its test module registers it; the first fault test of the session starts every
+# registered scenario whose module is selected, and the scenario's test awaits its result.
+
+Scenario = Callable[["StartFaultStack"], Coroutine[Any, Any, Any]]
+_SCENARIOS: dict[str, tuple[str, Scenario]] = {}
+
+
+def background_scenario(module_file: str) -> Callable[[Scenario], Scenario]:
+    """Register `scenario` (async, given a stack starter) to run in the background."""
+
+    def register(scenario: Scenario) -> Scenario:
+        _SCENARIOS[scenario.__name__] = (str(Path(module_file).resolve()), scenario)
+        return scenario
+
+    return register
+
+
+@dataclass
+class Background:
+    tasks: dict[str, asyncio.Task[Any]] = field(default_factory=dict)
+
+    async def result(self, scenario: Scenario, timeout: float) -> Any:
+        task = self.tasks.get(scenario.__name__)
+        if task is None:
+            raise AssertionError(f"background scenario {scenario.__name__} was not started")
+        return await asyncio.wait_for(asyncio.shield(task), timeout)
+
+
+@pytest.fixture(scope="session")
+async def background(
+    request: pytest.FixtureRequest, stack_starter: StartFaultStack
+) -> AsyncIterator[Background]:
+    selected = {str(Path(str(item.path)).resolve()) for item in request.session.items}
+    started = Background()
+    for name, (module, scenario) in _SCENARIOS.items():
+        if module in selected:
+            started.tasks[name] = asyncio.create_task(scenario(stack_starter), name=name)
+    yield started
+    for task in started.tasks.values():
+        task.cancel()
+    await asyncio.gather(*started.tasks.values(), return_exceptions=True)
+
+
+@pytest.fixture(autouse=True)
+def _start_background_scenarios(request: pytest.FixtureRequest) -> None:
+    """Every test of a module that uses this conftest's stacks starts the background (the
+    first one does the work); others in this folder (the sweeper's) are left alone."""
+    if getattr(request.module, "FAULT_SUITE", False):
+        request.getfixturevalue("background")
+
+
+@pytest.fixture(scope="session")
+def stack_starter(
+    fault_server: DevServerProcess,
+    fault_client: Client,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[StartFaultStack]:
+    """Stacks that live for the session (for background scenarios)."""
+    stacks: list[FaultStack] = []
+
+    def start(vms: list[VmSeed]) -> FaultStack:
+        stack = _start_stack(fault_server, fault_client, tmp_path_factory.mktemp("stack"), vms)
+        stacks.append(stack)
+        return stack
+
+    yield start
+    for stack in stacks:
+        stack.stop()
+
+
+def _start_stack(
+    server: DevServerProcess, client: Client, state: Path, vms: list[VmSeed]
+) -> FaultStack:
+    seed = write_seed(state / "seed.yaml", vms)
+    process = start_simulator(state, [seed], name="faults-sim")
+    stack = FaultStack(server, client, Sim(process, state), state)
+    try:
+        stack.start_worker()
+    except BaseException:
+        stack.stop()
+        raise
+    return stack
+
+
+@pytest.fixture
+def start_fault_stack(
+    fault_server: DevServerProcess, fault_client: Client, tmp_path: Path
+) -> Iterator[StartFaultStack]:
+    """A simulator on the given VMs and one worker; everything stopped after the test."""
+    stacks: list[FaultStack] = []
+
+    def start(vms: list[VmSeed]) -> FaultStack:
+        state = tmp_path / f"stack-{len(stacks)}"
+        state.mkdir()
+        stack = _start_stack(fault_server, fault_client, state, vms)
+        stacks.append(stack)
+        return stack
+
+    yield start
+    for stack in stacks:
+        stack.stop()
