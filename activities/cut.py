@@ -5,12 +5,14 @@ through the workflow between freeze and thaw (activity done, workflow task,
 next activity scheduled and polled) added about 100 ms on our machines. Here
 nothing but the cluster's own latency sits between the calls:
 
-  1. prepare, not frozen yet: read every PVC in parallel (each must still be
-     there), which also opens the connections the creates will reuse;
+  1. prepare, not frozen yet: read every PVC in one request (each must still be
+     there) and start the threads the creates will use;
   2. freeze, if planned, up to FREEZE_ATTEMPTS times; when it keeps failing,
      `required` fails (FreezeFailed) and `auto` goes on crash-consistent;
   3. create every VolumeSnapshot at once (threads); transient API errors are
-     retried in place, the guest still frozen;
+     retried in place, the guest still frozen; from the freeze call to the thaw,
+     requests are urgent (`cluster.client.urgent_requests`): a client-side rate
+     limit lets them pass before unfrozen work;
   4. watch them and thaw the moment every one has `status.creationTime`, or at
      `thaw_by` if that comes first (then the cut is crash-consistent);
   5. on any error or cancellation while frozen, thaw before leaving. An error
@@ -38,10 +40,11 @@ from activities import errors
 from activities.errors import cluster_errors
 from activities.models import CutInput, CutOutcome, PlannedVolumeSnapshot
 from cluster import records
-from cluster.client import Cluster
+from cluster.client import Cluster, urgent_requests
 from cluster.errors import ClusterError, Conflict, Invalid, NotFound
 from cluster.models import VolumeSnapshotState
 from cluster.waiting import WaitTimeout
+from workflows.naming import snapshot_selector
 
 T = TypeVar("T")
 
@@ -51,7 +54,7 @@ THAW_ATTEMPTS = 6
 MIN_UNFREEZE_TIMEOUT_SECONDS = 1.0
 WATCH_WINDOW_SECONDS = 3600.0
 HEARTBEAT_EVERY_SECONDS = 1.0
-MAX_PARALLEL_REQUESTS = 16
+MAX_PARALLEL_REQUESTS = 32
 
 
 def _now() -> datetime:
@@ -75,19 +78,25 @@ class GuestCut:
     def run(self) -> CutOutcome:
         try:
             self._prepare()
-            self._freeze()
+            with self._urgency():
+                self._freeze()
             try:
-                self._create_volume_snapshots()
-                states = self._wait_for_cut()
-                cut_at = _now()
-                if self._frozen:
-                    self._thaw()
+                with self._urgency():
+                    self._create_volume_snapshots()
+                    states = self._wait_for_cut()
+                    cut_at = _now()
+                    if self._frozen:
+                        self._thaw()
             except BaseException as err:
                 if self._frozen:
-                    self._thaw_on_the_way_out()
+                    with self._urgency():
+                        self._thaw_on_the_way_out()
                 if self.frozen_at is not None and isinstance(err, ApplicationError | ClusterError):
+                    thawed = ("it is thawed" if self.thawed_at is not None else
+                              "the thaw failed too: the guest thaws by itself by its "
+                              "unfreezeTimeout")
                     raise ApplicationError(
-                        f"the cut failed after the guest was frozen (it is thawed): {err}",
+                        f"the cut failed after the guest was frozen ({thawed}): {err}",
                         type=errors.CUT_FAILED, non_retryable=True) from err
                 raise
         finally:
@@ -100,15 +109,16 @@ class GuestCut:
     # ---- 1. prepare -----------------------------------------------------------------------
 
     def _prepare(self) -> None:
-        def read(volume: PlannedVolumeSnapshot) -> None:
-            with cluster_errors():
-                pvc = self.cluster.get_pvc(self.input.namespace, volume.pvc_name)
-            if pvc is None:
+        with cluster_errors():
+            pvcs = self.cluster.get_pvcs(self.input.namespace,
+                                         [v.pvc_name for v in self.input.volumes])
+        for volume in self.input.volumes:
+            if volume.pvc_name not in pvcs:
                 raise ApplicationError(
                     f"PVC {self.input.namespace}/{volume.pvc_name} of volume "
                     f"{volume.volume_name} is gone", type=errors.PVC_MISSING, non_retryable=True)
-
-        self._in_parallel(read, self.input.volumes)
+        # Start every thread of the pool now, not inside the freeze window.
+        self._in_parallel(lambda volume: None, self.input.volumes)
 
     # ---- 2. freeze ------------------------------------------------------------------------
 
@@ -128,6 +138,12 @@ class GuestCut:
                 with activity.shield_thread_cancel_exception():
                     self.cluster.freeze(self.input.namespace, plan.vmi, timeout)
                 self.frozen_at = started
+                earlier = _frozen_at_by_earlier_attempt()
+                if earlier is not None and earlier < started:
+                    # A previous attempt froze and died (worker killed) before thawing, as
+                    # far as its heartbeats tell: the guest has been frozen since then.
+                    self.frozen_at = earlier
+                activity.heartbeat({"frozen_at": self.frozen_at.isoformat()})
                 activity.logger.info("froze %s/%s (unfreezeTimeout %.3fs)",
                                      self.input.namespace, plan.vmi, timeout)
                 return
@@ -158,6 +174,10 @@ class GuestCut:
         thaw_by = input.freeze.thaw_by if input.freeze else None
 
         def create(volume: PlannedVolumeSnapshot) -> VolumeSnapshotState:
+            with self._urgency():
+                return create_one(volume)
+
+        def create_one(volume: PlannedVolumeSnapshot) -> VolumeSnapshotState:
             delay = 0.05
             while True:
                 try:
@@ -195,8 +215,9 @@ class GuestCut:
                 with cluster_errors(not_found=errors.VOLUME_SNAPSHOT_MISSING):
                     return self.cluster.watch_volume_snapshots(
                         self.input.namespace, names, "cut", window,
-                        on_change=_heartbeat_states,
-                        progress_interval_seconds=HEARTBEAT_EVERY_SECONDS)
+                        on_change=self._heartbeat_states,
+                        progress_interval_seconds=HEARTBEAT_EVERY_SECONDS,
+                        label_selector=snapshot_selector(self.input.snapshot))
             except WaitTimeout:
                 if plan is not None and self._frozen and _now() >= plan.thaw_by:
                     activity.logger.warning("thawing %s/%s before the cut: the freeze bound "
@@ -214,14 +235,35 @@ class GuestCut:
                 try:
                     self.cluster.unfreeze(self.input.namespace, plan.vmi)
                     break
-                except (Conflict, NotFound):
-                    break  # no running instance, so nothing is frozen
+                except NotFound:
+                    break  # no instance, so nothing is frozen
+                except Conflict as err:
+                    # KubeVirt answers 409 for a VMI that is not running (nothing frozen),
+                    # but a 409 is also what a contended write gets: only the VMI can tell.
+                    if not self._guest_may_be_frozen(plan.vmi):
+                        break
+                    if attempt == THAW_ATTEMPTS - 1:
+                        raise
+                    activity.logger.warning("unfreeze of %s/%s answered 409 while the guest "
+                                            "is frozen: retrying (%s)", self.input.namespace,
+                                            plan.vmi, err.message)
                 except ClusterError as err:
                     if not err.retryable or attempt == THAW_ATTEMPTS - 1:
                         raise
-                    time.sleep(delay)
-                    delay = min(delay * 2, 1.0)
+                time.sleep(delay)
+                delay = min(delay * 2, 1.0)
         self.thawed_at = _now()
+
+    def _guest_may_be_frozen(self, vmi: str) -> bool:
+        """Whether the VMI still says frozen; an unreadable VMI counts as frozen (retry)."""
+        try:
+            instance = self.cluster.get_vmi(self.input.namespace, vmi)
+        except ClusterError:
+            return True
+        if instance is None:
+            return False
+        status = instance.get("status") or {}
+        return bool(status.get("fsFreezeStatus") == "frozen")
 
     def _thaw_on_the_way_out(self) -> None:
         try:
@@ -235,10 +277,24 @@ class GuestCut:
 
     # ---- helpers ----------------------------------------------------------------------------
 
+    def _urgency(self) -> contextlib.AbstractContextManager[None]:
+        """Urgent requests only when a guest is (to be) frozen: a crash-consistent cut has no
+        window to protect and queues with everyone else."""
+        return urgent_requests() if self.input.freeze is not None else contextlib.nullcontext()
+
     def _window_ms(self) -> int | None:
         if self.frozen_at is None or self.thawed_at is None:
             return None
         return max(0, round((self.thawed_at - self.frozen_at).total_seconds() * 1000))
+
+    def _heartbeat_states(self, states: list[VolumeSnapshotState]) -> None:
+        """Heartbeat while watching (cancellation arrives through it), with what is cut so
+        far and when the guest was frozen (a retry after a worker dies reports from there)."""
+        details: dict[str, Any] = {"cut": [s.name for s in states if s.cut],
+                                   "waiting": [s.name for s in states if not s.cut]}
+        if self._frozen and self.frozen_at is not None:
+            details["frozen_at"] = self.frozen_at.isoformat()
+        activity.heartbeat(details)
 
     def _in_parallel(self, work: Callable[[PlannedVolumeSnapshot], T],
                      volumes: list[PlannedVolumeSnapshot]) -> list[T]:
@@ -246,8 +302,13 @@ class GuestCut:
         return [f.result() for f in futures]
 
 
-def _heartbeat_states(states: list[VolumeSnapshotState]) -> None:
-    """Heartbeat while watching (cancellation arrives through it), with what is cut so far."""
-    details: dict[str, Any] = {"cut": [s.name for s in states if s.cut],
-                               "waiting": [s.name for s in states if not s.cut]}
-    activity.heartbeat(details)
+def _frozen_at_by_earlier_attempt() -> datetime | None:
+    """The freeze start a previous attempt of this activity heartbeated, if it did."""
+    details = activity.info().heartbeat_details
+    if not details or not isinstance(details[-1], dict):
+        return None
+    frozen_at = details[-1].get("frozen_at")
+    try:
+        return datetime.fromisoformat(frozen_at) if isinstance(frozen_at, str) else None
+    except ValueError:
+        return None

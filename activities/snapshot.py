@@ -52,6 +52,7 @@ from cluster.records import (
     VolumeBackup,
     WorkflowRun,
 )
+from cluster.vms import vm_state_from
 from cluster.waiting import WaitTimeout
 from workflows.models import SnapshotVirtualMachineResult
 from workflows.naming import snapshot_selector
@@ -181,8 +182,9 @@ class SnapshotActivities:
     def inspect_vm(self, input: ObjectRef) -> VmInspection:
         """The VM, its instance, and which volumes can be snapshotted (with reasons)."""
         with cluster_errors(not_found=errors.VM_NOT_FOUND):
-            state = self.cluster.vm_state(input.namespace, input.name)
-            volumes = self.cluster.select_volumes(input.namespace, input.name)
+            vm = self.cluster.get_vm(input.namespace, input.name)
+            state = vm_state_from(vm, self.cluster.get_vmi(input.namespace, input.name))
+            volumes = self.cluster.select_volumes_of(input.namespace, vm)
         return VmInspection(vm=state, volumes=volumes)
 
     @activity.defn(name=names.WRITE_SNAPSHOT_STATUS)
@@ -234,15 +236,13 @@ class SnapshotActivities:
         """The VirtualMachineSnapshotContent: a copy of the VM and a backup per volume."""
         with cluster_errors(not_found=errors.VM_NOT_FOUND):
             vm = self.cluster.get_vm(input.namespace, input.vm)
-            pvcs = {}
+            pvcs = self.cluster.get_pvcs(input.namespace, [v.pvc_name for v in input.volumes])
             for volume in input.volumes:
-                pvc = self.cluster.get_pvc(input.namespace, volume.pvc_name)
-                if pvc is None:
+                if volume.pvc_name not in pvcs:
                     raise ApplicationError(
                         f"PVC {input.namespace}/{volume.pvc_name} of volume "
                         f"{volume.volume_name} disappeared before the content was recorded",
                         type=errors.PVC_MISSING, non_retryable=True)
-                pvcs[volume.pvc_name] = pvc
             body = records.content_body(
                 input.namespace, input.name, input.snapshot, input.snapshot_uid, vm, pvcs,
                 [VolumeBackup(volume_name=v.volume_name, pvc_name=v.pvc_name,
@@ -269,7 +269,8 @@ class SnapshotActivities:
             with cluster_errors(not_found=errors.VOLUME_SNAPSHOT_MISSING):
                 return self.cluster.watch_volume_snapshots(
                     input.namespace, input.names, "ready", READY_WATCH_SECONDS,
-                    on_change=_heartbeat_ready, progress_interval_seconds=1.0)
+                    on_change=_heartbeat_ready, progress_interval_seconds=1.0,
+                    label_selector=snapshot_selector(input.snapshot) if input.snapshot else "")
         except WaitTimeout as err:
             # BENIGN: an expected answer of a poll, logged at DEBUG, not as a failure.
             raise ApplicationError(str(err), type=errors.VOLUME_SNAPSHOTS_NOT_READY,

@@ -1,152 +1,245 @@
-"""Freeze window benchmark: an 8-disk snapshot (200 ms cut each), Kubernetes requests, history.
+"""Freeze window benchmark: snapshots of 1, 8 and 32 disks (200 ms cut each), one at a time.
 
-Runs a fresh stack of its own (dev server, simulator on the snapshot e2e seed,
-worker) and snapshots the VM `eight` N times, one after the other. Figures come
-from the simulator's own logs (freeze log, request log, VolumeSnapshot
-creationTime), not from the workflow's word; the ratio window / slowest cut is
-measured side by side in each run.
+Runs a fresh stack of its own (dev server, simulator on a generated seed with one
+VM per disk count, worker) and snapshots each VM N times, one after the other.
+Figures come from the simulator's own logs (freeze log, request log,
+VolumeSnapshot creationTime), not from the workflow's word; the ratio window /
+slowest cut is measured side by side in each run. The harness (`BenchStack`,
+`snapshot_once`) is shared with bench/api_economy.py and bench/history_economy.py.
 
-    .venv/bin/python -m bench.freeze_window --runs 20
+    .venv/bin/python -m bench.freeze_window --runs 20 --disks 1 8 32
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import statistics
 import tempfile
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import yaml
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
-from tests.e2e.conftest import Stack
+from bench.report import record_section
+from bench.seeds import fleet_documents
+from tests.support.sim import Sim
 from workflows.models import SnapshotVirtualMachineResult
 from workflows.naming import snapshot_workflow_id
 
-SEED = Path(__file__).resolve().parent.parent / "tests" / "e2e" / "snapshot_seeds" / "snapshot.yaml"
-NS, VM, DISKS, CUT_SECONDS = "snap", "eight", 8, 0.2
+NS, CUT, READY = "bench", "200ms", "300ms"
+SECTION = "freeze-window"
+
+
+def vm_for(disks: int) -> str:
+    return f"disks-{disks}"
+
+
+def seed_documents(disk_counts: Iterable[int], cut: str = CUT, ready: str = READY,
+                   copies: int = 1) -> list[dict[str, Any]]:
+    """One namespace and CSI class (cut/ready latencies), and `copies` running VMs with
+    agent per disk count, named `disks-D` (copy 0) and `disks-D-c` (copy c > 0)."""
+    docs: list[dict[str, Any]] = []
+    for disks in dict.fromkeys(disk_counts):
+        for copy in range(copies):
+            fleet = fleet_documents(1, disks, cut_latency=cut, ready_latency=ready)
+            name = vm_for(disks) if copy == 0 else f"{vm_for(disks)}-{copy}"
+            text = yaml.safe_dump_all(fleet).replace("vm-0000", name)
+            made = list(yaml.safe_load_all(text))
+            docs += made if not docs else [d for d in made
+                                           if d["kind"] in ("PersistentVolumeClaim",
+                                                            "VirtualMachine")]
+    return docs
 
 
 @dataclass
 class Run:
-    window_ms: float  # the simulator's freeze log: frozen at -> thawed at
+    disks: int
+    window_ms: float | None  # the simulator's freeze log: frozen at -> thawed at
     slowest_cut_ms: float  # the storage's part: create request -> creationTime, slowest disk
-    after_last_cut_ms: float  # thawed at - the last VolumeSnapshot's creationTime
+    after_last_cut_ms: float | None  # thawed at - the last VolumeSnapshot's creationTime
     reported_ms: int | None  # what the workflow measured and recorded
     requests: int  # Kubernetes API requests of the whole snapshot
-    history_events: int
-
-
-def _raw(stack_kubectl: Any, path: str) -> list[dict[str, Any]]:
-    answer = json.loads(stack_kubectl("get", "--raw", path).stdout)
-    return list(answer["items"] if isinstance(answer, dict) else answer)
+    by_kind: Counter[str] = field(default_factory=Counter)  # "verb resource" -> count
+    history_events: int = 0
+    succeeded: bool = True
 
 
 def _when(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
-async def measure(stack: Stack, runs: int, prefix: str) -> list[Run]:
-    kubectl = stack.sim.kubectl
-    results: list[Run] = []
-    for index in range(runs):
-        name = f"{prefix}-{index}"
-        before = len(_raw(kubectl, "/sim/requests"))
-        handle = await stack.client.start_workflow(
-            "SnapshotVirtualMachine",
-            {"namespace": NS, "vm": VM, "name": name},
-            id=snapshot_workflow_id(NS, name),
-            task_queue=stack.task_queue,
-            result_type=SnapshotVirtualMachineResult,
-        )
-        result = await handle.result()
-        log = _raw(kubectl, "/sim/requests")[before:]
-        requests = [r for r in log if not str(r.get("path", "")).startswith("/sim/")]
-        window = [e for e in _raw(kubectl, "/sim/freeze-log") if e["vmi"] == VM][-1]
-        snapshots = json.loads(
-            kubectl(
-                "get", "volumesnapshots", "-n", NS, "-o", "json", "-l", f"vmsnap.io/snapshot={name}"
-            ).stdout
-        )["items"]
-        # The request log names no object on create (a POST to the collection): pair the
-        # create requests and the cuts in time order to get each disk's cut latency.
-        cuts = sorted(_when(s["status"]["creationTime"]) for s in snapshots)
-        created = sorted(
-            _when(r["time"])
-            for r in requests
-            if r.get("verb") == "create" and r.get("resource") == "volumesnapshots"
-        )
-        last_cut = cuts[-1]
-        slowest = max((cut - made).total_seconds() for cut, made in zip(cuts, created, strict=True))
-        thawed, frozen = _when(window["thawed_at"]), _when(window["frozen_at"])
-        history = await handle.fetch_history()
-        results.append(
-            Run(
-                window_ms=(thawed - frozen).total_seconds() * 1000,
-                slowest_cut_ms=slowest * 1000,
-                after_last_cut_ms=(thawed - last_cut).total_seconds() * 1000,
-                reported_ms=result.freeze_window_ms,
-                requests=len(requests),
-                history_events=len(history.events),
-            )
-        )
-    return results
+def count_requests(log: list[dict[str, Any]]) -> Counter[str]:
+    """Kubernetes requests of a request-log slice by `verb resource[/subresource]`; the
+    simulator's own /sim/ paths are not Kubernetes requests and are left out."""
+    counted: Counter[str] = Counter()
+    for entry in log:
+        if str(entry.get("path", "")).startswith("/sim/"):
+            continue
+        resource = str(entry.get("resource") or entry.get("path") or "?")
+        if entry.get("subresource"):
+            resource += f"/{entry['subresource']}"
+        counted[f"{entry.get('verb') or entry.get('method') or '?'} {resource}"] += 1
+    return counted
 
 
-def summary(runs: list[Run]) -> str:
-    windows = [r.window_ms for r in runs]
-    ratios = [r.window_ms / r.slowest_cut_ms for r in runs]
-    return (
-        f"{len(runs)} snapshots of {DISKS} disks, cut {CUT_SECONDS * 1000:.0f} ms each: "
-        f"freeze window median {statistics.median(windows):.0f} ms, "
-        f"worst {max(windows):.0f} ms; window / slowest cut median "
-        f"{statistics.median(ratios):.2f}, worst {max(ratios):.2f} (worker-measured median "
-        f"{statistics.median(r.reported_ms or 0 for r in runs):.0f} ms); thaw after the "
-        f"last cut median {statistics.median(r.after_last_cut_ms for r in runs):.0f} ms; "
-        f"Kubernetes requests per snapshot {statistics.median(r.requests for r in runs):.0f}; "
-        f"history events per snapshot {statistics.median(r.history_events for r in runs):.0f}"
-    )
+@dataclass
+class BenchStack:
+    sim: Sim
+    client: Client
+    task_queue: str
 
 
-async def benchmark(runs: int) -> None:
+@contextlib.asynccontextmanager
+async def bench_stack(docs: list[dict[str, Any]],
+                      worker_env: dict[str, str] | None = None) -> AsyncIterator[BenchStack]:
+    """Dev server, simulator on `docs`, worker.py: real processes, stopped by their PIDs."""
     from starter.local_stack import start_dev_server, start_simulator, start_worker
-    from tests.support.sim import Sim
 
     with tempfile.TemporaryDirectory(prefix="vmsnap-bench-") as folder:
         state = Path(folder)
+        seed = state / "seed.yaml"
+        seed.write_text(yaml.safe_dump_all(docs, sort_keys=False))
         started: list[Any] = []
         try:
             dev = start_dev_server(state / "temporal")
             started.append(dev)
-            simulator = start_simulator(state / "sim", [SEED], name="sim")
+            simulator = start_simulator(state / "sim", [seed], name="sim")
             started.append(simulator)
             sim = Sim(simulator, state / "sim")
-            worker = start_worker(state / "worker", dev.address, sim.kubeconfig, task_queue="bench")
+            worker = start_worker(state / "worker", dev.address, sim.kubeconfig,
+                                  task_queue="bench", extra_env=worker_env)
             started.append(worker)
-            client = await Client.connect(
-                dev.address, namespace=dev.namespace, data_converter=pydantic_data_converter
-            )
-            measured = await measure(Stack(sim, worker, "bench", client), runs, "bench")
-            for run in measured:
-                print(
-                    f"  window {run.window_ms:4.0f} ms, "
-                    f"slowest cut {run.slowest_cut_ms:4.0f} ms, "
-                    f"thawed {run.after_last_cut_ms:3.0f} ms "
-                    f"after the last cut, {run.requests} requests, "
-                    f"{run.history_events} history events"
-                )
-            print(summary(measured))
+            client = await Client.connect(dev.address, namespace=dev.namespace,
+                                          data_converter=pydantic_data_converter)
+            yield BenchStack(sim, client, "bench")
         finally:
             for process in reversed(started):
                 process.stop()
 
 
+async def snapshot(stack: BenchStack, vm: str, name: str, namespace: str = NS,
+                   **options: str) -> SnapshotVirtualMachineResult:
+    handle = await stack.client.start_workflow(
+        "SnapshotVirtualMachine", {"namespace": namespace, "vm": vm, "name": name, **options},
+        id=snapshot_workflow_id(namespace, name), task_queue=stack.task_queue,
+        result_type=SnapshotVirtualMachineResult)
+    return await handle.result()
+
+
+def examine(stack: BenchStack, vm: str, disks: int, name: str,
+            result: SnapshotVirtualMachineResult | None,
+            log: list[dict[str, Any]], namespace: str = NS) -> Run:
+    """The figures of one finished snapshot, from the simulator's logs and objects."""
+    kubectl = stack.sim.kubectl
+    windows = [e for e in stack.sim.freeze_log() if e["vmi"] == vm and e.get("thawed_at")]
+    snapshots = json.loads(kubectl("get", "volumesnapshots", "-n", namespace, "-o", "json", "-l",
+                                   f"vmsnap.io/snapshot={name}").stdout)["items"]
+    cuts = sorted(_when(s["status"]["creationTime"]) for s in snapshots
+                  if (s.get("status") or {}).get("creationTime"))
+    by_kind = count_requests(log)
+    # The request log names no object on create (a POST to the collection): pair the
+    # create requests and the cuts in time order to get each disk's cut latency.
+    created = sorted(_when(r["time"]) for r in log
+                     if r.get("verb") == "create" and r.get("resource") == "volumesnapshots")
+    slowest = max(((c - m).total_seconds() for c, m in zip(cuts, created, strict=False)),
+                  default=0.0)
+    window_ms = after_ms = None
+    if windows and cuts:
+        thawed, frozen = _when(windows[-1]["thawed_at"]), _when(windows[-1]["frozen_at"])
+        window_ms = (thawed - frozen).total_seconds() * 1000
+        after_ms = (thawed - cuts[-1]).total_seconds() * 1000
+    return Run(disks=disks, window_ms=window_ms, slowest_cut_ms=slowest * 1000,
+               after_last_cut_ms=after_ms,
+               reported_ms=None if result is None else result.freeze_window_ms,
+               requests=sum(by_kind.values()), by_kind=by_kind,
+               succeeded=bool(result is not None and result.ready_to_use))
+
+
+async def snapshot_once(stack: BenchStack, disks: int, name: str, vm: str | None = None,
+                        namespace: str = NS) -> Run:
+    """One snapshot of the VM with `disks` disks (`vm`, default `disks-D`), alone on the
+    stack, and its figures."""
+    vm = vm or vm_for(disks)
+    before = len(stack.sim.requests_log())
+    result = await snapshot(stack, vm, name, namespace)
+    run = examine(stack, vm, disks, name, result, stack.sim.requests_log()[before:], namespace)
+    history = await stack.client.get_workflow_handle(
+        snapshot_workflow_id(namespace, name)).fetch_history()
+    run.history_events = len(history.events)
+    return run
+
+
+def summary(runs: list[Run]) -> str:
+    windows = [r.window_ms for r in runs if r.window_ms is not None]
+    ratios = [r.window_ms / r.slowest_cut_ms for r in runs
+              if r.window_ms is not None and r.slowest_cut_ms > 0]
+    after = [r.after_last_cut_ms for r in runs if r.after_last_cut_ms is not None]
+    return (f"{len(runs)} snapshots of {runs[0].disks} disks: window median "
+            f"{statistics.median(windows):.0f} ms, worst {max(windows):.0f} ms; "
+            f"window / slowest cut median {statistics.median(ratios):.2f}, worst "
+            f"{max(ratios):.2f}; thaw after the last cut median {statistics.median(after):.0f} ms")
+
+
+def table(results: dict[int, list[Run]]) -> str:
+    lines = ["| disks | window median / worst | slowest cut median | window / slowest cut "
+             "median / worst | thaw after last cut median | requests | history events |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
+    for disks, runs in results.items():
+        windows = [r.window_ms or 0.0 for r in runs]
+        ratios = [(r.window_ms or 0.0) / r.slowest_cut_ms for r in runs if r.slowest_cut_ms]
+        lines.append(
+            f"| {disks} | {statistics.median(windows):.0f} / {max(windows):.0f} ms | "
+            f"{statistics.median(r.slowest_cut_ms for r in runs):.0f} ms | "
+            f"**{statistics.median(ratios):.2f}** / **{max(ratios):.2f}** | "
+            f"{statistics.median(r.after_last_cut_ms or 0.0 for r in runs):.0f} ms | "
+            f"{statistics.median(r.requests for r in runs):.0f} | "
+            f"{statistics.median(r.history_events for r in runs):.0f} |")
+    return "\n".join(lines)
+
+
+async def benchmark(runs: int, disk_counts: list[int], record: bool) -> None:
+    results: dict[int, list[Run]] = {}
+    async with bench_stack(seed_documents(disk_counts)) as stack:
+        for disks in disk_counts:
+            measured = []
+            for index in range(runs):
+                run = await snapshot_once(stack, disks, f"fw-{disks}-{index}")
+                print(f"  {disks} disks: window {run.window_ms or 0:4.0f} ms, slowest cut "
+                      f"{run.slowest_cut_ms:4.0f} ms, thawed {run.after_last_cut_ms or 0:3.0f} "
+                      f"ms after the last cut, {run.requests} requests, "
+                      f"{run.history_events} history events", flush=True)
+                measured.append(run)
+            results[disks] = measured
+            print(summary(measured), flush=True)
+    text = table(results)
+    print(text)
+    if record:
+        counts = " ".join(str(d) for d in disk_counts)
+        record_section(SECTION, (
+            "## Freeze window (issue 6)\n\n"
+            f"Command: `.venv/bin/python -m bench.freeze_window --runs {runs} --disks {counts}` "
+            f"(own stack: dev server, simulator on a generated seed, one running VM with agent "
+            f"per disk count, CSI cut {CUT} and ready {READY} after creation; worker.py; "
+            f"{runs} snapshots per VM one after the other; windows from the simulator's "
+            "freeze log, cuts from each VolumeSnapshot's creationTime against its create "
+            f"request).\n\nMeasured {datetime.now().date()}:\n\n{text}\n\n"
+            "Aim (issue 6): window ≤ 1.25 x the slowest disk's cut."))
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=20)
-    asyncio.run(benchmark(parser.parse_args().runs))
+    parser.add_argument("--disks", type=int, nargs="+", default=[1, 8, 32])
+    parser.add_argument("--no-record", action="store_true",
+                        help="print only; leave docs/benchmarks.md alone")
+    args = parser.parse_args()
+    asyncio.run(benchmark(args.runs, args.disks, not args.no_record))

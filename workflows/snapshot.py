@@ -65,7 +65,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from cluster.durations import format_go_duration
     from cluster.models import VolumeSnapshotState
-    from workflows import naming
+    from workflows import naming, saga
     from workflows.failures import CANCELED, describe
     from workflows.models import (
         PARTIAL_SNAPSHOT,
@@ -79,7 +79,7 @@ with workflow.unsafe.imports_passed_through():
         VolumeStep,
     )
     from workflows.quiesce import MESSAGES, plan_quiesce
-    from workflows.saga import Saga, to_completion
+    from workflows.saga import STEP_RETRY, STEP_TIMEOUT, Saga, to_completion
     from workflows.search_attributes import ALL as ALL_ATTRIBUTES
     from workflows.search_attributes import OPERATION, SNAPSHOT_PHASE, VM_NAME, VM_NAMESPACE
 
@@ -91,9 +91,6 @@ NO_ELIGIBLE_VOLUME = "NoEligibleVolume"
 QUIESCE_REQUIRED = "QuiesceRequired"
 SNAPSHOT_NOT_READY = "SnapshotNotReady"
 
-STEP_TIMEOUT = timedelta(seconds=30)
-STEP_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), backoff_coefficient=2.0,
-                         maximum_interval=timedelta(seconds=10))
 CUT_HEARTBEAT = timedelta(seconds=10)
 CUT_GRACE = timedelta(seconds=30)  # past the deadline: the deadline, not the timeout, decides
 CUT_ATTEMPT_WITHOUT_DEADLINE = timedelta(hours=1)  # then retried: with deadline 0 it waits on
@@ -101,9 +98,6 @@ FREEZE_BOUND_WITHOUT_DEADLINE = timedelta(minutes=5)  # the guest never stays fr
 READY_POLL = timedelta(seconds=2)  # between attempts; each attempt watches for a while
 READY_HEARTBEAT = timedelta(seconds=15)
 REPORT_RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=500), maximum_attempts=3)
-COMPENSATION_TIMEOUT = timedelta(minutes=5)
-COMPENSATION_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), backoff_coefficient=2.0,
-                                 maximum_interval=timedelta(seconds=15))
 
 
 @workflow.defn(name="SnapshotVirtualMachine", failure_exception_types=[ValidationError])
@@ -302,6 +296,7 @@ class SnapshotVirtualMachine:
 
     async def _mark_succeeded(self) -> None:
         """Phase Succeeded: the cut is taken. From here on nothing is undone."""
+        saga.raise_if_cancelled()  # a cancel spent on the last step still undoes the run
         result = self._require_result()
         self._enter("succeeded")
         result.phase = "Succeeded"
@@ -330,7 +325,8 @@ class SnapshotVirtualMachine:
             states = await self._activity(
                 names.CHECK_VOLUME_SNAPSHOTS_READY,
                 VolumeSnapshotsInput(namespace=input.namespace,
-                                     names=[p.name for p in self._planned]),
+                                     names=[p.name for p in self._planned],
+                                     snapshot=result.name),
                 list[VolumeSnapshotState],
                 retry=RetryPolicy(initial_interval=READY_POLL, backoff_coefficient=1.0,
                                   maximum_interval=READY_POLL,
@@ -560,18 +556,13 @@ class SnapshotVirtualMachine:
         heartbeat: timedelta | None = None,
         retry: RetryPolicy = STEP_RETRY,
     ) -> T:
-        """A step's activity. It is waited for even when cancelled, so that no step
-        outlives the compensation that undoes it."""
-        return await workflow.execute_activity(
-            name, arg, result_type=result_type,
-            start_to_close_timeout=start_to_close, schedule_to_close_timeout=schedule_to_close,
-            heartbeat_timeout=heartbeat, retry_policy=retry,
-            cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED)
+        """A step's activity (saga.step): waited for even when cancelled."""
+        return await saga.step(name, arg, result_type, start_to_close=start_to_close,
+                               schedule_to_close=schedule_to_close, heartbeat=heartbeat,
+                               retry=retry)
 
     async def _compensation(self, name: str, arg: BaseModel) -> None:
-        await workflow.execute_activity(
-            name, arg, start_to_close_timeout=STEP_TIMEOUT,
-            schedule_to_close_timeout=COMPENSATION_TIMEOUT, retry_policy=COMPENSATION_RETRY)
+        await saga.compensation(name, arg)
 
     def _require_input(self) -> SnapshotVirtualMachineInput:
         assert self._input is not None, "the workflow has not started"

@@ -73,12 +73,14 @@ def test_a_missing_vm_is_not_found(cluster: Cluster) -> None:
 
 
 def test_selection_reads_only_what_it_needs(cluster: Cluster, sim: Sim) -> None:
-    """One VM read, one read per PVC and StorageClass, one list of snapshot classes."""
+    """One VM read, one list of the namespace's PVCs (not a read per PVC), one read per
+    StorageClass, one list of snapshot classes."""
     before = len(sim.requests_log())
     cluster.select_volumes(NS, "mixed")
     log = sim.requests_log()[before:]
     kinds = [(entry.get("verb"), entry.get("resource")) for entry in log]
     assert kinds.count(("get", "virtualmachines")) == 1
-    assert kinds.count(("get", "persistentvolumeclaims")) == 7
+    assert kinds.count(("get", "persistentvolumeclaims")) == 0
+    assert kinds.count(("list", "persistentvolumeclaims")) == 1
     assert kinds.count(("list", "volumesnapshotclasses")) == 1
     assert all(verb in ("get", "list") for verb, _ in kinds)

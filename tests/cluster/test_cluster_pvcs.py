@@ -9,6 +9,7 @@ from cluster.errors import Conflict, Invalid, NotFound
 from cluster.models import PvcState
 from cluster.pvcs import pvc_from_snapshot
 from tests.cluster.conftest import NS
+from tests.support.sim import Sim
 
 
 @pytest.fixture(scope="module")
@@ -79,3 +80,20 @@ def test_waiting_for_a_pvc_that_stays_pending_times_out(cluster: Cluster) -> Non
         cluster.watch_pvcs(NS, ["pending-disk"], timeout_seconds=0.5)
     with pytest.raises(NotFound):
         cluster.watch_pvcs(NS, ["missing-disk"], timeout_seconds=0.5)
+
+
+def test_get_pvcs_reads_many_in_one_list_and_leaves_out_the_missing(
+    cluster: Cluster, sim: Sim
+) -> None:
+    before = len(sim.requests_log())
+    found = cluster.get_pvcs(NS, ["snap-a", "root-disk", "no-such-pvc", "snap-a"])
+    kinds = [(e.get("verb"), e.get("resource")) for e in sim.requests_log()[before:]]
+    assert sorted(found) == ["root-disk", "snap-a"]
+    assert found["snap-a"]["metadata"]["name"] == "snap-a"
+    assert found["root-disk"]["spec"]["storageClassName"]
+    assert kinds == [("list", "persistentvolumeclaims")]
+    before = len(sim.requests_log())
+    assert list(cluster.get_pvcs(NS, ["snap-a"])) == ["snap-a"]
+    assert cluster.get_pvcs(NS, ["no-such-pvc"]) == {}
+    kinds = [(e.get("verb"), e.get("resource")) for e in sim.requests_log()[before:]]
+    assert kinds == [("get", "persistentvolumeclaims")] * 2

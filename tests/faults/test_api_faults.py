@@ -10,8 +10,6 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-import pytest
-
 from tests.faults.conftest import (
     Background,
     FaultStack,
@@ -83,10 +81,6 @@ async def test_snapshots_under_api_faults(background: Background) -> None:
     check_invariants(stack.sim, expect_succeeded=dict.fromkeys(ends, DISKS))
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "product bug: activities/cut.py _thaw() treats any 409 on the unfreeze PUT as 'no running "
-    "instance, so nothing is frozen' and stops without checking the VMI; the snapshot reports "
-    "Succeeded (quiesced) while the guest stays frozen until its unfreezeTimeout (~5 min)"))
 async def test_a_conflict_on_the_unfreeze_leaves_no_guest_frozen(
     start_fault_stack: StartFaultStack
 ) -> None:

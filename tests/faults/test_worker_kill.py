@@ -18,8 +18,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import pytest
-
 from tests.faults.conftest import (
     Background,
     FaultStack,
@@ -176,11 +174,6 @@ async def test_kill_the_worker_at_every_step_boundary(background: Background) ->
         ("k-ready", "s"): 2, ("k-restore", "base"): 1, ("k-clone", "base"): 1})
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "product bug: after a worker dies while the guest is frozen, the retried freeze_and_cut "
-    "attempt re-freezes (a no-op on a frozen guest) and measures freeze_window_ms from its "
-    "own freeze call, so the result and record under-report the freeze the guest paid "
-    "(~11 s by the freeze log, bounded by the cut's 10 s heartbeat timeout)"))
 async def test_the_reported_freeze_window_covers_a_kill_while_frozen(
     background: Background
 ) -> None:

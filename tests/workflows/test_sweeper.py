@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from temporalio import workflow
 from temporalio.client import WorkflowFailureError
+from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
@@ -30,6 +31,7 @@ from cluster.records import (
     snapshot_owner_reference,
 )
 from tests.conftest import SEEDS, StartSim
+from tests.workflows.conftest import TEST_SERVER
 from workflows.naming import snapshot_workflow_id
 from workflows.sweeper import SweepOrphans, SweepOrphansInput, SweepOrphansResult
 
@@ -44,6 +46,17 @@ class Hold:
     @workflow.run
     async def run(self) -> None:
         await workflow.wait_condition(lambda: False)
+
+
+@pytest.fixture
+async def env() -> AsyncIterator[WorkflowEnvironment]:
+    """A time-skipping server of this test's own: the grace period compares the objects'
+    real creation times with workflow time, and the session's shared server has been
+    skipped hours ahead by earlier tests (every object would look old)."""
+    environment = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=str(TEST_SERVER), data_converter=pydantic_data_converter)
+    yield environment
+    await environment.shutdown()
 
 
 @pytest.fixture

@@ -1,0 +1,174 @@
+"""API economy: Kubernetes requests per snapshot against its disks, and snapshots under a
+client-side rate limit.
+
+Part 1: one snapshot at a time of VMs with 1, 8 and 32 disks; the requests each made,
+counted from the simulator's request log and split by verb and resource. Part 2: N
+snapshots started at once (VMs of 1 disk, 200 ms cut) on a worker whose Kubernetes
+client is limited to QPS requests per second (VMSNAP_KUBE_QPS, burst VMSNAP_KUBE_BURST):
+wall time, successes, and the freeze windows under that throttle (requests made while a
+guest is frozen pass first, see cluster.client.RateLimiter).
+
+    .venv/bin/python -m bench.api_economy --disks 1 8 32 --throttled 80 --qps 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import time
+from collections import Counter
+from datetime import datetime
+
+from bench.freeze_window import (
+    Run,
+    bench_stack,
+    examine,
+    seed_documents,
+    snapshot,
+    snapshot_once,
+    vm_for,
+)
+from bench.report import record_section
+
+SECTION_COUNTS, SECTION_THROTTLED = "api-economy", "api-economy-throttled"
+NOMINAL_CUT_MS = 200.0
+
+
+def budget(disks: int) -> int:
+    """The aim of issue 6: at most 8 + 3 x disks requests per snapshot."""
+    return 8 + 3 * disks
+
+
+def counts_table(runs: list[Run]) -> str:
+    kinds = sorted(set().union(*(r.by_kind for r in runs)))
+    head = "| request | " + " | ".join(f"{r.disks} disks" for r in runs) + " |"
+    lines = [head, "| --- |" + " --- |" * len(runs)]
+    lines += [f"| {k} | " + " | ".join(str(r.by_kind.get(k, 0)) for r in runs) + " |"
+              for k in kinds]
+    lines.append("| **total** | " + " | ".join(f"**{r.requests}**" for r in runs) + " |")
+    lines.append("| aim 8 + 3 x disks | " + " | ".join(str(budget(r.disks)) for r in runs)
+                 + " |")
+    return "\n".join(lines)
+
+
+async def per_snapshot(disk_counts: list[int]) -> list[Run]:
+    runs = []
+    async with bench_stack(seed_documents(disk_counts)) as stack:
+        for disks in disk_counts:
+            await snapshot_once(stack, disks, f"warm-{disks}")  # connections, caches
+            run = await snapshot_once(stack, disks, f"api-{disks}")
+            print(f"{disks} disks: {run.requests} requests (aim {budget(disks)}): "
+                  + ", ".join(f"{k} {v}" for k, v in sorted(run.by_kind.items())), flush=True)
+            runs.append(run)
+    return runs
+
+
+def failure_reason(outcome: object) -> str:
+    """Why one snapshot did not end ready: its workflow's error, first line, or its phase."""
+    if isinstance(outcome, BaseException):
+        cause: BaseException = outcome
+        while cause.__cause__ is not None:
+            cause = cause.__cause__
+        return f"{type(cause).__name__}: {str(cause).splitlines()[0][:160] if str(cause) else ''}"
+    return f"phase {getattr(outcome, 'phase', '?')}: {getattr(outcome, 'error', '') or ''}"[:160]
+
+
+async def throttled(snapshots: int, qps: float, burst: int, failures: Counter[str],
+                    deadline: str) -> tuple[float, list[Run]]:
+    docs = seed_documents([1], copies=snapshots)
+    env = {"VMSNAP_KUBE_QPS": str(qps), "VMSNAP_KUBE_BURST": str(burst)}
+    async with bench_stack(docs, worker_env=env) as stack:
+        vms = [vm_for(1) if i == 0 else f"{vm_for(1)}-{i}" for i in range(snapshots)]
+        started = time.monotonic()
+        results = await asyncio.gather(
+            *(snapshot(stack, vm, f"thr-{i}", failure_deadline=deadline)
+              for i, vm in enumerate(vms)),
+            return_exceptions=True)
+        wall = time.monotonic() - started
+        log = stack.sim.requests_log()
+        runs = []
+        for i, (vm, result) in enumerate(zip(vms, results, strict=True)):
+            # Requests cannot be told apart per snapshot here: count none, keep the windows.
+            run = examine(stack, vm, 1, f"thr-{i}", None if isinstance(result, BaseException)
+                          else result, [])
+            runs.append(run)
+        total = Counter(str(e.get("verb")) for e in log if not str(e.get("path", "")).startswith(
+            "/sim/"))
+        failures.update(failure_reason(r) for r in results
+                        if isinstance(r, BaseException) or not r.ready_to_use)
+        print(f"{snapshots} snapshots at {qps} QPS (burst {burst}): {wall:.1f} s, "
+              f"{sum(r.succeeded for r in runs)} succeeded, {sum(total.values())} requests",
+              flush=True)
+    return wall, runs
+
+
+def throttled_text(snapshots: int, qps: float, burst: int, wall: float,
+                   runs: list[Run]) -> str:
+    windows = sorted(r.window_ms for r in runs if r.window_ms is not None)
+    # The creates of 80 snapshots cannot be paired with their cuts in one log: compare
+    # against the class's nominal cut latency instead.
+    ratios = [w / NOMINAL_CUT_MS for w in windows]
+    if not windows:
+        return f"{snapshots} snapshots: no freeze window measured"
+    return (
+        f"| figure | value |\n| --- | --- |\n"
+        f"| snapshots started at once | {snapshots} (1 disk each, cut 200 ms) |\n"
+        f"| client limit | {qps:g} QPS, burst {burst} |\n"
+        f"| wall time, all done | {wall:.1f} s |\n"
+        f"| succeeded | {sum(r.succeeded for r in runs)} of {snapshots} |\n"
+        f"| freeze window median / worst | {statistics.median(windows):.0f} / "
+        f"{windows[-1]:.0f} ms |\n"
+        f"| window / nominal 200 ms cut median / worst | {statistics.median(ratios):.2f} / "
+        f"{ratios[-1]:.2f} |")
+
+
+async def main(disk_counts: list[int], snapshots: int, qps: float, burst: int,
+               deadline: str, record: bool) -> None:
+    today = datetime.now().date()
+    if disk_counts:
+        runs = await per_snapshot(disk_counts)
+        text = counts_table(runs)
+        print(text)
+        if record:
+            counts = " ".join(str(d) for d in disk_counts)
+            record_section(SECTION_COUNTS, (
+                "## Kubernetes requests per snapshot (issue 6)\n\n"
+                f"Command: `.venv/bin/python -m bench.api_economy --disks {counts} "
+                "--throttled 0` (own stack; one snapshot at a time after a warm-up snapshot "
+                "of the same VM; requests from the simulator's request log, by verb and "
+                f"resource).\n\nMeasured {today}:\n\n{text}"))
+    if snapshots:
+        failures: Counter[str] = Counter()
+        wall, runs = await throttled(snapshots, qps, burst, failures, deadline)
+        text = throttled_text(snapshots, qps, burst, wall, runs)
+        if failures:
+            text += "\n\nWhy the others did not end ready:\n\n" + "\n".join(
+                f"- {count} x {reason}" for reason, count in failures.most_common(5))
+        print(text)
+        if record:
+            record_section(SECTION_THROTTLED, (
+                f"## {snapshots} snapshots at once, client limited to {qps:g} requests/s "
+                "(issue 6)\n\n"
+                f"Command: `.venv/bin/python -m bench.api_economy --disks --throttled "
+                f"{snapshots} --qps {qps:g} --burst {burst} --failure-deadline {deadline}` "
+                f"(own stack; each snapshot's failure_deadline {deadline}; worker.py with "
+                f"VMSNAP_KUBE_QPS={qps:g} VMSNAP_KUBE_BURST={burst}; requests made while a "
+                "guest is frozen are urgent: they pass at once and their tokens are "
+                "borrowed from the requests after them).\n\n"
+                f"Measured {today}:\n\n{text}"))
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--disks", type=int, nargs="*", default=[1, 8, 32])
+    parser.add_argument("--throttled", type=int, default=80,
+                        help="snapshots started at once under the limit (0: skip)")
+    parser.add_argument("--qps", type=float, default=5.0)
+    parser.add_argument("--burst", type=int, default=5)
+    parser.add_argument("--failure-deadline", default="5m",
+                        help="each throttled snapshot's failure_deadline (the default is 5m)")
+    parser.add_argument("--no-record", action="store_true")
+    args = parser.parse_args()
+    asyncio.run(main(args.disks, args.throttled, args.qps, args.burst, args.failure_deadline,
+                     not args.no_record))

@@ -1,0 +1,67 @@
+"""History economy: events in one snapshot workflow's history against the VM's disks.
+
+One snapshot at a time of VMs with 1, 8 and 64 disks (200 ms cut) on a fresh stack;
+the events counted from each workflow's history, split by event type.
+
+    .venv/bin/python -m bench.history_economy --disks 1 8 64
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from collections import Counter
+from datetime import datetime
+
+from temporalio.api.enums.v1 import EventType
+
+from bench.freeze_window import NS, bench_stack, seed_documents, snapshot_once
+from bench.report import record_section
+from workflows.naming import snapshot_workflow_id
+
+SECTION = "history-economy"
+
+
+def budget(disks: int) -> int:
+    """The aim of issue 6: at most 30 + 6 x disks events per snapshot workflow."""
+    return 30 + 6 * disks
+
+
+def event_name(event_type: int) -> str:
+    return EventType.Name(event_type).removeprefix("EVENT_TYPE_")  # type: ignore[arg-type]
+
+
+async def main(disk_counts: list[int], record: bool) -> None:
+    rows = []
+    async with bench_stack(seed_documents(disk_counts)) as stack:
+        for disks in disk_counts:
+            name = f"hist-{disks}"
+            run = await snapshot_once(stack, disks, name)
+            history = await stack.client.get_workflow_handle(
+                snapshot_workflow_id(NS, name)).fetch_history()
+            kinds = Counter(event_name(e.event_type) for e in history.events)
+            size = sum(e.ByteSize() for e in history.events)
+            print(f"{disks} disks: {run.history_events} events (aim {budget(disks)}), "
+                  f"{size} bytes: " + ", ".join(f"{k} {v}" for k, v in sorted(kinds.items())),
+                  flush=True)
+            rows.append((disks, run.history_events, size, run.succeeded))
+    lines = ["| disks | events | aim 30 + 6 x disks | history bytes | succeeded |",
+             "| --- | --- | --- | --- | --- |"]
+    lines += [f"| {d} | **{n}** | {budget(d)} | {b:,} | {ok} |" for d, n, b, ok in rows]
+    text = "\n".join(lines)
+    print(text)
+    if record:
+        counts = " ".join(str(d) for d in disk_counts)
+        record_section(SECTION, (
+            "## History events per snapshot workflow (issue 6)\n\n"
+            f"Command: `.venv/bin/python -m bench.history_economy --disks {counts}` (own "
+            "stack; one snapshot per VM, cut 200 ms; events from the workflow's history)."
+            f"\n\nMeasured {datetime.now().date()}:\n\n{text}"))
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--disks", type=int, nargs="+", default=[1, 8, 64])
+    parser.add_argument("--no-record", action="store_true")
+    args = parser.parse_args()
+    asyncio.run(main(args.disks, not args.no_record))
