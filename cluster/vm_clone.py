@@ -24,11 +24,13 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import jsonpatch
 
+OUR_PREFIX = "vmsnap.io/"
 ALLOWED_PATCH_PREFIXES = ("/spec/", "/metadata/labels/", "/metadata/annotations/")
 RUN_STRATEGIES = ("Always", "Halted", "Manual", "RerunOnFailure", "Once")
 _PATCH_OPS = ("add", "remove", "replace", "move", "copy", "test")
@@ -36,6 +38,17 @@ _PATCH_OPS = ("add", "remove", "replace", "move", "copy", "test")
 
 class CloneSpecError(ValueError):
     """The clone's input cannot produce a valid VM (bad filter, patch, MAC or strategy)."""
+
+
+def check_mac(interface: str, mac: str) -> str:
+    """A unicast-or-not MAC as KubeVirt takes it: six hex pairs split by ':' or '-'."""
+    if not interface:
+        raise ValueError(f"MAC {mac!r}: the interface name is empty")
+    if not re.fullmatch(r"[0-9A-Fa-f]{2}([:-][0-9A-Fa-f]{2}){5}", mac) or \
+            len({mac[2], mac[5], mac[8], mac[11], mac[14]}) != 1:
+        raise ValueError(f"interface {interface}: {mac!r} is not a MAC address "
+                         "(six hex pairs, e.g. 02:00:00:00:00:01)")
+    return mac
 
 
 def filter_matches(key: str, pattern: str) -> bool:
@@ -158,6 +171,12 @@ def repoint_volumes(vm: dict[str, Any], claims: Mapping[str, str]) -> None:
             spec.pop("dataVolumeTemplates")
 
 
+def _without_our_marks(keys: dict[str, str]) -> dict[str, str]:
+    """Drop `vmsnap.io/` labels and annotations: they name operations on the source (a
+    restore, an earlier clone, the lock), which a copy did not undergo."""
+    return {k: v for k, v in keys.items() if not k.startswith(OUR_PREFIX)}
+
+
 def clone_vm(
     source_vm: Mapping[str, Any],
     target: str,
@@ -195,8 +214,10 @@ def clone_vm(
     metadata = vm["metadata"]
     if source_metadata.get("namespace"):
         metadata["namespace"] = source_metadata["namespace"]
-    labels = {**filter_keys(source_metadata.get("labels"), label_filters), **(extra_labels or {})}
-    annotations = filter_keys(source_metadata.get("annotations"), annotation_filters)
+    labels = {**_without_our_marks(filter_keys(source_metadata.get("labels"), label_filters)),
+              **(extra_labels or {})}
+    annotations = _without_our_marks(
+        filter_keys(source_metadata.get("annotations"), annotation_filters))
     annotations.pop("kubectl.kubernetes.io/last-applied-configuration", None)
     if labels:
         metadata["labels"] = labels

@@ -18,7 +18,6 @@ later, when there is no kubeconfig.
 
 from __future__ import annotations
 
-import re
 from datetime import timedelta
 from typing import Any, Generic, TypeVar
 
@@ -28,7 +27,7 @@ from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.service import RPCError
 
 from cluster.apis import VIRTUAL_MACHINES
-from cluster.vm_clone import CloneSpecError, parse_patches, validate_filters
+from cluster.vm_clone import CloneSpecError, check_mac, parse_patches, validate_filters
 from starter.sdk import (
     AlreadyExists,
     CloneFailed,
@@ -167,17 +166,6 @@ def check_clone_input(request: CloneVirtualMachineInput) -> None:
             check_mac(interface, mac)
     except (ValueError, CloneSpecError) as error:
         raise InvalidRequest(str(error)) from None
-
-
-def check_mac(interface: str, mac: str) -> str:
-    """A unicast-or-not MAC as KubeVirt takes it: six hex pairs split by ':' or '-'."""
-    if not interface:
-        raise ValueError(f"MAC {mac!r}: the interface name is empty")
-    if not re.fullmatch(r"[0-9A-Fa-f]{2}([:-][0-9A-Fa-f]{2}){5}", mac) or \
-            len({mac[2], mac[5], mac[8], mac[11], mac[14]}) != 1:
-        raise ValueError(f"interface {interface}: {mac!r} is not a MAC address "
-                         "(six hex pairs, e.g. 02:00:00:00:00:01)")
-    return mac
 
 
 # ---- starting ----------------------------------------------------------------------------

@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from cluster.vm_clone import check_mac
 from workflows.restore_models import DEFAULT_BOUND_WAIT_SECONDS, RestoredVolumeResult
 
 ClonePhase = Literal["SnapshotInProgress", "RestoreInProgress", "CreatingTargetVM",
@@ -34,6 +35,8 @@ class CloneVirtualMachineInput(BaseModel):
     def _one_source(self) -> CloneVirtualMachineInput:
         if (self.source_vm is None) == (self.source_snapshot is None):
             raise ValueError("give exactly one of source_vm and source_snapshot")
+        for interface, mac in self.new_mac_addresses.items():
+            check_mac(interface, mac)  # before any PVC is made, not at the VM step
         return self
 
 

@@ -180,3 +180,30 @@ def test_clone_of_a_clone(web1: dict[str, Any]) -> None:
     vols = {v["name"]: v for v in second["spec"]["template"]["spec"]["volumes"]}
     assert vols["rootdisk"]["persistentVolumeClaim"]["claimName"] == "d-root"
     assert vols["datadisk1"]["persistentVolumeClaim"]["claimName"] == "c-data-1"
+
+
+def test_our_marks_on_the_source_do_not_travel(web1: dict[str, Any]) -> None:
+    """A restored (or itself cloned) source carries vmsnap.io/ labels naming those
+    operations; the copy names only the clone that made it, whatever the filters."""
+    source = copy.deepcopy(web1)
+    source["metadata"].setdefault("labels", {})["vmsnap.io/restore"] = "web-1-restore-x"
+    source["metadata"].setdefault("annotations", {})["vmsnap.io/lock"] = "{}"
+    clone = clone_vm(source, "web-2", CLAIMS, label_filters=["*"], annotation_filters=["*"],
+                     extra_labels={"vmsnap.io/clone": "c"})
+    assert {k for k in clone["metadata"]["labels"] if k.startswith("vmsnap.io/")} == {
+        "vmsnap.io/clone"}
+    assert not any(k.startswith("vmsnap.io/") for k in clone["metadata"].get("annotations", {}))
+    assert clone["metadata"]["labels"]["app"] == "web"
+
+
+def test_a_bad_mac_is_refused_with_the_input_not_at_the_vm_step() -> None:
+    from pydantic import ValidationError
+
+    from workflows.clone_models import CloneVirtualMachineInput
+
+    with pytest.raises(ValidationError, match="not a MAC address"):
+        CloneVirtualMachineInput(namespace="ns", source_vm="web-1", target="web-2",
+                                 new_mac_addresses={"default": "02:00:00:00:00"})
+    ok = CloneVirtualMachineInput(namespace="ns", source_vm="web-1", target="web-2",
+                                  new_mac_addresses={"default": "02:00:00:00:00:01"})
+    assert ok.new_mac_addresses == {"default": "02:00:00:00:00:01"}
