@@ -13,7 +13,6 @@ import typer
 from rich.console import Console
 
 from starter.cli_common import (
-    EXIT_FAILED,
     NamespaceOption,
     Output,
     OutputOption,
@@ -21,7 +20,7 @@ from starter.cli_common import (
     check_name,
     console,
     emit_data,
-    follow_steps,
+    finish_operation,
     resolve_namespace,
     run,
     usage_error,
@@ -114,19 +113,8 @@ def clone(
                            "workflow_id": handle.workflow_id, "run_id": handle.run_id},
                           output)
             return 0
-        try:
-            result = await follow_steps(handle, info, "clone")
-        except CloneFailed as failure:
-            if output is not Output.table and failure.result is not None:
-                emit_data(failure.result, output)
-            typer.echo(f"error: clone to {ns}/{target} failed: {failure.message} "
-                       f"({failure.error_type})", err=True)
-            return EXIT_FAILED
-        if output is Output.table:
-            print_clone(console(), result)
-        else:
-            emit_data(result, output)
-        return 0
+        return await finish_operation(handle, info, "clone", f"clone to {ns}/{target}",
+                                      CloneFailed, output, print_clone)
 
     run(ctx, work)
 

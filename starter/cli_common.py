@@ -29,7 +29,7 @@ from rich.table import Table
 from cluster.durations import parse_duration
 from cluster.errors import ClusterError
 from starter.connection import ConnectionConfigError, TemporalUnreachable
-from starter.sdk import InvalidRequest, VmsnapClient, VmsnapError
+from starter.sdk import InvalidRequest, VmsnapClient, VmsnapError, WorkflowFailed
 
 T = TypeVar("T")
 
@@ -313,3 +313,24 @@ async def follow_steps(handle: _StepHandle, out: Console, what: str,
             result.cancel()
             with contextlib.suppress(asyncio.CancelledError, VmsnapError):
                 await result
+
+
+async def finish_operation(handle: _StepHandle, info: Console, what: str, failed_as: str,
+                           failure_type: type[WorkflowFailed], output: Output,
+                           show: Callable[[Console, Any], None]) -> int:
+    """`--wait` for a restore or clone: follow its steps, then print the result (or, on
+    failure, the result as data for -o json|yaml and one error line); the exit code."""
+    try:
+        result = await follow_steps(handle, info, what)
+    except failure_type as failure:
+        partial = getattr(failure, "result", None)
+        if output is not Output.table and partial is not None:
+            emit_data(partial, output)
+        typer.echo(f"error: {failed_as} failed: {failure.message} ({failure.error_type})",
+                   err=True)
+        return EXIT_FAILED
+    if output is Output.table:
+        show(console(), result)
+    else:
+        emit_data(result, output)
+    return 0

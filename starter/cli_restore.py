@@ -13,7 +13,6 @@ import typer
 from rich.console import Console
 
 from starter.cli_common import (
-    EXIT_FAILED,
     NamespaceOption,
     Output,
     OutputOption,
@@ -21,7 +20,7 @@ from starter.cli_common import (
     check_name,
     console,
     emit_data,
-    follow_steps,
+    finish_operation,
     resolve_namespace,
     run,
     usage_error,
@@ -73,19 +72,9 @@ def restore(
                            "workflow_id": handle.workflow_id, "run_id": handle.run_id},
                           output)
             return 0
-        try:
-            result = await follow_steps(handle, info, "restore")
-        except RestoreFailed as failure:
-            if output is not Output.table and failure.result is not None:
-                emit_data(failure.result, output)
-            typer.echo(f"error: restore of {ns}/{handle.target} failed: {failure.message} "
-                       f"({failure.error_type})", err=True)
-            return EXIT_FAILED
-        if output is Output.table:
-            print_restore(console(), result)
-        else:
-            emit_data(result, output)
-        return 0
+        return await finish_operation(handle, info, "restore",
+                                      f"restore of {ns}/{handle.target}", RestoreFailed,
+                                      output, print_restore)
 
     run(ctx, work)
 
