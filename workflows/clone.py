@@ -90,7 +90,7 @@ class CloneVirtualMachine:
         self._input = input
         now = workflow.now()
         name = naming.bounded(
-            f"{input.target}-clone-{now:%Y%m%d-%H%M%S}-{workflow.info().run_id[:4]}",
+            f"{input.target}-clone-{now:%Y%m%d-%H%M%S}-{saga.run_suffix()}",
             naming.MAX_LABEL)
         self._result = CloneVirtualMachineResult(
             namespace=input.namespace, name=name, target=input.target,
@@ -113,8 +113,9 @@ class CloneVirtualMachine:
                 with contextlib.suppress(asyncio.CancelledError, ActivityError,
                                          ApplicationError, ChildWorkflowError):
                     await steps
-            await to_completion(self._fail("canceled", CANCELED))
-            raise
+            # Failed with the saga's outcome, whenever the cancel landed: the same answer
+            # (ApplicationError Canceled, the result attached) as a cancel during a step.
+            raise await to_completion(self._fail("canceled", CANCELED)) from None
         except (ActivityError, ApplicationError, ChildWorkflowError) as error:
             message, error_type = _describe(error)
             raise await self._fail(f"{self._step}: {message}", error_type) from error

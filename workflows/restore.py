@@ -98,8 +98,9 @@ class RestoreVirtualMachine:
                 with contextlib.suppress(asyncio.CancelledError, ActivityError,
                                          ApplicationError):
                     await steps
-            await to_completion(self._fail("canceled", CANCELED))
-            raise
+            # Failed with the saga's outcome, whenever the cancel landed: the same answer
+            # (ApplicationError Canceled, the result attached) as a cancel during a step.
+            raise await to_completion(self._fail("canceled", CANCELED)) from None
         except (ActivityError, ApplicationError) as error:
             message, error_type = describe(error)
             raise await self._fail(f"{self._step}: {message}", error_type) from error
@@ -143,7 +144,7 @@ class RestoreVirtualMachine:
             PrepareRestoreInput(namespace=input.namespace, snapshot=input.snapshot,
                                 target=input.target,
                                 stamp=f"{result.started_at:%Y%m%d-%H%M%S}-"
-                                      f"{workflow.info().run_id[:4]}"),
+                                      f"{saga.run_suffix()}"),
             RestorePlan)
         self._plan = plan
         result.target, result.name = plan.target, plan.restore_name

@@ -133,3 +133,12 @@ async def to_completion(work: Coroutine[Any, Any, T]) -> T:
             if task.done():
                 raise
             continue
+
+
+def run_suffix() -> str:
+    """Six hex digits of this run, to tell apart runs stamped in the same second.
+
+    From the end of the run id: Temporal's run ids are UUIDv7, whose leading digits are
+    the clock (the same for weeks) and whose trailing digits are random.
+    """
+    return workflow.info().run_id.replace("-", "")[-6:]
