@@ -43,6 +43,9 @@ class VmLockInput(BaseModel):
     namespace: str
     vm: str
     operation: str = Field(description='what the holder does: "snapshot", "restore", "clone"')
+    held: str | None = Field(
+        default=None, description="the lock annotation this run wrote, when known: the "
+        "release is then one request that the server refuses if the lock changed")
 
 
 class VmInspection(BaseModel):
@@ -50,13 +53,18 @@ class VmInspection(BaseModel):
 
     vm: VmState
     volumes: VolumeSelection
+    lock: str | None = Field(
+        default=None, description="the lock annotation written, when the VM was locked "
+        "with the same read (lock_and_inspect_vm)")
 
 
 class WriteSnapshotStatusInput(BaseModel):
     """The record's status from the workflow's view of the snapshot."""
 
     result: SnapshotVirtualMachineResult
-    record_uid: str | None = None
+    record_uid: str | None = Field(
+        default=None, description="the record's uid, when this run made it: the status is "
+        "then written in one request, refused by the server if the record was replaced")
     indication_messages: dict[str, str] = Field(default_factory=dict)
     volume_snapshot_states: list[VolumeSnapshotState] = Field(
         default_factory=list, description="also written to the content's status, if it exists"

@@ -6,6 +6,7 @@ that workflow code can name an activity without importing it.
 
 CREATE_SNAPSHOT_RECORD = "create_snapshot_record"
 LOCK_VM = "lock_vm"
+LOCK_AND_INSPECT_VM = "lock_and_inspect_vm"
 UNLOCK_VM = "unlock_vm"
 INSPECT_VM = "inspect_vm"
 WRITE_SNAPSHOT_STATUS = "write_snapshot_status"

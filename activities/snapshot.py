@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
@@ -43,7 +44,13 @@ from activities.models import (
 from cluster import records
 from cluster.client import Cluster
 from cluster.errors import AlreadyExists, Conflict, NotFound
-from cluster.lock import LockHolder, VmLocked, acquire_vm_lock, release_vm_lock
+from cluster.lock import (
+    LOCK_ANNOTATION,
+    LockHolder,
+    VmLocked,
+    acquire_vm_lock,
+    release_vm_lock,
+)
 from cluster.models import VolumeSnapshotState
 from cluster.records import (
     ExcludedVolumeReason,
@@ -80,6 +87,17 @@ def _holder(operation: str) -> LockHolder:
                       operation=operation, since=_now().replace(microsecond=0))
 
 
+def _lock_written(vm: dict[str, Any], holder: LockHolder) -> str:
+    """The lock annotation this run holds: the one found on `vm` when an earlier attempt of
+    this run wrote it, else the one just written."""
+    found = ((vm.get("metadata") or {}).get("annotations") or {}).get(LOCK_ANNOTATION)
+    if found is not None:
+        with contextlib.suppress(ValueError):
+            if LockHolder.from_annotation(found).same_run(holder):
+                return str(found)
+    return holder.to_annotation()
+
+
 def record_status_from(
     result: SnapshotVirtualMachineResult, messages: dict[str, str]
 ) -> SnapshotRecordStatus:
@@ -99,6 +117,10 @@ def record_status_from(
                           for v in result.excluded_volumes],
         volume_snapshots=result.volume_snapshots,
         freeze_window_ms=result.freeze_window_ms,
+        started_at=result.started_at,
+        succeeded_at=result.succeeded_at,
+        ready_at=result.ready_at,
+        finished_at=result.finished_at,
     )
 
 
@@ -116,6 +138,7 @@ class SnapshotActivities:
     def all(self) -> list[Callable[..., object]]:
         return [
             self.create_snapshot_record, self.lock_vm, self.unlock_vm, self.inspect_vm,
+            self.lock_and_inspect_vm,
             self.write_snapshot_status, self.unfreeze_vm, self.freeze_and_cut,
             self.create_snapshot_content,
             self.check_volume_snapshots_ready, self.delete_volume_snapshots,
@@ -139,12 +162,10 @@ class SnapshotActivities:
         owner = _this_run()
         try:
             with cluster_errors():
+                # Its status (InProgress) is written with the inspection's findings, a
+                # moment later: one write instead of two.
                 record = records.create_snapshot_record(
                     self.cluster, input.namespace, input.name, spec, input.labels, owner)
-                if record.phase is None:
-                    records.write_snapshot_status(
-                        self.cluster, input.namespace, input.name,
-                        SnapshotRecordStatus(phase="InProgress"), owner=owner)
         except ApplicationError as err:
             if isinstance(err.__cause__, AlreadyExists):
                 raise ApplicationError(str(err.message), type=errors.SNAPSHOT_ALREADY_EXISTS,
@@ -174,7 +195,29 @@ class SnapshotActivities:
         """Release the lock if this run holds it; False when it did not."""
         with cluster_errors():
             return release_vm_lock(self.cluster, input.namespace, input.vm,
-                                   _holder(input.operation))
+                                   _holder(input.operation), held=input.held)
+
+    @activity.defn(name=names.LOCK_AND_INSPECT_VM)
+    def lock_and_inspect_vm(self, input: VmLockInput) -> VmInspection:
+        """`lock_vm` and `inspect_vm` on one read of the VM: the lock is written against the
+        resourceVersion inspected, so the inspection is of the VM as it was locked."""
+        holder = _holder(input.operation)
+        try:
+            with cluster_errors(not_found=errors.VM_NOT_FOUND):
+                vm = self.cluster.get_vm(input.namespace, input.vm)
+                stale = acquire_vm_lock(self.cluster, input.namespace, input.vm, holder,
+                                        self._is_alive, read=vm)
+                state = vm_state_from(vm, self.cluster.get_vmi(input.namespace, input.vm))
+                volumes = self.cluster.select_volumes_of(input.namespace, vm)
+        except ApplicationError as err:
+            if isinstance(err.__cause__, VmLocked):
+                raise ApplicationError(str(err.message), type=errors.VM_LOCKED,
+                                       non_retryable=True) from err
+            raise
+        if stale is not None:
+            activity.logger.warning("took over the lock of %s/%s from closed %s",
+                                    input.namespace, input.vm, stale.describe())
+        return VmInspection(vm=state, volumes=volumes, lock=_lock_written(vm, holder))
 
     # ---- step 2: inspect ----------------------------------------------------------------
 
@@ -189,14 +232,16 @@ class SnapshotActivities:
 
     @activity.defn(name=names.WRITE_SNAPSHOT_STATUS)
     def write_snapshot_status(self, input: WriteSnapshotStatusInput) -> bool:
-        """Write the record's status (and the content's, once it exists); False when the
-        record does not exist or belongs to another run (nothing written)."""
+        """Write the record's status (and the content's, when states are given and it
+        exists); False when the record does not exist or belongs to another run (nothing
+        written). With the record's uid, one request (see records.write_snapshot_status)."""
         result = input.result
         status = record_status_from(result, input.indication_messages)
         with cluster_errors():
             try:
                 written = records.write_snapshot_status(
-                    self.cluster, result.namespace, result.name, status, owner=_this_run())
+                    self.cluster, result.namespace, result.name, status, owner=_this_run(),
+                    uid=input.record_uid)
             except NotFound:
                 return False  # never made (step 1 failed), or deleted by a user
             if written and result.content_name and input.volume_snapshot_states:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import signal
 from collections.abc import Iterable, Sequence
@@ -34,6 +35,8 @@ UPSERT = "upsert"
 TIMER = "timer"
 CANCEL_TIMER = "cancel_timer"
 ACTIVITY = "activity:"
+LOCAL = "local:"
+LOCAL_ACTIVITY_MARKER = "core_local_activity"
 
 PHASE = SearchAttributeKey.for_keyword("SnapshotPhase")
 STEP_TIMEOUT = timedelta(seconds=30)
@@ -44,13 +47,17 @@ STEP_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), backoff_coeffici
 @dataclass
 class BareShape:
     """Per workflow task, the commands it issues, in order: `upsert`, `timer`,
-    `cancel_timer`, or `activity:NAME` (activities of one task run concurrently)."""
+    `cancel_timer`, `activity:NAME` (activities of one task run concurrently) or
+    `local:NAME` (a local activity: run in turn, before the commands after it)."""
 
     tasks: list[list[str]] = field(default_factory=list)
     timer_seconds: float = 300.0
 
     def activity_names(self) -> list[str]:
         return [c[len(ACTIVITY):] for task in self.tasks for c in task if c.startswith(ACTIVITY)]
+
+    def local_activity_names(self) -> list[str]:
+        return [c[len(LOCAL):] for task in self.tasks for c in task if c.startswith(LOCAL)]
 
 
 def shape_from_history(events: Iterable[Any]) -> BareShape:
@@ -76,6 +83,10 @@ def shape_from_history(events: Iterable[Any]) -> BareShape:
                 raise ValueError("an activity was scheduled before any workflow task completed")
             name = event.activity_task_scheduled_event_attributes.activity_type.name
             current.append(ACTIVITY + name)
+        elif kind == EventType.EVENT_TYPE_MARKER_RECORDED:
+            if current is None:
+                raise ValueError("a marker appears before any workflow task completed")
+            current.append(LOCAL + local_activity_type(event))
         elif kind in command_kinds:
             if current is None:
                 raise ValueError("a command appears before any workflow task completed")
@@ -95,6 +106,16 @@ def shape_from_history(events: Iterable[Any]) -> BareShape:
     if not tasks:
         raise ValueError("the history holds no completed workflow task")
     return BareShape(tasks=tasks, timer_seconds=timer_seconds)
+
+
+def local_activity_type(event: Any) -> str:
+    """The activity type a local activity's marker records (the SDK core writes it as JSON
+    under `data`); a marker of any other kind is refused, not guessed at."""
+    attributes = event.marker_recorded_event_attributes
+    if attributes.marker_name != LOCAL_ACTIVITY_MARKER or "data" not in attributes.details:
+        raise ValueError(f"marker {attributes.marker_name!r} is not a local activity's")
+    payload = attributes.details["data"].payloads[0]
+    return str(json.loads(payload.data)["activity_type"])
 
 
 @workflow.defn(name=BARE_WORKFLOW)
@@ -118,6 +139,11 @@ class BareSnapshot:
                 elif command == CANCEL_TIMER:
                     if timer is not None:
                         timer.cancel()
+                elif command.startswith(LOCAL):
+                    # Local activities run one after another, as the snapshot's do.
+                    await workflow.execute_local_activity(
+                        command[len(LOCAL):], start_to_close_timeout=STEP_TIMEOUT,
+                        retry_policy=STEP_RETRY)
                 elif command.startswith(ACTIVITY):
                     steps.append(asyncio.create_task(workflow.execute_activity(
                         command[len(ACTIVITY):], start_to_close_timeout=STEP_TIMEOUT,
@@ -126,7 +152,7 @@ class BareSnapshot:
                     raise ValueError(f"unknown command {command!r} in the shape")
             for step in steps:
                 await step
-            done += sum(1 for command in task if command.startswith(ACTIVITY))
+            done += sum(1 for command in task if command.startswith((ACTIVITY, LOCAL)))
         return done
 
 

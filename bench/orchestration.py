@@ -394,7 +394,7 @@ async def real_wave(stack: BenchStack, size: int, prefix: str) -> Wave:
 
 
 async def bare_wave(stack: BenchStack, size: int, prefix: str, shape: BareShape) -> Wave:
-    expected = len(shape.activity_names())
+    expected = len(shape.activity_names()) + len(shape.local_activity_names())
 
     def check(done: Any) -> str | None:
         return None if done == expected else f"{done} of {expected} activities"
@@ -446,6 +446,7 @@ def markdown(pairs: list[tuple[Wave, Wave]], shape: BareShape, note: str,
         for real, bare in pairs
     ]
     activities = len(shape.activity_names())
+    local = len(shape.local_activity_names())
     breakdown = [
         f"| {wave.kind} | {wave.size} | "
         + " | ".join(f"{wave.breakdown.get(name, 0.0):.2f} s" for name in BUCKETS) + " |"
@@ -458,7 +459,8 @@ def markdown(pairs: list[tuple[Wave, Wave]], shape: BareShape, note: str,
         "running VMs of 3 disks on instant storage, worker.py, and a bare worker with the "
         "same settings; the bare workflow (`bench/bare_snapshot.py`) issues the commands of "
         f"a real snapshot's history, {len(shape.tasks)} workflow tasks, {activities} no-op "
-        "activities one after the other, the deadline timer, the search-attribute "
+        f"activities and {local} no-op local activities one after the other, the deadline "
+        "timer, the search-attribute "
         "upserts; for each N, N bare runs at once, then N snapshots at once).",
         "",
         f"Measured {time.strftime('%Y-%m-%d', time.gmtime())}, {note}:",
@@ -486,7 +488,8 @@ async def benchmark(sizes: list[int], env: dict[str, str], record: bool, command
         print(f"stack up ({stack.tuning_note})", flush=True)
         shape = await shapes(stack)
         print(f"shape: {len(shape.tasks)} workflow tasks, activities "
-              f"{', '.join(shape.activity_names())}", flush=True)
+              f"{', '.join(shape.activity_names())}, local activities "
+              f"{', '.join(shape.local_activity_names())}", flush=True)
         for size in sizes:
             bare = await bare_wave(stack, size, f"b{size}", shape)
             print(describe_wave(bare), flush=True)

@@ -24,10 +24,11 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from cluster.apis import VIRTUAL_MACHINES, KubeApis
-from cluster.errors import ClusterError, Conflict, NotFound
+from cluster.errors import ClusterError, Conflict, Invalid, NotFound
 
 LOCK_ANNOTATION = "vmsnap.io/lock"
 _ATTEMPTS = 5
+_LOCK_POINTER = "/metadata/annotations/" + LOCK_ANNOTATION.replace("~", "~0").replace("/", "~1")
 
 
 class LockHolder(BaseModel):
@@ -98,15 +99,19 @@ def acquire_vm_lock(
     vm: str,
     holder: LockHolder,
     holder_is_alive: Callable[[LockHolder], bool],
+    read: dict[str, Any] | None = None,
 ) -> LockHolder | None:
     """Take the lock for `holder`; idempotent for the same run.
 
+    `read` is the VM as just read by the caller: the first attempt patches against its
+    resourceVersion instead of reading the VM again (a VM changed since is read anew).
     Returns the stale holder that was taken over, if any. Raises VmLocked when
     a live operation holds it (or the annotation is malformed: a human must
     look), NotFound when the VM does not exist, Conflict after repeated races.
     """
     for _ in range(_ATTEMPTS):
-        obj = apis.get_custom(VIRTUAL_MACHINES, namespace, vm)
+        obj = read if read is not None else apis.get_custom(VIRTUAL_MACHINES, namespace, vm)
+        read = None
         text = _annotations(obj).get(LOCK_ANNOTATION)
         current: LockHolder | None = None
         if text is not None:
@@ -131,8 +136,25 @@ def acquire_vm_lock(
                    status=409, reason="Conflict")
 
 
-def release_vm_lock(apis: KubeApis, namespace: str, vm: str, holder: LockHolder) -> bool:
-    """Remove the lock if `holder`'s run holds it; False when it did not (or the VM is gone)."""
+def release_vm_lock(
+    apis: KubeApis, namespace: str, vm: str, holder: LockHolder, held: str | None = None
+) -> bool:
+    """Remove the lock if `holder`'s run holds it; False when it did not (or the VM is gone).
+
+    `held`, the exact annotation the run wrote, makes it one request: a JSON patch that
+    tests the annotation and removes it. Refused (the lock changed or is gone), the
+    release reads the VM and decides as without it.
+    """
+    if held is not None:
+        patch = [{"op": "test", "path": _LOCK_POINTER, "value": held},
+                 {"op": "remove", "path": _LOCK_POINTER}]
+        try:
+            apis.patch_custom(VIRTUAL_MACHINES, namespace, vm, patch, "json")
+            return True
+        except NotFound:
+            return False
+        except (Invalid, Conflict):
+            pass
     for _ in range(_ATTEMPTS):
         try:
             obj = apis.get_custom(VIRTUAL_MACHINES, namespace, vm)

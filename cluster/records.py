@@ -30,7 +30,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from cluster.apis import CustomResource, KubeApis
 from cluster.durations import format_go_duration
-from cluster.errors import AlreadyExists, Conflict, NotFound, translated_errors
+from cluster.errors import AlreadyExists, Conflict, Invalid, NotFound, translated_errors
 from cluster.lock import LOCK_ANNOTATION, LockHolder
 from cluster.models import VolumeSnapshotState
 
@@ -95,6 +95,12 @@ class SnapshotRecordStatus(BaseModel):
     excluded_volumes: list[ExcludedVolumeReason] = Field(default_factory=list)
     volume_snapshots: list[str] = Field(default_factory=list)
     freeze_window_ms: int | None = None
+    # When the phases began, as the workflow saw them: the conditions' lastTransitionTime
+    # when the status is written without reading the previous one first.
+    started_at: datetime | None = None
+    succeeded_at: datetime | None = None
+    ready_at: datetime | None = None
+    finished_at: datetime | None = None
 
 
 class SnapshotRecord(BaseModel):
@@ -232,15 +238,42 @@ def write_snapshot_status(
     status: SnapshotRecordStatus,
     *,
     owner: WorkflowRun | None = None,
+    uid: str | None = None,
     now: datetime | None = None,
 ) -> bool:
     """Write the whole status; False (and nothing written) when `owner` is given and the
-    record belongs to another run. NotFound when the record does not exist."""
+    record belongs to another run. NotFound when the record does not exist.
+
+    With `uid` (the record's, known to whoever made it) the status is written in one
+    request, a JSON patch whose `test` of metadata.uid makes the server refuse it if the
+    record is not that one any more; the conditions' times then come from the status's
+    own phase times instead of the previous status. A refused test falls back to reading
+    the record (another record of that name is not ours: False).
+    """
+    instant = now or datetime.now(UTC)
+    if uid:
+        body = _without_nulls(snapshot_status_body(status, {}, instant))
+        patch = [{"op": "test", "path": "/metadata/uid", "value": uid},
+                 {"op": "add", "path": "/status", "value": body}]
+        try:
+            with translated_errors(f"update status of VirtualMachineSnapshot {namespace}/{name}"):
+                apis.call_json(
+                    apis.custom.patch_namespaced_custom_object_status,
+                    VIRTUAL_MACHINE_SNAPSHOTS.group, VIRTUAL_MACHINE_SNAPSHOTS.version,
+                    namespace, VIRTUAL_MACHINE_SNAPSHOTS.plural, name, patch,
+                    _content_type="application/json-patch+json")
+            return True
+        except Invalid:
+            current_uid = snapshot_record_from(
+                apis.get_custom(VIRTUAL_MACHINE_SNAPSHOTS, namespace, name)).uid
+            if current_uid != uid:
+                return False
+            raise  # the record is ours: the status itself was refused
     current = apis.get_custom(VIRTUAL_MACHINE_SNAPSHOTS, namespace, name)
     if owner is not None and snapshot_record_from(current).owner != owner:
         return False
     previous = current.get("status") or {}
-    body = snapshot_status_body(status, previous, now or datetime.now(UTC))
+    body = snapshot_status_body(status, previous, instant)
     _patch_status(apis, VIRTUAL_MACHINE_SNAPSHOTS, namespace, name, body)
     return True
 
@@ -314,11 +347,33 @@ def snapshot_conditions(
     for kind, value, reason, text in wanted:
         old = before.get(kind) or {}
         since = old.get("lastTransitionTime") if old.get("status") == value else None
+        if since is None:
+            began = _transition_time(status, kind, value)
+            since = k8s_time(began) if began is not None else None
         conditions.append({
             "type": kind, "status": value, "reason": reason, "message": text,
             "lastTransitionTime": since or k8s_time(now),
         })
     return conditions
+
+
+def _without_nulls(body: dict[str, Any]) -> dict[str, Any]:
+    """The status as a whole object: a null member is an absent one (as a merge patch
+    reads it), since a JSON patch would store the null and the schema refuses it."""
+    return {k: v for k, v in body.items() if v is not None}
+
+
+def _transition_time(status: SnapshotRecordStatus, kind: str, value: str) -> datetime | None:
+    """When condition `kind` took `value`, from the phase times the status carries."""
+    if kind == "Progressing":
+        if value == "True":
+            return status.started_at
+        return status.succeeded_at if status.phase == "Succeeded" else status.finished_at
+    if kind == "Ready":
+        return status.ready_at if value == "True" else status.started_at
+    if kind == "Failure":
+        return status.finished_at
+    return None
 
 
 def mark_snapshot_deleting(

@@ -8,7 +8,8 @@ tunes it in the Deployment's environment without a new image.
 | variable | Worker option | default |
 | --- | --- | --- |
 | `VMSNAP_MAX_CONCURRENT_ACTIVITIES` | `max_concurrent_activities` | 32 |
-| `VMSNAP_ACTIVITY_THREADS` | threads of the activity pool (at least the above) | = activities |
+| `VMSNAP_MAX_CONCURRENT_LOCAL_ACTIVITIES` | `max_concurrent_local_activities` | 32 |
+| `VMSNAP_ACTIVITY_THREADS` | threads of the pool both kinds run on (at least their sum) | the sum |
 | `VMSNAP_MAX_CONCURRENT_WORKFLOW_TASKS` | `max_concurrent_workflow_tasks` | SDK (100) |
 | `VMSNAP_MAX_CACHED_WORKFLOWS` | `max_cached_workflows` (sticky cache) | SDK (1000) |
 | `VMSNAP_WORKFLOW_TASK_POLLS` | workflow task pollers | SDK (5) |
@@ -27,9 +28,13 @@ from typing import Any
 from temporalio.worker import PollerBehaviorSimpleMaximum
 
 DEFAULT_MAX_CONCURRENT_ACTIVITIES = 32
+# The snapshot's short steps are local activities (workflows/saga.py local_step); they run
+# on the same thread pool as the activities, so the pool has a thread for each of both.
+DEFAULT_MAX_CONCURRENT_LOCAL_ACTIVITIES = 32
 MAX_SETTING = 100_000
 
 ENV_MAX_CONCURRENT_ACTIVITIES = "VMSNAP_MAX_CONCURRENT_ACTIVITIES"
+ENV_MAX_CONCURRENT_LOCAL_ACTIVITIES = "VMSNAP_MAX_CONCURRENT_LOCAL_ACTIVITIES"
 ENV_ACTIVITY_THREADS = "VMSNAP_ACTIVITY_THREADS"
 ENV_MAX_CONCURRENT_WORKFLOW_TASKS = "VMSNAP_MAX_CONCURRENT_WORKFLOW_TASKS"
 ENV_MAX_CACHED_WORKFLOWS = "VMSNAP_MAX_CACHED_WORKFLOWS"
@@ -59,33 +64,44 @@ class WorkerTuning:
     """Concurrency of one worker process; None leaves the SDK's default."""
 
     max_concurrent_activities: int = DEFAULT_MAX_CONCURRENT_ACTIVITIES
-    activity_threads: int = DEFAULT_MAX_CONCURRENT_ACTIVITIES
+    max_concurrent_local_activities: int = DEFAULT_MAX_CONCURRENT_LOCAL_ACTIVITIES
+    activity_threads: int = (DEFAULT_MAX_CONCURRENT_ACTIVITIES
+                             + DEFAULT_MAX_CONCURRENT_LOCAL_ACTIVITIES)
     max_concurrent_workflow_tasks: int | None = None
     max_cached_workflows: int | None = None
     workflow_task_polls: int | None = None
     activity_task_polls: int | None = None
 
     def __post_init__(self) -> None:
-        if self.activity_threads < self.max_concurrent_activities:
+        if self.activity_threads < self.slots:
             # A slot without a thread queues inside the executor while its
             # start-to-close timeout runs: the activity can time out unstarted.
             raise WorkerTuningError(
                 f"{ENV_ACTIVITY_THREADS}={self.activity_threads} is below "
-                f"{ENV_MAX_CONCURRENT_ACTIVITIES}={self.max_concurrent_activities}: "
-                "every activity slot needs a thread")
+                f"{ENV_MAX_CONCURRENT_ACTIVITIES}={self.max_concurrent_activities} + "
+                f"{ENV_MAX_CONCURRENT_LOCAL_ACTIVITIES}={self.max_concurrent_local_activities}"
+                ": every activity slot needs a thread")
         for item in fields(self):
             value = getattr(self, item.name)
             if value is not None and value < (0 if item.name == "max_cached_workflows" else 1):
                 raise WorkerTuningError(f"{item.name}={value} must be positive")
+
+    @property
+    def slots(self) -> int:
+        """Activities and local activities that may run at once: each needs a thread."""
+        return self.max_concurrent_activities + self.max_concurrent_local_activities
 
     @classmethod
     def from_environment(cls, env: Mapping[str, str]) -> WorkerTuning:
         """Read the VMSNAP_* variables (see the module docstring); unset means default."""
         activities = _whole_number(env, ENV_MAX_CONCURRENT_ACTIVITIES, 1)
         activities = activities or DEFAULT_MAX_CONCURRENT_ACTIVITIES
-        threads = _whole_number(env, ENV_ACTIVITY_THREADS, 1) or activities
+        local = (_whole_number(env, ENV_MAX_CONCURRENT_LOCAL_ACTIVITIES, 1)
+                 or DEFAULT_MAX_CONCURRENT_LOCAL_ACTIVITIES)
+        threads = _whole_number(env, ENV_ACTIVITY_THREADS, 1) or activities + local
         return cls(
             max_concurrent_activities=activities,
+            max_concurrent_local_activities=local,
             activity_threads=threads,
             max_concurrent_workflow_tasks=_whole_number(env, ENV_MAX_CONCURRENT_WORKFLOW_TASKS, 1),
             max_cached_workflows=_whole_number(env, ENV_MAX_CACHED_WORKFLOWS, 0),
@@ -95,7 +111,9 @@ class WorkerTuning:
 
     def worker_options(self) -> dict[str, Any]:
         """Keyword arguments for `temporalio.worker.Worker` (only what is set)."""
-        options: dict[str, Any] = {"max_concurrent_activities": self.max_concurrent_activities}
+        options: dict[str, Any] = {
+            "max_concurrent_activities": self.max_concurrent_activities,
+            "max_concurrent_local_activities": self.max_concurrent_local_activities}
         if self.max_concurrent_workflow_tasks is not None:
             options["max_concurrent_workflow_tasks"] = self.max_concurrent_workflow_tasks
         if self.max_cached_workflows is not None:
@@ -113,7 +131,8 @@ class WorkerTuning:
         def show(value: int | None) -> str:
             return "SDK default" if value is None else str(value)
 
-        return (f"activities {self.max_concurrent_activities} on {self.activity_threads} "
+        return (f"activities {self.max_concurrent_activities} + local "
+                f"{self.max_concurrent_local_activities} on {self.activity_threads} "
                 f"threads, workflow tasks {show(self.max_concurrent_workflow_tasks)}, "
                 f"cached workflows {show(self.max_cached_workflows)}, pollers "
                 f"{show(self.workflow_task_polls)} workflow / "

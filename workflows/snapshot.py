@@ -2,8 +2,10 @@
 
 `run` reads as DESIGN.md's steps, each a method below it:
 
-  1. `_record_snapshot`, `_lock_vm`      the record (InProgress) and the VM's lock
-  2. `_inspect_vm`                       VM, agent, volumes with reasons; no disk: fail
+  1. `_record_snapshot`                 the record
+  2. `_lock_and_inspect_vm`             the VM's lock, and on the same read its state,
+                                         agent, volumes with reasons (InProgress); no
+                                         disk: fail
   3-5. `_freeze_cut_and_thaw`           freeze when the VM runs with its agent and is not
                                          paused; every VolumeSnapshot at once; thaw at the
                                          last cut (one activity: nothing lengthens the freeze)
@@ -16,7 +18,13 @@ the content and the VolumeSnapshots, release the lock, and mark the record
 Failed with the reason. The Failed record stays until a user deletes it, and
 the workflow fails with an ApplicationError whose details are the result.
 
-Readiness (every VolumeSnapshot `readyToUse`) is followed after Succeeded,
+Short steps (record, lock, inspection, status writes, content, unlock, the
+Event) are local activities: a marker each in the history and no task-queue
+round trip. The cut and the readiness poll, which hold watches and heartbeat,
+are ordinary activities; so are the compensations.
+
+Readiness (every VolumeSnapshot `readyToUse`) is followed after Succeeded
+(skipped when the cut already saw them ready: Succeeded and ready in one write),
 with its own bound (`ready_deadline`), by an activity that watches for a few
 seconds and is retried at a fixed interval: a poll that adds no history
 events, sees fast storage at once, and lets test time skip.
@@ -113,6 +121,8 @@ class SnapshotVirtualMachine:
         self._states: dict[str, VolumeSnapshotState] = {}
         self._volume_steps: dict[str, VolumeStep] = {}
         self._frozen = False  # a freeze is (or may be) in force
+        self._lock: str | None = None  # the lock annotation written (one-request release)
+        self._content_states: list[VolumeSnapshotState] = []  # last written to the content
         self._deadline_at: datetime | None = None
 
     @workflow.run
@@ -144,8 +154,7 @@ class SnapshotVirtualMachine:
     async def _take_snapshot(self) -> None:
         """Steps 1-6 up to Succeeded: everything the failure deadline covers."""
         await self._record_snapshot()
-        await self._lock_vm()
-        await self._inspect_vm()
+        await self._lock_and_inspect_vm()
         await self._freeze_cut_and_thaw()
         await self._record_content()
         await self._mark_succeeded()
@@ -169,7 +178,7 @@ class SnapshotVirtualMachine:
             time_left_seconds=left, error=result.error,
         )
 
-    # ---- step 1: record and lock ----------------------------------------------------------
+    # ---- step 1: record ---------------------------------------------------------------------
 
     async def _record_snapshot(self) -> None:
         """The VirtualMachineSnapshot record, phase InProgress (AlreadyExists of another
@@ -177,7 +186,7 @@ class SnapshotVirtualMachine:
         input, result = self._require_input(), self._require_result()
         self._saga.add("mark the record Failed", self._write_failed_status)
         self._enter("record")
-        self._record = await self._activity(
+        self._record = await self._local(
             names.CREATE_SNAPSHOT_RECORD,
             CreateSnapshotRecordInput(
                 namespace=input.namespace, name=result.name, vm=input.vm,
@@ -189,22 +198,21 @@ class SnapshotVirtualMachine:
             SnapshotRecordRef,
         )
 
-    async def _lock_vm(self) -> None:
-        """One snapshot, restore or clone at a time per VM: a second one is refused."""
+    # ---- step 2: lock and inspect ---------------------------------------------------------
+
+    async def _lock_and_inspect_vm(self) -> None:
+        """One snapshot, restore or clone at a time per VM: a second one is refused. The
+        lock is taken on the read that is inspected (VM state, volume selection), which is
+        then recorded; no eligible disk fails here, before any freeze; so does quiesce
+        `required` on a guest that cannot be frozen."""
+        input, result = self._require_input(), self._require_result()
         self._saga.add("release the VM lock", self._release_lock)
         self._enter("lock")
-        await self._activity(names.LOCK_VM, self._lock_input(), type(None))
-
-    # ---- step 2: inspect ------------------------------------------------------------------
-
-    async def _inspect_vm(self) -> None:
-        """VM state and volume selection, recorded; no eligible disk fails here, before any
-        freeze; so does quiesce `required` on a guest that cannot be frozen."""
-        input, result = self._require_input(), self._require_result()
-        self._enter("inspect")
-        inspection = await self._activity(
-            names.INSPECT_VM, ObjectRef(namespace=input.namespace, name=input.vm), VmInspection)
+        inspection = await self._local(names.LOCK_AND_INSPECT_VM, self._lock_input(),
+                                       VmInspection)
         self._inspection = inspection
+        self._lock = inspection.lock
+        self._enter("inspect")
         quiesce = plan_quiesce(inspection.vm, input.quiesce)
         result.vm_uid = inspection.vm.uid
         result.indications = list(quiesce.indications)
@@ -284,7 +292,7 @@ class SnapshotVirtualMachine:
         content = naming.content_name(result.name)
         self._saga.add("delete the content", self._delete_content)
         self._enter("content")
-        await self._activity(
+        await self._local(
             names.CREATE_SNAPSHOT_CONTENT,
             CreateContentInput(namespace=input.namespace, name=content, snapshot=result.name,
                                snapshot_uid=self._require_record().uid, vm=input.vm,
@@ -293,6 +301,7 @@ class SnapshotVirtualMachine:
                                labels=self._labels()),
             str)
         result.content_name = content
+        self._content_states = list(self._states.values())
 
     async def _mark_succeeded(self) -> None:
         """Phase Succeeded: the cut is taken. From here on nothing is undone."""
@@ -301,6 +310,9 @@ class SnapshotVirtualMachine:
         self._enter("succeeded")
         result.phase = "Succeeded"
         result.succeeded_at = workflow.now()
+        if self._planned and all(self._is_ready(p.name) for p in self._planned):
+            result.ready_to_use = True  # fast storage: ready at the cut, one write for both
+            result.ready_at = result.succeeded_at
         self._upsert_search_attributes([SNAPSHOT_PHASE.value_set("Succeeded")])
         await self._write_status()
         self._saga.clear()
@@ -309,7 +321,7 @@ class SnapshotVirtualMachine:
         """Release the lock; a failure here is logged (a closed run's lock is taken over)."""
         self._enter("unlock")
         try:
-            await self._activity(names.UNLOCK_VM, self._lock_input(), bool)
+            await self._local(names.UNLOCK_VM, self._lock_input(), bool)
         except ActivityError as err:
             message, error_type = describe(err)
             workflow.logger.error("could not release the VM lock: %s", message)
@@ -318,8 +330,11 @@ class SnapshotVirtualMachine:
                 raise asyncio.CancelledError() from err
 
     async def _follow_to_ready(self) -> None:
-        """Poll until every VolumeSnapshot is readyToUse, within `ready_deadline`."""
+        """Poll until every VolumeSnapshot is readyToUse, within `ready_deadline`
+        (nothing to do when they were ready at the cut)."""
         input, result = self._require_input(), self._require_result()
+        if result.ready_to_use:
+            return
         self._enter("ready")
         try:
             states = await self._activity(
@@ -387,7 +402,7 @@ class SnapshotVirtualMachine:
             deadline_exceeded=result.error_type == DEADLINE_EXCEEDED, compensated=not ok)
         for name, arg in ((RECORD_VM_EVENT, event), (RECORD_SNAPSHOT_METRICS, metrics)):
             try:
-                await workflow.execute_activity(
+                await workflow.execute_local_activity(
                     name, arg, start_to_close_timeout=timedelta(seconds=30),
                     retry_policy=REPORT_RETRY)
             except ActivityError as error:
@@ -511,6 +526,10 @@ class SnapshotVirtualMachine:
                 volume.restore_size = seen.restore_size
                 volume.error = seen.error
 
+    def _is_ready(self, volume_snapshot: str) -> bool:
+        state = self._states.get(volume_snapshot)
+        return state is not None and state.ready_to_use
+
     def _volume_progress(self, planned: PlannedVolumeSnapshot) -> VolumeProgress:
         state = self._states.get(planned.name)
         return VolumeProgress(
@@ -532,18 +551,24 @@ class SnapshotVirtualMachine:
 
     def _lock_input(self) -> VmLockInput:
         input = self._require_input()
-        return VmLockInput(namespace=input.namespace, vm=input.vm, operation="snapshot")
+        return VmLockInput(namespace=input.namespace, vm=input.vm, operation="snapshot",
+                           held=self._lock)
 
     def _status_input(self) -> WriteSnapshotStatusInput:
+        """The record's status; the content's too, when the volumes' states changed since
+        it was last written."""
         result = self._require_result()
+        states = [self._states[p.name] for p in self._planned if p.name in self._states]
         return WriteSnapshotStatusInput(
-            result=result,
+            result=result, record_uid=self._record.uid if self._record else None,
             indication_messages={i: MESSAGES.get(i, i) for i in result.indications},
-            volume_snapshot_states=[self._states[p.name] for p in self._planned
-                                    if p.name in self._states])
+            volume_snapshot_states=states if states != self._content_states else [])
 
     async def _write_status(self) -> None:
-        await self._activity(names.WRITE_SNAPSHOT_STATUS, self._status_input(), bool)
+        status = self._status_input()
+        await self._local(names.WRITE_SNAPSHOT_STATUS, status, bool)
+        if status.volume_snapshot_states and self._require_result().content_name:
+            self._content_states = status.volume_snapshot_states
 
     async def _activity(
         self,
@@ -560,6 +585,10 @@ class SnapshotVirtualMachine:
         return await saga.step(name, arg, result_type, start_to_close=start_to_close,
                                schedule_to_close=schedule_to_close, heartbeat=heartbeat,
                                retry=retry)
+
+    async def _local(self, name: str, arg: BaseModel, result_type: type[T]) -> T:
+        """A short step's local activity (saga.local_step): one marker in the history."""
+        return await saga.local_step(name, arg, result_type)
 
     async def _compensation(self, name: str, arg: BaseModel) -> None:
         await saga.compensation(name, arg)

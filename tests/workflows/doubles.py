@@ -87,6 +87,7 @@ class World:
     freeze_fails: bool = False
     cut_after_attempts: int | None = 1  # None: never cut
     ready_after_attempts: int | None = 1  # None: never ready
+    ready_at_cut: bool = False  # the cut already sees every VolumeSnapshot readyToUse
     live_runs: set[str] = field(default_factory=set)  # holders counted alive; default all
 
     calls: list[str] = field(default_factory=list)
@@ -96,6 +97,8 @@ class World:
     locks: dict[str, tuple[str, str]] = field(default_factory=dict)
     frozen: bool = False
     cut_inputs: list[CutInput] = field(default_factory=list)
+    unlock_inputs: list[VmLockInput] = field(default_factory=list)
+    status_inputs: list[WriteSnapshotStatusInput] = field(default_factory=list)
     cut_attempts: int = 0
     ready_attempts: int = 0
     record_creates: int = 0
@@ -134,9 +137,7 @@ class World:
             return SnapshotRecordRef(namespace=input.namespace, name=input.name,
                                      uid=world.records[input.name].uid)
 
-        @activity.defn(name=names.LOCK_VM)
-        async def lock_vm(input: VmLockInput) -> None:
-            world.calls.append(names.LOCK_VM)
+        def take_lock(input: VmLockInput) -> None:
             if input.vm not in world.vms:
                 raise ApplicationError(f"VirtualMachine {input.vm} not found",
                                        type="VmNotFound", non_retryable=True)
@@ -148,9 +149,22 @@ class World:
                     f"{holder[0]} (run {holder[1]})", type="VmLocked", non_retryable=True)
             world.locks[input.vm] = run()
 
+        @activity.defn(name=names.LOCK_VM)
+        async def lock_vm(input: VmLockInput) -> None:
+            world.calls.append(names.LOCK_VM)
+            take_lock(input)
+
+        @activity.defn(name=names.LOCK_AND_INSPECT_VM)
+        async def lock_and_inspect_vm(input: VmLockInput) -> VmInspection:
+            world.calls.append(names.LOCK_AND_INSPECT_VM)
+            take_lock(input)
+            return VmInspection(vm=world.vms[input.vm], volumes=VolumeSelection(
+                included=world.included, excluded=world.excluded), lock=f"held-by-{run()[1]}")
+
         @activity.defn(name=names.UNLOCK_VM)
         async def unlock_vm(input: VmLockInput) -> bool:
             world.calls.append(names.UNLOCK_VM)
+            world.unlock_inputs.append(input)
             if world.locks.get(input.vm) == run():
                 del world.locks[input.vm]
                 return True
@@ -167,6 +181,7 @@ class World:
         @activity.defn(name=names.WRITE_SNAPSHOT_STATUS)
         async def write_snapshot_status(input: WriteSnapshotStatusInput) -> bool:
             world.calls.append(names.WRITE_SNAPSHOT_STATUS)
+            world.status_inputs.append(input)
             record = world.records.get(input.result.name)
             if record is None or record.owner != run():
                 return False
@@ -208,7 +223,8 @@ class World:
                 world.frozen = False
                 frozen_at, thawed_at = CUT_TIME, CUT_TIME.replace(microsecond=250_000)
             return CutOutcome(
-                volume_snapshots=[_state(v.name, cut=True) for v in input.volumes],
+                volume_snapshots=[_state(v.name, cut=True, ready=world.ready_at_cut)
+                                  for v in input.volumes],
                 cut_at=CUT_TIME, frozen_at=frozen_at, thawed_at=thawed_at,
                 freeze_window_ms=250 if thawed_at else None, freeze_error=freeze_error)
 
@@ -280,7 +296,8 @@ class World:
             world.metrics.append(input)
             record_snapshot(activity.metric_meter(), input)  # the real recording
 
-        return [create_snapshot_record, lock_vm, unlock_vm, inspect_vm, write_snapshot_status,
+        return [create_snapshot_record, lock_vm, lock_and_inspect_vm, unlock_vm, inspect_vm,
+                write_snapshot_status,
                 unfreeze_vm, freeze_and_cut,
                 create_snapshot_content, check_volume_snapshots_ready, delete_volume_snapshots,
                 delete_snapshot_content, prepare_snapshot_deletion, delete_snapshot_record,

@@ -76,13 +76,20 @@ async def test_running_vm_with_agent_is_frozen_once_and_thawed_at_the_cut(
     assert result.quiesced and result.freeze_window_ms == 250
     assert result.content_name == "web-1-content"
     assert world.calls == [
-        names.CREATE_SNAPSHOT_RECORD, names.LOCK_VM, names.INSPECT_VM,
+        names.CREATE_SNAPSHOT_RECORD, names.LOCK_AND_INSPECT_VM,
         names.WRITE_SNAPSHOT_STATUS, names.FREEZE_AND_CUT, "freeze", "thaw-at-cut",
         names.CREATE_SNAPSHOT_CONTENT, names.WRITE_SNAPSHOT_STATUS,
         names.UNLOCK_VM, names.CHECK_VOLUME_SNAPSHOTS_READY, names.WRITE_SNAPSHOT_STATUS,
     ]
     assert world.count("freeze") == 1 and not world.frozen
     assert world.locks == {}
+    # One-request writes: the record by its uid, the lock released by the annotation the
+    # lock step wrote; the content's status only when the volumes' states changed (its
+    # creation wrote the cut's; readiness changes them).
+    assert {s.record_uid for s in world.status_inputs} == {"uid-web-1"}
+    assert world.unlock_inputs[0].held == f"held-by-{handle.result_run_id}"
+    assert [len(s.volume_snapshot_states) for s in world.status_inputs] == [0, 0, 2]
+    assert all(s.ready_to_use for s in world.status_inputs[-1].volume_snapshot_states)
     record = world.records["web-1"]
     assert record.phase == "Succeeded" and record.result and record.result.ready_to_use
     # unfreezeTimeout = time left to the default 5-minute deadline
@@ -323,7 +330,22 @@ async def test_an_existing_snapshot_of_that_name_is_left_alone(
     assert error.type == "SnapshotAlreadyExists"
     record = world.records["taken"]
     assert record.phase == "Succeeded" and record.result and record.result.ready_to_use
-    assert world.count(names.LOCK_VM) == 1
+    assert world.count(names.LOCK_AND_INSPECT_VM) == 1
+
+
+async def test_volume_snapshots_ready_at_the_cut_are_recorded_ready_with_succeeded(
+    env: WorkflowEnvironment, task_queue: str, worker_for: StartWorker
+) -> None:
+    world = World(ready_at_cut=True)
+    async with worker_for(world):
+        result = await (await start(env, task_queue, name="fast")).result()
+    assert result.phase == "Succeeded" and result.ready_to_use
+    assert result.ready_at == result.succeeded_at
+    assert names.CHECK_VOLUME_SNAPSHOTS_READY not in world.calls
+    assert world.after(names.CREATE_SNAPSHOT_CONTENT) == [
+        names.WRITE_SNAPSHOT_STATUS, names.UNLOCK_VM]
+    record = world.records["fast"]
+    assert record.result and record.result.phase == "Succeeded" and record.result.ready_to_use
 
 
 async def test_vm_not_found_fails_with_a_clear_type(
