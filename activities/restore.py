@@ -89,7 +89,10 @@ def plan_volumes(
     cluster: Cluster, ns: str, backups: list[dict[str, Any]], owner: str, owner_label: str,
     snapshot: str,
 ) -> list[RestoredVolume]:
-    """One new PVC per backup, named `{owner}-{volume}` and labelled with its maker."""
+    """One new PVC per backup, named `{owner}-{volume}`, labelled with its maker and
+    annotated with the workflow that makes it (the orphan sweeper asks that workflow, not
+    one guessed from the name)."""
+    made_by = {records.WORKFLOW_ID_ANNOTATION: activity.info().workflow_id or ""}
     volumes = []
     for backup in backups:
         vs_name = backup["volumeSnapshotName"]
@@ -102,7 +105,8 @@ def plan_volumes(
         name = restored_pvc_name(owner, backup["volumeName"])
         body = pvc_from_snapshot(name, pvc, vs_name, vs.restore_size,
                                  labels={owner_label: label_value(owner),
-                                         SNAPSHOT_LABEL: label_value(snapshot)})
+                                         SNAPSHOT_LABEL: label_value(snapshot)},
+                                 annotations=made_by)
         volumes.append(RestoredVolume(
             volume_name=backup["volumeName"],
             old_claim=str((pvc.get("metadata") or {}).get("name") or ""),

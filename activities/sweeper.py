@@ -109,6 +109,8 @@ def labelled_object(kind: str, obj: Mapping[str, Any]) -> LabelledObject:
         deleting=bool(meta.get("deletionTimestamp")),
         volume_snapshots=[str(b.get("volumeSnapshotName")) for b in spec.get("volumeBackups") or []
                           if b.get("volumeSnapshotName")],
+        workflow_id=(meta.get("annotations") or {}).get(WORKFLOW_ID_ANNOTATION) or None
+        if kind == "PersistentVolumeClaim" else None,
     )
 
 

@@ -77,6 +77,7 @@ class LabelledObject(BaseModel):
     deleting: bool = False
     used_by_vms: list[str] = Field(default_factory=list)  # PVCs: VMs whose spec names it
     volume_snapshots: list[str] = Field(default_factory=list)  # contents: their backups
+    workflow_id: str | None = None  # restored / cloned PVCs: the workflow that made it
 
     @property
     def ref(self) -> str:
@@ -142,18 +143,23 @@ def _target_from_name(op: OperationRef) -> str | None:
     return target or None
 
 
-def workflow_ids_for(op: OperationRef, record: RecordFacts | None) -> list[str]:
+def workflow_ids_for(
+    op: OperationRef, record: RecordFacts | None, made_by: str | None = None
+) -> list[str]:
     """The workflows that may be working on the operation's objects right now.
 
     A snapshot: its own workflow (the record's, else the deterministic id) and
-    its deletion. A restore or clone: the one per target VM, the target taken
-    from the record or, without one, from the operation's name.
+    its deletion. A restore or clone: the workflow the object names as its maker
+    (`vmsnap.io/workflow-id`), else the one per target VM, the target taken from
+    the record or, without one, from the operation's name.
     """
     if op.operation == "snapshot":
         name = record.name if record is not None else op.label
         own = (record.workflow_id if record is not None and record.workflow_id
                else snapshot_workflow_id(op.namespace, name))
         return list(dict.fromkeys([own, delete_snapshot_workflow_id(op.namespace, name)]))
+    if made_by:
+        return [made_by]
     target = (record.target if record is not None and record.target
               else _target_from_name(op))
     if target is None:
@@ -177,7 +183,7 @@ def classify(
     if op is None:
         return Verdict(**base, action="keep", reason="carries no vmsnap operation label")
     record = records.get((op.operation, op.namespace, op.label))
-    ids = workflow_ids_for(op, record)
+    ids = workflow_ids_for(op, record, obj.workflow_id)
     common: dict[str, Any] = {**base, "operation": op.operation, "operation_name": op.label,
                               "workflow_ids": ids}
 
@@ -262,7 +268,8 @@ def workflow_ids_to_ask(
     for obj in objects:
         op = operation_of(obj)
         if op is not None:
-            ids += workflow_ids_for(op, index.get((op.operation, op.namespace, op.label)))
+            ids += workflow_ids_for(op, index.get((op.operation, op.namespace, op.label)),
+                                    obj.workflow_id)
     return list(dict.fromkeys(ids))
 
 

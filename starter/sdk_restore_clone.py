@@ -18,6 +18,7 @@ later, when there is no kubeconfig.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from datetime import timedelta
 from typing import Any, Generic, TypeVar
 
@@ -62,8 +63,8 @@ R = TypeVar("R", bound=BaseModel)
 P = TypeVar("P", bound=BaseModel)
 
 
-class _Handle(Generic[R, P]):
-    """A started restore or clone; `result_model` and `failure` set by the subclass."""
+class _Handle(ABC, Generic[R, P]):
+    """A started restore or clone; `result_model` and `_failure` set by the subclass."""
 
     result_model: type[R]
     progress_model: type[P]
@@ -82,8 +83,9 @@ class _Handle(Generic[R, P]):
     def run_id(self) -> str | None:
         return self.handle.result_run_id or self.handle.run_id
 
+    @abstractmethod
     def _failure(self, error: WorkflowFailureError) -> Exception:
-        raise NotImplementedError
+        """The SDK's exception for a failed run, carrying its typed result."""
 
     async def result(self) -> R:
         """The result once Succeeded; the failure type (with `.result`) otherwise."""

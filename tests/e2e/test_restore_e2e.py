@@ -126,6 +126,7 @@ async def test_restore_in_place_of_a_stopped_vm_from_the_temporal_cli(
                                          "kind": "VolumeSnapshot", "name": f"{snapshot}-root"}
     assert pvc["spec"]["dataSourceRef"] == pvc["spec"]["dataSource"]
     assert pvc["spec"]["storageClassName"] == old_pvc["spec"]["storageClassName"]
+    assert pvc["metadata"]["annotations"]["vmsnap.io/workflow-id"] == workflow_id  # sweeper
     # the old PVC is untouched, the lock released, the snapshot no longer in use
     assert kube_json(restore_stack, "pvc", "stopped-root")["metadata"]["uid"] == (
         old_pvc["metadata"]["uid"])

@@ -187,3 +187,13 @@ def test_workflow_ids_to_ask_are_unique() -> None:
 def test_negative_grace_is_refused() -> None:
     with pytest.raises(ValueError, match="negative"):
         plan_sweep([], [], {}, NOW, -1)
+
+
+def test_a_pvc_that_names_its_workflow_is_judged_by_that_workflow() -> None:
+    # A shortened (hashed) name names no target VM, but the annotation names the maker.
+    made = pvc("vmsnap.io/clone", "hashedname0123", workflow_id="clone/ns/long-target")
+    assert workflow_ids_to_ask([made], []) == ["clone/ns/long-target"]
+    running = decide(made, workflows={"clone/ns/long-target": "running"})
+    assert running.action == "keep" and "clone/ns/long-target is running" in running.reason
+    gone = decide(made, workflows={"clone/ns/long-target": "not_found"})
+    assert gone.action == "orphan" and gone.workflow_ids == ["clone/ns/long-target"]
