@@ -25,8 +25,6 @@ Names: workflow ID `clone/{namespace}/{target}`; the clone is named
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from datetime import timedelta
 
 from pydantic import ValidationError
@@ -52,7 +50,7 @@ with workflow.unsafe.imports_passed_through():
         CreateCloneVmInput,
         PrepareCloneInput,
     )
-    from workflows.failures import CANCELED, describe
+    from workflows.failures import describe
     from workflows.models import (
         DeleteVirtualMachineSnapshotInput,
         SnapshotVirtualMachineInput,
@@ -64,7 +62,7 @@ with workflow.unsafe.imports_passed_through():
         RestorePlan,
         SnapshotUserInput,
     )
-    from workflows.saga import Saga, to_completion
+    from workflows.saga import Saga, run_or_undo
 
 WAIT_GRACE = timedelta(seconds=60)
 WAIT_HEARTBEAT = timedelta(seconds=30)
@@ -104,21 +102,7 @@ class CloneVirtualMachine:
         except CloneSpecError as exc:
             raise ApplicationError(str(exc), type=names.INVALID_CLONE_SPEC,
                                    non_retryable=True) from None
-        steps = asyncio.create_task(self._clone())
-        try:
-            await steps
-        except asyncio.CancelledError:
-            if not steps.done():
-                steps.cancel()
-                with contextlib.suppress(asyncio.CancelledError, ActivityError,
-                                         ApplicationError, ChildWorkflowError):
-                    await steps
-            # Failed with the saga's outcome, whenever the cancel landed: the same answer
-            # (ApplicationError Canceled, the result attached) as a cancel during a step.
-            raise await to_completion(self._fail("canceled", CANCELED)) from None
-        except (ActivityError, ApplicationError, ChildWorkflowError) as error:
-            message, error_type = _describe(error)
-            raise await self._fail(f"{self._step}: {message}", error_type) from error
+        await run_or_undo(self._clone(), self._fail, lambda: self._step)
         await self._report()
         return self._require_result()
 
@@ -273,7 +257,7 @@ class CloneVirtualMachine:
                                                   name=result.snapshot),
                 id=naming.delete_snapshot_workflow_id(input.namespace, result.snapshot))
         except ChildWorkflowError as err:
-            message, error_type = _describe(err)
+            message, error_type = describe(err)
             if error_type != "SnapshotNotFound":
                 raise ApplicationError(f"deleting the temporary snapshot: {message}",
                                        type=error_type) from err
@@ -325,8 +309,4 @@ class CloneVirtualMachine:
         return self._plan
 
 
-def _describe(error: BaseException) -> tuple[str, str]:
-    """Like `failures.describe`, also through a child workflow's failure."""
-    if isinstance(error, ChildWorkflowError) and error.cause is not None:
-        return describe(error.cause)
-    return describe(error)
+

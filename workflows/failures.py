@@ -11,6 +11,7 @@ from temporalio.exceptions import (
     ActivityError,
     ApplicationError,
     CancelledError,
+    ChildWorkflowError,
 )
 from temporalio.exceptions import TimeoutError as ActivityTimeout
 
@@ -18,7 +19,10 @@ CANCELED = "Canceled"
 
 
 def describe(error: BaseException) -> tuple[str, str]:
-    """(message, type) of a step's failure, from the activity's own error when there is one."""
+    """(message, type) of a step's failure, from the activity's own error when there is one
+    (through a child workflow's failure too)."""
+    if isinstance(error, ChildWorkflowError) and error.cause is not None:
+        return describe(error.cause)
     if isinstance(error, ActivityError):
         cause = error.cause
         if isinstance(cause, ApplicationError):

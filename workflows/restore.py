@@ -27,8 +27,6 @@ PVCs `{restore}-{volume}`.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from datetime import timedelta
 
 from pydantic import ValidationError
@@ -45,7 +43,6 @@ with workflow.unsafe.imports_passed_through():
     from activities.models import VmLockInput
     from cluster.models import PvcState
     from workflows import saga
-    from workflows.failures import CANCELED, describe
     from workflows.restore_models import (
         ApplyRestoredVmInput,
         PrepareRestoreInput,
@@ -60,7 +57,7 @@ with workflow.unsafe.imports_passed_through():
         SnapshotUserInput,
         VmPowerInput,
     )
-    from workflows.saga import Saga, to_completion
+    from workflows.saga import Saga, run_or_undo
 
 WAIT_GRACE = timedelta(seconds=60)  # past a wait's own bound: the bound decides, not the timeout
 WAIT_HEARTBEAT = timedelta(seconds=30)
@@ -89,21 +86,7 @@ class RestoreVirtualMachine:
         self._result = RestoreVirtualMachineResult(
             namespace=input.namespace, name="", snapshot=input.snapshot, target=target,
             phase="InProgress", workflow_id=workflow.info().workflow_id, started_at=now)
-        steps = asyncio.create_task(self._restore())
-        try:
-            await steps
-        except asyncio.CancelledError:
-            if not steps.done():
-                steps.cancel()
-                with contextlib.suppress(asyncio.CancelledError, ActivityError,
-                                         ApplicationError):
-                    await steps
-            # Failed with the saga's outcome, whenever the cancel landed: the same answer
-            # (ApplicationError Canceled, the result attached) as a cancel during a step.
-            raise await to_completion(self._fail("canceled", CANCELED)) from None
-        except (ActivityError, ApplicationError) as error:
-            message, error_type = describe(error)
-            raise await self._fail(f"{self._step}: {message}", error_type) from error
+        await run_or_undo(self._restore(), self._fail, lambda: self._step)
         await self._report()
         return self._require_result()
 

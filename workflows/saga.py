@@ -11,6 +11,7 @@ compensation does not stop the others: its error is collected and reported.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from datetime import timedelta
@@ -19,7 +20,9 @@ from typing import Any, TypeVar
 from pydantic import BaseModel
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError
+
+from workflows.failures import CANCELED, describe
 
 Compensation = Callable[[], Awaitable[object]]
 
@@ -164,6 +167,35 @@ async def to_completion(work: Coroutine[Any, Any, T]) -> T:
             if task.done():
                 raise
             continue
+
+
+STEP_FAILURES = (ActivityError, ApplicationError, ChildWorkflowError)
+
+
+async def run_or_undo(
+    steps: Coroutine[Any, Any, None],
+    fail: Callable[[str, str], Coroutine[Any, Any, ApplicationError]],
+    current_step: Callable[[], str],
+) -> None:
+    """Run a workflow's steps; when one fails for good or the workflow is cancelled, raise
+    what `fail(reason, error type)` returns (it runs the saga and attaches the result).
+
+    A cancel is answered the same way whenever it lands, during a step or between two:
+    the steps are stopped and waited for (no step outlives its undo), then the workflow
+    fails with type `Canceled` and the result, rather than ending as cancelled.
+    """
+    task = asyncio.create_task(steps)
+    try:
+        await task
+    except asyncio.CancelledError:
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, *STEP_FAILURES):
+                await task
+        raise await to_completion(fail("canceled", CANCELED)) from None
+    except STEP_FAILURES as error:
+        message, error_type = describe(error)
+        raise await fail(f"{current_step()}: {message}", error_type) from error
 
 
 def run_suffix() -> str:
