@@ -56,6 +56,24 @@ class VmInspection(BaseModel):
     lock: str | None = Field(
         default=None, description="the lock annotation written, when the VM was locked "
         "with the same read (lock_and_inspect_vm)")
+    content_name: str | None = Field(
+        default=None, description="the content made from the same read, if one was asked "
+        "for and some volume can be snapshotted")
+
+
+class ContentPlan(BaseModel):
+    """The snapshot's content, to be made from the inspection's own read of the VM and its
+    PVCs (as KubeVirt makes it: after the lock, before the freeze)."""
+
+    name: str
+    snapshot: str
+    snapshot_uid: str
+    labels: dict[str, str]
+
+
+class LockAndInspectInput(BaseModel):
+    lock: VmLockInput
+    content: ContentPlan | None = None
 
 
 class WriteSnapshotStatusInput(BaseModel):
@@ -118,17 +136,6 @@ class CutOutcome(BaseModel):
 class UnfreezeVmInput(BaseModel):
     namespace: str
     vmi: str
-
-
-class CreateContentInput(BaseModel):
-    namespace: str
-    name: str
-    snapshot: str
-    snapshot_uid: str
-    vm: str
-    volumes: list[PlannedVolumeSnapshot]
-    volume_snapshot_states: list[VolumeSnapshotState]
-    labels: dict[str, str]
 
 
 class VolumeSnapshotsInput(BaseModel):

@@ -28,11 +28,12 @@ from activities.cut import GuestCut
 from activities.errors import cluster_errors
 from activities.liveness import WorkflowLiveness
 from activities.models import (
-    CreateContentInput,
+    ContentPlan,
     CreateSnapshotRecordInput,
     CutInput,
     CutOutcome,
     DeletionPlan,
+    LockAndInspectInput,
     ObjectRef,
     SnapshotRecordRef,
     UnfreezeVmInput,
@@ -51,7 +52,7 @@ from cluster.lock import (
     acquire_vm_lock,
     release_vm_lock,
 )
-from cluster.models import VolumeSnapshotState
+from cluster.models import IncludedVolume, VolumeSnapshotState
 from cluster.records import (
     ExcludedVolumeReason,
     SnapshotRecordStatus,
@@ -62,7 +63,7 @@ from cluster.records import (
 from cluster.vms import vm_state_from
 from cluster.waiting import WaitTimeout
 from workflows.models import SnapshotVirtualMachineResult
-from workflows.naming import snapshot_selector
+from workflows.naming import snapshot_selector, volume_snapshot_name
 
 READY_WATCH_SECONDS = 10.0
 
@@ -140,7 +141,6 @@ class SnapshotActivities:
             self.create_snapshot_record, self.lock_vm, self.unlock_vm, self.inspect_vm,
             self.lock_and_inspect_vm,
             self.write_snapshot_status, self.unfreeze_vm, self.freeze_and_cut,
-            self.create_snapshot_content,
             self.check_volume_snapshots_ready, self.delete_volume_snapshots,
             self.delete_snapshot_content, self.prepare_snapshot_deletion,
             self.delete_snapshot_record,
@@ -198,17 +198,24 @@ class SnapshotActivities:
                                    _holder(input.operation), held=input.held)
 
     @activity.defn(name=names.LOCK_AND_INSPECT_VM)
-    def lock_and_inspect_vm(self, input: VmLockInput) -> VmInspection:
+    def lock_and_inspect_vm(self, input: LockAndInspectInput) -> VmInspection:
         """`lock_vm` and `inspect_vm` on one read of the VM: the lock is written against the
-        resourceVersion inspected, so the inspection is of the VM as it was locked."""
-        holder = _holder(input.operation)
+        resourceVersion inspected, so the inspection is of the VM as it was locked. With a
+        content plan, the content too (a copy of that VM and its PVCs, naming the
+        VolumeSnapshots the cut will make), when some volume can be snapshotted."""
+        lock = input.lock
+        holder = _holder(lock.operation)
+        content = None
         try:
             with cluster_errors(not_found=errors.VM_NOT_FOUND):
-                vm = self.cluster.get_vm(input.namespace, input.vm)
-                stale = acquire_vm_lock(self.cluster, input.namespace, input.vm, holder,
+                vm = self.cluster.get_vm(lock.namespace, lock.vm)
+                stale = acquire_vm_lock(self.cluster, lock.namespace, lock.vm, holder,
                                         self._is_alive, read=vm)
-                state = vm_state_from(vm, self.cluster.get_vmi(input.namespace, input.vm))
-                volumes = self.cluster.select_volumes_of(input.namespace, vm)
+                state = vm_state_from(vm, self.cluster.get_vmi(lock.namespace, lock.vm))
+                volumes, pvcs = self.cluster.select_volumes_and_pvcs(lock.namespace, vm)
+                if input.content is not None and volumes.included:
+                    content = self._create_content(lock.namespace, input.content, vm, pvcs,
+                                                   volumes.included)
         except ApplicationError as err:
             if isinstance(err.__cause__, VmLocked):
                 raise ApplicationError(str(err.message), type=errors.VM_LOCKED,
@@ -216,8 +223,22 @@ class SnapshotActivities:
             raise
         if stale is not None:
             activity.logger.warning("took over the lock of %s/%s from closed %s",
-                                    input.namespace, input.vm, stale.describe())
-        return VmInspection(vm=state, volumes=volumes, lock=_lock_written(vm, holder))
+                                    lock.namespace, lock.vm, stale.describe())
+        return VmInspection(vm=state, volumes=volumes, lock=_lock_written(vm, holder),
+                            content_name=content)
+
+    def _create_content(
+        self, namespace: str, plan: ContentPlan, vm: dict[str, Any],
+        pvcs: dict[str, dict[str, Any]], included: list[IncludedVolume],
+    ) -> str:
+        body = records.content_body(
+            namespace, plan.name, plan.snapshot, plan.snapshot_uid, vm, pvcs,
+            [VolumeBackup(volume_name=v.volume_name, pvc_name=v.pvc_name,
+                          volume_snapshot=volume_snapshot_name(plan.snapshot, v.volume_name))
+             for v in included],
+            plan.labels)
+        records.create_snapshot_content(self.cluster, namespace, body)
+        return plan.name
 
     # ---- step 2: inspect ----------------------------------------------------------------
 
@@ -274,29 +295,7 @@ class SnapshotActivities:
         (see activities/cut.py)."""
         return GuestCut(self.cluster, input).run()
 
-    # ---- step 6: content and readiness --------------------------------------------------
-
-    @activity.defn(name=names.CREATE_SNAPSHOT_CONTENT)
-    def create_snapshot_content(self, input: CreateContentInput) -> str:
-        """The VirtualMachineSnapshotContent: a copy of the VM and a backup per volume."""
-        with cluster_errors(not_found=errors.VM_NOT_FOUND):
-            vm = self.cluster.get_vm(input.namespace, input.vm)
-            pvcs = self.cluster.get_pvcs(input.namespace, [v.pvc_name for v in input.volumes])
-            for volume in input.volumes:
-                if volume.pvc_name not in pvcs:
-                    raise ApplicationError(
-                        f"PVC {input.namespace}/{volume.pvc_name} of volume "
-                        f"{volume.volume_name} disappeared before the content was recorded",
-                        type=errors.PVC_MISSING, non_retryable=True)
-            body = records.content_body(
-                input.namespace, input.name, input.snapshot, input.snapshot_uid, vm, pvcs,
-                [VolumeBackup(volume_name=v.volume_name, pvc_name=v.pvc_name,
-                              volume_snapshot=v.name) for v in input.volumes],
-                input.labels)
-            records.create_snapshot_content(self.cluster, input.namespace, body)
-            records.write_content_status(self.cluster, input.namespace, input.name,
-                                         input.volume_snapshot_states)
-        return input.name
+    # ---- step 6: readiness --------------------------------------------------------------
 
     @activity.defn(name=names.CHECK_VOLUME_SNAPSHOTS_READY)
     def check_volume_snapshots_ready(

@@ -245,6 +245,13 @@ class Cluster(VmOperations, SnapshotOperations, PvcOperations):
 
     def select_volumes_of(self, namespace: str, vm: dict[str, Any]) -> VolumeSelection:
         """`select_volumes` for a VM already read (one GET fewer for a caller that has it)."""
+        return self.select_volumes_and_pvcs(namespace, vm)[0]
+
+    def select_volumes_and_pvcs(
+        self, namespace: str, vm: dict[str, Any]
+    ) -> tuple[VolumeSelection, dict[str, dict[str, Any]]]:
+        """`select_volumes_of`, and the PVCs it read (by name): a caller that records them
+        (the snapshot's content) needs no second read."""
         volumes = ((vm.get("spec") or {}).get("template") or {}).get("spec", {}).get("volumes")
         claims = dict.fromkeys(c for v in volumes or [] if (c := claim_name(v)))
         pvcs = self.get_pvcs(namespace, list(claims))
@@ -259,4 +266,4 @@ class Cluster(VmOperations, SnapshotOperations, PvcOperations):
             # NotFound: the snapshot API is not installed, so no PVC has a class.
             with contextlib.suppress(NotFound):
                 snapshot_classes = self.list_volume_snapshot_classes()
-        return select_volumes(vm, pvcs, storage_classes, snapshot_classes)
+        return select_volumes(vm, pvcs, storage_classes, snapshot_classes), pvcs

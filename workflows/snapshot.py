@@ -4,22 +4,23 @@
 
   1. `_record_snapshot`                 the record
   2. `_lock_and_inspect_vm`             the VM's lock, and on the same read its state,
-                                         agent, volumes with reasons (InProgress); no
+                                         agent, volumes with reasons, and the content (a
+                                         copy of the VM and its PVCs); InProgress; no
                                          disk: fail
   3-5. `_freeze_cut_and_thaw`           freeze when the VM runs with its agent and is not
                                          paused; every VolumeSnapshot at once; thaw at the
                                          last cut (one activity: nothing lengthens the freeze)
-  6. `_record_content`, `_mark_succeeded`, then `_unlock_vm` and `_follow_to_ready`
+  6. `_mark_succeeded`, then `_unlock_vm` and `_follow_to_ready`
 
 The failure deadline (default 5m, 0 = none) is a durable timer raced against
 steps 1-6 up to Succeeded. When it fires, when a step fails for good, or when
 the workflow is cancelled, the saga runs: thaw first, then in reverse delete
-the content and the VolumeSnapshots, release the lock, and mark the record
+the VolumeSnapshots and the content, release the lock, and mark the record
 Failed with the reason. The Failed record stays until a user deletes it, and
 the workflow fails with an ApplicationError whose details are the result.
 
-Short steps (record, lock, inspection, status writes, content, unlock, the
-Event) are local activities: a marker each in the history and no task-queue
+Short steps (record, lock and inspection with the content, status writes,
+unlock, the Event) are local activities: a marker each in the history and no task-queue
 round trip. The cut and the readiness poll, which hold watches and heartbeat,
 are ordinary activities; so are the compensations.
 
@@ -57,11 +58,12 @@ with workflow.unsafe.imports_passed_through():
     )
     from activities.metrics import RECORD_SNAPSHOT_METRICS, SnapshotMetricsInput
     from activities.models import (
-        CreateContentInput,
+        ContentPlan,
         CreateSnapshotRecordInput,
         CutInput,
         CutOutcome,
         FreezePlan,
+        LockAndInspectInput,
         ObjectRef,
         PlannedVolumeSnapshot,
         SnapshotRecordRef,
@@ -156,7 +158,6 @@ class SnapshotVirtualMachine:
         await self._record_snapshot()
         await self._lock_and_inspect_vm()
         await self._freeze_cut_and_thaw()
-        await self._record_content()
         await self._mark_succeeded()
 
     # ---- queries ------------------------------------------------------------------------
@@ -207,11 +208,16 @@ class SnapshotVirtualMachine:
         `required` on a guest that cannot be frozen."""
         input, result = self._require_input(), self._require_result()
         self._saga.add("release the VM lock", self._release_lock)
+        self._saga.add("delete the content", self._delete_content)
         self._enter("lock")
-        inspection = await self._local(names.LOCK_AND_INSPECT_VM, self._lock_input(),
-                                       VmInspection)
+        content = ContentPlan(name=naming.content_name(result.name), snapshot=result.name,
+                              snapshot_uid=self._require_record().uid, labels=self._labels())
+        inspection = await self._local(
+            names.LOCK_AND_INSPECT_VM,
+            LockAndInspectInput(lock=self._lock_input(), content=content), VmInspection)
         self._inspection = inspection
         self._lock = inspection.lock
+        result.content_name = inspection.content_name
         self._enter("inspect")
         quiesce = plan_quiesce(inspection.vm, input.quiesce)
         result.vm_uid = inspection.vm.uid
@@ -284,24 +290,7 @@ class SnapshotVirtualMachine:
         if outcome.thawed_before_cut:
             result.indications.append(QUIESCE_TIMEOUT)
 
-    # ---- step 6: content, Succeeded, lock, readiness ------------------------------------------
-
-    async def _record_content(self) -> None:
-        """The content: a copy of the VM, and per volume its PVC and VolumeSnapshot."""
-        input, result = self._require_input(), self._require_result()
-        content = naming.content_name(result.name)
-        self._saga.add("delete the content", self._delete_content)
-        self._enter("content")
-        await self._local(
-            names.CREATE_SNAPSHOT_CONTENT,
-            CreateContentInput(namespace=input.namespace, name=content, snapshot=result.name,
-                               snapshot_uid=self._require_record().uid, vm=input.vm,
-                               volumes=self._planned,
-                               volume_snapshot_states=list(self._states.values()),
-                               labels=self._labels()),
-            str)
-        result.content_name = content
-        self._content_states = list(self._states.values())
+    # ---- step 6: Succeeded, lock, readiness ---------------------------------------------------
 
     async def _mark_succeeded(self) -> None:
         """Phase Succeeded: the cut is taken. From here on nothing is undone."""
@@ -447,6 +436,7 @@ class SnapshotVirtualMachine:
         result.volume_snapshots = []
 
     async def _delete_content(self) -> None:
+        """Harmless when the inspection made none (no volume, or it never ran)."""
         input, result = self._require_input(), self._require_result()
         await self._compensation(
             names.DELETE_SNAPSHOT_CONTENT,

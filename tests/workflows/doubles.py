@@ -23,11 +23,11 @@ from activities import names
 from activities.events import RECORD_VM_EVENT, VmEventInput
 from activities.metrics import RECORD_SNAPSHOT_METRICS, SnapshotMetricsInput, record_snapshot
 from activities.models import (
-    CreateContentInput,
     CreateSnapshotRecordInput,
     CutInput,
     CutOutcome,
     DeletionPlan,
+    LockAndInspectInput,
     ObjectRef,
     SnapshotRecordRef,
     UnfreezeVmInput,
@@ -155,11 +155,16 @@ class World:
             take_lock(input)
 
         @activity.defn(name=names.LOCK_AND_INSPECT_VM)
-        async def lock_and_inspect_vm(input: VmLockInput) -> VmInspection:
+        async def lock_and_inspect_vm(input: LockAndInspectInput) -> VmInspection:
             world.calls.append(names.LOCK_AND_INSPECT_VM)
-            take_lock(input)
-            return VmInspection(vm=world.vms[input.vm], volumes=VolumeSelection(
-                included=world.included, excluded=world.excluded), lock=f"held-by-{run()[1]}")
+            take_lock(input.lock)
+            content = None
+            if input.content is not None and world.included:
+                world.contents[input.content.name] = input.content.snapshot
+                content = input.content.name
+            return VmInspection(vm=world.vms[input.lock.vm], volumes=VolumeSelection(
+                included=world.included, excluded=world.excluded),
+                lock=f"held-by-{run()[1]}", content_name=content)
 
         @activity.defn(name=names.UNLOCK_VM)
         async def unlock_vm(input: VmLockInput) -> bool:
@@ -228,12 +233,6 @@ class World:
                 cut_at=CUT_TIME, frozen_at=frozen_at, thawed_at=thawed_at,
                 freeze_window_ms=250 if thawed_at else None, freeze_error=freeze_error)
 
-        @activity.defn(name=names.CREATE_SNAPSHOT_CONTENT)
-        async def create_snapshot_content(input: CreateContentInput) -> str:
-            world.calls.append(names.CREATE_SNAPSHOT_CONTENT)
-            world.contents[input.name] = input.snapshot
-            return input.name
-
         @activity.defn(name=names.CHECK_VOLUME_SNAPSHOTS_READY)
         async def check_volume_snapshots_ready(
             input: VolumeSnapshotsInput,
@@ -299,7 +298,7 @@ class World:
         return [create_snapshot_record, lock_vm, lock_and_inspect_vm, unlock_vm, inspect_vm,
                 write_snapshot_status,
                 unfreeze_vm, freeze_and_cut,
-                create_snapshot_content, check_volume_snapshots_ready, delete_volume_snapshots,
+                check_volume_snapshots_ready, delete_volume_snapshots,
                 delete_snapshot_content, prepare_snapshot_deletion, delete_snapshot_record,
                 record_vm_event, record_snapshot_metrics]
 

@@ -57,7 +57,8 @@ async def wait_for_step(handle: Handle, step: str, timeout: float = 10.0) -> Sna
         await asyncio.sleep(0.05)
 
 
-COMPENSATION_AFTER_CUT = [names.UNFREEZE_VM, names.DELETE_VOLUME_SNAPSHOTS, names.UNLOCK_VM,
+COMPENSATION_AFTER_CUT = [names.UNFREEZE_VM, names.DELETE_VOLUME_SNAPSHOTS,
+                          names.DELETE_SNAPSHOT_CONTENT, names.UNLOCK_VM,
                           names.WRITE_SNAPSHOT_STATUS]
 
 
@@ -78,17 +79,21 @@ async def test_running_vm_with_agent_is_frozen_once_and_thawed_at_the_cut(
     assert world.calls == [
         names.CREATE_SNAPSHOT_RECORD, names.LOCK_AND_INSPECT_VM,
         names.WRITE_SNAPSHOT_STATUS, names.FREEZE_AND_CUT, "freeze", "thaw-at-cut",
-        names.CREATE_SNAPSHOT_CONTENT, names.WRITE_SNAPSHOT_STATUS,
+        names.WRITE_SNAPSHOT_STATUS,
         names.UNLOCK_VM, names.CHECK_VOLUME_SNAPSHOTS_READY, names.WRITE_SNAPSHOT_STATUS,
     ]
     assert world.count("freeze") == 1 and not world.frozen
     assert world.locks == {}
-    # One-request writes: the record by its uid, the lock released by the annotation the
-    # lock step wrote; the content's status only when the volumes' states changed (its
-    # creation wrote the cut's; readiness changes them).
+    # The content is made by the lock-and-inspect step, before the freeze (as KubeVirt
+    # does). One-request writes: the record by its uid, the lock released by the
+    # annotation the lock step wrote; the content's status only when the volumes' states
+    # changed (none at the inspection; the cut's with Succeeded; readiness).
+    assert world.contents == {"web-1-content": "web-1"}
     assert {s.record_uid for s in world.status_inputs} == {"uid-web-1"}
     assert world.unlock_inputs[0].held == f"held-by-{handle.result_run_id}"
-    assert [len(s.volume_snapshot_states) for s in world.status_inputs] == [0, 0, 2]
+    assert [len(s.volume_snapshot_states) for s in world.status_inputs] == [0, 2, 2]
+    assert [s.result.content_name for s in world.status_inputs] == ["web-1-content"] * 3
+    assert not any(s.ready_to_use for s in world.status_inputs[1].volume_snapshot_states)
     assert all(s.ready_to_use for s in world.status_inputs[-1].volume_snapshot_states)
     record = world.records["web-1"]
     assert record.phase == "Succeeded" and record.result and record.result.ready_to_use
@@ -115,9 +120,10 @@ async def test_default_deadline_fails_a_never_cut_snapshot_and_cleans_up_in_reve
     assert result.phase == "Failed"
     assert result.finished_at and result.finished_at - result.started_at >= timedelta(minutes=5)
     assert world.cut_attempts > 3  # retried in skipped time until the deadline
-    # thaw first, then the saga in reverse: VolumeSnapshots, lock, record Failed
+    # thaw first, then the saga in reverse: VolumeSnapshots, content, lock, record Failed
     assert world.after(names.FREEZE_AND_CUT) == COMPENSATION_AFTER_CUT
     assert not world.frozen and world.volume_snapshots == {} and world.locks == {}
+    assert world.contents == {}
     record = world.records[result.name]
     assert record.phase == "Failed"  # the Failed record stays
     assert record.result and record.result.error == "snapshot deadline exceeded (5m0s)"
@@ -342,8 +348,8 @@ async def test_volume_snapshots_ready_at_the_cut_are_recorded_ready_with_succeed
     assert result.phase == "Succeeded" and result.ready_to_use
     assert result.ready_at == result.succeeded_at
     assert names.CHECK_VOLUME_SNAPSHOTS_READY not in world.calls
-    assert world.after(names.CREATE_SNAPSHOT_CONTENT) == [
-        names.WRITE_SNAPSHOT_STATUS, names.UNLOCK_VM]
+    assert world.after(names.FREEZE_AND_CUT) == [
+        "freeze", "thaw-at-cut", names.WRITE_SNAPSHOT_STATUS, names.UNLOCK_VM]
     record = world.records["fast"]
     assert record.result and record.result.phase == "Succeeded" and record.result.ready_to_use
 
