@@ -5,8 +5,11 @@ Part 1: one snapshot at a time of VMs with 1, 8 and 32 disks; the requests each 
 counted from the simulator's request log and split by verb and resource. Part 2: N
 snapshots started at once (VMs of 1 disk, 200 ms cut) on a worker whose Kubernetes
 client is limited to QPS requests per second (VMSNAP_KUBE_QPS, burst VMSNAP_KUBE_BURST):
-wall time, successes, and the freeze windows under that throttle (requests made while a
-guest is frozen pass first, see cluster.client.RateLimiter).
+wall time, successes within each snapshot's failure deadline, the times to the first and
+the last success, and the freeze windows under that throttle (requests made while a guest
+is frozen pass first; waiting requests go earliest operation first when the worker has the
+request-priority interceptor, see cluster.client.RateLimiter and
+activities/request_priority.py).
 
     .venv/bin/python -m bench.api_economy --disks 1 8 32 --throttled 80 --qps 5
 """
@@ -18,6 +21,7 @@ import asyncio
 import statistics
 import time
 from collections import Counter
+from dataclasses import dataclass
 from datetime import datetime
 
 from bench.freeze_window import (
@@ -30,8 +34,13 @@ from bench.freeze_window import (
     vm_for,
 )
 from bench.report import record_section
+from starter.local_stack import REPO_ROOT
+from workflows.models import SnapshotVirtualMachineResult
 
 SECTION_COUNTS, SECTION_THROTTLED = "api-economy", "api-economy-throttled"
+# The same fleet measured with the worker's limiter serving requests in arrival order
+# (before the request-priority interceptor): kept in its own section for comparison.
+SECTION_THROTTLED_FIFO = "api-economy-throttled-fifo"
 NOMINAL_CUT_MS = 200.0
 
 
@@ -74,17 +83,42 @@ def failure_reason(outcome: object) -> str:
     return f"phase {getattr(outcome, 'phase', '?')}: {getattr(outcome, 'error', '') or ''}"[:160]
 
 
+def worker_orders_by_start() -> bool:
+    """Whether worker.py (the process the bench starts) installs the request-priority
+    interceptor, so that its limiter serves the earliest snapshot first."""
+    return "request_priority_interceptors" in (REPO_ROOT / "worker.py").read_text()
+
+
+@dataclass(frozen=True)
+class Fleet:
+    """The throttled run's figures: wall time and when each success ended (s from start)."""
+
+    wall: float
+    successes_at: list[float]
+    by_start: bool
+
+
 async def throttled(snapshots: int, qps: float, burst: int, failures: Counter[str],
-                    deadline: str) -> tuple[float, list[Run]]:
+                    deadline: str, max_activities: int | None = None
+                    ) -> tuple[Fleet, list[Run]]:
     docs = seed_documents([1], copies=snapshots)
     env = {"VMSNAP_KUBE_QPS": str(qps), "VMSNAP_KUBE_BURST": str(burst)}
+    if max_activities is not None:
+        env["VMSNAP_MAX_CONCURRENT_ACTIVITIES"] = str(max_activities)
+    by_start = worker_orders_by_start()
     async with bench_stack(docs, worker_env=env) as stack:
         vms = [vm_for(1) if i == 0 else f"{vm_for(1)}-{i}" for i in range(snapshots)]
         started = time.monotonic()
-        results = await asyncio.gather(
-            *(snapshot(stack, vm, f"thr-{i}", failure_deadline=deadline)
-              for i, vm in enumerate(vms)),
-            return_exceptions=True)
+        ended: dict[int, float] = {}
+
+        async def timed(i: int, vm: str) -> SnapshotVirtualMachineResult:
+            try:
+                return await snapshot(stack, vm, f"thr-{i}", failure_deadline=deadline)
+            finally:
+                ended[i] = time.monotonic() - started
+
+        results = await asyncio.gather(*(timed(i, vm) for i, vm in enumerate(vms)),
+                                       return_exceptions=True)
         wall = time.monotonic() - started
         log = stack.sim.requests_log()
         runs = []
@@ -97,15 +131,17 @@ async def throttled(snapshots: int, qps: float, burst: int, failures: Counter[st
             "/sim/"))
         failures.update(failure_reason(r) for r in results
                         if isinstance(r, BaseException) or not r.ready_to_use)
+        successes = sorted(ended[i] for i, r in enumerate(results)
+                           if not isinstance(r, BaseException) and r.ready_to_use)
         print(f"{snapshots} snapshots at {qps} QPS (burst {burst}): {wall:.1f} s, "
-              f"{sum(r.succeeded for r in runs)} succeeded, {sum(total.values())} requests",
-              flush=True)
-    return wall, runs
+              f"{len(successes)} succeeded, {sum(total.values())} requests", flush=True)
+    return Fleet(wall, successes, by_start), runs
 
 
-def throttled_text(snapshots: int, qps: float, burst: int, wall: float,
+def throttled_text(snapshots: int, qps: float, burst: int, fleet: Fleet,
                    runs: list[Run]) -> str:
     windows = sorted(r.window_ms for r in runs if r.window_ms is not None)
+    done = fleet.successes_at
     # The creates of 80 snapshots cannot be paired with their cuts in one log: compare
     # against the class's nominal cut latency instead.
     ratios = [w / NOMINAL_CUT_MS for w in windows]
@@ -115,16 +151,25 @@ def throttled_text(snapshots: int, qps: float, burst: int, wall: float,
         f"| figure | value |\n| --- | --- |\n"
         f"| snapshots started at once | {snapshots} (1 disk each, cut 200 ms) |\n"
         f"| client limit | {qps:g} QPS, burst {burst} |\n"
-        f"| wall time, all done | {wall:.1f} s |\n"
-        f"| succeeded | {sum(r.succeeded for r in runs)} of {snapshots} |\n"
+        f"| waiting requests served | {ordering(fleet.by_start)} |\n"
+        f"| wall time, all done | {fleet.wall:.1f} s |\n"
+        f"| Succeeded within the failure deadline, then ready to use | {len(done)} of "
+        f"{snapshots} |\n"
+        f"| first / last of those ready after | "
+        f"{f'{done[0]:.1f} / {done[-1]:.1f} s' if done else '-'} |\n"
         f"| freeze window median / worst | {statistics.median(windows):.0f} / "
         f"{windows[-1]:.0f} ms |\n"
         f"| window / nominal 200 ms cut median / worst | {statistics.median(ratios):.2f} / "
         f"{ratios[-1]:.2f} |")
 
 
+def ordering(by_start: bool) -> str:
+    return ("earliest snapshot first (request-priority interceptor)" if by_start
+            else "in arrival order (FIFO)")
+
+
 async def main(disk_counts: list[int], snapshots: int, qps: float, burst: int,
-               deadline: str, record: bool) -> None:
+               deadline: str, record: bool, max_activities: int | None = None) -> None:
     today = datetime.now().date()
     if disk_counts:
         runs = await per_snapshot(disk_counts)
@@ -140,20 +185,25 @@ async def main(disk_counts: list[int], snapshots: int, qps: float, burst: int,
                 f"resource).\n\nMeasured {today}:\n\n{text}"))
     if snapshots:
         failures: Counter[str] = Counter()
-        wall, runs = await throttled(snapshots, qps, burst, failures, deadline)
-        text = throttled_text(snapshots, qps, burst, wall, runs)
+        fleet, runs = await throttled(snapshots, qps, burst, failures, deadline,
+                                      max_activities)
+        text = throttled_text(snapshots, qps, burst, fleet, runs)
         if failures:
             text += "\n\nWhy the others did not end ready:\n\n" + "\n".join(
                 f"- {count} x {reason}" for reason, count in failures.most_common(5))
         print(text)
+        slots_flag = "" if max_activities is None else f" --max-activities {max_activities}"
+        slots_env = ("" if max_activities is None
+                     else f" VMSNAP_MAX_CONCURRENT_ACTIVITIES={max_activities}")
         if record:
-            record_section(SECTION_THROTTLED, (
-                f"## {snapshots} snapshots at once, client limited to {qps:g} requests/s "
-                "(issue 6)\n\n"
+            record_section(SECTION_THROTTLED if fleet.by_start else SECTION_THROTTLED_FIFO, (
+                f"## {snapshots} snapshots at once, client limited to {qps:g} requests/s, "
+                f"waiting requests {ordering(fleet.by_start)} (issue 6)\n\n"
                 f"Command: `.venv/bin/python -m bench.api_economy --disks --throttled "
-                f"{snapshots} --qps {qps:g} --burst {burst} --failure-deadline {deadline}` "
-                f"(own stack; each snapshot's failure_deadline {deadline}; worker.py with "
-                f"VMSNAP_KUBE_QPS={qps:g} VMSNAP_KUBE_BURST={burst}; requests made while a "
+                f"{snapshots} --qps {qps:g} --burst {burst} --failure-deadline {deadline}"
+                f"{slots_flag}` (own stack; each snapshot's failure_deadline {deadline}; "
+                f"worker.py with VMSNAP_KUBE_QPS={qps:g} VMSNAP_KUBE_BURST={burst}"
+                f"{slots_env}; requests made while a "
                 "guest is frozen are urgent: they pass at once and their tokens are "
                 "borrowed from the requests after them).\n\n"
                 f"Measured {today}:\n\n{text}"))
@@ -168,7 +218,10 @@ if __name__ == "__main__":
     parser.add_argument("--burst", type=int, default=5)
     parser.add_argument("--failure-deadline", default="5m",
                         help="each throttled snapshot's failure_deadline (the default is 5m)")
+    parser.add_argument("--max-activities", type=int, default=None,
+                        help="the throttled worker's VMSNAP_MAX_CONCURRENT_ACTIVITIES "
+                             "(default: the worker's own)")
     parser.add_argument("--no-record", action="store_true")
     args = parser.parse_args()
     asyncio.run(main(args.disks, args.throttled, args.qps, args.burst, args.failure_deadline,
-                     not args.no_record))
+                     not args.no_record, args.max_activities))

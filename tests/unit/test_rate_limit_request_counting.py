@@ -48,3 +48,17 @@ def test_the_bench_seed_has_one_vm_per_disk_count_and_one_class() -> None:
               for v in vms["disks-8-1"]["spec"]["template"]["spec"]["volumes"]]
     assert claims == [f"disks-8-1-disk{i}" for i in range(8)]
     assert [d["kind"] for d in docs].count("VolumeSnapshotClass") == 1
+
+
+def test_the_throttled_table_gives_successes_and_the_first_and_last_success() -> None:
+    from bench.api_economy import Fleet, throttled_text
+
+    run = Run(disks=1, window_ms=300.0, slowest_cut_ms=0, after_last_cut_ms=None,
+              reported_ms=None, requests=0)
+    text = throttled_text(3, 5, 5, Fleet(wall=100.0, successes_at=[12.5, 40.0],
+                                         by_start=True), [run, run, run])
+    assert "| Succeeded within the failure deadline, then ready to use | 2 of 3 |" in text
+    assert "| first / last of those ready after | 12.5 / 40.0 s |" in text
+    assert "earliest snapshot first" in text
+    none = throttled_text(3, 5, 5, Fleet(wall=300.0, successes_at=[], by_start=False), [run])
+    assert "| first / last of those ready after | - |" in none and "arrival order" in none
