@@ -6,15 +6,17 @@ next activity scheduled and polled) added about 100 ms on our machines. Here
 nothing but the cluster's own latency sits between the calls:
 
   1. prepare, not frozen yet: read every PVC in one request (each must still be
-     there) and start the threads the creates will use;
+     there) and hand every create to its own thread, blocked until the freeze is
+     done with (a failed `required` freeze or a cancellation abandons them);
   2. freeze, if planned, up to FREEZE_ATTEMPTS times; when it keeps failing,
      `required` fails (FreezeFailed) and `auto` goes on crash-consistent;
   3. create every VolumeSnapshot at once (threads); transient API errors are
      retried in place, the guest still frozen; from the freeze call to the thaw,
      requests are urgent (`cluster.client.urgent_requests`): a client-side rate
      limit lets them pass before unfrozen work;
-  4. watch them and thaw the moment every one has `status.creationTime`, or at
-     `thaw_by` if that comes first (then the cut is crash-consistent);
+  4. watch them and thaw the moment every one has `status.creationTime` (from
+     inside the watch, before its connection is dropped), or at `thaw_by` if that
+     comes first (then the cut is crash-consistent);
   5. on any error or cancellation while frozen, thaw before leaving. An error
      once the guest has been frozen is final (CutFailed): a retry could no
      longer prove the cut was taken while it was frozen, so the workflow
@@ -27,11 +29,12 @@ freeze call to the end of the unfreeze call: an upper bound of what the guest sa
 from __future__ import annotations
 
 import contextlib
+import contextvars
+import threading
 import time
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -45,8 +48,6 @@ from cluster.errors import ClusterError, Conflict, Invalid, NotFound
 from cluster.models import VolumeSnapshotState
 from cluster.waiting import WaitTimeout
 from workflows.naming import snapshot_selector
-
-T = TypeVar("T")
 
 FREEZE_ATTEMPTS = 3
 FREEZE_RETRY_DELAY_SECONDS = 0.5
@@ -74,20 +75,28 @@ class GuestCut:
         self._pool = ThreadPoolExecutor(
             max_workers=max(1, min(len(input.volumes), MAX_PARALLEL_REQUESTS)),
             thread_name_prefix="cut")
+        self._go = threading.Event()  # set once the freeze is done with: the creates leave
+        self._abandoned = False  # set before `_go` when the creates must not be made
+        self._cut_seen_at: datetime | None = None
 
     def run(self) -> CutOutcome:
         try:
             self._prepare()
-            with self._urgency():
-                self._freeze()
+            # Every create waits in its own thread, ready before the freeze: once the freeze
+            # answers, all of them leave at once (no thread start inside the window).
+            pending = self._create_volume_snapshots()
             try:
                 with self._urgency():
-                    self._create_volume_snapshots()
+                    self._freeze()
+                    self._go.set()
+                    for creating in pending:
+                        creating.result()
                     states = self._wait_for_cut()
-                    cut_at = _now()
+                    cut_at = self._cut_seen_at or _now()
                     if self._frozen:
                         self._thaw()
             except BaseException as err:
+                self._abandoned = True  # creates not sent yet never are
                 if self._frozen:
                     with self._urgency():
                         self._thaw_on_the_way_out()
@@ -100,6 +109,9 @@ class GuestCut:
                         type=errors.CUT_FAILED, non_retryable=True) from err
                 raise
         finally:
+            # Creates still waiting (the freeze failed for good, or cancellation) never start.
+            self._abandoned = self._abandoned or not self._go.is_set()
+            self._go.set()
             self._pool.shutdown(wait=False, cancel_futures=True)
         return CutOutcome(
             volume_snapshots=states, cut_at=cut_at, frozen_at=self.frozen_at,
@@ -117,8 +129,6 @@ class GuestCut:
                 raise ApplicationError(
                     f"PVC {self.input.namespace}/{volume.pvc_name} of volume "
                     f"{volume.volume_name} is gone", type=errors.PVC_MISSING, non_retryable=True)
-        # Start every thread of the pool now, not inside the freeze window.
-        self._in_parallel(lambda volume: None, self.input.volumes)
 
     # ---- 2. freeze ------------------------------------------------------------------------
 
@@ -138,6 +148,7 @@ class GuestCut:
                 with activity.shield_thread_cancel_exception():
                     self.cluster.freeze(self.input.namespace, plan.vmi, timeout)
                 self.frozen_at = started
+                self._go.set()  # the creates leave now; heartbeat and log after them
                 earlier = _frozen_at_by_earlier_attempt()
                 if earlier is not None and earlier < started:
                     # A previous attempt froze and died (worker killed) before thawing, as
@@ -167,13 +178,22 @@ class GuestCut:
 
     # ---- 3. create ------------------------------------------------------------------------
 
-    def _create_volume_snapshots(self) -> list[VolumeSnapshotState]:
+    def _create_volume_snapshots(self) -> list[Future[VolumeSnapshotState | None]]:
+        """Submit one create per volume; each waits for `_go` (None if abandoned).
+
+        They are submitted before the freeze so that the pool has started one thread per
+        create (up to MAX_PARALLEL_REQUESTS) and each is blocked, ready to send: a pool
+        warmed with no-op tasks reuses its first idle threads and starts fewer.
+        """
         input = self.input
         owner = (records.snapshot_owner_reference(input.snapshot, input.snapshot_uid)
                  if input.owned_by_snapshot else None)
         thaw_by = input.freeze.thaw_by if input.freeze else None
 
-        def create(volume: PlannedVolumeSnapshot) -> VolumeSnapshotState:
+        def create(volume: PlannedVolumeSnapshot) -> VolumeSnapshotState | None:
+            self._go.wait()
+            if self._abandoned:
+                return None
             with self._urgency():
                 return create_one(volume)
 
@@ -200,7 +220,10 @@ class GuestCut:
                 time.sleep(delay)
                 delay = min(delay * 2, 1.0)
 
-        return self._in_parallel(create, input.volumes)
+        # Each in a copy of this thread's context: the request priority of the run (set by
+        # activities/request_priority.py) goes with the creates of a crash-consistent cut.
+        return [self._pool.submit(contextvars.copy_context().run, create, volume)
+                for volume in input.volumes]
 
     # ---- 4. wait for the cut, thaw --------------------------------------------------------
 
@@ -215,7 +238,7 @@ class GuestCut:
                 with cluster_errors(not_found=errors.VOLUME_SNAPSHOT_MISSING):
                     return self.cluster.watch_volume_snapshots(
                         self.input.namespace, names, "cut", window,
-                        on_change=self._heartbeat_states,
+                        on_change=self._on_cut_progress,
                         progress_interval_seconds=HEARTBEAT_EVERY_SECONDS,
                         label_selector=snapshot_selector(self.input.snapshot))
             except WaitTimeout:
@@ -287,6 +310,21 @@ class GuestCut:
             return None
         return max(0, round((self.thawed_at - self.frozen_at).total_seconds() * 1000))
 
+    def _on_cut_progress(self, states: list[VolumeSnapshotState]) -> None:
+        """Thaw here, inside the watch, the moment the last cut shows; then heartbeat.
+
+        Thawing before the watch returns matters: closing the watch stream drops its
+        connection, and the pool hands that dropped connection out first, so an unfreeze
+        sent after the watch would pay a new TLS handshake inside the window (5-10 ms).
+        A thaw that fails raises out of the watch, to the same handling as before.
+        """
+        if len(states) == len(self.input.volumes) and all(s.cut for s in states):
+            if self._cut_seen_at is None:
+                self._cut_seen_at = _now()
+            if self._frozen:
+                self._thaw()
+        self._heartbeat_states(states)
+
     def _heartbeat_states(self, states: list[VolumeSnapshotState]) -> None:
         """Heartbeat while watching (cancellation arrives through it), with what is cut so
         far and when the guest was frozen (a retry after a worker dies reports from there)."""
@@ -295,11 +333,6 @@ class GuestCut:
         if self._frozen and self.frozen_at is not None:
             details["frozen_at"] = self.frozen_at.isoformat()
         activity.heartbeat(details)
-
-    def _in_parallel(self, work: Callable[[PlannedVolumeSnapshot], T],
-                     volumes: list[PlannedVolumeSnapshot]) -> list[T]:
-        futures = [self._pool.submit(work, v) for v in volumes]
-        return [f.result() for f in futures]
 
 
 def _frozen_at_by_earlier_attempt() -> datetime | None:

@@ -16,6 +16,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import statistics
 import tempfile
 from collections import Counter
@@ -165,17 +166,49 @@ def examine(stack: BenchStack, vm: str, disks: int, name: str,
 
 
 async def snapshot_once(stack: BenchStack, disks: int, name: str, vm: str | None = None,
-                        namespace: str = NS) -> Run:
+                        namespace: str = NS, show_timeline: bool = False) -> Run:
     """One snapshot of the VM with `disks` disks (`vm`, default `disks-D`), alone on the
-    stack, and its figures."""
+    stack, and its figures (and its timeline printed, when asked)."""
     vm = vm or vm_for(disks)
     before = len(stack.sim.requests_log())
     result = await snapshot(stack, vm, name, namespace)
-    run = examine(stack, vm, disks, name, result, stack.sim.requests_log()[before:], namespace)
+    log = stack.sim.requests_log()[before:]
+    run = examine(stack, vm, disks, name, result, log, namespace)
+    if show_timeline and run.window_ms is not None:
+        print(timeline(stack, vm, name, log, namespace), flush=True)
     history = await stack.client.get_workflow_handle(
         snapshot_workflow_id(namespace, name)).fetch_history()
     run.history_events = len(history.events)
     return run
+
+
+def timeline(stack: BenchStack, vm: str, name: str, log: list[dict[str, Any]],
+             namespace: str = NS) -> str:
+    """One snapshot's freeze window as the simulator saw it, in ms from the freeze: each
+    request of the cut arriving and answered, each cut, the thaw (`--timeline`)."""
+    window = [e for e in stack.sim.freeze_log() if e["vmi"] == vm and e.get("thawed_at")][-1]
+    zero = _when(window["frozen_at"])
+    rows: list[tuple[datetime, str]] = [(zero, "guest frozen"),
+                                        (_when(window["thawed_at"]), "guest thawed")]
+    for entry in log:
+        what = f"{entry.get('verb')} {entry.get('resource')}" + (
+            f"/{entry['subresource']}" if entry.get("subresource") else "")
+        if entry.get("resource") not in ("volumesnapshots", "virtualmachineinstances"):
+            continue
+        rows.append((_when(entry["time"]), f"  {what} arrives"))
+        if entry.get("answered") and entry.get("verb") != "watch":
+            rows.append((_when(entry["answered"]), f"  {what} answered"))
+    snapshots = json.loads(stack.sim.kubectl(
+        "get", "volumesnapshots", "-n", namespace, "-o", "json", "-l",
+        f"vmsnap.io/snapshot={name}").stdout)["items"]
+    for item in snapshots:
+        cut = (item.get("status") or {}).get("creationTime")
+        if cut:
+            rows.append((_when(cut), f"    cut {item['metadata']['name']}"))
+    start = min(at for at, _ in rows)
+    lines = [f"{(at - zero).total_seconds() * 1000:8.1f} ms  {what}"
+             for at, what in sorted(rows, key=lambda row: row[0]) if at >= start]
+    return "\n".join(lines)
 
 
 def summary(runs: list[Run]) -> str:
@@ -206,13 +239,16 @@ def table(results: dict[int, list[Run]]) -> str:
     return "\n".join(lines)
 
 
-async def benchmark(runs: int, disk_counts: list[int], record: bool) -> None:
+async def benchmark(runs: int, disk_counts: list[int], record: bool,
+                    show_timeline: bool = False) -> None:
     results: dict[int, list[Run]] = {}
+    load_before = os.getloadavg()[0]
     async with bench_stack(seed_documents(disk_counts)) as stack:
         for disks in disk_counts:
             measured = []
             for index in range(runs):
-                run = await snapshot_once(stack, disks, f"fw-{disks}-{index}")
+                run = await snapshot_once(stack, disks, f"fw-{disks}-{index}",
+                                          show_timeline=show_timeline and index == runs - 1)
                 print(f"  {disks} disks: window {run.window_ms or 0:4.0f} ms, slowest cut "
                       f"{run.slowest_cut_ms:4.0f} ms, thawed {run.after_last_cut_ms or 0:3.0f} "
                       f"ms after the last cut, {run.requests} requests, "
@@ -221,7 +257,10 @@ async def benchmark(runs: int, disk_counts: list[int], record: bool) -> None:
             results[disks] = measured
             print(summary(measured), flush=True)
     text = table(results)
+    load = (f"load average {load_before:.1f} at the start, {os.getloadavg()[0]:.1f} at the "
+            f"end, on {os.cpu_count()} cores")
     print(text)
+    print(load)
     if record:
         counts = " ".join(str(d) for d in disk_counts)
         record_section(SECTION, (
@@ -231,7 +270,10 @@ async def benchmark(runs: int, disk_counts: list[int], record: bool) -> None:
             f"per disk count, CSI cut {CUT} and ready {READY} after creation; worker.py; "
             f"{runs} snapshots per VM one after the other; windows from the simulator's "
             "freeze log, cuts from each VolumeSnapshot's creationTime against its create "
-            f"request).\n\nMeasured {datetime.now().date()}:\n\n{text}\n\n"
+            "request; the simulated CSI driver cuts 200 ms after each VolumeSnapshot's "
+            "creation, so the slowest cut above 200 ms is the simulator's lag). "
+            "`--timeline` prints the last run of each disk count as the simulator saw it."
+            f"\n\nMeasured {datetime.now().date()} ({load}):\n\n{text}\n\n"
             "Aim (issue 6): window ≤ 1.25 x the slowest disk's cut."))
 
 
@@ -241,5 +283,7 @@ if __name__ == "__main__":
     parser.add_argument("--disks", type=int, nargs="+", default=[1, 8, 32])
     parser.add_argument("--no-record", action="store_true",
                         help="print only; leave docs/benchmarks.md alone")
+    parser.add_argument("--timeline", action="store_true",
+                        help="print the last run of each disk count as the simulator saw it")
     args = parser.parse_args()
-    asyncio.run(benchmark(args.runs, args.disks, not args.no_record))
+    asyncio.run(benchmark(args.runs, args.disks, not args.no_record, args.timeline))

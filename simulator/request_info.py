@@ -24,7 +24,8 @@ class RequestInfo:
     name: str = ""
     subresource: str = ""
     status: int = 0
-    time: str = ""
+    time: str = ""  # when the request arrived (RFC 3339, microseconds)
+    answered: str = ""  # when its answer was ready (a watch: when its stream began)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -21,10 +21,14 @@ def _is_true(value: str | None) -> bool:
     return (value or "").lower() in ("true", "1")
 
 
+def timestamp() -> str:
+    """Now, as the request log writes its instants (RFC 3339, UTC, microseconds)."""
+    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
 def resolve(method: str, path: str, query: Mapping[str, str]) -> tuple[RequestInfo, bool]:
     """(RequestInfo, is_resource_request) for one request."""
-    now = datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
-    info = RequestInfo(method=method, path=path, verb=method.lower(), time=now)
+    info = RequestInfo(method=method, path=path, verb=method.lower(), time=timestamp())
     parts = [p for p in path.strip("/").split("/") if p]
     if not parts or parts[0] not in ("api", "apis"):
         return info, False

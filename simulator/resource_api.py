@@ -23,6 +23,7 @@ from simulator.errors import ApiError, bad_request
 from simulator.patches import patch_kind
 from simulator.registry import KUBEVIRT_SUBRESOURCES, SUBRESOURCES_GROUP, Kind
 from simulator.request_info import RequestInfo
+from simulator.request_paths import timestamp
 from simulator.responses import (
     json_response,
     method_not_allowed,
@@ -280,7 +281,7 @@ class ResourceApi:
         response.enable_chunked_encoding()
         try:
             await response.prepare(request)
-            info.status = 200
+            info.status, info.answered = 200, timestamp()  # a watch is answered as it starts
             ctx.requests.append(info)
             request[LOGGED] = True
 

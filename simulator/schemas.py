@@ -17,6 +17,7 @@ from __future__ import annotations
 import copy
 import json
 import sys
+from collections import OrderedDict
 from collections.abc import Iterator
 from typing import Any
 
@@ -171,6 +172,23 @@ def _describe(error: jsonschema.ValidationError) -> list[tuple[str, str]]:
     return [(field, f"Invalid value: {_quoted(instance)}: {error.message}")]
 
 
+# Root keywords that validate the properties' values besides `properties` itself.
+_ROOT_KEYWORDS_INTO_PROPERTIES = frozenset(
+    {"allOf", "anyOf", "oneOf", "not", "patternProperties", "dependencies", "$ref"})
+_SUBTREE_MEMO_SIZE = 512
+
+# One schema error: its path (the sort key of a whole-document pass) and its description.
+_SortedError = tuple[list[str], list[tuple[str, str]]]
+
+
+def _sorted_error(error: jsonschema.ValidationError) -> _SortedError:
+    return list(map(str, error.absolute_path)), _describe(error)
+
+
+def _path_key(found: _SortedError) -> list[str]:
+    return found[0]
+
+
 class KindSchema:
     """The schema of one kind, with the definitions its `$ref`s point into."""
 
@@ -179,6 +197,8 @@ class KindSchema:
         self.definitions = definitions
         document = {**root, "definitions": definitions}
         self._validator = jsonschema.Draft4Validator(document)
+        self._split = self._split_by_property()
+        self._subtree_errors: OrderedDict[tuple[str, str], list[_SortedError]] = OrderedDict()
         self._rules: dict[int, list[tuple[CelProgram, dict[str, Any]]]] = {}
         self._checks_below: dict[int, bool] = {}
         self._warned: set[str] = set()
@@ -277,13 +297,61 @@ class KindSchema:
 
     def validate(self, obj: Any) -> FieldErrors:
         """Schema errors, CEL rules without `oldSelf`, duplicate set/map entries."""
-        errors: FieldErrors = []
-        for error in sorted(
-            self._validator.iter_errors(obj), key=lambda e: list(map(str, e.absolute_path))
-        ):
-            errors.extend(_describe(error))
+        found = self._schema_errors(obj)
+        errors: FieldErrors = [e for _, described in sorted(found, key=_path_key)
+                               for e in described]
         self._walk_checks(self.root, obj, MISSING, [], errors, transition=False)
         return errors
+
+    # The same errors as one pass of the whole document, but each top-level property
+    # (spec, status, metadata) is validated on its own and its answer remembered by
+    # content: a status write does not validate an unchanged spec again. A VMI's
+    # status write spent 7 of its 9 ms validating (KubeVirt's schema is large).
+
+    def _split_by_property(
+        self,
+    ) -> tuple[jsonschema.protocols.Validator, dict[str, jsonschema.protocols.Validator]] | None:
+        """Validators for the root without its properties, and for each property; None
+        when a root keyword other than `properties` looks into them (no split then)."""
+        resolved = self.resolve(self.root)
+        properties = resolved.get("properties")
+        if not isinstance(properties, dict) or _ROOT_KEYWORDS_INTO_PROPERTIES & resolved.keys():
+            return None
+        shallow = {**resolved, "properties": {key: {} for key in properties},
+                   "definitions": self.definitions}
+        return (jsonschema.Draft4Validator(shallow),
+                {key: self._validator.evolve(schema=sub) for key, sub in properties.items()})
+
+    def _schema_errors(self, obj: Any) -> list[_SortedError]:
+        if self._split is None or not isinstance(obj, dict):
+            return [_sorted_error(e) for e in self._validator.iter_errors(obj)]
+        shallow, by_property = self._split
+        found = [_sorted_error(e) for e in shallow.iter_errors(obj)]
+        for key, value in obj.items():
+            validator = by_property.get(key)
+            if validator is not None:
+                found.extend(self._property_errors(key, validator, value))
+        return found
+
+    def _property_errors(
+        self, key: str, validator: jsonschema.protocols.Validator, value: Any
+    ) -> list[_SortedError]:
+        try:
+            memo: tuple[str, str] | None = (key, json.dumps(value, sort_keys=True))
+        except (TypeError, ValueError):
+            memo = None  # not JSON: validate, remember nothing
+        if memo is not None and memo in self._subtree_errors:
+            self._subtree_errors.move_to_end(memo)
+            return self._subtree_errors[memo]
+        found = []
+        for error in validator.iter_errors(value):
+            error.path.appendleft(key)
+            found.append(_sorted_error(error))
+        if memo is not None:
+            self._subtree_errors[memo] = found
+            if len(self._subtree_errors) > _SUBTREE_MEMO_SIZE:
+                self._subtree_errors.popitem(last=False)
+        return found
 
     def transition_errors(self, new: Any, old: Any) -> FieldErrors:
         """CEL rules that compare with `oldSelf`, evaluated where old and new correlate."""

@@ -18,7 +18,7 @@ from aiohttp import web
 
 from simulator.context import INFO, IS_RESOURCE, LOGGED, SimulatorContext
 from simulator.errors import ApiError
-from simulator.request_paths import resolve
+from simulator.request_paths import resolve, timestamp
 from simulator.resource_api import ResourceApi
 from simulator.responses import (
     json_response,
@@ -59,6 +59,7 @@ class Server:
         info, is_resource = resolve(request.method, request.path, request.query)
         request[INFO], request[IS_RESOURCE] = info, is_resource
         admin = request.path == "/sim" or request.path.startswith("/sim/")
+        counted = False
         try:
             if request.path not in PUBLIC_PATHS and not _authorized(request, self.ctx.token):
                 raise _UNAUTHORIZED
@@ -66,6 +67,11 @@ class Server:
                 injected = await self.ctx.faults.before(info)
                 if injected is not None:
                     raise injected
+                # Controllers wait while an API call is answered (not a watch: it streams
+                # for long; not an injected hold above: that is time the server is idle).
+                counted = info.verb != "watch"
+                if counted:
+                    self.ctx.behaviours.runtime.request_started()
             response = await handler(request)
         except ApiError as exc:
             response = status_response(exc)
@@ -75,14 +81,17 @@ class Server:
             # The client went away (a timeout of its own, a fault-injected hold): the call
             # still happened, so it is logged, with status 0 for "no answer".
             if not admin and not request.get(LOGGED):
-                info.status = 0
+                info.status, info.answered = 0, timestamp()
                 self.ctx.requests.append(info)
             raise
         except Exception as exc:  # a simulator bug: answer like a server would, and say so
             traceback.print_exc(file=sys.stderr)
             response = status_response(ApiError(500, "InternalError", f"simulator error: {exc!r}"))
+        finally:
+            if counted:
+                self.ctx.behaviours.runtime.request_finished()
         if not admin and not request.get(LOGGED):
-            info.status = response.status
+            info.status, info.answered = response.status, timestamp()
             self.ctx.requests.append(info)
         return response
 

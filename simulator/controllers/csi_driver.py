@@ -1,10 +1,14 @@
 """The csi-snapshotter sidecar and the storage behind it, for every CSI driver at once.
 
 For a dynamically provisioned VolumeSnapshotContent the simulated storage
-takes the point-in-time cut `cut-latency` after it first sees the content
-(status: `snapshotHandle`, `creationTime` in nanoseconds, `readyToUse: false`),
-then is ready `ready-latency` after the cut (`readyToUse: true`,
-`restoreSize` in bytes: the source volume's size). The latencies and the
+takes the point-in-time cut (status: `snapshotHandle`, `creationTime` in
+nanoseconds, `readyToUse: false`) `cut-latency` after its VolumeSnapshot was
+created, however long the simulated snapshot controller took to make the
+content (a real one does that in parallel, in milliseconds); or after the
+content was first seen when there is no such instant (a snapshot that waited in
+error for its class or PVC, a pre-provisioned or seeded content). It is ready
+`ready-latency` after the cut (`readyToUse: true`, `restoreSize` in bytes: the
+source volume's size). The latencies and the
 `sim.vmsnap.io/fail` mode come from the source PVC, else the content's
 VolumeSnapshotClass (see `simulator.annotations`):
 
@@ -52,6 +56,9 @@ class CsiDriverSidecar:
         self._cut_due: dict[str, float] = {}
         self._ready_due: dict[str, float] = {}
         self._sizes: dict[str, int] = {}
+        # When each VolumeSnapshot (by uid) was created, on the loop's clock: its cut is due
+        # `cut-latency` after that, as the sidecar's CreateSnapshot call starts right away.
+        self._snapshot_created: dict[str, float] = {}
         # Un-ready contents by volume handle and by class: what a PVC or class change concerns.
         self._by_handle = Index()
         self._by_class = Index()
@@ -62,7 +69,18 @@ class CsiDriverSidecar:
     def observe(self, event: WatchEvent) -> None:
         key = event.resource.key
         obj = event.object
-        if key == (SNAPSHOT, "volumesnapshotcontents"):
+        if key == (SNAPSHOT, "volumesnapshots"):
+            uid = obj["metadata"].get("uid")
+            status = obj.get("status") or {}
+            if event.type == "ADDED" and uid:
+                self._snapshot_created[uid] = self.rt.now()
+            elif event.type == "DELETED" or (
+                status.get("error") and not status.get("boundVolumeSnapshotContentName")
+            ):
+                # Gone, or waiting in error for its class or PVC: CreateSnapshot starts
+                # only once the content is made, so the cut counts from the content.
+                self._snapshot_created.pop(uid, None)
+        elif key == (SNAPSHOT, "volumesnapshotcontents"):
             name = obj["metadata"]["name"]
             spec = obj.get("spec") or {}
             unready = (
@@ -150,9 +168,13 @@ class CsiDriverSidecar:
         due = self._cut_due.get(name)
         if due is None:
             delay = self._latency(content, ann.CUT_LATENCY, pvc, snapshot_class)
-            self._cut_due[name] = self.rt.now() + delay
-            self.rt.enqueue_after(QUEUE, name, delay)
-            return
+            ref_uid = (content["spec"].get("volumeSnapshotRef") or {}).get("uid")
+            started = self._snapshot_created.pop(ref_uid, None) if ref_uid else None
+            now = self.rt.now()
+            self._cut_due[name] = due = (now if started is None else min(started, now)) + delay
+            if now + _TOLERANCE < due:
+                self.rt.enqueue_after(QUEUE, name, due - now)
+                return
         if self.rt.now() + _TOLERANCE < due or failure is ann.SnapshotFailure.NEVER_CUT:
             return
         self._sizes[name] = pvc_size_bytes(pvc) or 0

@@ -7,6 +7,14 @@ write; the announcement only queues a key, and the queue is drained later on
 the event loop (`call_soon`), so a controller never writes inside another
 write and always sees committed state. Latencies are timers that queue the key
 again when they are due.
+
+Requests first: a real API server answers requests while the controllers run in
+processes of their own; here they share one loop, so queued controller work waits
+while API requests are being handled (`request_started` / `request_finished`), for
+at most `MAX_YIELD_SECONDS` in a row, then runs anyway; it runs at once when the
+last request in flight is answered, before a client can send its next one. Only
+the order changes: every key is still reconciled, against the state committed at
+that moment.
 """
 
 from __future__ import annotations
@@ -30,6 +38,8 @@ log = logging.getLogger("simulator.controllers")
 # starves the HTTP server sharing the loop.
 _BATCH = 200
 _CONFLICT_RETRIES = 5
+# The longest that queued controller work waits for API requests in flight.
+MAX_YIELD_SECONDS = 0.02
 
 CORE = ""
 STORAGE = "storage.k8s.io"
@@ -92,6 +102,9 @@ class Runtime:
         self._conflicts: dict[tuple[str, Hashable], int] = {}
         self._event_names: dict[tuple[str, str, str], str] = {}
         self._stopped = False
+        self._requests_in_flight = 0
+        self._yielding_since: float | None = None
+        self._yield_timer: asyncio.TimerHandle | None = None
 
     # ---- lifecycle -----------------------------------------------------------------
 
@@ -103,6 +116,9 @@ class Runtime:
 
     def stop(self) -> None:
         self._stopped = True
+        if self._yield_timer is not None:
+            self._yield_timer.cancel()
+            self._yield_timer = None
         for handle, _ in self._timers.values():
             handle.cancel()
         self._timers.clear()
@@ -165,6 +181,38 @@ class Runtime:
         """Nothing queued and no start-up timer pending (see `Behaviours.settle`)."""
         return not self._pending and not any(settles for _, settles in self._timers.values())
 
+    # ---- requests first --------------------------------------------------------------
+
+    def request_started(self) -> None:
+        """An API request (not a watch stream) is being handled: controllers wait."""
+        self._requests_in_flight += 1
+
+    def request_finished(self) -> None:
+        self._requests_in_flight = max(0, self._requests_in_flight - 1)
+        if self._requests_in_flight == 0 and self._pending and self._loop is not None:
+            self._schedule_drain()
+
+    def _yield_to_requests(self) -> bool:
+        """Whether queued work should wait for the requests in flight (at most
+        MAX_YIELD_SECONDS in a row; a timer resumes it then)."""
+        if self._requests_in_flight == 0:
+            self._yielding_since = None
+            return False
+        now = self.loop.time()
+        if self._yielding_since is None:
+            self._yielding_since = now
+        left = MAX_YIELD_SECONDS - (now - self._yielding_since)
+        if left <= 0:
+            self._yielding_since = None
+            return False
+        if self._yield_timer is None:
+            self._yield_timer = self.loop.call_later(left, self._resume)
+        return True
+
+    def _resume(self) -> None:
+        self._yield_timer = None
+        self._schedule_drain()
+
     def _schedule_drain(self) -> None:
         if not self._drain_scheduled:
             self._drain_scheduled = True
@@ -172,6 +220,11 @@ class Runtime:
 
     def _drain(self) -> None:
         self._drain_scheduled = False
+        if self._stopped or not self._pending or self._yield_to_requests():
+            return
+        if self._yield_timer is not None:
+            self._yield_timer.cancel()
+            self._yield_timer = None
         for _ in range(_BATCH):
             if not self._pending or self._stopped:
                 return
