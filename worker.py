@@ -43,7 +43,6 @@ from temporalio.client import (
 )
 from temporalio.runtime import Runtime
 from temporalio.worker import Worker
-from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.clone import CloneActivities
 from activities.events import EventActivities
@@ -133,27 +132,9 @@ def build_worker(
         **tuning.worker_options(),
         graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
         max_heartbeat_throttle_interval=MAX_HEARTBEAT_THROTTLE,
-        workflow_runner=workflow_runner(),
         # Kubernetes requests of earlier-started runs go first under VMSNAP_KUBE_QPS.
         interceptors=request_priority_interceptors(),
     )
-
-
-# Modules the workflows import that hold no state and do no I/O (models, names, the saga
-# helpers, the activity and cluster models): shared with the sandbox instead of executed
-# again for every workflow run, which cost the worker a tenth of its CPU per snapshot.
-PASSED_THROUGH_MODULES = (
-    "workflows.saga", "workflows.naming", "workflows.failures", "workflows.models",
-    "workflows.quiesce", "workflows.search_attributes", "workflows.restore_models",
-    "workflows.clone_models", "workflows.reporting", "activities", "cluster",
-)
-
-
-def workflow_runner() -> SandboxedWorkflowRunner:
-    """The default sandbox, with vmsnap's pure modules passed through."""
-    return SandboxedWorkflowRunner(
-        restrictions=SandboxRestrictions.default.with_passthrough_modules(
-            *PASSED_THROUGH_MODULES))
 
 
 def sweeper_schedule_id(task_queue: str) -> str:
