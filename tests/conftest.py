@@ -1,17 +1,38 @@
-"""Shared fixtures: real processes for the simulator (and, for e2e, Temporal and a worker)."""
+"""Shared fixtures: real processes for the simulator, the Temporal dev server and workers.
+
+The dev server and the stack starter live here (not in tests/e2e) because the fault suite
+uses them too; every stack has its own simulator and task queue, so tests share the
+session's one dev server. Background scenarios (tests/support/background.py) of the
+selected modules start with the session's first test.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from temporalio.client import Client
 
-from starter.local_stack import REPO_ROOT, start_simulator
+from starter.connection import connect, load_connection_settings
+from starter.local_stack import (
+    REPO_ROOT,
+    DevServerProcess,
+    ManagedProcess,
+    start_dev_server,
+    start_simulator,
+    start_worker,
+)
+from tests.support import background as background_scenarios
 from tests.support.sim import Sim
 
 SEEDS = REPO_ROOT / "simulator" / "seeds"
 REFERENCE_EXAMPLES = REPO_ROOT.parent / "shared" / "reference" / "examples"
+# Test workers do not create the hourly orphan-sweeper schedule on the shared dev server;
+# the tests of that schedule ask for it (extra_env={"VMSNAP_SWEEPER_SCHEDULE": "on"}).
+TEST_WORKER_ENV = {"VMSNAP_SWEEPER_SCHEDULE": "off"}
 
 StartSim = Callable[..., Sim]
 
@@ -39,3 +60,91 @@ def simulator(start_sim: StartSim) -> Iterator[Sim]:
     sim = start_sim(SEEDS / "demo.yaml")
     yield sim
     sim.process.stop()
+
+
+@pytest.fixture(scope="session")
+def dev_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevServerProcess]:
+    """The session's Temporal dev server (on a SQLite file), shared by e2e and fault tests."""
+    server = start_dev_server(tmp_path_factory.mktemp("temporal"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+async def client(dev_server: DevServerProcess) -> AsyncIterator[Client]:
+    yield await connect(
+        load_connection_settings(address=dev_server.address, namespace=dev_server.namespace)
+    )
+
+
+@dataclass
+class Stack:
+    """One simulator and one worker on its own task queue, sharing the session's dev server."""
+
+    sim: Sim
+    worker: ManagedProcess
+    task_queue: str
+    client: Client
+
+
+StartStack = Callable[..., Stack]
+
+
+@pytest.fixture(scope="session")
+def start_stack(
+    dev_server: DevServerProcess,
+    client: Client,
+    start_sim: StartSim,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[StartStack]:
+    """Start a simulator (demo seed by default) and a worker on a task queue of its own."""
+    workers: list[ManagedProcess] = []
+
+    def start(*seeds: Path | str, extra_env: dict[str, str] | None = None) -> Stack:
+        sim = start_sim(*(seeds or (SEEDS / "demo.yaml",)), name="e2e-sim")
+        task_queue = f"vmsnap-e2e-{uuid.uuid4().hex[:8]}"
+        worker = start_worker(
+            tmp_path_factory.mktemp("worker"),
+            dev_server.address,
+            sim.kubeconfig,
+            task_queue=task_queue,
+            extra_env={**TEST_WORKER_ENV, **(extra_env or {})},
+        )
+        workers.append(worker)
+        return Stack(sim, worker, task_queue, client)
+
+    yield start
+    for worker in workers:
+        worker.stop()
+
+
+@pytest.fixture
+def stack(start_stack: StartStack) -> Iterator[Stack]:
+    """A fresh simulator on the demo seed and a worker for it, stopped after the test."""
+    started = start_stack()
+    yield started
+    started.worker.stop()
+    started.sim.process.stop()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def background(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[background_scenarios.Background]:
+    """The background scenarios of the selected modules, started with the first test so
+    that their waits overlap with every other test; nothing when none is selected."""
+    chosen = background_scenarios.selected(item.path for item in request.session.items)
+    if not chosen:
+        yield background_scenarios.Background({})
+        return
+    started, threads = background_scenarios.start(chosen, tmp_path_factory.mktemp("background"))
+    try:
+        yield started
+    finally:
+        unstopped = []
+        for thread in threads:  # each one, even if another does not stop
+            try:
+                thread.close()
+            except RuntimeError as err:
+                unstopped.append(str(err))
+        assert not unstopped, unstopped

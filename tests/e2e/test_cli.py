@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from starter.local_stack import DevServerProcess, spawn
-from tests.conftest import SEEDS
+from tests.conftest import SEEDS, TEST_WORKER_ENV
 from tests.e2e.conftest import Stack, StartStack
 
 pytestmark = pytest.mark.e2e
@@ -190,7 +190,7 @@ def test_wait_exits_non_zero_with_the_reason(cli: Cli) -> None:
 def test_vmsnap_worker_runs_the_worker(cli: Cli, dev_server: DevServerProcess) -> None:
     queue = f"vmsnap-cli-worker-{uuid.uuid4().hex[:6]}"
     process = spawn("vmsnap-worker", [str(VMSNAP), "worker", "--task-queue", queue],
-                    cli.home / "vmsnap-worker.log", cli.env)
+                    cli.home / "vmsnap-worker.log", {**cli.env, **TEST_WORKER_ENV})
     try:
         deadline = time.monotonic() + 30
         while "worker started" not in process.log_tail():

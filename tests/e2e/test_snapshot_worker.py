@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from starter.local_stack import REPO_ROOT, DevServerProcess, start_worker
-from tests.conftest import SEEDS, StartSim
+from tests.conftest import SEEDS, TEST_WORKER_ENV, StartSim
 from tests.support.sim import Sim
 
 pytestmark = pytest.mark.e2e
@@ -30,7 +30,7 @@ def test_the_worker_stops_cleanly_on_a_signal(
     dev_server: DevServerProcess, sim: Sim, tmp_path: Path, sig: signal.Signals
 ) -> None:
     worker = start_worker(tmp_path, dev_server.address, sim.kubeconfig,
-                          task_queue=f"signal-{sig.name.lower()}")
+                          task_queue=f"signal-{sig.name.lower()}", extra_env=TEST_WORKER_ENV)
     try:
         os.kill(worker.popen.pid, sig)
         assert worker.popen.wait(20) == 0

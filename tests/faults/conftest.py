@@ -1,4 +1,4 @@
-"""Fault-suite fixtures: a dev server on a SQLite file, simulators and workers as real
+"""Fault-suite fixtures: dev servers on SQLite files, simulators and workers as real
 processes that tests kill (-9) and restart by PID.
 
 `FaultStack` is one simulator (on a seed of `tests/faults/seeds.py`) with its own task
@@ -9,10 +9,12 @@ namespace.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Coroutine, Hashable, Iterator
+from collections.abc import AsyncIterator, Callable, Hashable, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -29,7 +31,10 @@ from starter.local_stack import (
     start_simulator,
     start_worker,
 )
+from tests.conftest import TEST_WORKER_ENV
 from tests.faults.seeds import VmSeed, write_seed
+from tests.support.background import Background as Background  # for the scenarios' tests
+from tests.support.background import Scenario, register
 from tests.support.sim import Sim
 from workflows.naming import snapshot_workflow_id
 
@@ -78,6 +83,7 @@ class FaultStack:
         worker = start_worker(
             self.state_dir, self.server.address, self.sim.kubeconfig,
             task_queue=self.task_queue, name=f"worker-{len(self.workers)}",
+            extra_env=TEST_WORKER_ENV,
         )  # fmt: skip
         self.workers.append(worker)
         return worker
@@ -161,17 +167,15 @@ def request_matcher(
 
 
 @pytest.fixture(scope="session")
-def fault_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevServerProcess]:
-    """One dev server on a SQLite file for the scenarios that do not kill the server."""
-    state = tmp_path_factory.mktemp("faults-temporal")
-    server = start_dev_server(state, db_file=state / "temporal.db")
-    yield server
-    server.stop()
+def fault_server(dev_server: DevServerProcess) -> DevServerProcess:
+    """The session's dev server (tests/conftest.py, on a SQLite file): the scenarios that do
+    not kill the server share it, each on its own task queue and namespaces."""
+    return dev_server
 
 
 @pytest.fixture(scope="session")
-async def fault_client(fault_server: DevServerProcess) -> AsyncIterator[Client]:
-    yield await Client.connect(fault_server.address, namespace=fault_server.namespace)
+def fault_client(client: Client) -> Client:
+    return client
 
 
 StartFaultStack = Callable[[list[VmSeed]], FaultStack]
@@ -179,74 +183,38 @@ StartFaultStack = Callable[[list[VmSeed]], FaultStack]
 # ---- scenarios run in the background --------------------------------------------------
 # A scenario that mostly waits (on activity timeouts after a kill) runs on its own stack
 # while the other tests run, so that the suite's wall time is not the sum of its waits.
-# Its test module registers it; the first fault test of the session starts every
-# registered scenario whose module is selected, and the scenario's test awaits its result.
+# Its test module registers it; the session's first test starts every registered scenario
+# whose module is selected (tests/support/background.py, on a thread of its own), and the
+# scenario's test awaits its result through the `background` fixture.
 
-Scenario = Callable[["StartFaultStack"], Coroutine[Any, Any, Any]]
-_SCENARIOS: dict[str, tuple[str, Scenario]] = {}
+
+@asynccontextmanager
+async def fault_environment(state: Path) -> AsyncIterator[StartFaultStack]:
+    """A dev server of the background scenarios' own (their load stays off the session's
+    server) and a stack starter on it; every stack and the server stop at session end."""
+    server = await asyncio.to_thread(start_dev_server, state, db_file=state / "temporal.db")
+    stacks: list[FaultStack] = []
+    numbers = itertools.count()  # scenarios start stacks at once, from worker threads
+    try:
+        client = await Client.connect(server.address, namespace=server.namespace)
+
+        def start(vms: list[VmSeed]) -> FaultStack:
+            directory = state / f"stack-{next(numbers)}"
+            directory.mkdir()
+            stack = _start_stack(server, client, directory, vms)
+            stacks.append(stack)
+            return stack
+
+        yield start
+    finally:
+        for stack in stacks:
+            await asyncio.to_thread(stack.stop)
+        await asyncio.to_thread(server.stop)
 
 
 def background_scenario(module_file: str) -> Callable[[Scenario], Scenario]:
     """Register `scenario` (async, given a stack starter) to run in the background."""
-
-    def register(scenario: Scenario) -> Scenario:
-        _SCENARIOS[scenario.__name__] = (str(Path(module_file).resolve()), scenario)
-        return scenario
-
-    return register
-
-
-@dataclass
-class Background:
-    tasks: dict[str, asyncio.Task[Any]] = field(default_factory=dict)
-
-    async def result(self, scenario: Scenario, timeout: float) -> Any:
-        task = self.tasks.get(scenario.__name__)
-        if task is None:
-            raise AssertionError(f"background scenario {scenario.__name__} was not started")
-        return await asyncio.wait_for(asyncio.shield(task), timeout)
-
-
-@pytest.fixture(scope="session")
-async def background(
-    request: pytest.FixtureRequest, stack_starter: StartFaultStack
-) -> AsyncIterator[Background]:
-    selected = {str(Path(str(item.path)).resolve()) for item in request.session.items}
-    started = Background()
-    for name, (module, scenario) in _SCENARIOS.items():
-        if module in selected:
-            started.tasks[name] = asyncio.create_task(scenario(stack_starter), name=name)
-    yield started
-    for task in started.tasks.values():
-        task.cancel()
-    await asyncio.gather(*started.tasks.values(), return_exceptions=True)
-
-
-@pytest.fixture(autouse=True)
-def _start_background_scenarios(request: pytest.FixtureRequest) -> None:
-    """Every test of a module that uses this conftest's stacks starts the background (the
-    first one does the work); others in this folder (the sweeper's) are left alone."""
-    if getattr(request.module, "FAULT_SUITE", False):
-        request.getfixturevalue("background")
-
-
-@pytest.fixture(scope="session")
-def stack_starter(
-    fault_server: DevServerProcess,
-    fault_client: Client,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[StartFaultStack]:
-    """Stacks that live for the session (for background scenarios)."""
-    stacks: list[FaultStack] = []
-
-    def start(vms: list[VmSeed]) -> FaultStack:
-        stack = _start_stack(fault_server, fault_client, tmp_path_factory.mktemp("stack"), vms)
-        stacks.append(stack)
-        return stack
-
-    yield start
-    for stack in stacks:
-        stack.stop()
+    return register(module_file, fault_environment, shared=True)
 
 
 def _start_stack(

@@ -24,7 +24,6 @@ from tests.faults.conftest import (
 from tests.faults.invariants import check_invariants, freeze_violations, snapshot_phases
 from tests.faults.seeds import VmSeed
 
-FAULT_SUITE = True  # starts the background scenarios (conftest)
 VMS = scale(10, 50)
 PER_VM = scale(1, 2)  # one after the other on each VM (the lock allows one at a time)
 DISKS = 2

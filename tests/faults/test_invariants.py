@@ -16,7 +16,6 @@ from tests.faults.invariants import (
 )
 from tests.faults.seeds import VmSeed, write_seed
 
-FAULT_SUITE = True  # starts the background scenarios (conftest)
 NS = "inv"
 
 

@@ -1,16 +1,26 @@
 """Storage that never cuts, never gets ready or fails, and guest agents that fail to freeze or
 disconnect mid-snapshot: each run ends in its documented terminal state and leaves nothing
-behind (checked on the simulator), all scenarios on one stack at once."""
+behind (checked on the simulator), all scenarios on one stack at once, in the background
+(conftest) while the other tests run."""
 
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 
-from tests.faults.conftest import StartFaultStack, outcomes, request_matcher, wait_thawed
+from tests.faults.conftest import (
+    Background,
+    FaultStack,
+    Outcome,
+    StartFaultStack,
+    background_scenario,
+    outcomes,
+    request_matcher,
+    wait_thawed,
+)
 from tests.faults.invariants import check_invariants, freeze_violations, snapshot_phases
 from tests.faults.seeds import SIM, VmSeed
 
-FAULT_SUITE = True  # starts the background scenarios (conftest)
 FAIL = SIM + "fail"
 CUT_LATENCY = SIM + "cut-latency"
 
@@ -24,8 +34,15 @@ VMS = [
 ]
 
 
-async def test_storage_and_guest_agent_faults(start_fault_stack: StartFaultStack) -> None:
-    stack = start_fault_stack(VMS)
+@dataclass
+class StorageGuestRun:
+    stack: FaultStack
+    ends: dict[str, Outcome]
+
+
+@background_scenario(__file__)
+async def storage_and_guest_agent_faults(start: StartFaultStack) -> StorageGuestRun:
+    stack = await asyncio.to_thread(start, VMS)
     runs = {
         "never-cut": await stack.start_snapshot("never-cut", "s", failure_deadline="3s"),
         "never-ready": await stack.start_snapshot("never-ready", "s", ready_deadline="3s"),
@@ -40,7 +57,12 @@ async def test_storage_and_guest_agent_faults(start_fault_stack: StartFaultStack
                                                  "agent-drops", "freeze"))
     await asyncio.to_thread(stack.sim.kubectl, "-n", "agent-drops", "annotate", "--overwrite",
                             "vm/vm", f"{SIM}guest-agent=absent")
-    ends = await outcomes(runs, timeout=45)
+    return StorageGuestRun(stack, await outcomes(runs, timeout=45))
+
+
+async def test_storage_and_guest_agent_faults(background: Background) -> None:
+    run: StorageGuestRun = await background.result(storage_and_guest_agent_faults, timeout=240)
+    stack, ends = run.stack, run.ends
     print({k: (v.status, v.error_type, v.message[:200]) for k, v in ends.items()})
     phases = snapshot_phases(stack.sim)
 

@@ -36,7 +36,6 @@ from workflows.restore import restore_workflow_id
 
 CUT = SIM + "cut-latency"
 READY = SIM + "ready-latency"
-FAULT_SUITE = True
 HOLD = "8s"  # how long a boundary stays open: long enough for every scenario to reach its own
 
 VMS = [
