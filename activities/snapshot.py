@@ -16,7 +16,7 @@ watch on them, and unfreezes the guest the moment the last one has
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -86,6 +86,24 @@ def _holder(operation: str) -> LockHolder:
     run = _this_run()
     return LockHolder(workflow_id=run.workflow_id, run_id=run.run_id,
                       operation=operation, since=_now().replace(microsecond=0))
+
+
+@contextlib.contextmanager
+def _refused_if_locked() -> Iterator[None]:
+    """A lock held by a live run (VmLocked) fails the step for good, as VmLocked."""
+    try:
+        yield
+    except ApplicationError as err:
+        if isinstance(err.__cause__, VmLocked):
+            raise ApplicationError(str(err.message), type=errors.VM_LOCKED,
+                                   non_retryable=True) from err
+        raise
+
+
+def _log_takeover(namespace: str, vm: str, stale: LockHolder | None) -> None:
+    if stale is not None:
+        activity.logger.warning("took over the lock of %s/%s from closed %s",
+                                namespace, vm, stale.describe())
 
 
 def _lock_written(vm: dict[str, Any], holder: LockHolder) -> str:
@@ -177,18 +195,10 @@ class SnapshotActivities:
     @activity.defn(name=names.LOCK_VM)
     def lock_vm(self, input: VmLockInput) -> None:
         """Take the VM's operation lock (see cluster.lock); refused if a live run holds it."""
-        try:
-            with cluster_errors(not_found=errors.VM_NOT_FOUND):
-                stale = acquire_vm_lock(self.cluster, input.namespace, input.vm,
-                                        _holder(input.operation), self._is_alive)
-        except ApplicationError as err:
-            if isinstance(err.__cause__, VmLocked):
-                raise ApplicationError(str(err.message), type=errors.VM_LOCKED,
-                                       non_retryable=True) from err
-            raise
-        if stale is not None:
-            activity.logger.warning("took over the lock of %s/%s from closed %s",
-                                    input.namespace, input.vm, stale.describe())
+        with _refused_if_locked(), cluster_errors(not_found=errors.VM_NOT_FOUND):
+            stale = acquire_vm_lock(self.cluster, input.namespace, input.vm,
+                                    _holder(input.operation), self._is_alive)
+        _log_takeover(input.namespace, input.vm, stale)
 
     @activity.defn(name=names.UNLOCK_VM)
     def unlock_vm(self, input: VmLockInput) -> bool:
@@ -206,24 +216,16 @@ class SnapshotActivities:
         lock = input.lock
         holder = _holder(lock.operation)
         content = None
-        try:
-            with cluster_errors(not_found=errors.VM_NOT_FOUND):
-                vm = self.cluster.get_vm(lock.namespace, lock.vm)
-                stale = acquire_vm_lock(self.cluster, lock.namespace, lock.vm, holder,
-                                        self._is_alive, read=vm)
-                state = vm_state_from(vm, self.cluster.get_vmi(lock.namespace, lock.vm))
-                volumes, pvcs = self.cluster.select_volumes_and_pvcs(lock.namespace, vm)
-                if input.content is not None and volumes.included:
-                    content = self._create_content(lock.namespace, input.content, vm, pvcs,
-                                                   volumes.included)
-        except ApplicationError as err:
-            if isinstance(err.__cause__, VmLocked):
-                raise ApplicationError(str(err.message), type=errors.VM_LOCKED,
-                                       non_retryable=True) from err
-            raise
-        if stale is not None:
-            activity.logger.warning("took over the lock of %s/%s from closed %s",
-                                    lock.namespace, lock.vm, stale.describe())
+        with _refused_if_locked(), cluster_errors(not_found=errors.VM_NOT_FOUND):
+            vm = self.cluster.get_vm(lock.namespace, lock.vm)
+            stale = acquire_vm_lock(self.cluster, lock.namespace, lock.vm, holder,
+                                    self._is_alive, read=vm)
+            state = vm_state_from(vm, self.cluster.get_vmi(lock.namespace, lock.vm))
+            volumes, pvcs = self.cluster.select_volumes_and_pvcs(lock.namespace, vm)
+            if input.content is not None and volumes.included:
+                content = self._create_content(lock.namespace, input.content, vm, pvcs,
+                                               volumes.included)
+        _log_takeover(lock.namespace, lock.vm, stale)
         return VmInspection(vm=state, volumes=volumes, lock=_lock_written(vm, holder),
                             content_name=content)
 

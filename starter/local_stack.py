@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import re
 import shutil
 import signal
@@ -62,6 +63,35 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+_RESERVED: set[int] = set()
+
+
+def reserved_port(low: int = 20000) -> int:
+    """A free port below the kernel's ephemeral range: no `bind(0)` of another process
+    (free_port, a simulator on port 0, an outgoing connection) can be handed it.
+
+    Why: a server that is killed and restarted on its own port (the fault tests'
+    dev server) leaves the port free meanwhile; an ephemeral port could be taken by a
+    stack starting at that moment, and the restart would find it in use.
+    """
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as ranges:
+            first_ephemeral = int(ranges.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        first_ephemeral = 32768
+    candidates = [p for p in range(low, max(low + 1, first_ephemeral)) if p not in _RESERVED]
+    random.shuffle(candidates)
+    for port in candidates[:2000]:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            _RESERVED.add(port)  # never handed out twice by this process
+            return port
+    raise StackError(f"no free port between {low} and {first_ephemeral}")
 
 
 def port_open(host: str, port: int) -> bool:

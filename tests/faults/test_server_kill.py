@@ -9,7 +9,12 @@ from dataclasses import dataclass
 
 from temporalio.client import Client
 
-from starter.local_stack import restart_dev_server, start_dev_server, start_simulator
+from starter.local_stack import (
+    reserved_port,
+    restart_dev_server,
+    start_dev_server,
+    start_simulator,
+)
 from tests.faults.conftest import (
     Background,
     FaultStack,
@@ -41,8 +46,11 @@ async def kill_the_dev_server_mid_run(given: Scratch) -> ServerKillRun:
     """Runs in the background (conftest) on a dev server of its own, which it kills; its
     processes are stopped by its test, or at session end."""
     tmp_path = given.path
+    # Ports no other stack's bind(0) can take while this server is down (see
+    # starter.local_stack.reserved_port): the restart must find them free.
     server = await asyncio.to_thread(
-        start_dev_server, tmp_path, db_file=tmp_path / "temporal.db", name="temporal")
+        start_dev_server, tmp_path, port=reserved_port(), ui_port=reserved_port(),
+        db_file=tmp_path / "temporal.db", name="temporal")
     servers = [server]  # the first, then its restart: every one is stopped at the end
     given.stops.append(lambda: [started.stop() for started in servers])
     sim_process = await asyncio.to_thread(

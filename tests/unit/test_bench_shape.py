@@ -117,7 +117,9 @@ def test_sampler_sees_cpu_spent_while_it_runs() -> None:
     assert total > 0
     assert sampler.cpu_seconds() > 0.05
     assert len(sampler.samples) >= 3
-    assert 0 < sampler.busiest_cpu_share(window=0.1) <= 1.5
+    # This process may run other threads meanwhile (the session's background scenarios,
+    # the Temporal client's core threads): at most every core, with tick jitter.
+    assert 0 < sampler.busiest_cpu_share(window=0.1) <= (os.cpu_count() or 1) * 1.25
 
 
 def _at(event: HistoryEvent, event_id: int, second: float) -> HistoryEvent:
