@@ -40,9 +40,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributeUpdate
 from temporalio.exceptions import ActivityError, ApplicationError
@@ -89,11 +89,9 @@ with workflow.unsafe.imports_passed_through():
         VolumeStep,
     )
     from workflows.quiesce import MESSAGES, plan_quiesce
-    from workflows.saga import STEP_RETRY, STEP_TIMEOUT, Saga, to_completion
+    from workflows.saga import Saga, to_completion
     from workflows.search_attributes import ALL as ALL_ATTRIBUTES
     from workflows.search_attributes import OPERATION, SNAPSHOT_PHASE, VM_NAME, VM_NAMESPACE
-
-T = TypeVar("T")
 
 # Failure types of this workflow (ApplicationError.type); activities add theirs.
 DEADLINE_EXCEEDED = "SnapshotDeadlineExceeded"
@@ -187,7 +185,7 @@ class SnapshotVirtualMachine:
         input, result = self._require_input(), self._require_result()
         self._saga.add("mark the record Failed", self._write_failed_status)
         self._enter("record")
-        self._record = await self._local(
+        self._record = await saga.local_step(
             names.CREATE_SNAPSHOT_RECORD,
             CreateSnapshotRecordInput(
                 namespace=input.namespace, name=result.name, vm=input.vm,
@@ -212,7 +210,7 @@ class SnapshotVirtualMachine:
         self._enter("lock")
         content = ContentPlan(name=naming.content_name(result.name), snapshot=result.name,
                               snapshot_uid=self._require_record().uid, labels=self._labels())
-        inspection = await self._local(
+        inspection = await saga.local_step(
             names.LOCK_AND_INSPECT_VM,
             LockAndInspectInput(lock=self._lock_input(), content=content), VmInspection)
         self._inspection = inspection
@@ -270,7 +268,7 @@ class SnapshotVirtualMachine:
         timeout = CUT_ATTEMPT_WITHOUT_DEADLINE
         if self._deadline_at is not None:
             timeout = self._deadline_at - workflow.now() + CUT_GRACE
-        outcome = await self._activity(
+        outcome = await saga.step(
             names.FREEZE_AND_CUT,
             CutInput(namespace=input.namespace, snapshot=result.name, snapshot_uid=record.uid,
                      owned_by_snapshot=input.deletion_policy == "Delete",
@@ -310,7 +308,7 @@ class SnapshotVirtualMachine:
         """Release the lock; a failure here is logged (a closed run's lock is taken over)."""
         self._enter("unlock")
         try:
-            await self._local(names.UNLOCK_VM, self._lock_input(), bool)
+            await saga.local_step(names.UNLOCK_VM, self._lock_input(), bool)
         except ActivityError as err:
             message, error_type = describe(err)
             workflow.logger.error("could not release the VM lock: %s", message)
@@ -326,7 +324,7 @@ class SnapshotVirtualMachine:
             return
         self._enter("ready")
         try:
-            states = await self._activity(
+            states = await saga.step(
                 names.CHECK_VOLUME_SNAPSHOTS_READY,
                 VolumeSnapshotsInput(namespace=input.namespace,
                                      names=[p.name for p in self._planned],
@@ -421,13 +419,13 @@ class SnapshotVirtualMachine:
 
     async def _thaw(self) -> None:
         input = self._require_input()
-        await self._compensation(names.UNFREEZE_VM,
+        await saga.compensation(names.UNFREEZE_VM,
                                  UnfreezeVmInput(namespace=input.namespace, vmi=input.vm))
         self._frozen = False
 
     async def _delete_volume_snapshots(self) -> None:
         input, result = self._require_input(), self._require_result()
-        await self._compensation(
+        await saga.compensation(
             names.DELETE_VOLUME_SNAPSHOTS,
             VolumeSnapshotsInput(namespace=input.namespace, names=[p.name for p in self._planned],
                                  snapshot=result.name))
@@ -438,16 +436,16 @@ class SnapshotVirtualMachine:
     async def _delete_content(self) -> None:
         """Harmless when the inspection made none (no volume, or it never ran)."""
         input, result = self._require_input(), self._require_result()
-        await self._compensation(
+        await saga.compensation(
             names.DELETE_SNAPSHOT_CONTENT,
             ObjectRef(namespace=input.namespace, name=naming.content_name(result.name)))
         result.content_name = None
 
     async def _release_lock(self) -> None:
-        await self._compensation(names.UNLOCK_VM, self._lock_input())
+        await saga.compensation(names.UNLOCK_VM, self._lock_input())
 
     async def _write_failed_status(self) -> None:
-        await self._compensation(names.WRITE_SNAPSHOT_STATUS, self._status_input())
+        await saga.compensation(names.WRITE_SNAPSHOT_STATUS, self._status_input())
 
     # ---- helpers --------------------------------------------------------------------------------
 
@@ -556,32 +554,9 @@ class SnapshotVirtualMachine:
 
     async def _write_status(self) -> None:
         status = self._status_input()
-        await self._local(names.WRITE_SNAPSHOT_STATUS, status, bool)
+        await saga.local_step(names.WRITE_SNAPSHOT_STATUS, status, bool)
         if status.volume_snapshot_states and self._require_result().content_name:
             self._content_states = status.volume_snapshot_states
-
-    async def _activity(
-        self,
-        name: str,
-        arg: BaseModel,
-        result_type: type[T],
-        *,
-        start_to_close: timedelta = STEP_TIMEOUT,
-        schedule_to_close: timedelta | None = None,
-        heartbeat: timedelta | None = None,
-        retry: RetryPolicy = STEP_RETRY,
-    ) -> T:
-        """A step's activity (saga.step): waited for even when cancelled."""
-        return await saga.step(name, arg, result_type, start_to_close=start_to_close,
-                               schedule_to_close=schedule_to_close, heartbeat=heartbeat,
-                               retry=retry)
-
-    async def _local(self, name: str, arg: BaseModel, result_type: type[T]) -> T:
-        """A short step's local activity (saga.local_step): one marker in the history."""
-        return await saga.local_step(name, arg, result_type)
-
-    async def _compensation(self, name: str, arg: BaseModel) -> None:
-        await saga.compensation(name, arg)
 
     def _require_input(self) -> SnapshotVirtualMachineInput:
         assert self._input is not None, "the workflow has not started"
