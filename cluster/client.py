@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
 import heapq
 import itertools
 import math
@@ -25,6 +26,7 @@ from kubernetes.config.config_exception import ConfigException
 from urllib3.util.retry import Retry
 
 from cluster.errors import ConfigurationError, NotFound, Transient
+from cluster.informer import CollectionCaches, WatchedCollection
 from cluster.models import VolumeSelection
 from cluster.pvcs import PvcOperations
 from cluster.snapshots import SnapshotOperations
@@ -404,12 +406,26 @@ class Cluster(VmOperations, SnapshotOperations, PvcOperations):
         *,
         request_timeout_seconds: float = 30.0,
         connect_timeout_seconds: float = 5.0,
+        cache_pvcs: bool = False,
     ) -> None:
+        """`cache_pvcs`: keep a watch-fed copy of the PVCs of each namespace read (a
+        long-lived worker: no PVC request per snapshot; see `cluster.informer`)."""
         super().__init__(
             api_client,
             request_timeout_seconds=request_timeout_seconds,
             connect_timeout_seconds=connect_timeout_seconds,
         )
+        self._pvc_caches = CollectionCaches(self._watch_pvcs_of) if cache_pvcs else None
+
+    def _watch_pvcs_of(self, namespace: str) -> WatchedCollection:
+        return WatchedCollection(
+            functools.partial(self.core.list_namespaced_persistent_volume_claim, namespace),
+            what=f"PersistentVolumeClaims in {namespace}",
+            connect_timeout_seconds=self.connect_timeout_seconds,
+            request_timeout_seconds=self.request_timeout_seconds)
+
+    def pvc_cache(self, namespace: str) -> WatchedCollection | None:
+        return None if self._pvc_caches is None else self._pvc_caches.get(namespace)
 
     @classmethod
     def from_environment(
@@ -419,7 +435,9 @@ class Cluster(VmOperations, SnapshotOperations, PvcOperations):
         return cls(load_api_client(kubeconfig, context), **options)
 
     def close(self) -> None:
-        """Release the connection pool."""
+        """Stop the caches' watches and release the connection pool."""
+        if self._pvc_caches is not None:
+            self._pvc_caches.close()
         self.api_client.close()
 
     def __enter__(self) -> Cluster:

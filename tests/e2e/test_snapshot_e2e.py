@@ -331,8 +331,9 @@ async def test_transient_api_errors_are_retried_and_the_guest_frozen_once(
          "error": 500, "count": 2},
         {"verb": "patch", "resource": "virtualmachines", "name": "faulty", "error": 409,
          "count": 1},
-        # two PVCs: read in one LIST (select_volumes, the cut, the content)
-        {"verb": "list", "resource": "persistentvolumeclaims", "error": 429, "count": 1},
+        # the inspection's read of the VM (its PVCs come from the worker's watch-fed cache)
+        {"verb": "get", "resource": "virtualmachines", "name": "faulty", "error": 429,
+         "count": 1},
     ]
     spec = tmp_path / "faults.json"
     spec.write_text(json.dumps({"seed": 3, "rules": rules}))
