@@ -341,6 +341,38 @@ def _connection_retries() -> Retry:
                  backoff_factor=0.1, raise_on_status=False)
 
 
+CREDENTIAL_CHECK_SECONDS = 1.0
+
+
+def _at_most_every(
+    seconds: float, hook: Callable[[client.Configuration], None]
+) -> Callable[[client.Configuration], None]:
+    """`hook`, run at most once every `seconds` (later calls in between do nothing).
+
+    The kubeconfig and in-cluster loaders install a hook that the client runs before every
+    request: it checks the token's expiry (refreshing 5 minutes early) and then writes the
+    whole configuration back, host included, whose setter reads the environment's proxy
+    settings: a third of a request's client CPU, for credentials that change at most
+    every few minutes.
+    """
+    last = -math.inf
+    inner = hook
+
+    def throttled(configuration: client.Configuration) -> None:
+        nonlocal last, inner
+        now = time.monotonic()
+        if now - last >= seconds:
+            last = now
+            inner(configuration)
+            # The loaders' hook installs itself again each time it runs: keep ours first.
+            installed = configuration.refresh_api_key_hook
+            if installed is not throttled and installed is not None:
+                inner = installed
+                configuration.refresh_api_key_hook = throttled
+
+    return throttled
+
+
 def load_api_client(kubeconfig: str | None = None, context: str | None = None) -> client.ApiClient:
     """An ApiClient from, in order: `kubeconfig`, $KUBECONFIG, ~/.kube/config, in-cluster.
 
@@ -369,6 +401,9 @@ def load_api_client(kubeconfig: str | None = None, context: str | None = None) -
     except ConfigException as exc:
         where = source or "in-cluster configuration"
         raise ConfigurationError(f"cannot load {where}: {exc}", reason="Configuration") from exc
+    hook = getattr(configuration, "refresh_api_key_hook", None)
+    if hook is not None:
+        configuration.refresh_api_key_hook = _at_most_every(CREDENTIAL_CHECK_SECONDS, hook)
     configuration.retries = _connection_retries()
     configuration.connection_pool_maxsize = max(
         configuration.connection_pool_maxsize or 0, CONNECTION_POOL_SIZE)

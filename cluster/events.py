@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from cluster.apis import VIRTUAL_MACHINES, KubeApis
+from cluster.apis import VIRTUAL_MACHINES, KubeApis, core_path
 from cluster.errors import AlreadyExists, translated_errors
 
 EventType = Literal["Normal", "Warning"]
@@ -123,7 +123,7 @@ class EventOperations(KubeApis):
         name = str(body["metadata"]["name"])
         try:
             with translated_errors(f"create Event {namespace}/{name}"):
-                return dict(self.call_json(
-                    self.core.create_namespaced_event, namespace, body)), True
+                return dict(self.request_json(
+                    "POST", core_path("events", namespace), body=body)), True
         except AlreadyExists:
             return body, False

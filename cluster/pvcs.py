@@ -11,10 +11,11 @@ import copy
 import functools
 from collections.abc import Callable, Mapping
 from typing import Any
+from urllib.parse import quote
 
 from kubernetes.utils.quantity import parse_quantity
 
-from cluster.apis import KubeApis, place_in_namespace
+from cluster.apis import KubeApis, core_path, place_in_namespace
 from cluster.errors import AlreadyExists, Conflict, NotFound, translated_errors
 from cluster.informer import WatchedCollection
 from cluster.models import PvcState
@@ -110,11 +111,12 @@ class PvcOperations(KubeApis):
 
     def get_pvc(self, namespace: str, name: str) -> dict[str, Any] | None:
         """The PVC as stored, or None when it does not exist."""
-        found = self.get_or_none(
-            f"get PersistentVolumeClaim {namespace}/{name}",
-            self.core.read_namespaced_persistent_volume_claim, name, namespace,
-        )
-        return None if found is None else dict(found)
+        try:
+            with translated_errors(f"get PersistentVolumeClaim {namespace}/{name}"):
+                return dict(self.request_json(
+                    "GET", core_path("persistentvolumeclaims", namespace, name)))
+        except NotFound:
+            return None
 
     def pvc_cache(self, namespace: str) -> WatchedCollection | None:
         """The namespace's watch-fed PVC cache when this client keeps one and it follows the
@@ -145,7 +147,7 @@ class PvcOperations(KubeApis):
         if len(wanted) <= 1:
             return {n: pvc for n in wanted if (pvc := self.get_pvc(namespace, n)) is not None}
         with translated_errors(f"list PersistentVolumeClaims in {namespace}"):
-            listed = self.call_json(self.core.list_namespaced_persistent_volume_claim, namespace)
+            listed = self.request_json("GET", core_path("persistentvolumeclaims", namespace))
         by_name = {str((item.get("metadata") or {}).get("name")): dict(item)
                    for item in (listed or {}).get("items") or []}
         return {n: by_name[n] for n in wanted if n in by_name}
@@ -163,9 +165,8 @@ class PvcOperations(KubeApis):
             raise ValueError("a PVC body needs metadata.name")
         try:
             with translated_errors(f"create PersistentVolumeClaim {namespace}/{name}"):
-                return dict(self.call_json(
-                    self.core.create_namespaced_persistent_volume_claim, namespace, body
-                ))
+                return dict(self.request_json(
+                    "POST", core_path("persistentvolumeclaims", namespace), body=body))
         except AlreadyExists:
             existing = self.get_pvc(namespace, name)
             if existing is None:
@@ -190,14 +191,18 @@ class PvcOperations(KubeApis):
         """Delete; False when already gone."""
         try:
             with translated_errors(f"delete PersistentVolumeClaim {namespace}/{name}"):
-                self.call_json(self.core.delete_namespaced_persistent_volume_claim, name, namespace)
+                self.request_json("DELETE", core_path("persistentvolumeclaims", namespace, name))
         except NotFound:
             return False
         return True
 
     def get_storage_class(self, name: str) -> dict[str, Any] | None:
-        found = self.get_or_none(f"get StorageClass {name}", self.storage.read_storage_class, name)
-        return None if found is None else dict(found)
+        try:
+            with translated_errors(f"get StorageClass {name}"):
+                return dict(self.request_json(
+                    "GET", f"/apis/storage.k8s.io/v1/storageclasses/{quote(name, safe='')}"))
+        except NotFound:
+            return None
 
     def watch_pvcs(
         self,

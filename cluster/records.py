@@ -30,7 +30,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from cluster.apis import CustomResource, KubeApis
 from cluster.durations import format_go_duration
-from cluster.errors import AlreadyExists, Conflict, Invalid, NotFound, translated_errors
+from cluster.errors import AlreadyExists, Conflict, Invalid, NotFound
 from cluster.lock import LOCK_ANNOTATION, LockHolder
 from cluster.models import VolumeSnapshotState
 
@@ -253,15 +253,11 @@ def write_snapshot_status(
     instant = now or datetime.now(UTC)
     if uid:
         body = _without_nulls(snapshot_status_body(status, {}, instant))
-        patch = [{"op": "test", "path": "/metadata/uid", "value": uid},
-                 {"op": "add", "path": "/status", "value": body}]
+        patch: list[dict[str, Any]] = [{"op": "test", "path": "/metadata/uid", "value": uid},
+                                       {"op": "add", "path": "/status", "value": body}]
         try:
-            with translated_errors(f"update status of VirtualMachineSnapshot {namespace}/{name}"):
-                apis.call_json(
-                    apis.custom.patch_namespaced_custom_object_status,
-                    VIRTUAL_MACHINE_SNAPSHOTS.group, VIRTUAL_MACHINE_SNAPSHOTS.version,
-                    namespace, VIRTUAL_MACHINE_SNAPSHOTS.plural, name, patch,
-                    _content_type="application/json-patch+json")
+            apis.patch_custom(VIRTUAL_MACHINE_SNAPSHOTS, namespace, name, patch,
+                              patch_type="json", subresource="status")
             return True
         except Invalid:
             current_uid = snapshot_record_from(
@@ -597,10 +593,4 @@ def _clean_metadata(metadata: Mapping[str, Any], keep_uid: bool = False) -> dict
 def _patch_status(
     apis: KubeApis, resource: CustomResource, namespace: str, name: str, status: dict[str, Any]
 ) -> dict[str, Any]:
-    with translated_errors(f"update status of {resource.kind} {namespace}/{name}"):
-        return dict(apis.call_json(
-            apis.custom.patch_namespaced_custom_object_status,
-            resource.group, resource.version, namespace, resource.plural, name,
-            {"status": status},
-            _content_type="application/merge-patch+json",
-        ))
+    return apis.patch_custom(resource, namespace, name, {"status": status}, subresource="status")

@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from cluster.apis import CustomResource, KubeApis
-from cluster.errors import AlreadyExists, translated_errors
+from cluster.errors import AlreadyExists
 from cluster.records import k8s_time
 
 VIRTUAL_MACHINE_RESTORES = CustomResource(
@@ -102,13 +102,8 @@ def _volumes(volumes: Sequence[RestoreVolumeStatus]) -> list[dict[str, Any]]:
 def write_restore_status(
     apis: KubeApis, namespace: str, name: str, status: RestoreRecordStatus
 ) -> dict[str, Any]:
-    with translated_errors(f"update status of VirtualMachineRestore {namespace}/{name}"):
-        return dict(apis.call_json(
-            apis.custom.patch_namespaced_custom_object_status,
-            VIRTUAL_MACHINE_RESTORES.group, VIRTUAL_MACHINE_RESTORES.version, namespace,
-            VIRTUAL_MACHINE_RESTORES.plural, name, {"status": restore_status_body(status)},
-            _content_type="application/merge-patch+json",
-        ))
+    return apis.patch_custom(VIRTUAL_MACHINE_RESTORES, namespace, name,
+                             {"status": restore_status_body(status)}, subresource="status")
 
 
 # ---- VirtualMachineClone ------------------------------------------------------------------
@@ -142,11 +137,5 @@ def write_clone_record(
                                    metadata["name"])
         if existing.get("spec") != body["spec"]:
             raise
-    with translated_errors(
-            f"update status of VirtualMachineClone {metadata['namespace']}/{metadata['name']}"):
-        return dict(apis.call_json(
-            apis.custom.patch_namespaced_custom_object_status,
-            VIRTUAL_MACHINE_CLONES.group, VIRTUAL_MACHINE_CLONES.version,
-            metadata["namespace"], VIRTUAL_MACHINE_CLONES.plural, metadata["name"],
-            {"status": status}, _content_type="application/merge-patch+json",
-        ))
+    return apis.patch_custom(VIRTUAL_MACHINE_CLONES, metadata["namespace"], metadata["name"],
+                             {"status": status}, subresource="status")
