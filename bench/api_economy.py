@@ -34,6 +34,7 @@ from bench.freeze_window import (
     vm_for,
 )
 from bench.report import record_section
+from bench.stopping import stop_on_sigterm_as_on_ctrl_c
 from starter.local_stack import REPO_ROOT
 from workflows.models import SnapshotVirtualMachineResult
 
@@ -223,5 +224,6 @@ if __name__ == "__main__":
                              "(default: the worker's own)")
     parser.add_argument("--no-record", action="store_true")
     args = parser.parse_args()
+    stop_on_sigterm_as_on_ctrl_c()
     asyncio.run(main(args.disks, args.throttled, args.qps, args.burst, args.failure_deadline,
                      not args.no_record, args.max_activities))

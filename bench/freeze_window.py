@@ -32,6 +32,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 
 from bench.report import record_section
 from bench.seeds import fleet_documents
+from bench.stopping import stop_on_sigterm_as_on_ctrl_c
 from tests.support.sim import Sim
 from workflows.models import SnapshotVirtualMachineResult
 from workflows.naming import snapshot_workflow_id
@@ -286,4 +287,5 @@ if __name__ == "__main__":
     parser.add_argument("--timeline", action="store_true",
                         help="print the last run of each disk count as the simulator saw it")
     args = parser.parse_args()
+    stop_on_sigterm_as_on_ctrl_c()
     asyncio.run(benchmark(args.runs, args.disks, not args.no_record, args.timeline))

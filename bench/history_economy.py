@@ -17,6 +17,7 @@ from temporalio.api.enums.v1 import EventType
 
 from bench.freeze_window import NS, bench_stack, seed_documents, snapshot_once
 from bench.report import record_section
+from bench.stopping import stop_on_sigterm_as_on_ctrl_c
 from workflows.naming import snapshot_workflow_id
 
 SECTION = "history-economy"
@@ -64,4 +65,5 @@ if __name__ == "__main__":
     parser.add_argument("--disks", type=int, nargs="+", default=[1, 8, 64])
     parser.add_argument("--no-record", action="store_true")
     args = parser.parse_args()
+    stop_on_sigterm_as_on_ctrl_c()
     asyncio.run(main(args.disks, not args.no_record))
