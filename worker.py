@@ -200,8 +200,8 @@ async def run_worker(task_queue: str, stop: asyncio.Event) -> None:
     """Connect, serve until `stop` is set, then shut down gracefully."""
     sweeper_schedule(task_queue)  # bad VMSNAP_SWEEPER_* settings: refuse before connecting
     tuning = WorkerTuning.from_environment(os.environ)  # likewise bad VMSNAP_MAX_* settings
-    # A long-lived worker keeps a watch-fed copy of the PVCs it reads (cluster.informer).
-    cluster = Cluster.from_environment(cache_pvcs=True)
+    # Watch-fed copies of the PVCs and classes every snapshot reads (cluster.informer).
+    cluster = Cluster.from_environment(cache_reads=True)
     # VMSNAP_METRICS_ADDRESS (e.g. 0.0.0.0:9464): Temporal's and vmsnap's Prometheus metrics.
     client = await connect(runtime=runtime_from_environment())
     log.info("connected to Temporal at %s, namespace %s",

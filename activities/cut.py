@@ -5,18 +5,20 @@ through the workflow between freeze and thaw (activity done, workflow task,
 next activity scheduled and polled) added about 100 ms on our machines. Here
 nothing but the cluster's own latency sits between the calls:
 
-  1. prepare, not frozen yet: read every PVC in one request (each must still be
-     there) and hand every create to its own thread, blocked until the freeze is
-     done with (a failed `required` freeze or a cancellation abandons them);
+  1. prepare, not frozen yet: check every PVC is still there (from the worker's
+     watch-fed cache: no request) and hand every create to its own thread, blocked
+     until the freeze is done with (a failed `required` freeze or a cancellation
+     abandons them);
   2. freeze, if planned, up to FREEZE_ATTEMPTS times; when it keeps failing,
      `required` fails (FreezeFailed) and `auto` goes on crash-consistent;
   3. create every VolumeSnapshot at once (threads); transient API errors are
      retried in place, the guest still frozen; from the freeze call to the thaw,
      requests are urgent (`cluster.client.urgent_requests`): a client-side rate
      limit lets them pass before unfrozen work;
-  4. watch them and thaw the moment every one has `status.creationTime` (from
-     inside the watch, before its connection is dropped), or at `thaw_by` if that
-     comes first (then the cut is crash-consistent);
+  4. watch them, from the creates' answers (no LIST first), and thaw the moment
+     every one has `status.creationTime` (from inside the watch, before its
+     connection is dropped), or at `thaw_by` if that comes first (then the cut is
+     crash-consistent);
   5. on any error or cancellation while frozen, thaw before leaving. An error
      once the guest has been frozen is final (CutFailed): a retry could no
      longer prove the cut was taken while it was frozen, so the workflow
@@ -78,6 +80,8 @@ class GuestCut:
         self._go = threading.Event()  # set once the freeze is done with: the creates leave
         self._abandoned = False  # set before `_go` when the creates must not be made
         self._cut_seen_at: datetime | None = None
+        # The creates' answers, by name: the cut's watch starts from them (no LIST first).
+        self._created: dict[str, dict[str, Any]] = {}
 
     def run(self) -> CutOutcome:
         try:
@@ -178,7 +182,7 @@ class GuestCut:
 
     # ---- 3. create ------------------------------------------------------------------------
 
-    def _create_volume_snapshots(self) -> list[Future[VolumeSnapshotState | None]]:
+    def _create_volume_snapshots(self) -> list[Future[dict[str, Any] | None]]:
         """Submit one create per volume; each waits for `_go` (None if abandoned).
 
         They are submitted before the freeze so that the pool has started one thread per
@@ -190,18 +194,20 @@ class GuestCut:
                  if input.owned_by_snapshot else None)
         thaw_by = input.freeze.thaw_by if input.freeze else None
 
-        def create(volume: PlannedVolumeSnapshot) -> VolumeSnapshotState | None:
+        def create(volume: PlannedVolumeSnapshot) -> dict[str, Any] | None:
             self._go.wait()
             if self._abandoned:
                 return None
             with self._urgency():
-                return create_one(volume)
+                created = create_one(volume)
+            self._created[volume.name] = created
+            return created
 
-        def create_one(volume: PlannedVolumeSnapshot) -> VolumeSnapshotState:
+        def create_one(volume: PlannedVolumeSnapshot) -> dict[str, Any]:
             delay = 0.05
             while True:
                 try:
-                    return self.cluster.create_volume_snapshot(
+                    return self.cluster.create_volume_snapshot_object(
                         input.namespace, volume.name, volume.pvc_name, volume.snapshot_class,
                         input.labels, owner)
                 except Conflict as err:
@@ -230,6 +236,7 @@ class GuestCut:
     def _wait_for_cut(self) -> list[VolumeSnapshotState]:
         names = [v.name for v in self.input.volumes]
         plan = self.input.freeze
+        known: dict[str, dict[str, Any]] | None = dict(self._created)
         while True:
             window = WATCH_WINDOW_SECONDS
             if plan is not None and self._frozen:
@@ -240,8 +247,9 @@ class GuestCut:
                         self.input.namespace, names, "cut", window,
                         on_change=self._on_cut_progress,
                         progress_interval_seconds=HEARTBEAT_EVERY_SECONDS,
-                        label_selector=snapshot_selector(self.input.snapshot))
+                        label_selector=snapshot_selector(self.input.snapshot), known=known)
             except WaitTimeout:
+                known = None  # a later window lists again
                 if plan is not None and self._frozen and _now() >= plan.thaw_by:
                     activity.logger.warning("thawing %s/%s before the cut: the freeze bound "
                                             "passed", self.input.namespace, plan.vmi)

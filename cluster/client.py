@@ -25,6 +25,7 @@ from kubernetes import client, config
 from kubernetes.config.config_exception import ConfigException
 from urllib3.util.retry import Retry
 
+from cluster.apis import VOLUME_SNAPSHOT_CLASSES
 from cluster.errors import ConfigurationError, NotFound, Transient
 from cluster.informer import CollectionCaches, WatchedCollection
 from cluster.models import VolumeSelection
@@ -342,6 +343,7 @@ def _connection_retries() -> Retry:
 
 
 CREDENTIAL_CHECK_SECONDS = 1.0
+STORAGE_CLASSES = "storageclasses"
 
 
 def _at_most_every(
@@ -441,26 +443,44 @@ class Cluster(VmOperations, SnapshotOperations, PvcOperations):
         *,
         request_timeout_seconds: float = 30.0,
         connect_timeout_seconds: float = 5.0,
-        cache_pvcs: bool = False,
+        cache_reads: bool = False,
     ) -> None:
-        """`cache_pvcs`: keep a watch-fed copy of the PVCs of each namespace read (a
-        long-lived worker: no PVC request per snapshot; see `cluster.informer`)."""
+        """`cache_reads`: keep watch-fed copies of what every snapshot reads (the PVCs of
+        each namespace it meets, StorageClasses, VolumeSnapshotClasses): a long-lived
+        worker then asks nothing about them per snapshot (see `cluster.informer`)."""
         super().__init__(
             api_client,
             request_timeout_seconds=request_timeout_seconds,
             connect_timeout_seconds=connect_timeout_seconds,
         )
-        self._pvc_caches = CollectionCaches(self._watch_pvcs_of) if cache_pvcs else None
+        self._pvc_caches = CollectionCaches(self._watch_pvcs_of) if cache_reads else None
+        self._class_caches = CollectionCaches(self._watch_classes) if cache_reads else None
 
     def _watch_pvcs_of(self, namespace: str) -> WatchedCollection:
-        return WatchedCollection(
+        return self._watched(
             functools.partial(self.core.list_namespaced_persistent_volume_claim, namespace),
-            what=f"PersistentVolumeClaims in {namespace}",
-            connect_timeout_seconds=self.connect_timeout_seconds,
+            f"PersistentVolumeClaims in {namespace}")
+
+    def _watch_classes(self, plural: str) -> WatchedCollection:
+        if plural == STORAGE_CLASSES:
+            return self._watched(self.storage.list_storage_class, "StorageClasses")
+        return self._watched(
+            functools.partial(self.custom.list_cluster_custom_object,
+                              VOLUME_SNAPSHOT_CLASSES.group, VOLUME_SNAPSHOT_CLASSES.version,
+                              VOLUME_SNAPSHOT_CLASSES.plural), "VolumeSnapshotClasses")
+
+    def _watched(self, list_call: Callable[..., Any], what: str) -> WatchedCollection:
+        return WatchedCollection(
+            list_call, what=what, connect_timeout_seconds=self.connect_timeout_seconds,
             request_timeout_seconds=self.request_timeout_seconds)
 
     def pvc_cache(self, namespace: str) -> WatchedCollection | None:
         return None if self._pvc_caches is None else self._pvc_caches.get(namespace)
+
+    def class_cache(self, plural: str) -> WatchedCollection | None:
+        """The cache of `storageclasses` or `volumesnapshotclasses` when kept and following
+        the server; None: read from the server."""
+        return None if self._class_caches is None else self._class_caches.get(plural)
 
     @classmethod
     def from_environment(
@@ -471,8 +491,9 @@ class Cluster(VmOperations, SnapshotOperations, PvcOperations):
 
     def close(self) -> None:
         """Stop the caches' watches and release the connection pool."""
-        if self._pvc_caches is not None:
-            self._pvc_caches.close()
+        for caches in (self._pvc_caches, self._class_caches):
+            if caches is not None:
+                caches.close()
         self.api_client.close()
 
     def __enter__(self) -> Cluster:
@@ -501,15 +522,31 @@ class Cluster(VmOperations, SnapshotOperations, PvcOperations):
         volumes = ((vm.get("spec") or {}).get("template") or {}).get("spec", {}).get("volumes")
         claims = dict.fromkeys(c for v in volumes or [] if (c := claim_name(v)))
         pvcs = self.get_pvcs(namespace, list(claims))
+        selection = self._select_with_classes(vm, pvcs, cached=True)
+        if selection.partial and self._class_caches is not None:
+            # A disk left out on cached classes: the caches may lag a class just made.
+            selection = self._select_with_classes(vm, pvcs, cached=False)
+        return selection, pvcs
+
+    def _select_with_classes(
+        self, vm: dict[str, Any], pvcs: dict[str, dict[str, Any]], *, cached: bool
+    ) -> VolumeSelection:
         class_names = dict.fromkeys(
             c for pvc in pvcs.values() if (c := (pvc.get("spec") or {}).get("storageClassName"))
         )
+        storage_cache = self.class_cache(STORAGE_CLASSES) if cached and class_names else None
         storage_classes = {
-            name: sc for name in class_names if (sc := self.get_storage_class(name)) is not None
+            name: sc for name in class_names
+            if (sc := (storage_cache.get(name) if storage_cache is not None else None)
+                or self.get_storage_class(name)) is not None
         }
         snapshot_classes: list[dict[str, Any]] = []
         if pvcs:
-            # NotFound: the snapshot API is not installed, so no PVC has a class.
-            with contextlib.suppress(NotFound):
-                snapshot_classes = self.list_volume_snapshot_classes()
-        return select_volumes(vm, pvcs, storage_classes, snapshot_classes), pvcs
+            snapshot_cache = self.class_cache(VOLUME_SNAPSHOT_CLASSES.plural) if cached else None
+            if snapshot_cache is not None:
+                snapshot_classes = snapshot_cache.values()
+            else:
+                # NotFound: the snapshot API is not installed, so no PVC has a class.
+                with contextlib.suppress(NotFound):
+                    snapshot_classes = self.list_volume_snapshot_classes()
+        return select_volumes(vm, pvcs, storage_classes, snapshot_classes)

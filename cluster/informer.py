@@ -1,17 +1,19 @@
 """A watch-fed copy of one collection, read without a request (an informer's cache).
 
 Every snapshot reads its VM's PVCs (before choosing volumes, and again before the
-freeze). One LIST of the namespace answers that in one request, but it carries every
-PVC of the namespace: with 1,500 of them, 500 snapshots made the API server encode, and
-the worker decode, three quarters of a million PVCs. Kubernetes controllers (KubeVirt's
-among them) read from a cache that one LIST and one long watch keep current instead;
-so does the worker, for the collections it reads on every snapshot.
+freeze), their StorageClasses and the VolumeSnapshotClasses. One LIST of the namespace
+answered the PVCs in one request, but it carries every PVC of the namespace: with 1,500
+of them, 500 snapshots made the API server encode, and the worker decode, three quarters
+of a million PVCs. Kubernetes controllers (KubeVirt's among them) read from a cache that
+one LIST and one long watch keep current instead; so does the worker, for what it reads
+on every snapshot.
 
 The cache can lag the server by the watch's latency (milliseconds). Callers use it
 only where a stale answer is safe or confirmed: `cluster.pvcs` trusts a cached PVC
-that looks usable and asks the server about one that is missing or looks unusable.
-While the watch is down (until it has listed again) `fresh` is False and callers read
-from the server as before.
+that looks usable and asks the server about one that is missing or looks unusable;
+`Cluster.select_volumes_and_pvcs` chooses volumes on cached classes and, when that
+leaves a disk out, chooses again on the server's. While the watch is down (until it has
+listed again) `fresh` is False and callers read from the server as before.
 """
 
 from __future__ import annotations
@@ -79,6 +81,11 @@ class WatchedCollection:
         with self._lock:
             found = self._objects.get(name)
         return None if found is None else dict(found)
+
+    def values(self) -> list[dict[str, Any]]:
+        """Every object as last seen, in name order (copies of their top level)."""
+        with self._lock:
+            return [dict(self._objects[name]) for name in sorted(self._objects)]
 
     def __len__(self) -> int:
         with self._lock:

@@ -1,9 +1,10 @@
-"""The worker's watch-fed PVC cache (cluster.informer) against a running simulator: reads
-without requests, changes followed, unusable or missing PVCs confirmed by the server, and
-the server read again whenever the cache may have missed something."""
+"""The worker's watch-fed caches (cluster.informer) against a running simulator: PVCs and
+classes read without requests, changes followed, what looks unusable or leaves a disk out
+confirmed by the server, and the server read again whenever a cache may have missed something."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -23,7 +24,7 @@ PVC_BODY = {"spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "fast
 def cached(sim: Sim) -> Iterator[Cluster]:
     """A client that keeps PVC caches, as the worker does (each test starts its own)."""
     with Cluster.from_environment(str(sim.kubeconfig), request_timeout_seconds=10,
-                                  cache_pvcs=True) as adapter:
+                                  cache_reads=True) as adapter:
         yield adapter
 
 
@@ -128,3 +129,53 @@ def test_a_cache_that_cannot_list_is_not_kept_and_reads_go_to_the_server(
         assert pvc_requests(sim, mark) == [("list", ""), ("list", "")]
     finally:
         sim.clear_faults()
+
+
+def class_requests(sim: Sim, since: int) -> list[tuple[str, str]]:
+    return [(e["verb"], e["resource"]) for e in sim.requests_log()[since:]
+            if e["resource"] in ("storageclasses", "volumesnapshotclasses")]
+
+
+def test_a_selection_on_warm_caches_asks_the_server_nothing(
+    cached: Cluster, cluster: Cluster, sim: Sim
+) -> None:
+    vm = cluster.get_vm(NS, "hotplug")
+    expected = cluster.select_volumes_of(NS, vm)
+    assert expected.included and not expected.partial
+    assert cached.select_volumes_of(NS, vm) == expected  # starts the caches
+    mark = len(sim.requests_log())
+    assert cached.select_volumes_of(NS, vm) == expected
+    assert sim.requests_log()[mark:] == []
+
+
+def test_a_disk_left_out_on_cached_classes_is_chosen_again_on_the_servers(
+    cached: Cluster, cluster: Cluster, sim: Sim
+) -> None:
+    vm = cluster.get_vm(NS, "mixed")
+    expected = cluster.select_volumes_of(NS, vm)
+    assert expected.partial
+    cached.select_volumes_of(NS, vm)
+    mark = len(sim.requests_log())
+    assert cached.select_volumes_of(NS, vm) == expected
+    asked = class_requests(sim, mark)
+    assert ("list", "volumesnapshotclasses") in asked
+    assert ("get", "storageclasses") in asked
+
+
+def test_a_class_made_a_moment_ago_is_used(cached: Cluster, cluster: Cluster, sim: Sim) -> None:
+    vm = cluster.get_vm(NS, "mixed")
+    before = cached.select_volumes_of(NS, vm)
+    assert "legacy" in {v.volume_name for v in before.excluded}
+    nfs = {"apiVersion": "snapshot.storage.k8s.io/v1", "kind": "VolumeSnapshotClass",
+           "metadata": {"name": "nfs-snap"}, "driver": "nfs.csi.k8s.io",
+           "deletionPolicy": "Delete"}
+    sim.kubectl("create", "-f", "-", input=json.dumps(nfs))
+    try:
+        # Whether or not the watch has delivered it yet, the selection sees it.
+        after = cached.select_volumes_of(NS, vm)
+        assert "legacy" in {v.volume_name for v in after.included}
+        cache = cached.class_cache("volumesnapshotclasses")
+        assert cache is not None
+        until(lambda: cache.get("nfs-snap"), "the new class in the cache")
+    finally:
+        sim.kubectl("delete", "volumesnapshotclass", "nfs-snap")
