@@ -193,5 +193,28 @@ def runs(
     run(ctx, work)
 
 
+def run_command() -> None:
+    """The `vmsnap` command: the app, then an exit that skips the interpreter's teardown.
+
+    A command that used a Temporal client leaves the SDK core's threads alive, and one
+    of them can touch Python while the interpreter finalizes: the process then aborts
+    ("Fatal Python error: PyGILState_Release", temporalio/sdk-python#300) after doing
+    its work, and a script sees a failure. Once the command is done and its output
+    flushed, nothing is left to tear down that matters.
+    """
+    try:
+        app()
+        code: object = 0
+    except SystemExit as done:
+        code = done.code
+    if code is not None and not isinstance(code, int):
+        print(code, file=sys.stderr)
+        code = 1
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code or 0)
+
+
 if __name__ == "__main__":
-    app()
+    run_command()

@@ -21,6 +21,7 @@ import sys
 import time
 import uuid
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -62,9 +63,8 @@ def cli_sweep(stack: Stack, server: DevServerProcess, *args: str) -> dict[str, A
            "TEMPORAL_NAMESPACE": server.namespace, "KUBECONFIG": str(stack.sim.kubeconfig),
            "VMSNAP_TASK_QUEUE": stack.task_queue}
     done = subprocess.run(
-        [sys.executable, "-c", "from starter.cli_sweep import app; app(prog_name='vmsnap sweep')",
-         *args, "-o", "json"], cwd=REPO_ROOT, env=env, capture_output=True, text=True,
-        timeout=120)
+        [str(Path(sys.executable).parent / "vmsnap"), "sweep", *args, "-o", "json"],
+        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     return dict(json.loads(done.stdout))
 
