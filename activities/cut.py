@@ -15,10 +15,9 @@ nothing but the cluster's own latency sits between the calls:
      retried in place, the guest still frozen; from the freeze call to the thaw,
      requests are urgent (`cluster.client.urgent_requests`): a client-side rate
      limit lets them pass before unfrozen work;
-  4. watch them, from the creates' answers (no LIST first), and thaw the moment
-     every one has `status.creationTime` (from inside the watch, before its
-     connection is dropped), or at `thaw_by` if that comes first (then the cut is
-     crash-consistent);
+  4. watch them and thaw the moment every one has `status.creationTime` (from
+     inside the watch, before its connection is dropped), or at `thaw_by` if that
+     comes first (then the cut is crash-consistent);
   5. on any error or cancellation while frozen, thaw before leaving. An error
      once the guest has been frozen is final (CutFailed): a retry could no
      longer prove the cut was taken while it was frozen, so the workflow
@@ -80,8 +79,6 @@ class GuestCut:
         self._go = threading.Event()  # set once the freeze is done with: the creates leave
         self._abandoned = False  # set before `_go` when the creates must not be made
         self._cut_seen_at: datetime | None = None
-        # The creates' answers, by name: the cut's watch starts from them (no LIST first).
-        self._created: dict[str, dict[str, Any]] = {}
 
     def run(self) -> CutOutcome:
         try:
@@ -182,7 +179,7 @@ class GuestCut:
 
     # ---- 3. create ------------------------------------------------------------------------
 
-    def _create_volume_snapshots(self) -> list[Future[dict[str, Any] | None]]:
+    def _create_volume_snapshots(self) -> list[Future[VolumeSnapshotState | None]]:
         """Submit one create per volume; each waits for `_go` (None if abandoned).
 
         They are submitted before the freeze so that the pool has started one thread per
@@ -194,20 +191,18 @@ class GuestCut:
                  if input.owned_by_snapshot else None)
         thaw_by = input.freeze.thaw_by if input.freeze else None
 
-        def create(volume: PlannedVolumeSnapshot) -> dict[str, Any] | None:
+        def create(volume: PlannedVolumeSnapshot) -> VolumeSnapshotState | None:
             self._go.wait()
             if self._abandoned:
                 return None
             with self._urgency():
-                created = create_one(volume)
-            self._created[volume.name] = created
-            return created
+                return create_one(volume)
 
-        def create_one(volume: PlannedVolumeSnapshot) -> dict[str, Any]:
+        def create_one(volume: PlannedVolumeSnapshot) -> VolumeSnapshotState:
             delay = 0.05
             while True:
                 try:
-                    return self.cluster.create_volume_snapshot_object(
+                    return self.cluster.create_volume_snapshot(
                         input.namespace, volume.name, volume.pvc_name, volume.snapshot_class,
                         input.labels, owner)
                 except Conflict as err:
@@ -236,7 +231,6 @@ class GuestCut:
     def _wait_for_cut(self) -> list[VolumeSnapshotState]:
         names = [v.name for v in self.input.volumes]
         plan = self.input.freeze
-        known: dict[str, dict[str, Any]] | None = dict(self._created)
         while True:
             window = WATCH_WINDOW_SECONDS
             if plan is not None and self._frozen:
@@ -247,9 +241,8 @@ class GuestCut:
                         self.input.namespace, names, "cut", window,
                         on_change=self._on_cut_progress,
                         progress_interval_seconds=HEARTBEAT_EVERY_SECONDS,
-                        label_selector=snapshot_selector(self.input.snapshot), known=known)
+                        label_selector=snapshot_selector(self.input.snapshot))
             except WaitTimeout:
-                known = None  # a later window lists again
                 if plan is not None and self._frozen and _now() >= plan.thaw_by:
                     activity.logger.warning("thawing %s/%s before the cut: the freeze bound "
                                             "passed", self.input.namespace, plan.vmi)

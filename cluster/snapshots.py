@@ -110,23 +110,9 @@ class SnapshotOperations(KubeApis):
         Conflict when a VolumeSnapshot of that name exists for another PVC or
         class, or is being deleted.
         """
-        return volume_snapshot_state(self.create_volume_snapshot_object(
-            namespace, name, pvc, snapshot_class, labels, owner))
-
-    def create_volume_snapshot_object(
-        self,
-        namespace: str,
-        name: str,
-        pvc: str,
-        snapshot_class: str,
-        labels: dict[str, str],
-        owner: dict[str, Any] | None = None,
-    ) -> dict[str, Any]:
-        """`create_volume_snapshot`, answering the object as the server sent it (a watch
-        can start from its resourceVersion instead of listing first)."""
         body = volume_snapshot_body(namespace, name, pvc, snapshot_class, labels, owner)
         try:
-            return self.create_custom(VOLUME_SNAPSHOTS, namespace, body)
+            return volume_snapshot_state(self.create_custom(VOLUME_SNAPSHOTS, namespace, body))
         except AlreadyExists:
             existing = self.get_custom(VOLUME_SNAPSHOTS, namespace, name)
         state = volume_snapshot_state(existing)
@@ -142,7 +128,7 @@ class SnapshotOperations(KubeApis):
                 f"VolumeSnapshot {namespace}/{name} is being deleted; create it again once gone",
                 status=409, reason="Terminating",
             )
-        return existing
+        return state
 
     def get_volume_snapshot(self, namespace: str, name: str) -> VolumeSnapshotState | None:
         obj = self.get_custom_or_none(VOLUME_SNAPSHOTS, namespace, name)
@@ -171,14 +157,8 @@ class SnapshotOperations(KubeApis):
         on_change: Callable[[list[VolumeSnapshotState]], None] | None = None,
         progress_interval_seconds: float = 5.0,
         label_selector: str = "",
-        known: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> list[VolumeSnapshotState]:
         """Return the moment every named snapshot is cut (`status.creationTime`) or ready.
-
-        `known`: the objects as the caller last had them from the server (the creates'
-        answers): the watch starts from the oldest of their resourceVersions instead of
-        a LIST (one request fewer, and the watch is open sooner). Without every name in
-        it, or with a version that is not a number, the wait lists first as usual.
 
         `label_selector` narrows the list and watch to the snapshot's own objects: with
         hundreds of snapshots in a namespace, everyone else's events cost both sides CPU.
@@ -212,17 +192,4 @@ class SnapshotOperations(KubeApis):
             label_selector=label_selector,
         )
         report = None if on_change is None else (lambda objects: on_change(states(objects)))
-        return states(watcher.run(timeout_seconds, report, known=_start_from(ordered, known)))
-
-
-def _start_from(
-    names: list[str], known: Mapping[str, Mapping[str, Any]] | None
-) -> tuple[Objects, str] | None:
-    """The objects to start a watch with and the version to start it from, or None."""
-    if not known or any(name not in known for name in names):
-        return None
-    versions = [str((known[name].get("metadata") or {}).get("resourceVersion") or "")
-                for name in names]
-    if not all(v.isdigit() for v in versions):
-        return None
-    return {name: dict(known[name]) for name in names}, min(versions, key=int)
+        return states(watcher.run(timeout_seconds, report))

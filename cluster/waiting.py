@@ -120,24 +120,13 @@ class ListWatch:
         self._version = ""
 
     def run(
-        self,
-        timeout_seconds: float,
-        on_change: Callable[[Objects], None] | None = None,
-        known: tuple[Objects, str] | None = None,
+        self, timeout_seconds: float, on_change: Callable[[Objects], None] | None = None
     ) -> Objects:
         """The objects by name once nothing is pending; WaitTimeout when time runs out,
-        NotFound when a named object does not exist or is deleted meanwhile.
-
-        `known`: every named object as the caller just had it from the server, and a
-        resourceVersion no newer than any of them: the watch starts there, no LIST.
-        """
+        NotFound when a named object does not exist or is deleted meanwhile."""
         _require_positive(timeout_seconds)
         deadline = time.monotonic() + timeout_seconds
-        if known is not None:
-            objects = {name: known[0][name] for name in self._names}
-            self._version = known[1]
-        else:
-            objects = self._list_with_retries(deadline, timeout_seconds)
+        objects = self._list_with_retries(deadline, timeout_seconds)
         last_report = time.monotonic()
         if on_change is not None:
             on_change(objects)
@@ -200,8 +189,7 @@ class ListWatch:
                 metadata = obj.get("metadata") or {}
                 self._version = str(metadata.get("resourceVersion") or self._version)
                 name = metadata.get("name")
-                if (kind == "BOOKMARK" or name not in self._names
-                        or _older(metadata, objects.get(name))):
+                if kind == "BOOKMARK" or name not in self._names:
                     if time.monotonic() >= window_end:
                         break
                     continue
@@ -271,16 +259,6 @@ class ListWatch:
             f"still waiting on: {', '.join(still)}",
             last=objects,
         )
-
-
-def _older(metadata: Mapping[str, Any], held: Mapping[str, Any] | None) -> bool:
-    """An event older than the object already held: a watch started from the oldest of
-    several known versions replays the others' earlier states; they are skipped."""
-    if held is None:
-        return False
-    event = str(metadata.get("resourceVersion") or "")
-    current = str((held.get("metadata") or {}).get("resourceVersion") or "")
-    return event.isdigit() and current.isdigit() and int(event) < int(current)
 
 
 def _require_positive(seconds: float) -> None:

@@ -11,7 +11,6 @@ from cluster.client import Cluster
 from cluster.errors import Conflict, Invalid, NotFound
 from cluster.models import VolumeSnapshotState
 from tests.cluster.conftest import NS
-from tests.support.sim import Sim
 
 LABELS = {"vmsnap.io/test": "snapshots"}
 
@@ -70,33 +69,6 @@ def test_the_watch_sees_the_last_cut_within_milliseconds(cluster: Cluster) -> No
     assert all(s.cut for s in seen[-1])
     ready = cluster.watch_volume_snapshots(NS, names, "ready", timeout_seconds=10)
     assert all(s.ready_to_use and s.restore_size for s in ready)
-    for name in names:
-        cluster.delete_volume_snapshot(NS, name)
-
-
-def test_a_watch_from_the_creates_answers_lists_nothing_and_misses_nothing(
-    cluster: Cluster, sim: Sim
-) -> None:
-    """The cut's way: the creates' answers start the watch (from the oldest version)."""
-    names = ["vs-known-fast", "vs-known-slow"]
-    mark = len(sim.requests_log())
-    created = {names[0]: cluster.create_volume_snapshot_object(NS, names[0], "snap-a",
-                                                               "fast-snap", LABELS)}
-    time.sleep(0.3)  # the first is cut (200 ms) before the second exists: an older event
-    created[names[1]] = cluster.create_volume_snapshot_object(NS, names[1], "slow-disk",
-                                                              "fast-snap", LABELS)
-    states = cluster.watch_volume_snapshots(NS, names, "cut", timeout_seconds=10,
-                                            known=created)
-    assert [s.name for s in states] == names and all(s.cut for s in states)
-    verbs = [e["verb"] for e in sim.requests_log()[mark:] if e["resource"] == "volumesnapshots"]
-    assert verbs == ["create", "create", "watch"]
-    # An answer without a version to start from: the wait lists first, as before.
-    mark = len(sim.requests_log())
-    unversioned = {n: {**o, "metadata": {**o["metadata"], "resourceVersion": ""}}
-                   for n, o in created.items()}
-    cluster.watch_volume_snapshots(NS, names, "cut", timeout_seconds=10, known=unversioned)
-    verbs = [e["verb"] for e in sim.requests_log()[mark:] if e["resource"] == "volumesnapshots"]
-    assert verbs == ["list"]  # everything was already cut: no watch needed
     for name in names:
         cluster.delete_volume_snapshot(NS, name)
 
