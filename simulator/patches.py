@@ -10,11 +10,11 @@ Custom resources do not support it (415), as on a real server.
 
 from __future__ import annotations
 
-import copy
 from typing import Any, Literal
 
 import jsonpatch
 
+from simulator.documents import copy_document
 from simulator.errors import ApiError, bad_request
 
 PatchKind = Literal["json", "merge", "strategic"]
@@ -23,8 +23,8 @@ PatchKind = Literal["json", "merge", "strategic"]
 def merge_patch(target: Any, patch: Any) -> Any:
     """RFC 7386 JSON merge patch."""
     if not isinstance(patch, dict):
-        return copy.deepcopy(patch)
-    result = copy.deepcopy(target) if isinstance(target, dict) else {}
+        return copy_document(patch)
+    result = copy_document(target) if isinstance(target, dict) else {}
     for key, value in patch.items():
         if value is None:
             result.pop(key, None)
@@ -97,13 +97,13 @@ def apply_patch(kind: PatchKind, current: dict[str, Any], patch: Any) -> dict[st
 
 def strategic_merge(target: Any, patch: Any, path: str = "") -> Any:
     if not isinstance(patch, dict):
-        return copy.deepcopy(patch)
+        return copy_document(patch)
     directive = patch.get("$patch")
     if directive == "replace":
-        return {k: copy.deepcopy(v) for k, v in patch.items() if k != "$patch"}
+        return {k: copy_document(v) for k, v in patch.items() if k != "$patch"}
     if directive == "delete":
         return None
-    result = copy.deepcopy(target) if isinstance(target, dict) else {}
+    result = copy_document(target) if isinstance(target, dict) else {}
     retain = patch.get("$retainKeys")
     for key, value in patch.items():
         if key in ("$patch", "$retainKeys") or key.startswith("$setElementOrder/"):
@@ -130,12 +130,12 @@ def strategic_merge(target: Any, patch: Any, path: str = "") -> Any:
 
 
 def _merge_list(current: Any, patch: list[Any], path: str) -> list[Any]:
-    existing = copy.deepcopy(current) if isinstance(current, list) else []
+    existing = copy_document(current) if isinstance(current, list) else []
     if path in _SET_LISTS:
         return existing + [item for item in patch if item not in existing]
     key = _MERGE_KEYS.get(path)
     if key is None:
-        return copy.deepcopy(patch)
+        return copy_document(patch)
     for item in patch:
         if not isinstance(item, dict):
             continue

@@ -77,13 +77,15 @@ class Kind:
     def kind(self) -> str:
         return self.resource.kind
 
-    def validate(self, obj: dict[str, Any]) -> FieldErrors:
-        """Everything that holds for any stored state: metadata rules and the schema."""
+    def validate(self, obj: dict[str, Any], valid: dict[str, Any] | None = None) -> FieldErrors:
+        """Everything that holds for any stored state: metadata rules and the schema.
+
+        `valid`: an object this kind passed before (see `KindSchema.validate`)."""
         errors = validate_metadata(
             obj.get("metadata"), namespace_kind=self.resource.key == ("", "namespaces")
         )
         if self.schema is not None:
-            errors.extend(self.schema.validate(obj))
+            errors.extend(self.schema.validate(obj, valid))
         return errors
 
 

@@ -25,6 +25,7 @@ from simulator.registry import KUBEVIRT_SUBRESOURCES, SUBRESOURCES_GROUP, Kind
 from simulator.request_info import RequestInfo
 from simulator.request_paths import timestamp
 from simulator.responses import (
+    encoded_response,
     json_response,
     method_not_allowed,
     not_found_path,
@@ -115,12 +116,12 @@ class ResourceApi:
                 raise method_not_allowed()
         query = request.query
         if verb == "get":
-            obj = self.ctx.store.get(resource, namespace, info.name)
+            obj = self.ctx.store.view(resource, namespace, info.name)  # read only
             if wants_table(request.headers.get("Accept", "")):
                 return json_response(
                     to_table(resource, [obj], include_object=query.get("includeObject", "Metadata"))
                 )
-            return json_response(obj)
+            return encoded_response(self.ctx.store.encoded(resource, obj, type_meta=True))
         if verb == "list":
             return self._list(request, kind, namespace)
         if verb == "watch":
@@ -136,7 +137,7 @@ class ResourceApi:
                 validation=field_validation(query.get("fieldValidation")),
                 dry_run=dry_run(query.getall("dryRun", [])),
             )
-            return json_response(result.object, 201, result.warnings)
+            return self._written(kind, result.object, 201, result.warnings)
         if verb == "update":
             body = await read_body(request, required=True)
             result = self.ctx.writer.update(
@@ -148,7 +149,7 @@ class ResourceApi:
                 validation=field_validation(query.get("fieldValidation")),
                 dry_run=dry_run(query.getall("dryRun", [])),
             )
-            return json_response(result.object, 200, result.warnings)
+            return self._written(kind, result.object, 200, result.warnings)
         if verb == "patch":
             patch_type = patch_kind(request.headers.get("Content-Type", ""), builtin=kind.builtin)
             body = await read_body(request, required=True)
@@ -162,17 +163,26 @@ class ResourceApi:
                 validation=field_validation(query.get("fieldValidation")),
                 dry_run=dry_run(query.getall("dryRun", [])),
             )
-            return json_response(result.object, 200, result.warnings)
+            return self._written(kind, result.object, 200, result.warnings)
         if verb == "delete":
             return await self._delete(request, kind, namespace, info.name)
         return await self._delete_collection(request, kind, namespace)
 
+    def _written(
+        self, kind: Kind, obj: dict[str, Any], status: int, warnings: list[str]
+    ) -> web.Response:
+        """A write's answer: the stored version's JSON, encoded once for it and its watchers."""
+        return encoded_response(
+            self.ctx.store.encoded(kind.resource, obj, type_meta=True), status, warnings
+        )
+
     # ---- reads ---------------------------------------------------------------------------
 
     def _list(self, request: web.Request, kind: Kind, namespace: str | None) -> web.Response:
+        """The stored objects themselves (never changed here) and their cached JSON."""
         query = request.query
         _check_field_selector(kind, query.get("fieldSelector"))
-        items, resource_version = self.ctx.store.list(
+        items, resource_version = self.ctx.store.list_view(
             kind.resource, namespace, query.get("labelSelector"), query.get("fieldSelector")
         )
         token = query.get("continue")
@@ -204,13 +214,16 @@ class ResourceApi:
         if next_token:
             metadata["continue"] = next_token
             metadata["remainingItemCount"] = remaining
-        return json_response(
-            {
-                "kind": kind.list_kind,
-                "apiVersion": kind.resource.api_version,
-                "metadata": metadata,
-                "items": _strip_type_meta(kind, items),
-            }
+        head = json.dumps(
+            {"kind": kind.list_kind, "apiVersion": kind.resource.api_version, "metadata": metadata}
+        ).encode()
+        store, type_meta = self.ctx.store, not kind.builtin
+        # Byte for byte what json.dumps of the whole list would give (items last).
+        return encoded_response(
+            head[:-1]
+            + b', "items": ['
+            + b", ".join(store.encoded(kind.resource, item, type_meta=type_meta) for item in items)
+            + b"]}"
         )
 
     async def _watch(
@@ -244,7 +257,7 @@ class ResourceApi:
         expired: ApiError | None = None
         current: list[dict[str, Any]] | None = None
         if since_text in ("", "0") or send_initial:
-            current, _ = ctx.store.list(resource, namespace)
+            current, _ = ctx.store.list_view(resource, namespace)  # read only
             replay = [("ADDED", obj) for obj in current if matches(obj)]
         else:
             try:
@@ -266,7 +279,7 @@ class ResourceApi:
         shown: set[tuple[str, str]] = set()
         if selective and not expired:
             if current is None:
-                current, _ = ctx.store.list(resource, namespace)
+                current, _ = ctx.store.list_view(resource, namespace)
             shown = {_position(obj) for obj in current if matches(obj)}
         watcher = (
             None

@@ -6,8 +6,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-# Validates a whole object; returns (field path, message) pairs, empty when valid.
-Validator = Callable[[dict[str, Any]], list[tuple[str, str]]]
+# Validates a whole object; returns (field path, message) pairs, empty when valid. The
+# second argument, when not None, is an object the same validator passed (the stored
+# version): top-level properties the new object leaves identical need no new look.
+Validator = Callable[[dict[str, Any], dict[str, Any] | None], list[tuple[str, str]]]
 
 
 @dataclass(frozen=True)

@@ -13,9 +13,14 @@ from simulator.errors import ApiError, bad_request
 
 
 def json_response(body: Any, status: int = 200, warnings: list[str] | None = None) -> web.Response:
-    response = web.Response(
-        body=json.dumps(body).encode(), status=status, content_type="application/json"
-    )
+    return encoded_response(json.dumps(body).encode(), status, warnings)
+
+
+def encoded_response(
+    raw: bytes, status: int = 200, warnings: list[str] | None = None
+) -> web.Response:
+    """An answer whose JSON is already encoded (a stored object's cached bytes)."""
+    response = web.Response(body=raw, status=status, content_type="application/json")
     for warning in warnings or []:
         response.headers.add("Warning", f'299 - "{_escape(warning)}"')
     return response

@@ -12,7 +12,7 @@ subscribers synchronously, after it is committed.
 
 from __future__ import annotations
 
-import copy
+import json
 import re
 import uuid
 from collections import deque
@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from simulator.documents import copy_document as _copy
 from simulator.errors import (
     ApiError,
     already_exists,
@@ -36,22 +37,6 @@ from simulator.selectors import field_matcher, label_matcher
 
 EventType = Literal["ADDED", "MODIFIED", "DELETED"]
 
-def _copy(value: Any) -> Any:
-    """A deep copy of a JSON document (dicts, lists, immutable scalars), several times
-    faster than `copy.deepcopy`, which the store pays on every read and write; anything
-    else (never stored by the API, possible from a seed) falls back to `copy.deepcopy`."""
-    kind = type(value)
-    if kind is dict:
-        return {key: _copy(item) for key, item in value.items()}
-    if kind is list:
-        return [_copy(item) for item in value]
-    if kind in _IMMUTABLE:
-        return value
-    return copy.deepcopy(value)
-
-
-_IMMUTABLE = frozenset({str, int, float, bool, type(None)})
-
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
 _HISTORY_LIMIT = 20_000
 _GENERATE_SUFFIX = "bcdfghjklmnpqrstvwxz2456789"
@@ -65,7 +50,7 @@ class WatchEvent:
     object: dict[str, Any]
 
 
-Subscriber = Callable[[WatchEvent], None]
+Subscriber = Callable[[WatchEvent], None]  # must not change the event's object
 
 
 def now_rfc3339() -> str:
@@ -81,6 +66,15 @@ class Store:
         self._rv = 1
         self._history: deque[WatchEvent] = deque(maxlen=_HISTORY_LIMIT)
         self._subscribers: list[Subscriber] = []
+        # Per kind, the stored objects that passed the kind's current validator (an update
+        # need not validate again a top-level property it leaves as it was).
+        self._trusted: dict[tuple[str, str], set[tuple[str, str]]] = {}
+        # Per kind, the bucket's keys in LIST order; None after a create or a removal.
+        self._order: dict[tuple[str, str], list[tuple[str, str]] | None] = {}
+        # A stored object's JSON, by (kind, scope, name, without type meta): valid while the
+        # entry's object is the stored one (stored objects are never changed in place).
+        self._encoded: dict[tuple[tuple[str, str], str, str, bool], tuple[dict[str, Any], bytes]]
+        self._encoded = {}
         for resource in types:
             self.register(resource)
 
@@ -89,6 +83,8 @@ class Store:
     def register(self, resource: ResourceType) -> None:
         self._types[resource.key] = resource
         self._objects.setdefault(resource.key, {})
+        self._trusted[resource.key] = set()  # a new validator has checked nothing yet
+        self._order[resource.key] = None
 
     def types(self) -> list[ResourceType]:
         return list(self._types.values())
@@ -133,9 +129,9 @@ class Store:
         return found
 
     def _emit(self, type_: EventType, resource: ResourceType, obj: dict[str, Any]) -> None:
-        event = WatchEvent(
-            int(obj["metadata"]["resourceVersion"]), type_, resource, _copy(obj)
-        )
+        """Announce a committed change. The event carries the stored object itself (never
+        changed in place, like everything stored): subscribers read it, never change it."""
+        event = WatchEvent(int(obj["metadata"]["resourceVersion"]), type_, resource, obj)
         self._history.append(event)
         for subscriber in list(self._subscribers):
             subscriber(event)
@@ -153,16 +149,41 @@ class Store:
         return (namespace or "") if resource.namespaced else ""
 
     def get(self, resource: ResourceType, namespace: str | None, name: str) -> dict[str, Any]:
+        return _copy(self.view(resource, namespace, name))
+
+    def view(self, resource: ResourceType, namespace: str | None, name: str) -> dict[str, Any]:
+        """The stored object itself, not a copy: read it, never change it (GET answers)."""
         obj = self._bucket(resource).get((self._scope(resource, namespace), name))
         if obj is None:
             raise not_found(resource.group, resource.plural, name)
-        return _copy(obj)
+        return obj
 
     def find(
         self, resource: ResourceType, namespace: str | None, name: str
     ) -> dict[str, Any] | None:
         obj = self._bucket(resource).get((self._scope(resource, namespace), name))
         return _copy(obj) if obj is not None else None
+
+    def list_view(
+        self,
+        resource: ResourceType,
+        namespace: str | None = None,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+    ) -> tuple[list[dict[str, Any]], str]:
+        """`list` without the copies: the stored objects themselves, to read and encode only."""
+        labels, fields = label_matcher(label_selector), field_matcher(field_selector)
+        bucket = self._bucket(resource)
+        order = self._order.get(resource.key)
+        if order is None:
+            order = self._order[resource.key] = sorted(bucket)
+        scoped = bool(namespace) and resource.namespaced
+        items = []
+        for key in order:
+            obj = bucket[key]
+            if (not scoped or key[0] == namespace) and labels(obj) and fields(obj):
+                items.append(obj)
+        return items, str(self._rv)
 
     def list(
         self,
@@ -171,19 +192,42 @@ class Store:
         label_selector: str | None = None,
         field_selector: str | None = None,
     ) -> tuple[list[dict[str, Any]], str]:
-        labels, fields = label_matcher(label_selector), field_matcher(field_selector)
-        items = [
-            _copy(obj)
-            for (ns, _), obj in sorted(self._bucket(resource).items())
-            if (not namespace or not resource.namespaced or ns == namespace)
-            and labels(obj)
-            and fields(obj)
-        ]
-        return items, str(self._rv)
+        items, resource_version = self.list_view(
+            resource, namespace, label_selector, field_selector
+        )
+        return [_copy(obj) for obj in items], resource_version
+
+    def encoded(self, resource: ResourceType, obj: dict[str, Any], *, type_meta: bool) -> bytes:
+        """`json.dumps(obj)` of a stored object (from `view` or `list_view`), computed once
+        per version; without `apiVersion`/`kind` unless `type_meta` (built-in list items)."""
+        meta = obj.get("metadata") or {}
+        key = (resource.key, meta.get("namespace") or "", meta.get("name") or "", type_meta)
+        cached = self._encoded.get(key)
+        if cached is not None and cached[0] is obj:
+            return cached[1]
+        shown = obj if type_meta else {
+            k: v for k, v in obj.items() if k not in ("apiVersion", "kind")
+        }
+        raw = json.dumps(shown).encode()
+        if self._bucket(resource).get((self._scope(resource, key[1]), key[2])) is obj:
+            self._encoded[key] = (obj, raw)  # only stored objects: removal forgets them
+        return raw
+
+    def _forget(self, resource: ResourceType, scope: str, name: str) -> None:
+        """Bookkeeping of an object that left the bucket."""
+        self._order[resource.key] = None
+        self._trusted.get(resource.key, set()).discard((scope, name))
+        namespace = scope if resource.namespaced else ""
+        for type_meta in (True, False):
+            self._encoded.pop((resource.key, namespace, name, type_meta), None)
 
     # ---- writes ------------------------------------------------------------------------
 
-    def _validate(self, resource: ResourceType, obj: dict[str, Any]) -> None:
+    def _validate(
+        self, resource: ResourceType, obj: dict[str, Any], valid: dict[str, Any] | None = None
+    ) -> None:
+        """Name, metadata and schema rules; `valid` is an object this kind's validator
+        passed (the stored one), whose unchanged top-level properties need no new look."""
         name = obj["metadata"].get("name", "")
         causes: list[tuple[str, str]] = []
         if not _DNS_SUBDOMAIN.match(name) or len(name) > 253:
@@ -195,7 +239,7 @@ class Store:
                 )
             )
         if resource.validator is not None:
-            causes.extend(resource.validator(obj))
+            causes.extend(resource.validator(obj, valid))
         if causes:
             raise invalid(
                 resource.kind, resource.group, name, [{"field": f, "message": m} for f, m in causes]
@@ -217,8 +261,10 @@ class Store:
         *,
         keep_status: bool = False,
         dry_run: bool = False,
+        shared: bool = False,
     ) -> dict[str, Any]:
-        """POST. `keep_status` is for seeding: a real server drops status on create."""
+        """POST. `keep_status` is for seeding: a real server drops status on create.
+        `shared`: answer the stored object itself (read only), not a copy."""
         obj = _copy(obj)
         meta = obj.setdefault("metadata", {})
         if not isinstance(meta, dict):
@@ -269,8 +315,10 @@ class Store:
             return obj
         meta["resourceVersion"] = self._next_rv()
         self._bucket(resource)[(scope, name)] = obj
+        self._order[resource.key] = None
+        self._trusted[resource.key].add((scope, name))
         self._emit("ADDED", resource, obj)
-        return _copy(obj)
+        return obj if shared else _copy(obj)
 
     def _require_namespace(self, namespace: str) -> None:
         namespaces = self._objects.get(("", "namespaces"), {})
@@ -294,8 +342,10 @@ class Store:
         *,
         subresource: str | None = None,
         dry_run: bool = False,
+        shared: bool = False,
     ) -> dict[str, Any]:
-        """PUT of the object or of its status; a set `resourceVersion` must be current."""
+        """PUT of the object or of its status; a set `resourceVersion` must be current.
+        `shared`: answer the stored (or would-be) object itself, to read only, not a copy."""
         scope = self._scope(resource, namespace)
         current = self._bucket(resource).get((scope, name))
         if current is None:
@@ -311,7 +361,9 @@ class Store:
         if sent_rv and sent_rv != current["metadata"]["resourceVersion"]:
             raise conflict(resource.group, resource.plural, name)
         if subresource == "status":
-            updated = _copy(current)
+            # Shallow: the stored object is never changed in place, so the new version may
+            # share its unchanged parts (and `_validate` sees them as the same objects).
+            updated = {**current, "metadata": dict(current["metadata"])}
             if "status" in obj:
                 updated["status"] = obj["status"]
             else:
@@ -323,7 +375,7 @@ class Store:
             updated["apiVersion"], updated["kind"] = resource.api_version, resource.kind
             if resource.has_status:
                 if "status" in current:
-                    updated["status"] = _copy(current["status"])
+                    updated["status"] = current["status"]  # shared, as above
                 else:
                     updated.pop("status", None)
             new_meta = updated["metadata"]
@@ -337,10 +389,12 @@ class Store:
             if _spec_of(updated) != _spec_of(current):
                 generation += 1
             new_meta["generation"] = generation
-        self._validate(resource, updated)
+        trusted = (scope, name) in self._trusted[resource.key]
+        self._validate(resource, updated, current if trusted else None)
         if dry_run:
-            return updated
-        return self._commit(resource, scope, name, current, updated)
+            return updated if shared else _copy(updated)
+        stored = self._commit(resource, scope, name, current, updated, validated=True)
+        return stored if shared else _copy(stored)
 
     def _commit(
         self,
@@ -349,20 +403,29 @@ class Store:
         name: str,
         current: dict[str, Any],
         updated: dict[str, Any],
+        *,
+        validated: bool,
     ) -> dict[str, Any]:
-        if _without_rv(updated) == _without_rv(current):
-            return _copy(current)  # a no-op write changes nothing, as on a real server
+        """Store `updated` (which may share parts with `current`, never to be changed);
+        returns what is stored now (or what was removed), not a copy."""
+        if _same_but_rv(updated, current):
+            return current  # a no-op write changes nothing, as on a real server
         updated["metadata"]["resourceVersion"] = self._next_rv()
         if updated["metadata"].get("deletionTimestamp") and not updated["metadata"].get(
             "finalizers"
         ):
             del self._bucket(resource)[(scope, name)]
+            self._forget(resource, scope, name)
             self._emit("DELETED", resource, updated)
             self._collect_garbage(updated["metadata"]["uid"])
-            return _copy(updated)
+            return updated
         self._bucket(resource)[(scope, name)] = updated
+        if validated:
+            self._trusted[resource.key].add((scope, name))
+        else:
+            self._trusted[resource.key].discard((scope, name))
         self._emit("MODIFIED", resource, updated)
-        return _copy(updated)
+        return updated
 
     def patch(
         self,
@@ -414,8 +477,9 @@ class Store:
             updated = _copy(current)
             updated["metadata"]["deletionTimestamp"] = now_rfc3339()
             updated["metadata"]["deletionGracePeriodSeconds"] = 0
-            return self._commit(resource, scope, name, current, updated)
-        removed = self._bucket(resource).pop((scope, name))
+            return _copy(self._commit(resource, scope, name, current, updated, validated=False))
+        removed = _fresh_metadata(self._bucket(resource).pop((scope, name)))
+        self._forget(resource, scope, name)
         removed["metadata"]["resourceVersion"] = self._next_rv()
         self._emit("DELETED", resource, removed)
         self._collect_garbage(removed["metadata"]["uid"])
@@ -439,10 +503,11 @@ class Store:
                     stripped = _copy(obj)
                     stripped["metadata"]["finalizers"] = []
                     stripped["metadata"].setdefault("deletionTimestamp", now_rfc3339())
-                    self._commit(kind, scope, name, obj, stripped)
+                    self._commit(kind, scope, name, obj, stripped, validated=False)
                 elif (scope, name) in self._bucket(kind):
                     self.delete(kind, scope, name)
-        removed = self._bucket(resource).pop(("", ns_name))
+        removed = _fresh_metadata(self._bucket(resource).pop(("", ns_name)))
+        self._forget(resource, "", ns_name)
         removed["metadata"]["resourceVersion"] = self._next_rv()
         removed["metadata"]["deletionTimestamp"] = now_rfc3339()
         self._emit("DELETED", resource, removed)
@@ -467,11 +532,23 @@ class Store:
                     self.delete(resource, scope or None, name)
 
 
+def _fresh_metadata(stored: dict[str, Any]) -> dict[str, Any]:
+    """A removed object to stamp: a read-only view handed out earlier keeps its version."""
+    return {**stored, "metadata": dict(stored["metadata"])}
+
+
 def _spec_of(obj: dict[str, Any]) -> Any:
     return {k: v for k, v in obj.items() if k not in ("metadata", "status", "apiVersion", "kind")}
 
 
 def _without_rv(obj: dict[str, Any]) -> dict[str, Any]:
-    stripped = _copy(obj)
-    stripped.get("metadata", {}).pop("resourceVersion", None)
-    return stripped
+    """A shallow view of `obj` without its resourceVersion, for comparisons only."""
+    meta = obj.get("metadata")
+    if not isinstance(meta, dict) or "resourceVersion" not in meta:
+        return obj
+    return {**obj, "metadata": {k: v for k, v in meta.items() if k != "resourceVersion"}}
+
+
+def _same_but_rv(updated: dict[str, Any], current: dict[str, Any]) -> bool:
+    """Whether a write changes nothing but (at most) the resourceVersion."""
+    return _without_rv(updated) == _without_rv(current)

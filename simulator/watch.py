@@ -19,20 +19,38 @@ from simulator.store import Store, WatchEvent
 Matcher = Callable[[dict[str, Any]], bool]
 
 
+Encoder = Callable[[dict[str, Any]], bytes]
+
+
+def _plain_json(obj: dict[str, Any]) -> bytes:
+    return json.dumps(obj).encode()
+
+
 class EncodedEvent:
-    """A watch event and its newline-terminated JSON, computed at most once."""
+    """A watch event and its newline-terminated JSON, computed at most once.
 
-    __slots__ = ("_line", "object", "type")
+    `encode` gives the object's JSON; the hub passes the store's, which caches a stored
+    object's bytes per version (a GET of the same version then costs nothing more).
+    """
 
-    def __init__(self, type_: str, obj: dict[str, Any]) -> None:
+    __slots__ = ("_encode", "_line", "object", "type")
+
+    def __init__(self, type_: str, obj: dict[str, Any], encode: Encoder = _plain_json) -> None:
         self.type = type_
         self.object = obj
+        self._encode = encode
         self._line: bytes | None = None
+
+    def retyped(self, type_: str) -> EncodedEvent:
+        """The same object as another event type (a selective watch's ADDED or DELETED)."""
+        return EncodedEvent(type_, self.object, self._encode)
 
     @property
     def line(self) -> bytes:
         if self._line is None:
-            self._line = json.dumps({"type": self.type, "object": self.object}).encode() + b"\n"
+            # Byte for byte json.dumps({"type": ..., "object": ...}).
+            self._line = (b'{"type": ' + json.dumps(self.type).encode() + b', "object": '
+                          + self._encode(self.object) + b"}\n")
         return self._line
 
 
@@ -72,24 +90,29 @@ class Watcher:
                 self.queue.put_nowait(encoded)
         elif matches:
             if key not in self.shown and encoded.type == "MODIFIED":
-                encoded = EncodedEvent("ADDED", obj)
+                encoded = encoded.retyped("ADDED")
             self.shown.add(key)
             self.queue.put_nowait(encoded)
         elif key in self.shown:
             self.shown.discard(key)
-            self.queue.put_nowait(EncodedEvent("DELETED", obj))
+            self.queue.put_nowait(encoded.retyped("DELETED"))
 
 
 class WatchHub:
     def __init__(self, store: Store) -> None:
         self._watchers: dict[tuple[str, str], set[Watcher]] = {}
+        self._store = store
         self._unsubscribe = store.subscribe(self._on_event)
 
     def _on_event(self, event: WatchEvent) -> None:
         watchers = self._watchers.get(event.resource.key)
         if not watchers:
             return
-        encoded = EncodedEvent(event.type, event.object)
+
+        def encode(obj: dict[str, Any]) -> bytes:
+            return self._store.encoded(event.resource, obj, type_meta=True)
+
+        encoded = EncodedEvent(event.type, event.object, encode)
         for watcher in list(watchers):
             watcher.offer(encoded)
 

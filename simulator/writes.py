@@ -10,10 +10,10 @@ held to the rules an API client is.
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass, field
 from typing import Any
 
+from simulator.documents import copy_document
 from simulator.errors import ApiError, bad_request, invalid
 from simulator.patches import PatchKind, apply_patch
 from simulator.registry import CRD_GROUP, Kind, Registry
@@ -44,7 +44,7 @@ def dry_run(values: list[str]) -> bool:
 
 @dataclass
 class WriteResult:
-    object: dict[str, Any]
+    object: dict[str, Any]  # the stored (or would-be) object itself: read it, never change it
     warnings: list[str] = field(default_factory=list)
 
 
@@ -75,7 +75,7 @@ class Writer:
             raise bad_request(
                 f"the kind in the data ({kind_name}) does not match the expected kind ({kind.kind})"
             )
-        return copy.deepcopy(body)
+        return copy_document(body)
 
     def _decode(
         self, kind: Kind, obj: dict[str, Any], validation: str, old: dict[str, Any] | None = None
@@ -85,7 +85,7 @@ class Writer:
             return []
         unknown = kind.schema.unknown_fields(obj, prune=True)
         if old is not None and unknown:
-            already = set(kind.schema.unknown_fields(copy.deepcopy(old), prune=False))
+            already = set(kind.schema.unknown_fields(old, prune=False))  # prune=False: read only
             unknown = [f for f in unknown if f not in already]
         if unknown and validation == "Strict":
             listed = ", ".join(f'unknown field "{f}"' for f in unknown)
@@ -190,13 +190,16 @@ class Writer:
             self.registry.prepare_crd(obj)
             keep_status = True
         # Dry run first: the store stamps and validates (schema, metadata); admission follows.
+        # (The store copies what it is given: `obj` stays as it is for the real write.)
         would_be = self.store.create(
-            kind.resource, namespace, copy.deepcopy(obj), keep_status=keep_status, dry_run=True
+            kind.resource, namespace, obj, keep_status=keep_status, dry_run=True
         )
         self._admit(kind, would_be, None)
         if dry_run:
             return WriteResult(would_be, warnings)
-        created = self.store.create(kind.resource, namespace, obj, keep_status=keep_status)
+        created = self.store.create(
+            kind.resource, namespace, obj, keep_status=keep_status, shared=True
+        )
         return WriteResult(created, warnings)
 
     def update(
@@ -211,7 +214,7 @@ class Writer:
         dry_run: bool = False,
     ) -> WriteResult:
         obj = self._check_type_meta(kind, body)
-        old = self.store.get(kind.resource, namespace, name)
+        old = self.store.view(kind.resource, namespace, name)  # read only, as below
         warnings = self._decode(kind, obj, validation, old)
         return self._store_update(kind, namespace, name, obj, old, subresource, dry_run, warnings)
 
@@ -227,7 +230,8 @@ class Writer:
         validation: str = "Warn",
         dry_run: bool = False,
     ) -> WriteResult:
-        old = self.store.get(kind.resource, namespace, name)
+        # The stored object itself: the patch makes a new one, and every check only reads.
+        old = self.store.view(kind.resource, namespace, name)
         patched = apply_patch(patch_type, old, patch)
         patched = self._check_type_meta(kind, patched)
         warnings = self._decode(kind, patched, validation, old)
@@ -255,9 +259,10 @@ class Writer:
             kind.resource,
             namespace,
             name,
-            copy.deepcopy(obj),
+            obj,  # copied by the store
             subresource=subresource,
             dry_run=True,
+            shared=True,  # read below, never changed
         )
         if subresource:
             if kind.schema is not None:
@@ -268,7 +273,9 @@ class Writer:
             self._admit(kind, result, old)
         if dry_run:
             return WriteResult(result, warnings)
-        stored = self.store.update(kind.resource, namespace, name, obj, subresource=subresource)
+        stored = self.store.update(
+            kind.resource, namespace, name, obj, subresource=subresource, shared=True
+        )
         return WriteResult(stored, warnings)
 
     def delete(

@@ -43,6 +43,7 @@ from simulator.controllers.storage import (
     pvc_size_bytes,
     volume_handle,
 )
+from simulator.documents import copy_document
 from simulator.store import WatchEvent
 
 QUEUE = "csi-snapshotter"
@@ -262,9 +263,9 @@ class CsiDriverSidecar:
             pvc = self.view.pvc(ref.get("namespace", ""), claim) if claim else None
             if pvc is not None and volume_handle(pvc) == handle:
                 return pvc
-        for pvc in self.rt.list(CORE, "persistentvolumeclaims"):
+        for pvc in self.rt.list_view(CORE, "persistentvolumeclaims"):
             if volume_handle(pvc) == handle:
-                return pvc
+                return copy_document(pvc)  # the caller's own
         return None
 
     def _failure(

@@ -127,7 +127,7 @@ class SnapshotController:
 
     def _requeue_unbound(self, _: None) -> None:
         """A class changed: snapshots that could not be bound may now be."""
-        for snapshot in self.rt.list(SNAPSHOT, "volumesnapshots"):
+        for snapshot in self.rt.list_view(SNAPSHOT, "volumesnapshots"):
             if not (snapshot.get("status") or {}).get("boundVolumeSnapshotContentName"):
                 metadata = snapshot["metadata"]
                 self.rt.enqueue(QUEUE, (metadata.get("namespace", ""), metadata["name"]))
@@ -507,7 +507,7 @@ class SnapshotController:
         """isVolumeBeingCreatedFromSnapshot: a Pending PVC names it as its data source."""
         metadata = snapshot["metadata"]
         wanted = (metadata.get("namespace", ""), metadata["name"])
-        for pvc in self.rt.list(CORE, "persistentvolumeclaims", metadata.get("namespace")):
+        for pvc in self.rt.list_view(CORE, "persistentvolumeclaims", metadata.get("namespace")):
             if (
                 snapshot_source(pvc) == wanted
                 and (pvc.get("status") or {}).get("phase", "Pending") == "Pending"

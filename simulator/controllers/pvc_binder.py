@@ -94,7 +94,7 @@ class PvcBinder:
 
     def _requeue_unbound(self, _: None) -> None:
         """A StorageClass changed: every claim still waiting may now bind."""
-        for pvc in self.rt.list(CORE, "persistentvolumeclaims"):
+        for pvc in self.rt.list_view(CORE, "persistentvolumeclaims"):
             if (pvc.get("status") or {}).get("phase") != "Bound":
                 self.rt.enqueue(
                     QUEUE, (pvc["metadata"].get("namespace", ""), pvc["metadata"]["name"])

@@ -268,6 +268,16 @@ class Runtime:
             return None
         return self.store.find(resource, namespace, name)
 
+    def list_view(
+        self, group: str, plural: str, namespace: str | None = None
+    ) -> list[dict[str, Any]]:
+        """`list` without the copies (the stored objects): to read, never to change or keep."""
+        resource = self.kind(group, plural)
+        if resource is None:
+            return []
+        items, _ = self.store.list_view(resource, namespace)
+        return items
+
     def list(self, group: str, plural: str, namespace: str | None = None) -> list[dict[str, Any]]:
         resource = self.kind(group, plural)
         if resource is None:

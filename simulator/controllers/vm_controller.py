@@ -98,7 +98,7 @@ class VmController:
 
     def _requeue_all(self, _: None) -> None:
         """A class changed: every VM's volumeSnapshotStatuses may change."""
-        for vm in self.rt.list(KUBEVIRT, "virtualmachines"):
+        for vm in self.rt.list_view(KUBEVIRT, "virtualmachines"):
             self.rt.enqueue(QUEUE, (vm["metadata"].get("namespace", ""), vm["metadata"]["name"]))
 
     # ---- reconcile -----------------------------------------------------------------
