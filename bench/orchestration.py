@@ -10,7 +10,12 @@ by side on the same server: wall time (first start to last result), the ratio
 real / bare, and per-run latency (the server's start to close) p50 / p95.
 
     .venv/bin/python -m bench.orchestration --sizes 100 500
+    .venv/bin/python -m bench.orchestration --sizes 100 --repeat 3
     .venv/bin/python -m bench.orchestration --sizes 100 --tune VMSNAP_MAX_CONCURRENT_ACTIVITIES=100
+
+`--repeat K` measures K bare/vmsnap pairs per N, one after the other, and reports each
+ratio and their median: on a shared host the same work's CPU time varies by half from
+one minute to the next, and one pair can land on either side of it.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import json
 import math
 import os
 import signal
+import statistics
 import sys
 import tempfile
 import time
@@ -435,6 +441,14 @@ def describe_wave(wave: Wave) -> str:
             + ", ".join(f"{name} {seconds:.2f} s" for name, seconds in slowest))
 
 
+def median_ratios(pairs: list[tuple[Wave, Wave]]) -> dict[int, list[float]]:
+    """Each N's ratios (vmsnap wall / bare wall), in the order measured."""
+    ratios: dict[int, list[float]] = {}
+    for real, bare in pairs:
+        ratios.setdefault(real.size, []).append(real.wall / bare.wall)
+    return ratios
+
+
 def markdown(pairs: list[tuple[Wave, Wave]], shape: BareShape, note: str,
              command: str) -> str:
     rows = [
@@ -477,12 +491,16 @@ def markdown(pairs: list[tuple[Wave, Wave]], shape: BareShape, note: str,
         "| --- | --- | " + " | ".join("---" for _ in BUCKETS) + " |",
         *breakdown,
         "",
+        *(f"N = {size}: median ratio **{statistics.median(ratios):.2f}** of {len(ratios)} "
+          f"pair{'s' if len(ratios) > 1 else ''} ({', '.join(f'{r:.2f}' for r in ratios)})."
+          for size, ratios in median_ratios(pairs).items()),
+        "",
         f"Aim (issue 6): ratio ≤ {AIM}.",
     ])
 
 
 async def benchmark(sizes: list[int], env: dict[str, str], record: bool, command: str,
-                    namespaces: int = 1) -> list[tuple[Wave, Wave]]:
+                    namespaces: int = 1, repeat: int = 1) -> list[tuple[Wave, Wave]]:
     pairs: list[tuple[Wave, Wave]] = []
     async with BenchStack(vms=max(sizes), worker_env=env, namespaces=namespaces) as stack:
         print(f"stack up ({stack.tuning_note})", flush=True)
@@ -491,12 +509,19 @@ async def benchmark(sizes: list[int], env: dict[str, str], record: bool, command
               f"{', '.join(shape.activity_names())}, local activities "
               f"{', '.join(shape.local_activity_names())}", flush=True)
         for size in sizes:
-            bare = await bare_wave(stack, size, f"b{size}", shape)
-            print(describe_wave(bare), flush=True)
-            real = await real_wave(stack, size, f"r{size}")
-            print(describe_wave(real), flush=True)
-            print(f"  ratio N={size}: {real.wall / bare.wall:.2f} (aim <= {AIM})", flush=True)
-            pairs.append((real, bare))
+            for k in range(repeat):
+                tag = f"{size}" if repeat == 1 else f"{size}-{k}"
+                bare = await bare_wave(stack, size, f"b{tag}", shape)
+                print(describe_wave(bare), flush=True)
+                real = await real_wave(stack, size, f"r{tag}")
+                print(describe_wave(real), flush=True)
+                print(f"  ratio N={size}: {real.wall / bare.wall:.2f} (aim <= {AIM})",
+                      flush=True)
+                pairs.append((real, bare))
+            if repeat > 1:
+                ratios = median_ratios(pairs)[size]
+                print(f"  median ratio N={size}: {statistics.median(ratios):.2f} of "
+                      f"{len(ratios)} pairs", flush=True)
         note = f"{stack.layout()}; {stack.tuning_note}"
     if record:
         from bench.report import record_section
@@ -513,6 +538,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                         help="a VMSNAP_* worker tuning variable for both workers (repeatable)")
     parser.add_argument("--namespaces", type=int, default=1,
                         help="spread the VMs over this many namespaces (default: all in one)")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="bare/vmsnap pairs per N (the median ratio is reported)")
     parser.add_argument("--no-record", action="store_true",
                         help="print only; leave docs/benchmarks.md alone")
     parser.add_argument("--serve-product-worker", metavar="TASK_QUEUE", help=argparse.SUPPRESS)
@@ -522,13 +549,17 @@ def main(argv: Sequence[str] | None = None) -> None:
         return
     if any(size < 1 for size in args.sizes):
         parser.error("sizes must be positive")
+    if args.repeat < 1:
+        parser.error("--repeat must be at least 1")
     if not 1 <= args.namespaces <= max(args.sizes):
         parser.error("--namespaces must be between 1 and the largest size")
     env = tuning_env(args.tune)
     command = " ".join([".venv/bin/python -m bench.orchestration", "--sizes",
                         *map(str, args.sizes), *(f"--tune {t}" for t in args.tune)]
-                       + ([f"--namespaces {args.namespaces}"] if args.namespaces > 1 else []))
-    run_stoppable(benchmark(args.sizes, env, not args.no_record, command, args.namespaces))
+                       + ([f"--namespaces {args.namespaces}"] if args.namespaces > 1 else [])
+                       + ([f"--repeat {args.repeat}"] if args.repeat > 1 else []))
+    run_stoppable(benchmark(args.sizes, env, not args.no_record, command, args.namespaces,
+                            args.repeat))
 
 
 if __name__ == "__main__":
