@@ -9,7 +9,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: install bytecode demo test lint typecheck check clean
+.PHONY: install demo test lint typecheck check clean
 
 # Bytecode for our own modules, kept current on every run (compileall skips what is
 # up to date): Temporal's workflow sandbox executes the workflow modules afresh for every
