@@ -65,6 +65,19 @@ def label_matcher(selector: str | None) -> Matcher:
     return matches
 
 
+def required_labels(selector: str | None) -> list[tuple[str, str]]:
+    """The `key=value` (or `==`) terms of a label selector: every object it matches carries
+    them, so an index of labels can narrow a LIST before the whole selector is applied.
+    Other terms (`!=`, sets, existence) are left to the matcher. A selector that does not
+    parse answers nothing here (the matcher refuses it)."""
+    found = []
+    for term in _split_terms(selector or ""):
+        match = _EQ_TERM.match(term)
+        if match and match.group(2) != "!=":
+            found.append((match.group(1), match.group(3)))
+    return found
+
+
 def _field_value(obj: dict[str, Any], path: str) -> str | None:
     value: Any = obj
     for part in path.split("."):

@@ -33,7 +33,7 @@ from simulator.errors import (
 )
 from simulator.patches import PatchKind, apply_patch
 from simulator.resource_types import ResourceType
-from simulator.selectors import field_matcher, label_matcher
+from simulator.selectors import field_matcher, label_matcher, required_labels
 
 EventType = Literal["ADDED", "MODIFIED", "DELETED"]
 
@@ -71,6 +71,9 @@ class Store:
         self._trusted: dict[tuple[str, str], set[tuple[str, str]]] = {}
         # Per kind, the bucket's keys in LIST order; None after a create or a removal.
         self._order: dict[tuple[str, str], list[tuple[str, str]] | None] = {}
+        # (key, value) of every label -> the keys of the objects that carry it, per kind:
+        # a LIST by `vmsnap.io/snapshot=NAME` reads its few objects, not the collection.
+        self._by_label: dict[tuple[str, str], dict[tuple[str, str], set[tuple[str, str]]]] = {}
         # A stored object's JSON, by (kind, scope, name, without type meta): valid while the
         # entry's object is the stored one (stored objects are never changed in place).
         self._encoded: dict[tuple[tuple[str, str], str, str, bool], tuple[dict[str, Any], bytes]]
@@ -174,9 +177,16 @@ class Store:
         """`list` without the copies: the stored objects themselves, to read and encode only."""
         labels, fields = label_matcher(label_selector), field_matcher(field_selector)
         bucket = self._bucket(resource)
-        order = self._order.get(resource.key)
-        if order is None:
-            order = self._order[resource.key] = sorted(bucket)
+        required = required_labels(label_selector)
+        order: list[tuple[str, str]]
+        if required:
+            index = self._by_label.get(resource.key, {})
+            order = sorted(set.intersection(*(index.get(pair, set()) for pair in required)))
+        else:
+            cached = self._order.get(resource.key)
+            if cached is None:
+                cached = self._order[resource.key] = sorted(bucket)
+            order = cached
         scoped = bool(namespace) and resource.namespaced
         items = []
         for key in order:
@@ -213,9 +223,34 @@ class Store:
             self._encoded[key] = (obj, raw)  # only stored objects: removal forgets them
         return raw
 
-    def _forget(self, resource: ResourceType, scope: str, name: str) -> None:
+    def _reindex(
+        self,
+        resource: ResourceType,
+        key: tuple[str, str],
+        old: dict[str, Any] | None,
+        new: dict[str, Any] | None,
+    ) -> None:
+        """Keep the label index in step with one object's change (None: absent)."""
+        before = _label_pairs(old)
+        after = _label_pairs(new)
+        if before == after:
+            return
+        index = self._by_label.setdefault(resource.key, {})
+        for pair in before - after:
+            holders = index.get(pair)
+            if holders is not None:
+                holders.discard(key)
+                if not holders:
+                    del index[pair]
+        for pair in after - before:
+            index.setdefault(pair, set()).add(key)
+
+    def _forget(
+        self, resource: ResourceType, scope: str, name: str, removed: dict[str, Any]
+    ) -> None:
         """Bookkeeping of an object that left the bucket."""
         self._order[resource.key] = None
+        self._reindex(resource, (scope, name), removed, None)
         self._trusted.get(resource.key, set()).discard((scope, name))
         namespace = scope if resource.namespaced else ""
         for type_meta in (True, False):
@@ -316,6 +351,7 @@ class Store:
         meta["resourceVersion"] = self._next_rv()
         self._bucket(resource)[(scope, name)] = obj
         self._order[resource.key] = None
+        self._reindex(resource, (scope, name), None, obj)
         self._trusted[resource.key].add((scope, name))
         self._emit("ADDED", resource, obj)
         return obj if shared else _copy(obj)
@@ -415,11 +451,12 @@ class Store:
             "finalizers"
         ):
             del self._bucket(resource)[(scope, name)]
-            self._forget(resource, scope, name)
+            self._forget(resource, scope, name, current)
             self._emit("DELETED", resource, updated)
             self._collect_garbage(updated["metadata"]["uid"])
             return updated
         self._bucket(resource)[(scope, name)] = updated
+        self._reindex(resource, (scope, name), current, updated)
         if validated:
             self._trusted[resource.key].add((scope, name))
         else:
@@ -478,8 +515,9 @@ class Store:
             updated["metadata"]["deletionTimestamp"] = now_rfc3339()
             updated["metadata"]["deletionGracePeriodSeconds"] = 0
             return _copy(self._commit(resource, scope, name, current, updated, validated=False))
-        removed = _fresh_metadata(self._bucket(resource).pop((scope, name)))
-        self._forget(resource, scope, name)
+        stored = self._bucket(resource).pop((scope, name))
+        self._forget(resource, scope, name, stored)
+        removed = _fresh_metadata(stored)
         removed["metadata"]["resourceVersion"] = self._next_rv()
         self._emit("DELETED", resource, removed)
         self._collect_garbage(removed["metadata"]["uid"])
@@ -506,8 +544,9 @@ class Store:
                     self._commit(kind, scope, name, obj, stripped, validated=False)
                 elif (scope, name) in self._bucket(kind):
                     self.delete(kind, scope, name)
-        removed = _fresh_metadata(self._bucket(resource).pop(("", ns_name)))
-        self._forget(resource, "", ns_name)
+        stored = self._bucket(resource).pop(("", ns_name))
+        self._forget(resource, "", ns_name, stored)
+        removed = _fresh_metadata(stored)
         removed["metadata"]["resourceVersion"] = self._next_rv()
         removed["metadata"]["deletionTimestamp"] = now_rfc3339()
         self._emit("DELETED", resource, removed)
@@ -530,6 +569,13 @@ class Store:
                     continue
                 if (scope, name) in self._bucket(resource):
                     self.delete(resource, scope or None, name)
+
+
+def _label_pairs(obj: dict[str, Any] | None) -> set[tuple[str, str]]:
+    if obj is None:
+        return set()
+    labels = (obj.get("metadata") or {}).get("labels") or {}
+    return {(str(k), str(v)) for k, v in labels.items()}
 
 
 def _fresh_metadata(stored: dict[str, Any]) -> dict[str, Any]:

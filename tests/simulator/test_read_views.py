@@ -26,6 +26,7 @@ from simulator.resource_types import ResourceType
 from simulator.runtime import Options, build_context
 from simulator.schemas import KindSchema, _describe, swagger_definitions
 from simulator.seeding import DEFAULT_NAMESPACES, ensure_namespace
+from simulator.selectors import label_matcher
 from simulator.server import Server
 from simulator.store import Store
 
@@ -154,6 +155,51 @@ async def test_a_list_or_get_after_a_write_shows_the_new_version(api: Api) -> No
     gone = await api.ok("DELETE", f"{PVCS}/disk-b")
     assert gone["metadata"]["name"] == "disk-b"
     assert [i["metadata"]["name"] for i in (await api.ok("GET", PVCS))["items"]] == ["disk-a"]
+
+
+async def test_a_list_by_label_follows_label_changes_deletes_and_namespaces(api: Api) -> None:
+    """Equality terms narrow a LIST through the store's label index: it must follow every
+    change of labels, every removal, and still apply the rest of the selector."""
+
+    async def names(selector: str, path: str = PVCS) -> list[str]:
+        answer = await api.ok("GET", f"{path}?labelSelector={selector}")
+        return [i["metadata"]["name"] for i in answer["items"]]
+
+    ensure_namespace(api.ctx.writer, api.ctx.registry, "elsewhere")
+    other = "/api/v1/namespaces/elsewhere/persistentvolumeclaims"
+    for name, tier in (("d-1", "gold"), ("d-2", "gold"), ("d-3", "bronze")):
+        await api.ok("POST", PVCS, _pvc(name, tier=tier, app="db"))
+    await api.ok("POST", other, _pvc("d-9", tier="gold", app="db"))
+    assert await names("tier%3Dgold") == ["d-1", "d-2"]
+    assert await names("tier%3D%3Dgold,app%3Ddb") == ["d-1", "d-2"]
+    assert await names("tier%3Dgold,app!%3Ddb") == []
+    assert await names("tier%3Dgold,app%20in%20(db)") == ["d-1", "d-2"]
+    assert await names("tier%3Dnone") == []
+    all_gold = await api.ok("GET", "/api/v1/persistentvolumeclaims?labelSelector=tier%3Dgold")
+    # Across namespaces, in the collection's order (namespace, then name).
+    assert [i["metadata"]["name"] for i in all_gold["items"]] == ["d-9", "d-1", "d-2"]
+    await api.ok("PATCH", f"{PVCS}/d-1", {"metadata": {"labels": {"tier": "bronze"}}},
+                 "application/merge-patch+json")
+    await api.ok("PATCH", f"{PVCS}/d-3", {"metadata": {"labels": {"tier": "gold"}}},
+                 "application/merge-patch+json")
+    assert await names("tier%3Dgold") == ["d-2", "d-3"]
+    assert await names("tier%3Dbronze") == ["d-1"]
+    await api.ok("PATCH", f"{PVCS}/d-2", {"metadata": {"labels": {"tier": None}}},
+                 "application/merge-patch+json")
+    assert await names("tier%3Dgold") == ["d-3"]
+    await api.ok("DELETE", f"{PVCS}/d-3")
+    assert await names("tier%3Dgold") == []
+    assert await names("app%3Ddb") == ["d-1", "d-2"]
+    await api.ok("POST", PVCS, _pvc("d-3", tier="gold"))
+    assert await names("tier%3Dgold") == ["d-3"]
+    # The same answers as a scan of the whole collection.
+    store = api.ctx.store
+    resource = api.kind("", "persistentvolumeclaims").resource
+    for selector in ("tier=gold", "app=db", "tier=bronze,app=db", "tier=gold,app!=db"):
+        indexed, _ = store.list_view(resource, "views", selector)
+        matches = label_matcher(selector)
+        scanned = [o for o in store.list_view(resource, "views")[0] if matches(o)]
+        assert indexed == scanned, selector
 
 
 async def test_what_a_caller_holds_never_changes_the_store(api: Api) -> None:
