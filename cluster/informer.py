@@ -100,10 +100,13 @@ class WatchedCollection:
             target=self._follow, name=f"watch {self._what}", daemon=True)
         self._thread.start()
 
-    def close(self) -> None:
-        """Stop following (the thread ends at its window's end at the latest)."""
+    def close(self, wait_seconds: float = 0.0) -> None:
+        """Stop following (the thread ends at its window's end at the latest); wait up to
+        `wait_seconds` for it to end (nothing of it is sent after that)."""
         self._closed.set()
         self._fresh.clear()
+        if wait_seconds > 0 and self._thread is not None:
+            self._thread.join(wait_seconds)
 
     # ---- the thread ------------------------------------------------------------------------
 
