@@ -122,16 +122,6 @@ class KubeApis:
             response.release_conn()
         return json.loads(raw) if raw else None
 
-    def get_or_none(
-        self, context: str, method: Callable[..., Any], *args: Any, **kwargs: Any
-    ) -> Any:
-        """`call_json`, with 404 answered as None; other errors carry `context`."""
-        try:
-            with translated_errors(context):
-                return self.call_json(method, *args, **kwargs)
-        except NotFound:
-            return None
-
     # ---- requests straight to the REST client ----------------------------------------
 
     def request_json(

@@ -17,18 +17,18 @@ import pytest
 from aiohttp import ClientSession
 from aiohttp.test_utils import TestServer
 
-from simulator.cel import MISSING
 from simulator.context import SimulatorContext
 from simulator.errors import ApiError
 from simulator.reference import find_reference_dir, load_reference, manifest_documents
 from simulator.registry import Kind
 from simulator.resource_types import ResourceType
 from simulator.runtime import Options, build_context
-from simulator.schemas import KindSchema, _describe, swagger_definitions
+from simulator.schemas import KindSchema, swagger_definitions
 from simulator.seeding import DEFAULT_NAMESPACES, ensure_namespace
 from simulator.selectors import label_matcher
 from simulator.server import Server
 from simulator.store import Store
+from tests.support.schemas import whole_document_errors
 
 REFERENCE = find_reference_dir()
 PVCS = "/api/v1/namespaces/views/persistentvolumeclaims"
@@ -292,16 +292,6 @@ def test_equal_is_not_enough_to_skip_a_property(content_schema: KindSchema,
     assert content_schema.validate(new, valid) == expected
 
 
-def _whole_document_errors(schema: KindSchema, obj: Any) -> list[tuple[str, str]]:
-    """One jsonschema pass over the whole object, as before any split or shortcut."""
-    errors: list[tuple[str, str]] = []
-    for error in sorted(schema._validator.iter_errors(obj),
-                        key=lambda e: list(map(str, e.absolute_path))):
-        errors.extend(_describe(error))
-    schema._walk_checks(schema.root, obj, MISSING, [], errors, transition=False)
-    return errors
-
-
 def _stored_content() -> dict[str, Any]:
     content = _content()
     content["metadata"] = {
@@ -326,7 +316,7 @@ def test_changed_metadata_fields_answer_the_whole_documents_errors(
     valid = _stored_content()
     assert content_schema.validate(valid) == []
     new = {**valid, "metadata": {**valid["metadata"], **metadata}}
-    expected = _whole_document_errors(content_schema, copy.deepcopy(new))
+    expected = whole_document_errors(content_schema, copy.deepcopy(new))
     assert content_schema.validate(new, valid) == expected
     assert content_schema.validate(new, valid) == expected  # and again, from the memo
     if metadata.get("labels") == {"vm": "b"}:
@@ -348,7 +338,7 @@ def test_a_changed_object_is_still_checked_as_a_whole(definitions: dict[str, Any
     assert schema.validate(valid) == []
     for status in ({"count": 2}, {"phase": "Ready", "count": 2, "extra": 1}, {"phase": 3}):
         new = {**valid, "status": status}
-        expected = _whole_document_errors(schema, copy.deepcopy(new))
+        expected = whole_document_errors(schema, copy.deepcopy(new))
         assert expected
         assert schema.validate(new, valid) == expected
 

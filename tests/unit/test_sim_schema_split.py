@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from simulator.cel import MISSING
 from simulator.reference import find_reference_dir, load_reference, manifest_documents
-from simulator.schemas import KindSchema, _describe, swagger_definitions
+from simulator.schemas import KindSchema, swagger_definitions
+from tests.support.schemas import whole_document_errors
 
 REFERENCE = find_reference_dir()
 Mutation = Callable[[dict[str, Any]], None]
@@ -27,16 +27,6 @@ def _crd_schema(file: str, definitions: dict[str, Any]) -> KindSchema:
     crd = manifest_documents(REFERENCE / "csi-snapshot" / file)[0]
     version = next(v for v in crd["spec"]["versions"] if v["storage"])
     return KindSchema.for_crd_version(version["schema"]["openAPIV3Schema"], definitions)
-
-
-def whole_document_errors(schema: KindSchema, obj: Any) -> list[tuple[str, str]]:
-    """What validation answered before the split: one jsonschema pass, sorted by path."""
-    errors: list[tuple[str, str]] = []
-    for error in sorted(schema._validator.iter_errors(obj),
-                        key=lambda e: list(map(str, e.absolute_path))):
-        errors.extend(_describe(error))
-    schema._walk_checks(schema.root, obj, MISSING, [], errors, transition=False)
-    return errors
 
 
 def _vm() -> dict[str, Any]:
