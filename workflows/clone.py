@@ -31,15 +31,14 @@ from pydantic import ValidationError
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError
 
-from workflows.reporting import record_vm_event
-
 with workflow.unsafe.imports_passed_through():
-    from activities import restore_names as names
+    import activities.restore_names as names
+    import workflows.naming as naming
+    import workflows.saga as saga
     from activities.events import CLONE_FAILED, CLONE_SUCCEEDED
     from activities.metrics import record_compensation
     from cluster.models import PvcState
     from cluster.vm_clone import CloneSpecError, parse_patches, validate_filters
-    from workflows import naming, saga
     from workflows.clone_models import (
         CheckCloneSourceInput,
         CloneProgress,
@@ -56,6 +55,7 @@ with workflow.unsafe.imports_passed_through():
         SnapshotVirtualMachineInput,
         SnapshotVirtualMachineResult,
     )
+    from workflows.reporting import record_vm_event
     from workflows.restore_models import (
         PvcsInput,
         RestoredVolumeResult,

@@ -21,9 +21,9 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
-    from activities import names
+    import activities.names as names
+    import workflows.naming as naming
     from activities.models import DeletionPlan, ObjectRef, VolumeSnapshotsInput
-    from workflows import naming
     from workflows.failures import step_failure
     from workflows.models import (
         DeleteVirtualMachineSnapshotInput,

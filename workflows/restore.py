@@ -33,16 +33,15 @@ from pydantic import ValidationError
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError
 
-from workflows.reporting import record_vm_event
-
 with workflow.unsafe.imports_passed_through():
-    from activities import names as snapshot_names
-    from activities import restore_names as names
+    import activities.names as snapshot_names
+    import activities.restore_names as names
+    import workflows.saga as saga
     from activities.events import RESTORE_FAILED, RESTORE_SUCCEEDED
     from activities.metrics import record_compensation
     from activities.models import VmLockInput
     from cluster.models import PvcState
-    from workflows import saga
+    from workflows.reporting import record_vm_event
     from workflows.restore_models import (
         ApplyRestoredVmInput,
         PrepareRestoreInput,

@@ -49,7 +49,7 @@ from temporalio.exceptions import (
 from temporalio.exceptions import CancelledError as TemporalCancelled
 
 with workflow.unsafe.imports_passed_through():
-    from workflows import naming
+    import workflows.naming as naming
     from workflows.failures import describe
     from workflows.models import (
         DeleteVirtualMachineSnapshotInput,

@@ -49,7 +49,9 @@ from temporalio.exceptions import ActivityError, ApplicationError
 from temporalio.exceptions import TimeoutError as ActivityTimeout
 
 with workflow.unsafe.imports_passed_through():
-    from activities import names
+    import activities.names as names
+    import workflows.naming as naming
+    import workflows.saga as saga
     from activities.events import (
         RECORD_VM_EVENT,
         SNAPSHOT_FAILED,
@@ -75,7 +77,6 @@ with workflow.unsafe.imports_passed_through():
     )
     from cluster.durations import format_go_duration
     from cluster.models import VolumeSnapshotState
-    from workflows import naming, saga
     from workflows.failures import CANCELED, describe
     from workflows.models import (
         PARTIAL_SNAPSHOT,
