@@ -7,9 +7,11 @@ vmsnap snapshot per VM (GET VM and VMI, LIST the namespace's PVCs, freeze, creat
 VolumeSnapshot per disk, unfreeze, PATCH the VM, GET the snapshots until ready, LIST by
 label; nothing is deleted, as in a wave of snapshots that succeed), and reads the
 simulator's CPU seconds from /proc before and after. The controllers' work behind the
-requests (snapshot contents, statuses, the freeze) counts.
+requests (snapshot contents, statuses, the freeze) counts. `--records` adds what vmsnap
+writes besides: one vmsnap.io VirtualMachineSnapshot record per snapshot, created
+first, its status patched InProgress, then Succeeded once the VolumeSnapshots are ready.
 
-    .venv/bin/python -m bench.simulator_requests --vms 100 --rounds 2
+    .venv/bin/python -m bench.simulator_requests --vms 100 --rounds 2 [--records]
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ KUBEVIRT = "/apis/kubevirt.io/v1/namespaces"
 SUBRESOURCES = "/apis/subresources.kubevirt.io/v1/namespaces"
 SNAPSHOTS = "/apis/snapshot.storage.k8s.io/v1/namespaces"
 PVCS = "/api/v1/namespaces"
+RECORDS = "/apis/vmsnap.io/v1alpha1/namespaces"
+MERGE_PATCH = "application/merge-patch+json"
 READY_TIMEOUT = 60.0
 
 
@@ -59,8 +63,20 @@ class Client:
             return json.loads(text) if text else None
 
 
-async def snapshot_one(client: Client, index: int, round_: int, disks: int) -> None:
+async def snapshot_one(client: Client, index: int, round_: int, disks: int,
+                       records: bool = False) -> None:
     vm, ns = vm_name(index), NAMESPACE
+    record = f"{RECORDS}/{ns}/virtualmachinesnapshots/{vm}-r{round_}"
+    if records:
+        await client.call("POST", f"{RECORDS}/{ns}/virtualmachinesnapshots", {
+            "apiVersion": "vmsnap.io/v1alpha1", "kind": "VirtualMachineSnapshot",
+            "metadata": {"name": f"{vm}-r{round_}", "labels": {"bench.vmsnap.io/vm": vm}},
+            "spec": {"source": {"apiGroup": "kubevirt.io", "kind": "VirtualMachine",
+                                "name": vm}, "deletionPolicy": "Delete"},
+        }, expect=201)
+        await client.call("PATCH", f"{record}/status",
+                          {"status": {"phase": "InProgress", "readyToUse": False}},
+                          content_type=MERGE_PATCH)
     await client.call("GET", f"{KUBEVIRT}/{ns}/virtualmachines/{vm}")
     await client.call("GET", f"{KUBEVIRT}/{ns}/virtualmachineinstances/{vm}")
     await client.call("GET", f"{PVCS}/{ns}/persistentvolumeclaims")
@@ -77,7 +93,7 @@ async def snapshot_one(client: Client, index: int, round_: int, disks: int) -> N
     await client.call("PUT", f"{SUBRESOURCES}/{ns}/virtualmachineinstances/{vm}/unfreeze")
     await client.call("PATCH", f"{KUBEVIRT}/{ns}/virtualmachines/{vm}",
                       {"metadata": {"annotations": {"bench.vmsnap.io/round": str(round_)}}},
-                      content_type="application/merge-patch+json")
+                      content_type=MERGE_PATCH)
     deadline = time.monotonic() + READY_TIMEOUT
     for name in names:
         while True:
@@ -89,10 +105,15 @@ async def snapshot_one(client: Client, index: int, round_: int, disks: int) -> N
             await asyncio.sleep(0.05)
     await client.call("GET", f"{SNAPSHOTS}/{ns}/volumesnapshots"
                       f"?labelSelector=bench.vmsnap.io/vm%3D{vm}")
+    if records:
+        await client.call("PATCH", f"{record}/status", {"status": {
+            "phase": "Succeeded", "readyToUse": True,
+            "creationTime": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}},
+            content_type=MERGE_PATCH)
 
 
 async def run_mix(sim: SimulatorProcess, vms: int, disks: int, rounds: int,
-                  concurrency: int) -> tuple[int, float, float]:
+                  concurrency: int, records: bool = False) -> tuple[int, float, float]:
     """(requests, simulator CPU seconds, wall seconds) for `rounds` snapshots of each VM."""
     headers = {"Authorization": f"Bearer {sim.token}"}
     async with aiohttp.ClientSession(headers=headers) as session:
@@ -101,7 +122,7 @@ async def run_mix(sim: SimulatorProcess, vms: int, disks: int, rounds: int,
 
         async def one(index: int, round_: int) -> None:
             async with gate:
-                await snapshot_one(client, index, round_, disks)
+                await snapshot_one(client, index, round_, disks, records)
 
         cpu_before, wall_before = sample_process(sim.process.pid).cpu_seconds, time.monotonic()
         for round_ in range(rounds):
@@ -116,6 +137,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--disks", type=int, default=3)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--concurrency", type=int, default=20)
+    parser.add_argument("--records", action="store_true",
+                        help="also create and status-patch one vmsnap record per snapshot")
     args = parser.parse_args(argv)
     if args.vms < 1 or args.disks < 1 or args.rounds < 1 or args.concurrency < 1:
         parser.error("--vms, --disks, --rounds and --concurrency must be at least 1")
@@ -125,7 +148,8 @@ def main(argv: list[str] | None = None) -> int:
         sim = start_simulator(state / "sim", [seed], name="sim", timeout=180)
         try:
             requests, cpu, wall = asyncio.run(
-                run_mix(sim, args.vms, args.disks, args.rounds, args.concurrency))
+                run_mix(sim, args.vms, args.disks, args.rounds, args.concurrency,
+                        args.records))
         finally:
             sim.stop()
     print(f"simulator: {requests} requests in {wall:.1f} s wall, CPU {cpu:.2f} s "

@@ -24,11 +24,16 @@ controllers record a Warning Event naming it) and the default is used.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from enum import Enum, StrEnum
 from typing import Any
 
 from cluster.durations import parse_duration
+
+# Go duration strings repeat (the same annotations and timeouts on every request):
+# parse each once. A bad one raises every time, with the same message.
+_parsed_duration = functools.lru_cache(maxsize=256, typed=True)(parse_duration)
 
 PREFIX = "sim.vmsnap.io/"
 GUEST_AGENT = PREFIX + "guest-agent"
@@ -112,7 +117,7 @@ def latency(obj: Mapping[str, Any] | None, name: str) -> float | None:
     if value is None:
         return None
     try:
-        return parse_duration(value)
+        return _parsed_duration(value)
     except ValueError as exc:
         raise AnnotationError(f"annotation {name}: {exc}") from None
 

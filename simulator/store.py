@@ -164,8 +164,14 @@ class Store:
     def find(
         self, resource: ResourceType, namespace: str | None, name: str
     ) -> dict[str, Any] | None:
-        obj = self._bucket(resource).get((self._scope(resource, namespace), name))
-        return _copy(obj) if obj is not None else None
+        found = self.find_view(resource, namespace, name)
+        return _copy(found) if found is not None else None
+
+    def find_view(
+        self, resource: ResourceType, namespace: str | None, name: str
+    ) -> dict[str, Any] | None:
+        """`find` without the copy (the stored object itself): read it, never change it."""
+        return self._bucket(resource).get((self._scope(resource, namespace), name))
 
     def list_view(
         self,
@@ -348,7 +354,25 @@ class Store:
         meta["generation"] = 1
         if dry_run:
             return obj
-        meta["resourceVersion"] = self._next_rv()
+        return self._insert(resource, scope, name, obj, shared=shared)
+
+    def create_checked(
+        self, resource: ResourceType, would_be: dict[str, Any], *, shared: bool = False
+    ) -> dict[str, Any]:
+        """Store what a dry-run `create` answered (named, stamped and validated there),
+        the store unchanged since (the caller only ran checks in between, on this loop):
+        a create validates once, not once for the dry run and again for the write."""
+        meta = would_be["metadata"]
+        scope = self._scope(resource, meta.get("namespace"))
+        name = meta["name"]
+        if (scope, name) in self._bucket(resource):
+            raise already_exists(resource.group, resource.plural, name)
+        return self._insert(resource, scope, name, would_be, shared=shared)
+
+    def _insert(
+        self, resource: ResourceType, scope: str, name: str, obj: dict[str, Any], *, shared: bool
+    ) -> dict[str, Any]:
+        obj["metadata"]["resourceVersion"] = self._next_rv()
         self._bucket(resource)[(scope, name)] = obj
         self._order[resource.key] = None
         self._reindex(resource, (scope, name), None, obj)
@@ -386,7 +410,9 @@ class Store:
         current = self._bucket(resource).get((scope, name))
         if current is None:
             raise not_found(resource.group, resource.plural, name)
-        obj = _copy(obj)
+        # A status write reads only the body's metadata and keeps only its status (copied
+        # below): no copy of a spec that is dropped anyway (a VMI's is large).
+        obj = dict(obj) if subresource == "status" else _copy(obj)
         meta = obj.setdefault("metadata", {})
         if meta.get("name", name) != name:
             raise bad_request(
@@ -401,7 +427,7 @@ class Store:
             # share its unchanged parts (and `_validate` sees them as the same objects).
             updated = {**current, "metadata": dict(current["metadata"])}
             if "status" in obj:
-                updated["status"] = obj["status"]
+                updated["status"] = _copy(obj["status"])
             else:
                 updated.pop("status", None)
         elif subresource:
@@ -431,6 +457,17 @@ class Store:
             return updated if shared else _copy(updated)
         stored = self._commit(resource, scope, name, current, updated, validated=True)
         return stored if shared else _copy(stored)
+
+    def update_checked(
+        self, resource: ResourceType, namespace: str | None, name: str, would_be: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Store what a dry-run `update(..., shared=True)` answered, the store unchanged
+        since (see `create_checked`); answers the stored object itself, to read only."""
+        scope = self._scope(resource, namespace)
+        current = self._bucket(resource).get((scope, name))
+        if current is None:
+            raise not_found(resource.group, resource.plural, name)
+        return self._commit(resource, scope, name, current, would_be, validated=True)
 
     def _commit(
         self,

@@ -189,17 +189,15 @@ class Writer:
             self.registry.kind_from_crd(obj)  # refuses a CRD that cannot be served
             self.registry.prepare_crd(obj)
             keep_status = True
-        # Dry run first: the store stamps and validates (schema, metadata); admission follows.
-        # (The store copies what it is given: `obj` stays as it is for the real write.)
+        # Dry run first: the store stamps and validates (schema, metadata); admission follows
+        # (it only reads); then the would-be object itself is stored, not validated again.
         would_be = self.store.create(
             kind.resource, namespace, obj, keep_status=keep_status, dry_run=True
         )
         self._admit(kind, would_be, None)
         if dry_run:
             return WriteResult(would_be, warnings)
-        created = self.store.create(
-            kind.resource, namespace, obj, keep_status=keep_status, shared=True
-        )
+        created = self.store.create_checked(kind.resource, would_be, shared=True)
         return WriteResult(created, warnings)
 
     def update(
@@ -254,7 +252,8 @@ class Writer:
         if kind.resource.key == (CRD_GROUP, "customresourcedefinitions") and not subresource:
             self.registry.kind_from_crd(obj)
         # Dry run first: the store builds the would-be object (status or main write) and
-        # validates schema and metadata; then the rules that compare it with the old one.
+        # validates schema and metadata; then the rules that compare it with the old one
+        # (they only read); then that very object is stored, not built and validated again.
         result = self.store.update(
             kind.resource,
             namespace,
@@ -273,9 +272,7 @@ class Writer:
             self._admit(kind, result, old)
         if dry_run:
             return WriteResult(result, warnings)
-        stored = self.store.update(
-            kind.resource, namespace, name, obj, subresource=subresource, shared=True
-        )
+        stored = self.store.update_checked(kind.resource, namespace, name, result)
         return WriteResult(stored, warnings)
 
     def delete(

@@ -152,7 +152,7 @@ class SnapshotController:
         snapshot_class = self._resolve_class(snapshot)
         if snapshot_class is None:
             return
-        content = self.view.content(content_name_for(snapshot))
+        content = self.view.content_view(content_name_for(snapshot))  # read only
         snapshot = self._ensure_finalizers(snapshot, content)
         if content is None:
             self._create_content(snapshot, snapshot_class)
@@ -178,7 +178,7 @@ class SnapshotController:
     def _resolve_class(self, snapshot: dict[str, Any]) -> dict[str, Any] | None:
         class_name = (snapshot.get("spec") or {}).get("volumeSnapshotClassName")
         if class_name:
-            found = self.view.snapshot_class(class_name)
+            found = self.view.snapshot_class_view(class_name)
             if found is None:
                 self._error(
                     snapshot,
@@ -204,7 +204,7 @@ class SnapshotController:
     def _default_class(self, snapshot: dict[str, Any]) -> tuple[dict[str, Any] | None, str]:
         metadata = snapshot["metadata"]
         claim = source_pvc(snapshot) or ""
-        pvc = self.view.pvc(metadata.get("namespace", ""), claim)
+        pvc = self.view.pvc_view(metadata.get("namespace", ""), claim)
         if pvc is None:
             missing = f'persistentvolumeclaim "{claim}" not found'
             return None, f"failed to retrieve PVC {claim} from the lister: {_quoted(missing)}"
@@ -220,7 +220,7 @@ class SnapshotController:
             )
         defaults = [
             vsc
-            for vsc in self.rt.list(SNAPSHOT, "volumesnapshotclasses")
+            for vsc in self.rt.list_view(SNAPSHOT, "volumesnapshotclasses")
             if vsc.get("driver") == driver and is_default(vsc, DEFAULT_SNAPSHOT_CLASS)
         ]
         if not defaults:
@@ -249,7 +249,7 @@ class SnapshotController:
         """Drop the PVC's source finalizer once no other un-ready snapshot uses it."""
         claim = source_pvc(snapshot)
         namespace = snapshot["metadata"].get("namespace", "")
-        pvc = self.view.pvc(namespace, claim or "")
+        pvc = self.view.pvc_view(namespace, claim or "")  # read only
         if pvc is None or PVC_FINALIZER not in (pvc["metadata"].get("finalizers") or []):
             return
         # The index names the snapshots of this claim: no listing (and copying) of every
@@ -259,13 +259,12 @@ class SnapshotController:
             other_ns, other_name = cast(Key, referrer)
             if skip_current and other_name == snapshot["metadata"]["name"]:
                 continue
-            other = self.view.snapshot(other_ns, other_name)
+            other = self.view.snapshot_view(other_ns, other_name)
             if other is not None and source_pvc(other) == claim and not is_ready(other):
                 return
-        pvc["metadata"]["finalizers"] = [
-            f for f in pvc["metadata"]["finalizers"] if f != PVC_FINALIZER
-        ]
-        self.rt.write(CORE, "persistentvolumeclaims", pvc)
+        finalizers = [f for f in pvc["metadata"]["finalizers"] if f != PVC_FINALIZER]
+        self.rt.write(CORE, "persistentvolumeclaims",
+                      {**pvc, "metadata": {**pvc["metadata"], "finalizers": finalizers}})
 
     # ---- content -------------------------------------------------------------------
 
@@ -274,7 +273,7 @@ class SnapshotController:
         namespace, name = metadata.get("namespace", ""), metadata["name"]
         claim = source_pvc(snapshot) or ""
         failed = "Failed to create snapshot content with error "
-        pvc = self.view.pvc(namespace, claim)
+        pvc = self.view.pvc_view(namespace, claim)  # read only
         if pvc is None:
             self._error(
                 snapshot,
@@ -294,11 +293,9 @@ class SnapshotController:
                     "server: cannot add finalizer on claim because it is being deleted",
                 )
                 return
-            pvc["metadata"]["finalizers"] = [
-                *(pvc["metadata"].get("finalizers") or []),
-                PVC_FINALIZER,
-            ]
-            pvc = self.rt.write(CORE, "persistentvolumeclaims", pvc)
+            finalizers = [*(pvc["metadata"].get("finalizers") or []), PVC_FINALIZER]
+            pvc = self.rt.write(CORE, "persistentvolumeclaims",
+                                {**pvc, "metadata": {**pvc["metadata"], "finalizers": finalizers}})
         if not is_bound(pvc):
             problem = (
                 f"the PVC {claim} is not yet bound to a PV, will not attempt to take a snapshot"

@@ -35,6 +35,7 @@ RFC 3339 with microseconds.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -49,6 +50,11 @@ from simulator.controllers.runtime import (
     rfc3339_micro,
     rfc3339_seconds,
 )
+from simulator.documents import copy_document
+
+# Go duration strings repeat (the same annotations and timeouts on every request):
+# parse each once. A bad one raises every time, with the same message.
+_parsed_duration = functools.lru_cache(maxsize=256, typed=True)(parse_duration)
 
 _VMI = "virtualmachineinstance"
 
@@ -87,10 +93,11 @@ class GuestAgents:
     # ---- what the agent is ---------------------------------------------------------
 
     def owner_vm(self, vmi: dict[str, Any]) -> dict[str, Any] | None:
+        """The VMI's controlling VM, the stored object itself: to read only."""
         metadata = vmi["metadata"]
         for ref in metadata.get("ownerReferences") or []:
             if ref.get("kind") == "VirtualMachine" and ref.get("controller"):
-                vm = self.rt.find(
+                vm = self.rt.view(
                     KUBEVIRT, "virtualmachines", metadata.get("namespace"), ref["name"]
                 )
                 if vm is not None and vm["metadata"]["uid"] == ref.get("uid"):
@@ -151,6 +158,7 @@ class GuestAgents:
         vmi = self._running_vmi(namespace, name, "VM is not running")
         if condition(vmi, "Paused") is not None:
             raise errors.conflict(_VMI, name, "VMI is already paused")
+        vmi = copy_document(vmi)
         set_paused(vmi, True)
         self.rt.write_status(KUBEVIRT, "virtualmachineinstances", vmi)
 
@@ -158,6 +166,7 @@ class GuestAgents:
         vmi = self._running_vmi(namespace, name, "VMI is not paused")
         if condition(vmi, "Paused") is None:
             raise errors.conflict(_VMI, name, "VMI is not paused")
+        vmi = copy_document(vmi)
         set_paused(vmi, False)
         self.rt.write_status(KUBEVIRT, "virtualmachineinstances", vmi)
 
@@ -175,7 +184,8 @@ class GuestAgents:
     # ---- internals -----------------------------------------------------------------
 
     def _running_vmi(self, namespace: str, name: str, not_running: str) -> dict[str, Any]:
-        vmi = self.rt.find(KUBEVIRT, "virtualmachineinstances", namespace, name)
+        """The stored VMI itself (to read only), if it is running."""
+        vmi = self.rt.view(KUBEVIRT, "virtualmachineinstances", namespace, name)
         if vmi is None:
             raise errors.not_found(_VMI, name)
         if (vmi.get("status") or {}).get("phase") != "Running":
@@ -202,7 +212,7 @@ class GuestAgents:
             self._write_freeze_status(record.namespace, record.name, uid, frozen=False)
 
     def _write_freeze_status(self, namespace: str, name: str, uid: str, *, frozen: bool) -> None:
-        vmi = self.rt.find(KUBEVIRT, "virtualmachineinstances", namespace, name)
+        vmi = self.rt.view(KUBEVIRT, "virtualmachineinstances", namespace, name)
         if vmi is None or vmi["metadata"]["uid"] != uid:
             return
         status = dict(vmi.get("status") or {})
@@ -210,8 +220,7 @@ class GuestAgents:
             status["fsFreezeStatus"] = "frozen"
         else:
             status.pop("fsFreezeStatus", None)
-        vmi["status"] = status
-        self.rt.write_status(KUBEVIRT, "virtualmachineinstances", vmi)
+        self.rt.write_status(KUBEVIRT, "virtualmachineinstances", {**vmi, "status": status})
 
 
 def set_paused(vmi: dict[str, Any], paused: bool) -> None:
@@ -259,7 +268,7 @@ def unfreeze_timeout_seconds(body: Any) -> int:
             f'failed to unmarshal unfreeze timeout: time: missing unit in duration "{value}"'
         )
     try:
-        seconds = parse_duration(text)
+        seconds = _parsed_duration(text)
     except ValueError as exc:
         raise errors.bad_request(f"failed to unmarshal unfreeze timeout: {exc}") from None
     # virt-handler passes int32(timeout.Seconds()): a sub-second timeout is 0, no safety net.

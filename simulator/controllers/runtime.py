@@ -268,6 +268,17 @@ class Runtime:
             return None
         return self.store.find(resource, namespace, name)
 
+    def view(
+        self, group: str, plural: str, namespace: str | None, name: str
+    ) -> dict[str, Any] | None:
+        """`find` without the copy: the stored object itself, to read only. To write it,
+        build a new top-level dict (`{**obj, "status": new}`) or change a `copy_document`.
+        Most reconciles only read what they look up, and a VMI's copy is not small."""
+        resource = self.kind(group, plural)
+        if resource is None or not name:
+            return None
+        return self.store.find_view(resource, namespace, name)
+
     def list_view(
         self, group: str, plural: str, namespace: str | None = None
     ) -> list[dict[str, Any]]:
@@ -340,7 +351,7 @@ class Runtime:
                 if existing is not None:
                     existing["count"] = int(existing.get("count") or 1) + 1
                     existing["lastTimestamp"] = now
-                    self.store.update(events, namespace, existing_name, existing)
+                    self.store.update(events, namespace, existing_name, existing, shared=True)
                     return
             name = f"{metadata.get('name', 'object')}.{time.time_ns():x}{secrets.token_hex(2)}"
             event = {
@@ -366,7 +377,7 @@ class Runtime:
                 "count": 1,
                 "eventTime": None,
             }
-            self.store.create(events, namespace, event)
+            self.store.create(events, namespace, event, shared=True)  # the answer is unused
             self._event_names[dedup] = name
         except ApiError as exc:  # no such namespace, or events not served: not worth failing for
             log.debug("event %s on %s not recorded: %s", reason, metadata.get("name"), exc.message)

@@ -9,6 +9,7 @@ UUID of the volume name.
 
 from __future__ import annotations
 
+import functools
 import uuid
 from decimal import ROUND_CEILING
 from typing import Any
@@ -80,7 +81,14 @@ def volume_name(pvc: dict[str, Any]) -> str:
 
 
 def volume_handle(pvc: dict[str, Any]) -> str:
-    return str(uuid.uuid5(uuid.NAMESPACE_URL, "vmsnap-sim/" + volume_name(pvc)))
+    return _handle_of(volume_name(pvc))
+
+
+@functools.lru_cache(maxsize=4096)
+def _handle_of(volume: str) -> str:
+    """A volume's CSI handle: derived, so the same on every call (and worth remembering:
+    the snapshot controller and the CSI sidecar ask on every reconcile)."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, "vmsnap-sim/" + volume))
 
 
 def is_bound(pvc: dict[str, Any] | None) -> bool:
@@ -116,6 +124,23 @@ class StorageView:
 
     def content(self, name: str | None) -> dict[str, Any] | None:
         return self.rt.find(SNAPSHOT, "volumesnapshotcontents", None, name or "")
+
+    # The stored objects themselves, for reads that change nothing (most of them).
+
+    def pvc_view(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return self.rt.view(CORE, "persistentvolumeclaims", namespace, name)
+
+    def storage_class_view(self, name: str | None) -> dict[str, Any] | None:
+        return self.rt.view(STORAGE, "storageclasses", None, name or "")
+
+    def snapshot_class_view(self, name: str | None) -> dict[str, Any] | None:
+        return self.rt.view(SNAPSHOT, "volumesnapshotclasses", None, name or "")
+
+    def snapshot_view(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return self.rt.view(SNAPSHOT, "volumesnapshots", namespace, name)
+
+    def content_view(self, name: str | None) -> dict[str, Any] | None:
+        return self.rt.view(SNAPSHOT, "volumesnapshotcontents", None, name or "")
 
     def default_storage_class(self) -> dict[str, Any] | None:
         """The default StorageClass; with several, the newest wins (Kubernetes >= 1.26)."""

@@ -90,7 +90,8 @@ class VirtHandler:
 
     def reconcile(self, key: Key) -> None:
         namespace, name = key
-        vmi = self.rt.find(KUBEVIRT, "virtualmachineinstances", namespace, name)
+        # The stored VMI itself: read here, written only as new dicts (`_write_status`).
+        vmi = self.rt.view(KUBEVIRT, "virtualmachineinstances", namespace, name)
         if vmi is None:
             self._start.pop(key, None)
             self._stop.pop(key, None)
@@ -167,10 +168,11 @@ class VirtHandler:
         if now + _TOLERANCE < plan[1]:
             return
         metadata = vmi["metadata"]
-        labels = metadata.setdefault("labels", {})
+        labels = metadata.get("labels") or {}
         if labels.get("kubevirt.io/nodeName") != NODE:
-            labels["kubevirt.io/nodeName"] = NODE
-            vmi = self.rt.write(KUBEVIRT, "virtualmachineinstances", vmi)
+            labels = {**labels, "kubevirt.io/nodeName": NODE}
+            vmi = self.rt.write(KUBEVIRT, "virtualmachineinstances",
+                                {**vmi, "metadata": {**metadata, "labels": labels}})
         status = dict(vmi.get("status") or {})
         status.update(
             {
@@ -229,10 +231,10 @@ class VirtHandler:
             ],
             rfc3339_seconds(),
         )
-        vmi["status"] = status
+        booted = {**vmi, "status": status}
         if paused:
-            set_paused(vmi, True)
-        self._write_status(vmi, vmi["status"])
+            set_paused(booted, True)
+        self._write_status(booted, booted["status"])
 
     def _refresh(self, vmi: dict[str, Any]) -> None:
         """AgentConnected comes and goes with the guest agent."""
@@ -284,8 +286,8 @@ class VirtHandler:
         finalizers = vmi["metadata"].get("finalizers") or []
         remaining = [f for f in finalizers if f not in VMI_FINALIZERS]
         if remaining != finalizers:
-            vmi["metadata"]["finalizers"] = remaining
-            self.rt.write(KUBEVIRT, "virtualmachineinstances", vmi)
+            self.rt.write(KUBEVIRT, "virtualmachineinstances",
+                          {**vmi, "metadata": {**vmi["metadata"], "finalizers": remaining}})
 
     # ---- pieces of status ----------------------------------------------------------
 
@@ -391,8 +393,8 @@ class VirtHandler:
             return ann.default_latency(name)
 
     def _write_status(self, vmi: dict[str, Any], status: dict[str, Any]) -> dict[str, Any]:
-        vmi["status"] = status
-        return self.rt.write_status(KUBEVIRT, "virtualmachineinstances", vmi)
+        """`vmi` may be the stored object: it is not changed, the write is a new dict."""
+        return self.rt.write_status(KUBEVIRT, "virtualmachineinstances", {**vmi, "status": status})
 
 
 def _ready(ready: bool, reason: str = "", message: str = "") -> dict[str, Any]:

@@ -105,7 +105,8 @@ class VmController:
 
     def reconcile(self, key: Key) -> None:
         namespace, name = key
-        vm = self.rt.find(KUBEVIRT, "virtualmachines", namespace, name)
+        # The stored VM and VMI themselves: read here, written only as new dicts.
+        vm = self.rt.view(KUBEVIRT, "virtualmachines", namespace, name)
         if vm is None:
             return
         vmi = self._vmi(vm)
@@ -168,9 +169,10 @@ class VmController:
     # ---- VMI -----------------------------------------------------------------------
 
     def _vmi(self, vm: dict[str, Any]) -> dict[str, Any] | None:
-        """The VM's VMI: same name, controlled by this VM (a foreign one is left alone)."""
+        """The VM's VMI: same name, controlled by this VM (a foreign one is left alone);
+        the stored object itself, to read only."""
         metadata = vm["metadata"]
-        vmi = self.rt.find(
+        vmi = self.rt.view(
             KUBEVIRT, "virtualmachineinstances", metadata.get("namespace"), metadata["name"]
         )
         if vmi is None:
@@ -250,8 +252,7 @@ class VmController:
             status["stateChangeRequests"] = requests
         else:
             status.pop("stateChangeRequests", None)
-        vm["status"] = status
-        return self.rt.write_status(KUBEVIRT, "virtualmachines", vm)
+        return self.rt.write_status(KUBEVIRT, "virtualmachines", {**vm, "status": status})
 
     # ---- status --------------------------------------------------------------------
 
@@ -263,7 +264,7 @@ class VmController:
         *,
         failure: str | None = None,
     ) -> None:
-        fresh = self.rt.find(
+        fresh = self.rt.view(
             KUBEVIRT, "virtualmachines", vm["metadata"].get("namespace"), vm["metadata"]["name"]
         )
         if fresh is None:
@@ -287,7 +288,8 @@ class VmController:
         status["conditions"] = merge_conditions(previous.get("conditions"), wanted, now)
         template_spec = ((vm.get("spec") or {}).get("template") or {}).get("spec")
         readiness = volume_readiness(
-            (vmi or {}).get("spec") or template_spec, lambda claim: self.view.pvc(namespace, claim)
+            (vmi or {}).get("spec") or template_spec,
+            lambda claim: self.view.pvc_view(namespace, claim),
         )
         wants_running = strategy in ("Always", "RerunOnFailure") or any(
             r.get("action") == "Start" for r in previous.get("stateChangeRequests") or []
@@ -317,14 +319,13 @@ class VmController:
             status.pop("observedGeneration", None)
         status["volumeSnapshotStatuses"] = volume_snapshot_statuses(
             vm,
-            lambda claim: self.view.pvc(namespace, claim),
-            self.view.storage_class,
-            self.rt.list(SNAPSHOT, "volumesnapshotclasses"),
+            lambda claim: self.view.pvc_view(namespace, claim),
+            self.view.storage_class_view,
+            self.rt.list_view(SNAPSHOT, "volumesnapshotclasses"),
         )
         if status == previous:
             return
-        vm["status"] = status
-        self.rt.write_status(KUBEVIRT, "virtualmachines", vm)
+        self.rt.write_status(KUBEVIRT, "virtualmachines", {**vm, "status": status})
 
     @staticmethod
     def _ready_condition(vmi: dict[str, Any] | None) -> dict[str, Any]:
