@@ -9,6 +9,12 @@ does not implement, a value of an unusual Python type) answers False, and the
 caller then asks jsonschema for the errors as before. So errors, their wording
 and their order still come from jsonschema alone; this only skips the search
 when there is nothing to find.
+
+Why not fastjsonschema for this yes/no: it generates code for everything a schema
+node reaches, and the simulator validates node by node (top-level properties and
+their fields apart, see `KindSchema._split_schema`): compiling KubeVirt's VM schema
+once took 0.39 s of CPU against 0.008 s here, paid again in every simulator the
+test suite starts.
 """
 
 from __future__ import annotations
