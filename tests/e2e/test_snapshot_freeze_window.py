@@ -8,6 +8,7 @@ the figures of record is `python -m bench.freeze_window` (docs/benchmarks.md).
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -18,7 +19,7 @@ import pytest
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
-from activities import errors
+from activities import cut, errors
 from activities.cut import GuestCut
 from activities.models import CutInput, FreezePlan, PlannedVolumeSnapshot
 from bench.freeze_window import BenchStack, snapshot_once, summary
@@ -175,3 +176,59 @@ def test_a_required_freeze_that_fails_abandons_the_waiting_creates(start_sim: St
     while _cut_threads_alive() and time.monotonic() < deadline:
         time.sleep(0.01)
     assert not _cut_threads_alive(), "the waiting create threads were released"
+
+
+def _run_cut(cluster: Cluster, env: ActivityEnvironment, name: str) -> Any:
+    return env.run(GuestCut(cluster, _cut_input(
+        name, "eight", [f"eight-disk{i}" for i in range(DISKS)])).run)
+
+
+def test_a_cut_within_the_quiet_start_sends_no_heartbeat(
+    start_sim: StartSim, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cut done within QUIET_START_SECONDS heartbeats nothing (a heartbeat is a server
+    write); with the quiet start at 0 the same cut heartbeats its freeze and its progress."""
+    sim = start_sim(SEED, name="cut-quiet")
+    cluster = Cluster(load_api_client(str(sim.kubeconfig)))
+    heartbeats: list[tuple[Any, ...]] = []
+    env = ActivityEnvironment()
+    env.on_heartbeat = lambda *details: heartbeats.append(details)
+    try:
+        quiet = _run_cut(cluster, env, "gc-quiet")
+        assert quiet.freeze_window_ms is not None and quiet.freeze_window_ms < 1000
+        assert heartbeats == []
+        monkeypatch.setattr(cut, "QUIET_START_SECONDS", 0.0)
+        _run_cut(cluster, env, "gc-loud")
+    finally:
+        cluster.close()
+        sim.process.stop()
+    assert heartbeats and "frozen_at" in heartbeats[0][0], heartbeats
+
+
+def test_a_retry_after_an_attempt_died_frozen_reports_the_freeze_from_the_first_schedule(
+    start_sim: StartSim,
+) -> None:
+    """An attempt that froze the guest and died before any heartbeat leaves no word of it;
+    the retry finds the guest frozen and reports the window from the first attempt's
+    schedule (covering what the guest paid), and the guest is thawed at the cut."""
+    sim = start_sim(SEED, name="cut-retry")
+    cluster = Cluster(load_api_client(str(sim.kubeconfig)))
+    first_scheduled = datetime.now(UTC) - timedelta(seconds=20)
+    env = ActivityEnvironment()
+    env.info = dataclasses.replace(env.info, attempt=2, heartbeat_details=[],
+                                   scheduled_time=first_scheduled)
+    try:
+        cluster.freeze("snap", "eight", 60)  # the attempt that died
+        frozen_by_dead_attempt = _run_cut(cluster, env, "gc-retry")
+        # Not frozen when the retry starts: its own freeze is the window's start.
+        fresh = _run_cut(cluster, env, "gc-retry-fresh")
+        thawed = [e for e in sim.freeze_log() if e["vmi"] == "eight"]
+    finally:
+        cluster.close()
+        sim.process.stop()
+    assert frozen_by_dead_attempt.frozen_at == first_scheduled
+    assert frozen_by_dead_attempt.freeze_window_ms is not None
+    assert frozen_by_dead_attempt.freeze_window_ms >= 20_000
+    assert fresh.frozen_at is not None and fresh.frozen_at > first_scheduled + timedelta(seconds=19)
+    assert fresh.freeze_window_ms is not None and fresh.freeze_window_ms < 1000
+    assert thawed and all(e["thawed_at"] is not None for e in thawed)
