@@ -6,7 +6,22 @@ from __future__ import annotations
 from typing import Any
 
 from simulator.cel import MISSING
-from simulator.schemas import KindSchema, _describe
+from simulator.reference import find_reference_dir, load_reference, manifest_documents
+from simulator.schemas import KindSchema, _describe, swagger_definitions
+
+REFERENCE = find_reference_dir()
+
+
+def reference_definitions() -> dict[str, Any]:
+    """The reference swagger's definitions (KubeVirt's and the core types)."""
+    return swagger_definitions(load_reference(REFERENCE, None).swagger)
+
+
+def crd_schema(file: str, definitions: dict[str, Any]) -> KindSchema:
+    """The storage version's schema of a CSI snapshot CRD of the reference."""
+    crd = manifest_documents(REFERENCE / "csi-snapshot" / file)[0]
+    version = next(v for v in crd["spec"]["versions"] if v["storage"])
+    return KindSchema.for_crd_version(version["schema"]["openAPIV3Schema"], definitions)
 
 
 def whole_document_errors(schema: KindSchema, obj: Any) -> list[tuple[str, str]]:

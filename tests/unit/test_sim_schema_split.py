@@ -10,23 +10,21 @@ from typing import Any
 
 import pytest
 
-from simulator.reference import find_reference_dir, load_reference, manifest_documents
-from simulator.schemas import KindSchema, swagger_definitions
-from tests.support.schemas import whole_document_errors
+from simulator.reference import manifest_documents
+from simulator.schemas import KindSchema
+from tests.support.schemas import (
+    REFERENCE,
+    crd_schema,
+    reference_definitions,
+    whole_document_errors,
+)
 
-REFERENCE = find_reference_dir()
 Mutation = Callable[[dict[str, Any]], None]
 
 
 @pytest.fixture(scope="module")
 def definitions() -> dict[str, Any]:
-    return swagger_definitions(load_reference(REFERENCE, None).swagger)
-
-
-def _crd_schema(file: str, definitions: dict[str, Any]) -> KindSchema:
-    crd = manifest_documents(REFERENCE / "csi-snapshot" / file)[0]
-    version = next(v for v in crd["spec"]["versions"] if v["storage"])
-    return KindSchema.for_crd_version(version["schema"]["openAPIV3Schema"], definitions)
+    return reference_definitions()
 
 
 def _vm() -> dict[str, Any]:
@@ -104,7 +102,7 @@ def test_answers_remembered_for_one_object_do_not_leak_into_another(
 def test_a_volume_snapshot_crd_gets_the_whole_document_errors(
     definitions: dict[str, Any],
 ) -> None:
-    schema = _crd_schema("snapshot.storage.k8s.io_volumesnapshots.yaml", definitions)
+    schema = crd_schema("snapshot.storage.k8s.io_volumesnapshots.yaml", definitions)
     assert schema._split is not None
     good: dict[str, Any] = {"apiVersion": "snapshot.storage.k8s.io/v1", "kind": "VolumeSnapshot",
             "metadata": {"name": "a", "namespace": "n"},

@@ -10,34 +10,32 @@ from typing import Any
 import jsonschema
 import pytest
 
-from simulator.reference import find_reference_dir, load_reference, manifest_documents
+from simulator.reference import manifest_documents
 from simulator.schema_check import SchemaCheck
-from simulator.schemas import KindSchema, swagger_definitions
-from tests.support.schemas import whole_document_errors
+from simulator.schemas import KindSchema
+from tests.support.schemas import (
+    REFERENCE,
+    crd_schema,
+    reference_definitions,
+    whole_document_errors,
+)
 
-REFERENCE = find_reference_dir()
 # Replacement leaves: every JSON type, and the Python values `==` confuses (1, 1.0, True).
 _LEAVES: tuple[Any, ...] = (None, True, False, 0, 1, 1.0, 2.5, -1, "", "x", "Always", [], {})
 
 
 @pytest.fixture(scope="module")
 def definitions() -> dict[str, Any]:
-    return swagger_definitions(load_reference(REFERENCE, None).swagger)
-
-
-def _crd_schema(file: str, definitions: dict[str, Any]) -> KindSchema:
-    crd = manifest_documents(REFERENCE / "csi-snapshot" / file)[0]
-    version = next(v for v in crd["spec"]["versions"] if v["storage"])
-    return KindSchema.for_crd_version(version["schema"]["openAPIV3Schema"], definitions)
+    return reference_definitions()
 
 
 def _documents(definitions: dict[str, Any]) -> list[tuple[KindSchema, dict[str, Any]]]:
     vm = KindSchema.for_definition("v1.VirtualMachine", definitions)
     found = [(vm, manifest_documents(path)[0])
              for path in sorted((REFERENCE / "examples").glob("vm-*.yaml"))]
-    snapshot = _crd_schema("snapshot.storage.k8s.io_volumesnapshots.yaml", definitions)
+    snapshot = crd_schema("snapshot.storage.k8s.io_volumesnapshots.yaml", definitions)
     found.append((snapshot, manifest_documents(REFERENCE / "examples" / "csi-snapshot-v1.yaml")[0]))
-    content = _crd_schema("snapshot.storage.k8s.io_volumesnapshotcontents.yaml", definitions)
+    content = crd_schema("snapshot.storage.k8s.io_volumesnapshotcontents.yaml", definitions)
     found.append((content, {
         "apiVersion": "snapshot.storage.k8s.io/v1", "kind": "VolumeSnapshotContent",
         "metadata": {"name": "snapcontent-1", "finalizers": ["a/b"]},
