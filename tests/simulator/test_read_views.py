@@ -19,18 +19,16 @@ from aiohttp.test_utils import TestServer
 
 from simulator.context import SimulatorContext
 from simulator.errors import ApiError
-from simulator.reference import find_reference_dir, load_reference, manifest_documents
 from simulator.registry import Kind
 from simulator.resource_types import ResourceType
 from simulator.runtime import Options, build_context
-from simulator.schemas import KindSchema, swagger_definitions
+from simulator.schemas import KindSchema
 from simulator.seeding import DEFAULT_NAMESPACES, ensure_namespace
 from simulator.selectors import label_matcher
 from simulator.server import Server
 from simulator.store import Store
-from tests.support.schemas import whole_document_errors
+from tests.support.schemas import crd_schema, reference_definitions, whole_document_errors
 
-REFERENCE = find_reference_dir()
 PVCS = "/api/v1/namespaces/views/persistentvolumeclaims"
 SNAPSHOTS = "/apis/snapshot.storage.k8s.io/v1/namespaces/views/volumesnapshots"
 
@@ -255,15 +253,12 @@ async def test_status_only_writes_answer_the_same_errors(api: Api) -> None:
 
 @pytest.fixture(scope="module")
 def definitions() -> dict[str, Any]:
-    return swagger_definitions(load_reference(REFERENCE, None).swagger)
+    return reference_definitions()
 
 
 @pytest.fixture(scope="module")
 def content_schema(definitions: dict[str, Any]) -> KindSchema:
-    crd = manifest_documents(
-        REFERENCE / "csi-snapshot" / "snapshot.storage.k8s.io_volumesnapshotcontents.yaml")[0]
-    version = next(v for v in crd["spec"]["versions"] if v["storage"])
-    return KindSchema.for_crd_version(version["schema"]["openAPIV3Schema"], definitions)
+    return crd_schema("snapshot.storage.k8s.io_volumesnapshotcontents.yaml", definitions)
 
 
 def _content() -> dict[str, Any]:

@@ -8,24 +8,19 @@ from typing import Any
 
 import pytest
 
-from simulator.reference import find_reference_dir, load_reference, manifest_documents
-from simulator.schemas import KindSchema, apply_defaults, swagger_definitions, to_draft4
-
-REFERENCE = find_reference_dir()
+from simulator.reference import manifest_documents
+from simulator.schemas import KindSchema, apply_defaults, to_draft4
+from tests.support.schemas import REFERENCE, crd_schema, reference_definitions
 
 
 @pytest.fixture(scope="module")
 def definitions() -> dict[str, Any]:
-    return swagger_definitions(load_reference(REFERENCE, None).swagger)
+    return reference_definitions()
 
 
 @pytest.fixture(scope="module")
 def volume_snapshot(definitions: dict[str, Any]) -> KindSchema:
-    crd = manifest_documents(
-        REFERENCE / "csi-snapshot" / "snapshot.storage.k8s.io_volumesnapshots.yaml"
-    )[0]
-    version = next(v for v in crd["spec"]["versions"] if v["storage"])
-    return KindSchema.for_crd_version(version["schema"]["openAPIV3Schema"], definitions)
+    return crd_schema("snapshot.storage.k8s.io_volumesnapshots.yaml", definitions)
 
 
 @pytest.fixture(scope="module")
