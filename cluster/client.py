@@ -25,7 +25,7 @@ from kubernetes import client, config
 from kubernetes.config.config_exception import ConfigException
 from urllib3.util.retry import Retry
 
-from cluster.apis import VOLUME_SNAPSHOT_CLASSES
+from cluster.apis import CONNECTION_POOL_SIZE, VOLUME_SNAPSHOT_CLASSES
 from cluster.errors import ConfigurationError, NotFound, Transient
 from cluster.informer import CollectionCaches, WatchedCollection
 from cluster.models import VolumeSelection
@@ -37,10 +37,6 @@ from cluster.volumes import claim_name, select_volumes
 DEFAULT_KUBECONFIG = "~/.kube/config"
 ENV_QPS = "VMSNAP_KUBE_QPS"
 ENV_BURST = "VMSNAP_KUBE_BURST"
-# Enough connections for every VolumeSnapshot of a 32-disk cut at once, plus the watch and
-# the other activities' requests: a request that finds the pool empty opens and drops a
-# connection of its own, which costs a TCP (and TLS) handshake inside the freeze window.
-CONNECTION_POOL_SIZE = 64
 # Token arithmetic in floats: a token due at t must be there at t, not a rounding later.
 _EPSILON = 1e-9
 # A waiting request that is not next is woken when it becomes next; it also looks again
@@ -325,9 +321,13 @@ class ThrottledApiClient(client.ApiClient):
         super().__init__(configuration)
         self.limiter = limiter
 
-    def call_api(self, *args: Any, **kwargs: Any) -> Any:
+    def before_request(self) -> None:
+        """Wait for the rate limiter's token (requests sent by other transports call this)."""
         if self.limiter is not None:
             self.limiter.acquire(requests_are_urgent(), current_request_priority())
+
+    def call_api(self, *args: Any, **kwargs: Any) -> Any:
+        self.before_request()
         return super().call_api(*args, **kwargs)
 
 
@@ -494,6 +494,7 @@ class Cluster(VmOperations, SnapshotOperations, PvcOperations):
         for caches in (self._pvc_caches, self._class_caches):
             if caches is not None:
                 caches.close()
+        self.close_transport()
         self.api_client.close()
 
     def __enter__(self) -> Cluster:

@@ -170,7 +170,17 @@ def _from_status(status: int, exc: BaseException) -> ClusterError:
 
 
 def _from_transport_error(exc: BaseException) -> ClusterError | None:
-    """Network-level failures: urllib3 errors, socket errors and timeouts."""
+    """Network-level failures: urllib3 or libcurl errors, socket errors and timeouts."""
+    from cluster.transport import TransportError
+
+    if isinstance(exc, TransportError):
+        if exc.kind == "timeout":
+            return Transient(f"API server timed out: {exc}", reason="Timeout")
+        if exc.kind == "tls":
+            return ClusterError(f"TLS error talking to the API server: {exc}", reason="TLSError")
+        if exc.kind == "address":
+            return ConfigurationError(f"bad API server address: {exc}", reason="BadAddress")
+        return Transient(f"cannot reach the API server: {exc}", reason="ConnectionError")
     try:
         import urllib3.exceptions as u3
     except ImportError:  # pragma: no cover - urllib3 comes with kubernetes
