@@ -233,6 +233,8 @@ class PvcOperations(KubeApis):
             connect_timeout_seconds=self.connect_timeout_seconds,
             request_timeout_seconds=self.request_timeout_seconds,
             progress_interval_seconds=progress_interval_seconds,
+            list_json=lambda query: self.request_json(
+                "GET", core_path("persistentvolumeclaims", namespace), query=query),
         )
         report = None if on_change is None else (lambda objects: on_change(states(objects)))
         return states(watcher.run(timeout_seconds, report))

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any, Literal
 
-from cluster.apis import VOLUME_SNAPSHOT_CLASSES, VOLUME_SNAPSHOTS, KubeApis
+from cluster.apis import VOLUME_SNAPSHOT_CLASSES, VOLUME_SNAPSHOTS, KubeApis, custom_path
 from cluster.errors import AlreadyExists, Conflict
 from cluster.models import VolumeSnapshotState
 from cluster.waiting import ListWatch, Objects
@@ -190,6 +190,8 @@ class SnapshotOperations(KubeApis):
             request_timeout_seconds=self.request_timeout_seconds,
             progress_interval_seconds=progress_interval_seconds,
             label_selector=label_selector,
+            list_json=lambda query: self.request_json(
+                "GET", custom_path(VOLUME_SNAPSHOTS, namespace), query=query),
         )
         report = None if on_change is None else (lambda objects: on_change(states(objects)))
         return states(watcher.run(timeout_seconds, report))

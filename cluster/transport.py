@@ -109,6 +109,7 @@ class CurlTransport:
         self._idle: list[pycurl.Curl] = []
         self._lock = threading.Lock()
         self.handles_made = 0
+        self.requests_sent = 0  # attempts, retries included (a figure for tests and benches)
 
     @staticmethod
     def supports(configuration: Any) -> bool:
@@ -134,6 +135,7 @@ class CurlTransport:
         lines = [f"{name}: {value}" for name, value in headers.items()]
         lines.append("Expect:")  # no 100-continue round trip before a body
         for attempt in range(CONNECT_RETRIES + 1):
+            self.requests_sent += 1  # under the GIL; a lost count under races is harmless
             try:
                 return self._send(method, url, lines, body, timeout)
             except TransportError as err:

@@ -96,6 +96,21 @@ def test_an_error_answer_carries_status_reason_and_body(cluster: Cluster,
         cluster.request_json("GET", path)
 
 
+def test_the_waits_list_through_libcurl(cluster: Cluster) -> None:
+    transport = cluster.transport
+    assert transport is not None
+    cluster.create_volume_snapshot(NS, "vs-transport", "snap-a", "fast-snap", LABELS)
+    try:
+        cluster.watch_volume_snapshots(NS, ["vs-transport"], "ready", timeout_seconds=10)
+        before = transport.requests_sent
+        (state,) = cluster.watch_volume_snapshots(NS, ["vs-transport"], "ready",
+                                                  timeout_seconds=10)
+        assert state.ready_to_use
+        assert transport.requests_sent == before + 1  # the LIST; nothing left to watch for
+    finally:
+        cluster.delete_volume_snapshot(NS, "vs-transport")
+
+
 def test_sequential_requests_reuse_one_connection(sim: Sim) -> None:
     with Cluster.from_environment(str(sim.kubeconfig)) as fresh:
         assert fresh.transport is not None
