@@ -316,10 +316,12 @@ class GuestCut:
     def _on_cut_progress(self, states: list[VolumeSnapshotState]) -> None:
         """Thaw here, inside the watch, the moment the last cut shows; then heartbeat.
 
-        Thawing before the watch returns matters: closing the watch stream drops its
-        connection, and the pool hands that dropped connection out first, so an unfreeze
-        sent after the watch would pay a new TLS handshake inside the window (5-10 ms).
-        A thaw that fails raises out of the watch, to the same handling as before.
+        Thawing before the watch returns matters: it is the first moment the cut is known,
+        before the watch stream is closed (closing it drops its connection; when the
+        unfreeze went through the same urllib3 pool, it then paid a new TLS handshake
+        inside the window, 5-10 ms; with libcurl it has a pool of its own, but the
+        order still saves the close). A thaw that fails raises out of the watch, to the
+        same handling as before.
         """
         if len(states) == len(self.input.volumes) and all(s.cut for s in states):
             if self._cut_seen_at is None:
