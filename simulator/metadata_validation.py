@@ -6,6 +6,7 @@ a stand-in that stores it would hide the bug until production.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from typing import Any
@@ -20,8 +21,10 @@ _ANNOTATIONS_LIMIT = 256 * 1024
 FieldErrors = list[tuple[str, str]]
 
 
-def _qualified_name_errors(key: str) -> list[str]:
-    """k8s.io/apimachinery IsQualifiedName, in its own words."""
+@functools.lru_cache(maxsize=4096)
+def _qualified_name_errors(key: str) -> tuple[str, ...]:
+    """k8s.io/apimachinery IsQualifiedName, in its own words. Remembered: the same few
+    label keys, annotation keys and finalizers come back on every write."""
     errors: list[str] = []
     prefix, slash, name = key.rpartition("/")
     if not slash:
@@ -43,12 +46,17 @@ def _qualified_name_errors(key: str) -> list[str]:
             "and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', "
             f"regex used for validation is '{_NAME_PART}')"
         )
-    return errors
+    return tuple(errors)
 
 
-def _label_value_errors(value: Any) -> list[str]:
+def _label_value_errors(value: Any) -> tuple[str, ...]:
     if not isinstance(value, str):
-        return ["must be a string"]
+        return ("must be a string",)
+    return _label_string_errors(value)
+
+
+@functools.lru_cache(maxsize=4096)
+def _label_string_errors(value: str) -> tuple[str, ...]:
     errors = []
     if len(value) > 63:
         errors.append("must be no more than 63 characters")
@@ -58,7 +66,7 @@ def _label_value_errors(value: Any) -> list[str]:
             "'_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  "
             f"or 'my_value',  or '12345', regex used for validation is '({_NAME_PART})?')"
         )
-    return errors
+    return tuple(errors)
 
 
 def validate_metadata(

@@ -21,16 +21,28 @@ PatchKind = Literal["json", "merge", "strategic"]
 
 
 def merge_patch(target: Any, patch: Any) -> Any:
-    """RFC 7386 JSON merge patch."""
+    """RFC 7386 JSON merge patch: a new document, sharing nothing with `target` or `patch`
+    (a write may change it in place: pruning, defaults, stamps)."""
     if not isinstance(patch, dict):
         return copy_document(patch)
     result = copy_document(target) if isinstance(target, dict) else {}
+    _merge_into(result, patch)
+    return result
+
+
+def _merge_into(result: dict[str, Any], patch: dict[str, Any]) -> None:
+    """Merge `patch` into `result`, a copy already: nested objects are merged in place,
+    not copied once more per level."""
     for key, value in patch.items():
         if value is None:
             result.pop(key, None)
+        elif isinstance(value, dict):
+            current = result.get(key)
+            if not isinstance(current, dict):
+                current = result[key] = {}
+            _merge_into(current, value)
         else:
-            result[key] = merge_patch(result.get(key), value)
-    return result
+            result[key] = copy_document(value)
 
 
 CONTENT_TYPES: dict[str, PatchKind] = {
@@ -66,7 +78,8 @@ def patch_kind(content_type: str, *, builtin: bool) -> PatchKind:
 
 
 def apply_patch(kind: PatchKind, current: dict[str, Any], patch: Any) -> dict[str, Any]:
-    """The patched object (a new one; `current` is left alone)."""
+    """The patched object (a new one; `current` is left alone). A merge or strategic
+    merge result shares nothing with `current`; it may share parts of `patch`."""
     if kind == "json":
         if not isinstance(patch, list):
             raise bad_request("json: cannot unmarshal object into Go value of type jsonpatch.Patch")

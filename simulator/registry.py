@@ -17,11 +17,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from simulator import builtin_rules, core_schemas, kubevirt_admission
+from simulator.cel import MISSING
 from simulator.errors import ApiError, invalid
 from simulator.metadata_validation import validate_metadata
 from simulator.reference import Reference
 from simulator.resource_types import ResourceType
-from simulator.schemas import KindSchema, swagger_definitions
+from simulator.schemas import KindSchema, same_data, swagger_definitions
 from simulator.store import Store, WatchEvent, now_rfc3339
 
 FieldErrors = list[tuple[str, str]]
@@ -80,10 +81,16 @@ class Kind:
     def validate(self, obj: dict[str, Any], valid: dict[str, Any] | None = None) -> FieldErrors:
         """Everything that holds for any stored state: metadata rules and the schema.
 
-        `valid`: an object this kind passed before (see `KindSchema.validate`)."""
-        errors = validate_metadata(
-            obj.get("metadata"), namespace_kind=self.resource.key == ("", "namespaces")
-        )
+        `valid`: an object this kind passed before (see `KindSchema.validate`); metadata
+        the same as its own (a status write's, mostly) passed with it and is not checked again.
+        """
+        meta = obj.get("metadata")
+        before = valid.get("metadata", MISSING) if isinstance(valid, dict) else MISSING
+        if before is not MISSING and (meta is before or (meta == before
+                                                         and same_data(meta, before))):
+            errors: FieldErrors = []
+        else:
+            errors = validate_metadata(meta, namespace_kind=self.resource.key == ("", "namespaces"))
         if self.schema is not None:
             errors.extend(self.schema.validate(obj, valid))
         return errors

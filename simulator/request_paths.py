@@ -10,8 +10,8 @@ the RBAC verb (`get`, `list`, `watch`, `create`, `update`, `patch`,
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, datetime
 
+from simulator.clock import now_micro
 from simulator.request_info import RequestInfo
 
 _NAMESPACE_SUBRESOURCES = ("status", "finalize")
@@ -23,7 +23,7 @@ def _is_true(value: str | None) -> bool:
 
 def timestamp() -> str:
     """Now, as the request log writes its instants (RFC 3339, UTC, microseconds)."""
-    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    return now_micro()
 
 
 def resolve(method: str, path: str, query: Mapping[str, str]) -> tuple[RequestInfo, bool]:

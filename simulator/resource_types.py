@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,14 +29,16 @@ class ResourceType:
     printer_columns: tuple[dict[str, str], ...] = ()
     validator: Validator | None = field(default=None, compare=False, hash=False)
 
-    @property
+    # Worked out once per kind (the store asks on every read and write); `cached_property`
+    # writes the instance's __dict__, which a frozen dataclass allows.
+    @functools.cached_property
     def key(self) -> tuple[str, str]:
         return (self.group, self.plural)
 
-    @property
+    @functools.cached_property
     def api_version(self) -> str:
         return f"{self.group}/{self.version}" if self.group else self.version
 
-    @property
+    @functools.cached_property
     def has_status(self) -> bool:
         return "status" in self.subresources

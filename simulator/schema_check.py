@@ -30,14 +30,16 @@ _INERT = frozenset({
     "description", "title", "default", "format", "example", "examples", "definitions",
     "$schema", "readOnly", "externalDocs", "discriminator", "xml",
 })
-_TYPES: dict[str, Callable[[Any], bool]] = {
-    "object": lambda v: type(v) is dict,
-    "array": lambda v: type(v) is list,
-    "string": lambda v: type(v) is str,
-    "boolean": lambda v: type(v) is bool,
-    "null": lambda v: v is None,
-    "integer": lambda v: type(v) is int,
-    "number": lambda v: type(v) is int or type(v) is float,
+# The exact Python types of each JSON type (bool is not an integer; subclasses are left
+# to jsonschema): a type check is one set membership.
+_TYPES: dict[str, frozenset[type]] = {
+    "object": frozenset({dict}),
+    "array": frozenset({list}),
+    "string": frozenset({str}),
+    "boolean": frozenset({bool}),
+    "null": frozenset({type(None)}),
+    "integer": frozenset({int}),
+    "number": frozenset({int, float}),
 }
 _SCALARS = (str, int, float, bool, type(None))
 
@@ -106,10 +108,7 @@ class SchemaCheck:
             checks.append(made)
         if not checks:
             return _always
-        if len(checks) == 1:
-            return checks[0]
-        bound = tuple(checks)
-        return lambda value: all(check(value) for check in bound)
+        return _all_of(checks)
 
     def _keyword(self, keyword: str, argument: Any, schema: dict[str, Any]) -> Check | None:
         """The check of one keyword, or None when it is not modelled exactly."""
@@ -117,8 +116,8 @@ class SchemaCheck:
             names = argument if isinstance(argument, list) else [argument]
             if not names or any(name not in _TYPES for name in names):
                 return None
-            tests = tuple(_TYPES[name] for name in names)
-            return lambda value: any(test(value) for test in tests)
+            allowed = frozenset().union(*(_TYPES[name] for name in names))
+            return lambda value: type(value) in allowed
         if keyword == "properties":
             if not isinstance(argument, dict):
                 return None
@@ -126,26 +125,26 @@ class SchemaCheck:
         if keyword == "additionalProperties":
             return self._additional(argument, schema)
         if keyword == "required":
-            if not isinstance(argument, list):
+            if not isinstance(argument, list) or not all(isinstance(n, str) for n in argument):
                 return None
-            needed = tuple(argument)
-            return lambda value: _ignores(value, dict) or (
-                type(value) is dict and all(n in value for n in needed))
+            needed = frozenset(argument)
+            return lambda value: (needed <= value.keys() if type(value) is dict
+                                  else _ignores(value, dict))
         if keyword == "items":
             if not isinstance(argument, dict):
                 return None  # tuple form
             item_check = self.check_for(argument)
-            return lambda value: _ignores(value, list) or (
-                type(value) is list and all(map(item_check, value)))
+            return lambda value: (all(map(item_check, value)) if type(value) is list
+                                  else _ignores(value, list))
         if keyword == "enum":
             return _enum(argument)
         if keyword in ("anyOf", "allOf"):
             if not isinstance(argument, list) or not argument:
                 return None
-            subs = tuple(self.check_for(sub) for sub in argument)
+            subs = [self.check_for(sub) for sub in argument]
             if keyword == "anyOf":
-                return lambda value: any(sub(value) for sub in subs)
-            return lambda value: all(sub(value) for sub in subs)
+                return _any_of(subs)
+            return _all_of(subs)
         if keyword == "pattern":
             if not isinstance(argument, str):
                 return None
@@ -180,9 +179,46 @@ class SchemaCheck:
         if not isinstance(argument, dict):
             return None
         extra = self.check_for(argument)
-        return lambda value: _ignores(value, dict) or (type(value) is dict and all(
-            extra(item) for key, item in value.items() if key not in known
-        ))
+
+        def additional(value: Any) -> bool:
+            if type(value) is not dict:
+                return _ignores(value, dict)  # a dict subclass: let jsonschema decide
+            for key, item in value.items():  # noqa: SIM110 (no generator per value)
+                if key not in known and not extra(item):
+                    return False
+            return True
+
+        return additional
+
+
+def _all_of(checks: list[Check]) -> Check:
+    """All of `checks` (a loop, not a generator per value: this runs for every node)."""
+    if len(checks) == 1:
+        return checks[0]
+    if len(checks) == 2:
+        first, second = checks
+        return lambda value: first(value) and second(value)
+    bound = tuple(checks)
+
+    def every(value: Any) -> bool:
+        for check in bound:  # noqa: SIM110 (no generator per value)
+            if not check(value):
+                return False
+        return True
+
+    return every
+
+
+def _any_of(checks: list[Check]) -> Check:
+    bound = tuple(checks)
+
+    def some(value: Any) -> bool:
+        for check in bound:  # noqa: SIM110 (no generator per value)
+            if check(value):
+                return True
+        return False
+
+    return some
 
 
 def _enum(argument: Any) -> Check | None:

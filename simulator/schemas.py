@@ -186,6 +186,12 @@ _Split = tuple[jsonschema.protocols.Validator, dict[str, jsonschema.protocols.Va
 _SortedError = tuple[list[str], list[tuple[str, str]]]
 
 
+# One schema node as the unknown-field walk reads it (see `KindSchema._unknown_node`):
+# the node itself (keeps its id valid), items, skip dicts, map-of schema, properties,
+# additionalProperties schema, unknown keys kept, embedded resource.
+_UnknownNode = tuple[Any, Any, bool, Any, Any, Any, bool, bool]
+
+
 def _sorted_error(error: jsonschema.ValidationError) -> _SortedError:
     return list(map(str, error.absolute_path)), _describe(error)
 
@@ -210,6 +216,8 @@ class KindSchema:
         self._rules: dict[int, list[tuple[CelProgram, dict[str, Any]]]] = {}
         self._checks_below: dict[int, bool] = {}
         self._warned: set[str] = set()
+        self._unknown_nodes: dict[int, _UnknownNode] = {}
+        self._defaults_below: dict[int, tuple[Any, bool]] = {}
 
     @classmethod
     def for_crd_version(
@@ -262,44 +270,79 @@ class KindSchema:
         self._walk_unknown(self.root, obj, [], prune, found)
         return found
 
+    def _unknown_node(self, schema: Any) -> _UnknownNode:
+        """What the unknown-field walk needs of one schema node, worked out once: every
+        write walks its whole document, and resolving `$ref`s and reading the same
+        keywords again at each node was most of that walk's time."""
+        node = self._unknown_nodes.get(id(schema))
+        if node is not None and node[0] is schema:
+            return node
+        resolved = self.resolve(schema)
+        items = resolved.get("items")
+        properties = resolved.get("properties")
+        additional = resolved.get("additionalProperties")
+        preserve = bool(resolved.get("x-kubernetes-preserve-unknown-fields"))
+        embedded = bool(resolved.get("x-kubernetes-embedded-resource"))
+        map_of = None
+        skip = False
+        if properties is None and not embedded:
+            if isinstance(additional, dict):
+                map_of = additional
+            elif (additional is True or preserve or "anyOf" in resolved
+                  or "type" not in resolved):
+                skip = True
+        node = (schema, items if isinstance(items, dict) else None, skip, map_of,
+                properties or None, additional if isinstance(additional, dict) else None,
+                preserve or additional is True, embedded)
+        self._unknown_nodes[id(schema)] = node
+        return node
+
     def _walk_unknown(
         self, schema: Any, value: Any, path: list[Any], prune: bool, found: list[str]
     ) -> None:
-        schema = self.resolve(schema)
-        if isinstance(value, list):
-            items = schema.get("items")
-            if isinstance(items, dict):
+        """`path` is this value's own, extended and restored in place by the walk."""
+        kind = type(value)
+        if kind is not dict and kind is not list:
+            return
+        _, items, skip, map_of, properties, additional, keep_unknown, embedded = (
+            self._unknown_node(schema))
+        if kind is list:
+            if items is not None:
                 for index, item in enumerate(value):
-                    self._walk_unknown(items, item, [*path, index], prune, found)
+                    if type(item) is dict or type(item) is list:
+                        path.append(index)
+                        self._walk_unknown(items, item, path, prune, found)
+                        path.pop()
             return
-        if not isinstance(value, dict):
+        if skip:
             return
-        properties = schema.get("properties")
-        additional = schema.get("additionalProperties")
-        preserve = bool(schema.get("x-kubernetes-preserve-unknown-fields"))
-        embedded = bool(schema.get("x-kubernetes-embedded-resource"))
-        if properties is None and not embedded:
-            if isinstance(additional, dict):
-                for key, item in value.items():
-                    self._walk_unknown(additional, item, [*path, key], prune, found)
-                return
-            if additional is True or preserve or "anyOf" in schema or "type" not in schema:
-                return
+        if map_of is not None:
+            for key, item in value.items():
+                path.append(key)
+                self._walk_unknown(map_of, item, path, prune, found)
+                path.pop()
+            return
         for key in list(value):
-            if properties and key in properties:
-                self._walk_unknown(properties[key], value[key], [*path, key], prune, found)
+            if properties is not None and key in properties:
+                child = properties[key]
             elif embedded and key in ("apiVersion", "kind"):
                 continue
             elif embedded and key == "metadata":
-                self._walk_unknown(OBJECT_META_REF, value[key], [*path, key], prune, found)
-            elif isinstance(additional, dict):
-                self._walk_unknown(additional, value[key], [*path, key], prune, found)
-            elif preserve or additional is True:
+                child = OBJECT_META_REF
+            elif additional is not None:
+                child = additional
+            elif keep_unknown:
                 continue
             else:
                 found.append(field_path([*path, key]))
                 if prune:
                     del value[key]
+                continue
+            item = value[key]
+            if type(item) is dict or type(item) is list:
+                path.append(key)
+                self._walk_unknown(child, item, path, prune, found)
+                path.pop()
 
     # ---- validation -----------------------------------------------------------------------
 
@@ -312,7 +355,10 @@ class KindSchema:
         whole object, and errors are exactly those of a full pass, in the same order.
         """
         unchanged = _unchanged_properties(obj, valid)
-        found = self._schema_errors(obj, unchanged, valid if isinstance(valid, dict) else None)
+        if not isinstance(valid, dict) and self._check.proves_valid(self._validator.schema, obj):
+            found: list[_SortedError] = []  # a create with nothing wrong: one compiled check
+        else:
+            found = self._schema_errors(obj, unchanged, valid if isinstance(valid, dict) else None)
         errors: FieldErrors = [e for _, described in sorted(found, key=_path_key)
                                for e in described]
         self._walk_checks(self.root, obj, MISSING, [], errors, transition=False,
@@ -361,7 +407,18 @@ class KindSchema:
     ) -> list[_SortedError]:
         """One top-level property's errors. With `before` (its value in an object that
         passed) and both objects, one level deeper likewise: only changed fields are
-        validated (metadata on a finalizer or label write, status on a status write)."""
+        validated (metadata on a finalizer or label write, status on a status write).
+
+        The compiled check goes first: a valid value (nearly every one) then costs neither
+        its `marshal` key nor a memo entry; the memo serves the values with errors."""
+        nested = None
+        if isinstance(value, dict) and isinstance(before, dict):
+            if key not in self._nested:
+                properties = self.resolve(self.root).get("properties") or {}
+                self._nested[key] = self._split_schema(properties.get(key))
+            nested = self._nested[key]
+        if self._proves_property_valid(validator, nested, value, before):
+            return []
         try:
             memo: tuple[str, bytes] | None = (key, marshal.dumps(value, 2))
         except ValueError:
@@ -369,12 +426,6 @@ class KindSchema:
         if memo is not None and memo in self._subtree_errors:
             self._subtree_errors.move_to_end(memo)
             return self._subtree_errors[memo]
-        nested = None
-        if isinstance(value, dict) and isinstance(before, dict):
-            if key not in self._nested:
-                properties = self.resolve(self.root).get("properties") or {}
-                self._nested[key] = self._split_schema(properties.get(key))
-            nested = self._nested[key]
         found = []
         if nested is None:
             for error in self._iter_errors(validator, value):
@@ -399,6 +450,26 @@ class KindSchema:
             if len(self._subtree_errors) > _SUBTREE_MEMO_SIZE:
                 self._subtree_errors.popitem(last=False)
         return found
+
+    def _proves_property_valid(
+        self, validator: jsonschema.protocols.Validator, nested: _Split | None, value: Any,
+        before: Any,
+    ) -> bool:
+        """Whether the compiled check proves a top-level property has no error: as a whole,
+        or (split one level deeper) its own keywords and each field changed from `before`."""
+        proves_valid = self._check.proves_valid
+        if nested is None:
+            return proves_valid(validator.schema, value)
+        shallow, by_field = nested
+        if not proves_valid(shallow.schema, value):
+            return False
+        unchanged = _unchanged_properties(value, before)
+        for field, item in value.items():
+            field_validator = by_field.get(field)
+            if field_validator is not None and field not in unchanged and not proves_valid(
+                    field_validator.schema, item):
+                return False
+        return True
 
     def _iter_errors(
         self, validator: jsonschema.protocols.Validator, value: Any
@@ -456,6 +527,42 @@ class KindSchema:
             )
         self._checks_below[key] = result
         return result
+
+    def has_defaults_below(self, schema: Any) -> bool:
+        """Whether a property, item or map value at or below this schema node has a
+        `default` (memoised; `apply_defaults` skips the subtrees that have none)."""
+        return self._scan_defaults(schema, frozenset())[0]
+
+    def _scan_defaults(self, schema: Any, visiting: frozenset[int]) -> tuple[bool, bool]:
+        """(defaults below, answer cut short by a `$ref` loop); a cut-short "no" is not
+        remembered, every other answer is (each definition is looked at once)."""
+        schema = self.resolve(schema)
+        key = id(schema)
+        found = self._defaults_below.get(key)
+        if found is not None and found[0] is schema:
+            return found[1], False
+        if key in visiting:
+            return False, True
+        children = [
+            *(schema.get("properties") or {}).values(),
+            schema.get("items"),
+            schema.get("additionalProperties"),
+        ]
+        result = cut = False
+        for child in children:
+            if not isinstance(child, dict):
+                continue
+            if "default" in self.resolve(child):
+                result = True
+                break
+            below, loop = self._scan_defaults(child, visiting | {key})
+            cut = cut or loop
+            if below:
+                result = True
+                break
+        if result or not cut:
+            self._defaults_below[key] = (schema, result)
+        return result, cut and not result
 
     def _walk_checks(
         self,
@@ -541,13 +648,22 @@ def _unchanged_properties(obj: Any, valid: Any) -> frozenset[str]:
     for key, value in obj.items():
         before = valid.get(key, MISSING)
         if value is before or (
-            before is not MISSING and value == before and _same_data(value, before)
+            before is not MISSING and value == before and same_data(value, before)
         ):
             same.append(key)
     return frozenset(same)
 
 
-def _same_data(left: Any, right: Any) -> bool:
+def same_data(left: Any, right: Any) -> bool:
+    """Equal with the same types throughout (`marshal` tells 1, 1.0 and True apart).
+    Dicts whose values are the very same objects are the same without encoding them
+    (a status write's metadata: a new dict of the stored version's values)."""
+    if type(left) is dict and type(right) is dict and len(left) == len(right):
+        for key, value in left.items():
+            if right.get(key, MISSING) is not value:
+                break
+        else:
+            return True
     try:
         return marshal.dumps(left, 2) == marshal.dumps(right, 2)
     except ValueError:
@@ -607,6 +723,8 @@ def apply_defaults(schema_set: KindSchema, obj: Any) -> None:
 
 def _default_walk(schema_set: KindSchema, schema: Any, value: Any, *, root: bool = False) -> None:
     schema = schema_set.resolve(schema)
+    if not schema_set.has_defaults_below(schema):
+        return  # nothing to set anywhere in this subtree (most of every document)
     if isinstance(value, dict):
         properties = schema.get("properties") or {}
         for key, child in properties.items():

@@ -18,9 +18,9 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any, Literal
 
+from simulator.clock import now_seconds
 from simulator.documents import copy_document as _copy
 from simulator.errors import (
     ApiError,
@@ -54,7 +54,7 @@ Subscriber = Callable[[WatchEvent], None]  # must not change the event's object
 
 
 def now_rfc3339() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return now_seconds()
 
 
 class Store:
@@ -303,10 +303,14 @@ class Store:
         keep_status: bool = False,
         dry_run: bool = False,
         shared: bool = False,
+        owned: bool = False,
     ) -> dict[str, Any]:
         """POST. `keep_status` is for seeding: a real server drops status on create.
-        `shared`: answer the stored object itself (read only), not a copy."""
-        obj = _copy(obj)
+        `shared`: answer the stored object itself (read only), not a copy.
+        `owned`: `obj` is the caller's own new document, sharing nothing with a stored
+        object and never used after: kept as it is rather than copied."""
+        if not owned:
+            obj = _copy(obj)
         meta = obj.setdefault("metadata", {})
         if not isinstance(meta, dict):
             raise bad_request("metadata must be an object")
@@ -403,16 +407,22 @@ class Store:
         subresource: str | None = None,
         dry_run: bool = False,
         shared: bool = False,
+        owned: bool = False,
     ) -> dict[str, Any]:
         """PUT of the object or of its status; a set `resourceVersion` must be current.
-        `shared`: answer the stored (or would-be) object itself, to read only, not a copy."""
+        `shared`: answer the stored (or would-be) object itself, to read only, not a copy.
+        `owned`: `obj` is the caller's to give away (its own copy, sharing nothing with a
+        stored object, never used again): kept as it is rather than copied once more."""
         scope = self._scope(resource, namespace)
         current = self._bucket(resource).get((scope, name))
         if current is None:
             raise not_found(resource.group, resource.plural, name)
         # A status write reads only the body's metadata and keeps only its status (copied
         # below): no copy of a spec that is dropped anyway (a VMI's is large).
-        obj = dict(obj) if subresource == "status" else _copy(obj)
+        if subresource == "status":
+            obj = dict(obj)
+        elif not owned:
+            obj = _copy(obj)
         meta = obj.setdefault("metadata", {})
         if meta.get("name", name) != name:
             raise bad_request(
@@ -427,7 +437,7 @@ class Store:
             # share its unchanged parts (and `_validate` sees them as the same objects).
             updated = {**current, "metadata": dict(current["metadata"])}
             if "status" in obj:
-                updated["status"] = _copy(obj["status"])
+                updated["status"] = obj["status"] if owned else _copy(obj["status"])
             else:
                 updated.pop("status", None)
         elif subresource:

@@ -59,7 +59,8 @@ class Writer:
 
     # ---- decoding ------------------------------------------------------------------------
 
-    def _check_type_meta(self, kind: Kind, body: Any) -> dict[str, Any]:
+    def _check_type_meta(self, kind: Kind, body: Any, *, fresh: bool = False) -> dict[str, Any]:
+        """`body` checked, as our own copy (`fresh`: it is one already, shared with nothing)."""
         if not isinstance(body, dict):
             raise bad_request(
                 f"the object provided is unrecognized (must be of type {kind.kind}): "
@@ -75,7 +76,7 @@ class Writer:
             raise bad_request(
                 f"the kind in the data ({kind_name}) does not match the expected kind ({kind.kind})"
             )
-        return copy_document(body)
+        return body if fresh else copy_document(body)
 
     def _decode(
         self, kind: Kind, obj: dict[str, Any], validation: str, old: dict[str, Any] | None = None
@@ -191,8 +192,11 @@ class Writer:
             keep_status = True
         # Dry run first: the store stamps and validates (schema, metadata); admission follows
         # (it only reads); then the would-be object itself is stored, not validated again.
+        # `obj` is our own copy (`_check_type_meta`), handed over; a CRD's is kept apart from
+        # what the registry built of it.
+        crd = kind.resource.key == (CRD_GROUP, "customresourcedefinitions")
         would_be = self.store.create(
-            kind.resource, namespace, obj, keep_status=keep_status, dry_run=True
+            kind.resource, namespace, obj, keep_status=keep_status, dry_run=True, owned=not crd
         )
         self._admit(kind, would_be, None)
         if dry_run:
@@ -231,7 +235,8 @@ class Writer:
         # The stored object itself: the patch makes a new one, and every check only reads.
         old = self.store.view(kind.resource, namespace, name)
         patched = apply_patch(patch_type, old, patch)
-        patched = self._check_type_meta(kind, patched)
+        # A merge result is a new document already (see `merge_patch`): no second copy.
+        patched = self._check_type_meta(kind, patched, fresh=patch_type == "merge")
         warnings = self._decode(kind, patched, validation, old)
         return self._store_update(
             kind, namespace, name, patched, old, subresource, dry_run, warnings
@@ -258,10 +263,11 @@ class Writer:
             kind.resource,
             namespace,
             name,
-            obj,  # copied by the store
+            obj,  # our own copy (`_check_type_meta`), handed over: not copied again
             subresource=subresource,
             dry_run=True,
             shared=True,  # read below, never changed
+            owned=True,
         )
         if subresource:
             if kind.schema is not None:

@@ -128,7 +128,7 @@ class CsiDriverSidecar:
                     "creationTime": status.get("creationTime") or time.time_ns(),
                     "readyToUse": True,
                 }
-                self.rt.write_status(SNAPSHOT, "volumesnapshotcontents", content)
+                self.rt.write_status(SNAPSHOT, "volumesnapshotcontents", content, shared=True)
             return
         if not source.get("volumeHandle") or status.get("readyToUse") is True:
             self._forget(name)
@@ -184,7 +184,7 @@ class CsiDriverSidecar:
             "creationTime": time.time_ns(),
             "readyToUse": False,
         }
-        self.rt.write_status(SNAPSHOT, "volumesnapshotcontents", content)
+        self.rt.write_status(SNAPSHOT, "volumesnapshotcontents", content, shared=True)
         delay = self._latency(content, ann.READY_LATENCY, pvc, snapshot_class)
         self._ready_due[name] = self.rt.now() + delay
         self.rt.enqueue_after(QUEUE, name, delay)
@@ -211,7 +211,7 @@ class CsiDriverSidecar:
         status.update({"readyToUse": True, "restoreSize": size})
         status.pop("error", None)
         content["status"] = status
-        self.rt.write_status(SNAPSHOT, "volumesnapshotcontents", content)
+        self.rt.write_status(SNAPSHOT, "volumesnapshotcontents", content, shared=True)
         self._forget(name)
 
     def _set_error(self, content: dict[str, Any], detail: str) -> None:
@@ -248,7 +248,7 @@ class CsiDriverSidecar:
         if bound and notes.get(BEING_DELETED) != "yes":
             return
         content["metadata"]["finalizers"] = [f for f in finalizers if f != CONTENT_FINALIZER]
-        self.rt.write(SNAPSHOT, "volumesnapshotcontents", content)
+        self.rt.write(SNAPSHOT, "volumesnapshotcontents", content, shared=True)
 
     # ---- inputs --------------------------------------------------------------------
 

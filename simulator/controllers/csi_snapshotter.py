@@ -198,7 +198,7 @@ class SnapshotController:
             )
             return None
         snapshot["spec"]["volumeSnapshotClassName"] = chosen["metadata"]["name"]
-        self.rt.write(SNAPSHOT, "volumesnapshots", snapshot)
+        self.rt.write(SNAPSHOT, "volumesnapshots", snapshot, shared=True)
         return None  # the spec change queues the snapshot again
 
     def _default_class(self, snapshot: dict[str, Any]) -> tuple[dict[str, Any] | None, str]:
@@ -243,7 +243,9 @@ class SnapshotController:
         if not missing:
             return snapshot
         snapshot["metadata"]["finalizers"] = finalizers + missing
-        return self.rt.write(SNAPSHOT, "volumesnapshots", snapshot)
+        # `snapshot` is a copy (`StorageView.snapshot` or a write's answer), replaced by the
+        # answer in every caller: handed over to the store.
+        return self.rt.write(SNAPSHOT, "volumesnapshots", snapshot, owned=True)
 
     def _release_pvc(self, snapshot: dict[str, Any], *, skip_current: bool) -> None:
         """Drop the PVC's source finalizer once no other un-ready snapshot uses it."""
@@ -264,7 +266,8 @@ class SnapshotController:
                 return
         finalizers = [f for f in pvc["metadata"]["finalizers"] if f != PVC_FINALIZER]
         self.rt.write(CORE, "persistentvolumeclaims",
-                      {**pvc, "metadata": {**pvc["metadata"], "finalizers": finalizers}})
+                      {**pvc, "metadata": {**pvc["metadata"], "finalizers": finalizers}},
+                      shared=True)
 
     # ---- content -------------------------------------------------------------------
 
@@ -440,7 +443,7 @@ class SnapshotController:
         if set_ready_false:
             status["readyToUse"] = False
         snapshot["status"] = status
-        updated = self.rt.write_status(SNAPSHOT, "volumesnapshots", snapshot)
+        updated = self.rt.write_status(SNAPSHOT, "volumesnapshots", snapshot, shared=True)
         self.rt.record(updated, "Warning", reason, message, COMPONENT)
 
     # ---- deletion ------------------------------------------------------------------
@@ -498,7 +501,7 @@ class SnapshotController:
                 for f in fresh["metadata"].get("finalizers") or []
                 if f != AS_SOURCE_FINALIZER and (f != BOUND_FINALIZER or keep_bound)
             ]
-            self.rt.write(SNAPSHOT, "volumesnapshots", fresh)
+            self.rt.write(SNAPSHOT, "volumesnapshots", fresh, shared=True)
 
     def _restoring_from(self, snapshot: dict[str, Any]) -> bool:
         """isVolumeBeingCreatedFromSnapshot: a Pending PVC names it as its data source."""

@@ -160,7 +160,7 @@ class GuestAgents:
             raise errors.conflict(_VMI, name, "VMI is already paused")
         vmi = copy_document(vmi)
         set_paused(vmi, True)
-        self.rt.write_status(KUBEVIRT, "virtualmachineinstances", vmi)
+        self.rt.write_status(KUBEVIRT, "virtualmachineinstances", vmi, shared=True)
 
     def unpause(self, namespace: str, name: str) -> None:
         vmi = self._running_vmi(namespace, name, "VMI is not paused")
@@ -168,7 +168,7 @@ class GuestAgents:
             raise errors.conflict(_VMI, name, "VMI is not paused")
         vmi = copy_document(vmi)
         set_paused(vmi, False)
-        self.rt.write_status(KUBEVIRT, "virtualmachineinstances", vmi)
+        self.rt.write_status(KUBEVIRT, "virtualmachineinstances", vmi, shared=True)
 
     # ---- lifecycle -----------------------------------------------------------------
 
@@ -220,7 +220,8 @@ class GuestAgents:
             status["fsFreezeStatus"] = "frozen"
         else:
             status.pop("fsFreezeStatus", None)
-        self.rt.write_status(KUBEVIRT, "virtualmachineinstances", {**vmi, "status": status})
+        self.rt.write_status(KUBEVIRT, "virtualmachineinstances", {**vmi, "status": status},
+                             shared=True, owned_status=True)
 
 
 def set_paused(vmi: dict[str, Any], paused: bool) -> None:

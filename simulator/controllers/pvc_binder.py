@@ -116,7 +116,7 @@ class PvcBinder:
         if phase != "Pending":
             # The API server defaults a new claim's phase to Pending.
             pvc["status"] = {**status, "phase": "Pending"}
-            self.rt.write_status(CORE, "persistentvolumeclaims", pvc)
+            self.rt.write_status(CORE, "persistentvolumeclaims", pvc, shared=True)
             return
         spec = pvc.get("spec") or {}
         if spec.get("storageClassName") is None:
@@ -131,7 +131,7 @@ class PvcBinder:
                 )
                 return
             pvc.setdefault("spec", {})["storageClassName"] = default["metadata"]["name"]
-            self.rt.write(CORE, "persistentvolumeclaims", pvc)
+            self.rt.write(CORE, "persistentvolumeclaims", pvc, shared=True)
             return
         class_name = spec["storageClassName"]
         if class_name == "":

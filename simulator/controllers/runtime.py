@@ -28,6 +28,7 @@ from collections.abc import Callable, Hashable, Iterable
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from simulator.clock import now_micro, now_seconds
 from simulator.errors import ApiError
 from simulator.resource_types import ResourceType
 from simulator.store import Store, WatchEvent
@@ -57,7 +58,9 @@ class Observer(Protocol):
 
 def rfc3339_micro(moment: datetime | None = None) -> str:
     """RFC 3339 with microseconds, UTC: precise enough to measure a freeze window."""
-    return (moment or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    if moment is None:
+        return now_micro()
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def rfc3339_from_nanos(nanos: int) -> str:
@@ -66,7 +69,9 @@ def rfc3339_from_nanos(nanos: int) -> str:
 
 def rfc3339_seconds(moment: datetime | None = None) -> str:
     """metav1.Time as Kubernetes writes it: whole seconds."""
-    return (moment or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    if moment is None:
+        return now_seconds()
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def meta(obj: dict[str, Any]) -> dict[str, Any]:
@@ -296,19 +301,35 @@ class Runtime:
         items, _ = self.store.list(resource, namespace)
         return items
 
-    def write(self, group: str, plural: str, obj: dict[str, Any]) -> dict[str, Any]:
-        """PUT of the main resource at the version read; a no-op write changes nothing."""
+    def write(
+        self, group: str, plural: str, obj: dict[str, Any], *, shared: bool = False,
+        owned: bool = False,
+    ) -> dict[str, Any]:
+        """PUT of the main resource at the version read; a no-op write changes nothing.
+        `shared`: answer the stored object itself, to read only (or ignore), not a copy.
+        `owned`: `obj` is the caller's own copy (from `find`), sharing nothing with a stored
+        object and never used after this call: stored as it is, not copied again."""
         resource = self._require(group, plural)
         metadata = obj["metadata"]
-        return self.store.update(resource, metadata.get("namespace"), metadata["name"], obj)
+        return self.store.update(
+            resource, metadata.get("namespace"), metadata["name"], obj, shared=shared,
+            owned=owned,
+        )
 
-    def write_status(self, group: str, plural: str, obj: dict[str, Any]) -> dict[str, Any]:
-        """Status update, through the status subresource when the kind has one."""
+    def write_status(
+        self, group: str, plural: str, obj: dict[str, Any], *, shared: bool = False,
+        owned_status: bool = False,
+    ) -> dict[str, Any]:
+        """Status update, through the status subresource when the kind has one;
+        `shared` as for `write`. `owned_status`: `obj["status"]` is a new dict of the
+        caller's, never changed after this call, stored as it is (a VMI's status is large;
+        what it shares with the stored version is never changed in place either)."""
         resource = self._require(group, plural)
         metadata = obj["metadata"]
         subresource = "status" if resource.has_status else None
         return self.store.update(
-            resource, metadata.get("namespace"), metadata["name"], obj, subresource=subresource
+            resource, metadata.get("namespace"), metadata["name"], obj, subresource=subresource,
+            shared=shared, owned=owned_status and subresource == "status",
         )
 
     def create(self, group: str, plural: str, obj: dict[str, Any]) -> dict[str, Any]:
@@ -377,7 +398,8 @@ class Runtime:
                 "count": 1,
                 "eventTime": None,
             }
-            self.store.create(events, namespace, event, shared=True)  # the answer is unused
+            # The answer is unused; the event is a new dict of strings and numbers.
+            self.store.create(events, namespace, event, shared=True, owned=True)
             self._event_names[dedup] = name
         except ApiError as exc:  # no such namespace, or events not served: not worth failing for
             log.debug("event %s on %s not recorded: %s", reason, metadata.get("name"), exc.message)

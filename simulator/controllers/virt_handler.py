@@ -287,7 +287,8 @@ class VirtHandler:
         remaining = [f for f in finalizers if f not in VMI_FINALIZERS]
         if remaining != finalizers:
             self.rt.write(KUBEVIRT, "virtualmachineinstances",
-                          {**vmi, "metadata": {**vmi["metadata"], "finalizers": remaining}})
+                          {**vmi, "metadata": {**vmi["metadata"], "finalizers": remaining}},
+                          shared=True)
 
     # ---- pieces of status ----------------------------------------------------------
 
@@ -303,7 +304,7 @@ class VirtHandler:
         if annotations_dict(pvc).get(SELECTED_NODE) == NODE:
             return
         annotations_dict(pvc)[SELECTED_NODE] = NODE
-        self.rt.write(CORE, "persistentvolumeclaims", pvc)
+        self.rt.write(CORE, "persistentvolumeclaims", pvc, shared=True)
 
     def _interfaces(self, vmi: dict[str, Any], agent: bool) -> list[dict[str, Any]]:
         spec = vmi.get("spec") or {}

@@ -325,7 +325,8 @@ class VmController:
         )
         if status == previous:
             return
-        self.rt.write_status(KUBEVIRT, "virtualmachines", {**vm, "status": status})
+        self.rt.write_status(KUBEVIRT, "virtualmachines", {**vm, "status": status}, shared=True,
+                             owned_status=True)
 
     @staticmethod
     def _ready_condition(vmi: dict[str, Any] | None) -> dict[str, Any]:
@@ -449,7 +450,7 @@ class VmController:
             spec["running"] = running
         else:
             spec["runStrategy"] = "Always" if running else "Halted"
-        self.rt.write(KUBEVIRT, "virtualmachines", vm)
+        self.rt.write(KUBEVIRT, "virtualmachines", vm, shared=True)
 
     def _request(self, vm: dict[str, Any], *changes: dict[str, Any], replace: bool = False) -> None:
         """Append state change requests; a pending one makes start/restart fail, as virt-api's
@@ -460,4 +461,4 @@ class VmController:
             raise errors.internal("unable to complete request: stop/start already underway")
         status["stateChangeRequests"] = list(changes)
         vm["status"] = status
-        self.rt.write_status(KUBEVIRT, "virtualmachines", vm)
+        self.rt.write_status(KUBEVIRT, "virtualmachines", vm, shared=True)
