@@ -18,7 +18,8 @@ urllib3 path (`CurlTransport.supports`).
 
 Behaviour kept from the urllib3 path: connection failures (the request never left)
 are retried twice after 0.1 s and 0.2 s, nothing else is; non-2xx answers raise
-`ApiException` with the status, reason phrase, body and headers; network errors raise
+`ApiException` with the status, reason phrase and body (not the headers: collecting
+them costs a GIL round trip per header line); network errors raise
 `TransportError`, which `cluster.errors` maps like urllib3's (timeouts and unreachable
 servers are Transient, TLS failures are not).
 One difference: libcurl bounds a whole transfer, not each read, so the (connect, read)
@@ -32,6 +33,7 @@ import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from http import HTTPStatus
 from io import BytesIO
 from typing import Any
 
@@ -156,15 +158,15 @@ class CurlTransport:
               timeout: tuple[float, float]) -> Response:
         handle = self._take()
         answer = BytesIO()
-        received: list[bytes] = []
         try:
             handle.setopt(pycurl.URL, url)
             handle.setopt(pycurl.HTTPHEADER, header_lines)
             handle.setopt(pycurl.CUSTOMREQUEST, method)
             if body is not None:
                 handle.setopt(pycurl.POSTFIELDS, body)
+            # The body only: every callback into Python takes the GIL back mid-request, so
+            # headers are not collected (errors carry the status's standard phrase).
             handle.setopt(pycurl.WRITEDATA, answer)
-            handle.setopt(pycurl.HEADERFUNCTION, received.append)
             # libcurl bounds the whole transfer, not each read: the read timeout bounds the
             # request, connecting (rare: handles are pooled connected) included.
             connect, read = timeout
@@ -181,7 +183,7 @@ class CurlTransport:
         self._give_back(handle)
         data = answer.getvalue()
         if not 200 <= status <= 299:
-            raise _api_exception(status, received, data)
+            raise _api_exception(status, data)
         return Response(status, data)
 
     # ---- the pool ----------------------------------------------------------------------
@@ -229,19 +231,15 @@ def _system_ca_file() -> str:
     return paths.cafile or paths.openssl_cafile
 
 
-def _api_exception(status: int, header_lines: list[bytes], data: bytes) -> ApiException:
-    """An ApiException like the client's: status, reason phrase, headers, body."""
-    reason = ""
-    headers: dict[str, str] = {}
-    for raw in header_lines:
-        line = raw.decode("iso-8859-1").strip()
-        if line.startswith("HTTP/"):
-            reason = line.split(" ", 2)[2] if line.count(" ") >= 2 else ""
-            headers = {}  # a later status line (after a 100 Continue) starts afresh
-        elif ":" in line:
-            name, _, value = line.partition(":")
-            headers[name.strip()] = value.strip()
+def _api_exception(status: int, data: bytes) -> ApiException:
+    """An ApiException like the client's: status, reason phrase, body (no headers).
+
+    The phrase is the status's standard one, as the API server (Go's net/http) sends it.
+    """
+    try:
+        reason = HTTPStatus(status).phrase
+    except ValueError:
+        reason = ""
     error = ApiException(status=status, reason=reason)
     error.body = data.decode("utf-8", errors="replace")
-    error.headers = headers
     return error
