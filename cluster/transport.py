@@ -112,12 +112,20 @@ class CurlTransport:
         self._lock = threading.Lock()
         self.handles_made = 0
         self.requests_sent = 0  # attempts, retries included (a figure for tests and benches)
+        self.connections_made = 0  # new connections (TLS handshakes): pooled ones are reused
 
     @staticmethod
     def supports(configuration: Any) -> bool:
-        """Whether this transport reproduces the configuration's connection exactly."""
-        return not (getattr(configuration, "proxy", None)
-                    or getattr(configuration, "tls_server_name", None)
+        """Whether this transport reproduces the configuration's connection exactly: no
+        proxy in use for its server (one from the environment counts; `no_proxy` may
+        exempt the server), no TLS server name or hostname to assert."""
+        from kubernetes.client.rest import should_bypass_proxies
+
+        proxy = getattr(configuration, "proxy", None)
+        if proxy and not should_bypass_proxies(configuration.host,
+                                               getattr(configuration, "no_proxy", None) or ""):
+            return False
+        return not (getattr(configuration, "tls_server_name", None)
                     or getattr(configuration, "assert_hostname", None) is not None)
 
     @classmethod
@@ -177,6 +185,7 @@ class CurlTransport:
             except pycurl.error as err:
                 raise transport_error(err) from None
             status = int(handle.getinfo(pycurl.RESPONSE_CODE))
+            self.connections_made += int(handle.getinfo(pycurl.NUM_CONNECTS))
         except BaseException:
             handle.close()  # in an unknown state: never pooled again
             raise
@@ -212,6 +221,9 @@ class CurlTransport:
         handle.setopt(pycurl.NOSIGNAL, 1)  # timeouts without signals: we run on threads
         handle.setopt(pycurl.HTTP_VERSION, pycurl.CURL_HTTP_VERSION_1_1)
         handle.setopt(pycurl.TCP_NODELAY, 1)
+        # No proxy, not even one from the environment: a configured one keeps urllib3
+        # (`supports`), and the client's path ignores the environment too.
+        handle.setopt(pycurl.PROXY, "")
         if not tls.verify:
             handle.setopt(pycurl.SSL_VERIFYPEER, 0)
             handle.setopt(pycurl.SSL_VERIFYHOST, 0)

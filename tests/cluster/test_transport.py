@@ -115,6 +115,7 @@ def test_sequential_requests_reuse_one_connection(sim: Sim) -> None:
         for _ in range(20):
             fresh.request_json("GET", custom_path(VIRTUAL_MACHINES, NS, "freezer"))
         assert fresh.transport.handles_made == 1
+        assert fresh.transport.connections_made == 1  # one TLS handshake for all twenty
 
 
 def test_concurrent_threads_each_get_a_handle_and_return_it(sim: Sim) -> None:
@@ -230,6 +231,14 @@ def test_a_configuration_libcurl_would_not_reproduce_keeps_urllib3(
         assert KubeApis(api_client).transport is None
     finally:
         api_client.close()
+
+
+def test_a_proxy_exempted_for_the_server_by_no_proxy_keeps_libcurl() -> None:
+    configuration = client.Configuration()
+    configuration.host = "https://127.0.0.1:6443"
+    configuration.proxy = "http://127.0.0.1:3128"
+    configuration.no_proxy = "127.0.0.1,localhost"
+    assert CurlTransport.supports(configuration)
 
 
 def test_pool_size_must_be_positive() -> None:
