@@ -3,6 +3,7 @@ simulator's faster validation paths are compared with."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from simulator.cel import MISSING
@@ -32,3 +33,15 @@ def whole_document_errors(schema: KindSchema, obj: Any) -> list[tuple[str, str]]
         errors.extend(_describe(error))
     schema._walk_checks(schema.root, obj, MISSING, [], errors, transition=False)
     return errors
+
+
+def leaf_paths(value: Any, path: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:
+    """Every path into a JSON document, deepest first (mutation tests replace each)."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield from leaf_paths(item, (*path, key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from leaf_paths(item, (*path, index))
+    if path:
+        yield path

@@ -19,22 +19,12 @@ from simulator.schemas import KindSchema
 from tests.support.schemas import (
     REFERENCE,
     crd_schema,
+    leaf_paths,
     reference_definitions,
     whole_document_errors,
 )
 
 _LEAVES: tuple[Any, ...] = (None, True, 0, 1.0, -1, "", "x", [], {})
-
-
-def _leaf_paths(value: Any, path: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:
-    if isinstance(value, dict):
-        for key, item in value.items():
-            yield from _leaf_paths(item, (*path, key))
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            yield from _leaf_paths(item, (*path, index))
-    if path:
-        yield path
 
 
 def _variants(document: dict[str, Any], path: tuple[Any, ...]) -> Iterator[dict[str, Any]]:
@@ -86,7 +76,7 @@ def test_creates_and_updates_answer_the_whole_documents_errors(
     for schema, document in cases:
         assert whole_document_errors(schema, document) == []
         assert schema.validate(document) == []
-        for path in _leaf_paths(document):
+        for path in leaf_paths(document):
             for variant in _variants(document, path):
                 expected = whole_document_errors(schema, variant)
                 for _ in range(2):

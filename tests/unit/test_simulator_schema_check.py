@@ -4,7 +4,6 @@ and it must answer it for the valid documents the simulator stores (or it saves 
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
 from typing import Any
 
 import jsonschema
@@ -16,6 +15,7 @@ from simulator.schemas import KindSchema
 from tests.support.schemas import (
     REFERENCE,
     crd_schema,
+    leaf_paths,
     reference_definitions,
     whole_document_errors,
 )
@@ -48,17 +48,6 @@ def _documents(definitions: dict[str, Any]) -> list[tuple[KindSchema, dict[str, 
     return found
 
 
-def _leaf_paths(value: Any, path: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:
-    if isinstance(value, dict):
-        for key, item in value.items():
-            yield from _leaf_paths(item, (*path, key))
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            yield from _leaf_paths(item, (*path, index))
-    if path:
-        yield path
-
-
 def _replaced(document: dict[str, Any], path: tuple[Any, ...], leaf: Any) -> dict[str, Any]:
     changed = copy.deepcopy(document)
     target: Any = changed
@@ -80,7 +69,7 @@ def test_never_proves_valid_what_jsonschema_rejects(definitions: dict[str, Any])
     rejected = accepted = 0
     for schema, document in _documents(definitions)[-3:]:  # the VMs share most paths
         check = SchemaCheck(schema.definitions)
-        for path in _leaf_paths(document):
+        for path in leaf_paths(document):
             variants = [_replaced(document, path, leaf) for leaf in _LEAVES]
             removed = copy.deepcopy(document)
             holder: Any = removed
