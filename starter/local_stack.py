@@ -239,6 +239,9 @@ class DevServerProcess:
         return self.process.stop()
 
 
+DEV_SERVER_BIND_ATTEMPTS = 3
+
+
 def start_dev_server(
     state_dir: Path,
     port: int | None = None,
@@ -248,10 +251,29 @@ def start_dev_server(
     db_file: Path | None = None,
     timeout: float = 60.0,
 ) -> DevServerProcess:
-    """`temporal server start-dev` on a SQLite file, with our search attributes registered."""
-    port = port or free_port()
-    ui_port = ui_port or free_port()
+    """`temporal server start-dev` on a SQLite file, with our search attributes registered.
+
+    Ports not given are picked free; one can be taken by another process between the
+    pick and the server's bind (the suite starts stacks in parallel), so a start that
+    fails with "address already in use" is tried again on new ports, up to
+    DEV_SERVER_BIND_ATTEMPTS times. Ports given are used as they are.
+    """
     db_file = db_file or state_dir / f"{name}.db"
+    chosen = port is not None and ui_port is not None
+    for attempt in range(1, DEV_SERVER_BIND_ATTEMPTS + 1):
+        try:
+            return _start_dev_server_once(state_dir, port or free_port(),
+                                          ui_port or free_port(), namespace, name, db_file,
+                                          timeout)
+        except StackError as err:
+            if chosen or "address already in use" not in str(err) \
+                    or attempt == DEV_SERVER_BIND_ATTEMPTS:
+                raise
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _start_dev_server_once(state_dir: Path, port: int, ui_port: int, namespace: str,
+                           name: str, db_file: Path, timeout: float) -> DevServerProcess:
     args = [
         str(temporal_cli()), "server", "start-dev",
         "--db-filename", str(db_file),
