@@ -3,6 +3,7 @@ simulator's faster validation paths are compared with."""
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator
 from typing import Any
 
@@ -45,3 +46,36 @@ def leaf_paths(value: Any, path: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ..
             yield from leaf_paths(item, (*path, index))
     if path:
         yield path
+
+
+def content_document() -> dict[str, Any]:
+    """A valid VolumeSnapshotContent (the reference has no example of one)."""
+    return {
+        "apiVersion": "snapshot.storage.k8s.io/v1", "kind": "VolumeSnapshotContent",
+        "metadata": {"name": "snapcontent-1", "finalizers": ["a/b"]},
+        "spec": {"deletionPolicy": "Delete", "driver": "hostpath.csi.k8s.io",
+                 "source": {"volumeHandle": "vol-1"}, "volumeSnapshotClassName": "c",
+                 "volumeSnapshotRef": {"name": "s", "namespace": "ns", "uid": "u"}},
+        "status": {"readyToUse": True, "restoreSize": 1073741824, "creationTime": 1,
+                   "snapshotHandle": "snap-1"},
+    }
+
+
+def replaced(document: dict[str, Any], path: tuple[Any, ...], leaf: Any) -> dict[str, Any]:
+    """A copy of the document with the value at `path` replaced by (a copy of) `leaf`."""
+    changed = copy.deepcopy(document)
+    target: Any = changed
+    for part in path[:-1]:
+        target = target[part]
+    target[path[-1]] = copy.deepcopy(leaf)
+    return changed
+
+
+def removed(document: dict[str, Any], path: tuple[Any, ...]) -> dict[str, Any]:
+    """A copy of the document without the value at `path`."""
+    changed = copy.deepcopy(document)
+    target: Any = changed
+    for part in path[:-1]:
+        target = target[part]
+    del target[path[-1]]
+    return changed

@@ -18,9 +18,12 @@ from simulator.reference import manifest_documents
 from simulator.schemas import KindSchema
 from tests.support.schemas import (
     REFERENCE,
+    content_document,
     crd_schema,
     leaf_paths,
     reference_definitions,
+    removed,
+    replaced,
     whole_document_errors,
 )
 
@@ -29,18 +32,8 @@ _LEAVES: tuple[Any, ...] = (None, True, 0, 1.0, -1, "", "x", [], {})
 
 def _variants(document: dict[str, Any], path: tuple[Any, ...]) -> Iterator[dict[str, Any]]:
     for leaf in _LEAVES:
-        changed = copy.deepcopy(document)
-        target: Any = changed
-        for part in path[:-1]:
-            target = target[part]
-        target[path[-1]] = copy.deepcopy(leaf)
-        yield changed
-    removed = copy.deepcopy(document)
-    target = removed
-    for part in path[:-1]:
-        target = target[part]
-    del target[path[-1]]
-    yield removed
+        yield replaced(document, path, leaf)
+    yield removed(document, path)
 
 
 @pytest.fixture(scope="module")
@@ -57,15 +50,7 @@ def cases() -> list[tuple[KindSchema, dict[str, Any]]]:
     snapshot_doc = manifest_documents(REFERENCE / "examples" / "csi-snapshot-v1.yaml")[0]
     snapshot_doc["status"] = {"boundVolumeSnapshotContentName": "c", "readyToUse": True,
                               "restoreSize": "1Gi", "creationTime": "2024-01-01T00:00:00Z"}
-    content_doc = {
-        "apiVersion": "snapshot.storage.k8s.io/v1", "kind": "VolumeSnapshotContent",
-        "metadata": {"name": "snapcontent-1", "finalizers": ["a/b"]},
-        "spec": {"deletionPolicy": "Delete", "driver": "hostpath.csi.k8s.io",
-                 "source": {"volumeHandle": "vol-1"}, "volumeSnapshotClassName": "c",
-                 "volumeSnapshotRef": {"name": "s", "namespace": "ns", "uid": "u"}},
-        "status": {"readyToUse": True, "restoreSize": 1073741824, "creationTime": 1,
-                   "snapshotHandle": "snap-1"},
-    }
+    content_doc = content_document()
     return [(vm, vm_doc), (snapshot, snapshot_doc), (content, content_doc)]
 
 

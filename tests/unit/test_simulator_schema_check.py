@@ -14,9 +14,11 @@ from simulator.schema_check import SchemaCheck
 from simulator.schemas import KindSchema
 from tests.support.schemas import (
     REFERENCE,
+    content_document,
     crd_schema,
     leaf_paths,
     reference_definitions,
+    replaced,
     whole_document_errors,
 )
 
@@ -36,25 +38,8 @@ def _documents(definitions: dict[str, Any]) -> list[tuple[KindSchema, dict[str, 
     snapshot = crd_schema("snapshot.storage.k8s.io_volumesnapshots.yaml", definitions)
     found.append((snapshot, manifest_documents(REFERENCE / "examples" / "csi-snapshot-v1.yaml")[0]))
     content = crd_schema("snapshot.storage.k8s.io_volumesnapshotcontents.yaml", definitions)
-    found.append((content, {
-        "apiVersion": "snapshot.storage.k8s.io/v1", "kind": "VolumeSnapshotContent",
-        "metadata": {"name": "snapcontent-1", "finalizers": ["a/b"]},
-        "spec": {"deletionPolicy": "Delete", "driver": "hostpath.csi.k8s.io",
-                 "source": {"volumeHandle": "vol-1"}, "volumeSnapshotClassName": "c",
-                 "volumeSnapshotRef": {"name": "s", "namespace": "ns", "uid": "u"}},
-        "status": {"readyToUse": True, "restoreSize": 1073741824, "creationTime": 1,
-                   "snapshotHandle": "snap-1"},
-    }))
+    found.append((content, content_document()))
     return found
-
-
-def _replaced(document: dict[str, Any], path: tuple[Any, ...], leaf: Any) -> dict[str, Any]:
-    changed = copy.deepcopy(document)
-    target: Any = changed
-    for part in path[:-1]:
-        target = target[part]
-    target[path[-1]] = copy.deepcopy(leaf)
-    return changed
 
 
 def test_valid_reference_documents_are_proven_valid(definitions: dict[str, Any]) -> None:
@@ -70,7 +55,7 @@ def test_never_proves_valid_what_jsonschema_rejects(definitions: dict[str, Any])
     for schema, document in _documents(definitions)[-3:]:  # the VMs share most paths
         check = SchemaCheck(schema.definitions)
         for path in leaf_paths(document):
-            variants = [_replaced(document, path, leaf) for leaf in _LEAVES]
+            variants = [replaced(document, path, leaf) for leaf in _LEAVES]
             removed = copy.deepcopy(document)
             holder: Any = removed
             for part in path[:-1]:
