@@ -123,6 +123,12 @@ class KubeApis:
         if self.transport is not None:
             self.transport.close()
 
+    def use_client_transport(self) -> None:
+        """Send through the client's urllib3 pool from now on (benchmarks and tests compare
+        the two transports on one configuration)."""
+        self.close_transport()
+        self.transport = None
+
     @property
     def timeout(self) -> tuple[float, float]:
         """(connect, read) seconds for one ordinary request."""

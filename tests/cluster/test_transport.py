@@ -32,8 +32,7 @@ LABELS = {"vmsnap.io/test": "transport"}
 def urllib3_cluster(sim: Sim) -> Iterator[Cluster]:
     """The same adapter with libcurl switched off: the reference answers."""
     with Cluster.from_environment(str(sim.kubeconfig), request_timeout_seconds=10) as plain:
-        plain.close_transport()
-        plain.transport = None
+        plain.use_client_transport()
         yield plain
 
 
