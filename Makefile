@@ -21,7 +21,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,local]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,local,bench]'
 	touch $(STAMP)
 
 demo: install

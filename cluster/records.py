@@ -1,7 +1,7 @@
 """The project's records: `vmsnap.io/v1alpha1` VirtualMachineSnapshot and its content.
 
 The CRDs are in `deploy/crds/`; their shapes follow KubeVirt's
-`snapshot.kubevirt.io/v1beta1` kinds (see shared/reference/README.md).
+`snapshot.kubevirt.io/v1beta1` kinds (same field names and phases).
 
 - The snapshot record is created in the VM's namespace and annotated with
   the workflow run that owns it: a retry of that run finds "its" record

@@ -1,10 +1,9 @@
 """Which of a VM's disks a snapshot can take, and why the others are left out.
 
 Pure: given the VM, its PVCs, the StorageClasses and VolumeSnapshotClasses,
-apply KubeVirt's rules (see shared/reference/README.md, "Which disks are
-snapshotted"). Candidates come from the VM spec only, so a persistent
-hot-plugged volume is included and a volume hot-plugged only into the running
-VMI is not. Reasons name the object and the fix, because a user reads them.
+apply the rules by which KubeVirt chooses the disks a snapshot takes.
+Candidates come from the VM spec only, so a persistent hot-plugged volume is
+included and a volume hot-plugged only into the running VMI is not. Reasons name the object and the fix, because a user reads them.
 """
 
 from __future__ import annotations

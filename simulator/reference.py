@@ -1,10 +1,11 @@
 """Where the real API schemas come from, and reading Kubernetes YAML manifests.
 
 The simulator validates against the real KubeVirt OpenAPI document and the
-real CSI snapshot CRDs kept in the steering repo's `shared/reference/`
-(beside the clone), and serves the project's own CRDs from `deploy/crds/`.
-Missing reference files are a start-up error with a message that says where
-we looked: validating against nothing would make every test meaningless.
+real CSI snapshot CRDs, vendored in `simulator/upstream/` (provenance and
+licence in `simulator/upstream/PROVENANCE.md`), and serves the project's own
+CRDs from `deploy/crds/`. A missing or unreadable schema file is a start-up
+error naming the file: validating against nothing would make every test
+meaningless.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import yaml
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 REFERENCE_ENV = "VMSNAP_REFERENCE_DIR"
+VENDORED_REFERENCE = Path(__file__).resolve().parent / "upstream"
 KUBEVIRT_SWAGGER = Path("kubevirt") / "openapi-swagger.json"
 CSI_CRDS = Path("csi-snapshot")
 
@@ -42,14 +44,14 @@ class Reference:
 
 
 def find_reference_dir(override: str | Path | None = None) -> Path:
-    """`--reference`, else `$VMSNAP_REFERENCE_DIR`, else `<repo>/../shared/reference`."""
+    """`--reference`, else `$VMSNAP_REFERENCE_DIR`, else the vendored `simulator/upstream/`."""
     candidates: list[tuple[str, Path]] = []
     if override:
         candidates.append(("--reference", Path(override)))
     elif os.environ.get(REFERENCE_ENV):
         candidates.append((f"${REFERENCE_ENV}", Path(os.environ[REFERENCE_ENV])))
     else:
-        candidates.append(("default", REPO_ROOT.parent / "shared" / "reference"))
+        candidates.append(("vendored", VENDORED_REFERENCE))
     source, directory = candidates[0]
     missing = [
         str(directory / part)
@@ -60,7 +62,7 @@ def find_reference_dir(override: str | Path | None = None) -> Path:
         raise ReferenceError(
             f"reference schemas not found ({source}: {directory}); missing "
             + ", ".join(missing)
-            + f". Put the steering repo's shared/ folder beside the clone or set {REFERENCE_ENV}."
+            + f". The vendored copy lives in {VENDORED_REFERENCE}; {REFERENCE_ENV} overrides it."
         )
     return directory
 

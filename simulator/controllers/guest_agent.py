@@ -12,7 +12,7 @@ virt-launcher `FreezeVMI`/`UnfreezeVMI`):
   (libvirt: "domain is not running"), or with `sim.vmsnap.io/guest-agent:
   freeze-fails`, the freeze fails. Note: virt-handler answers these with 400
   and real virt-api forwards any virt-handler failure as a 500 InternalError;
-  the simulator answers 400 as `shared/reference/README.md` states (inject a
+  the simulator answers 400 as KubeVirt documents for the freeze API (inject a
   500 on the freeze route with `/sim/faults` to test the other).
 - A freeze while frozen is a no-op that succeeds: no new log entry, and the
   pending self-thaw keeps its original time (virt-launcher returns early when

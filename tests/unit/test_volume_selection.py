@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,11 +10,9 @@ import yaml
 from cluster.models import ExcludedVolume, IncludedVolume
 from cluster.volumes import DEFAULT_CLASS_ANNOTATION, choose_snapshot_class, select_volumes
 
-REFERENCE_DIR = Path(
-    os.environ.get("VMSNAP_REFERENCE_DIR")
-    or Path(__file__).resolve().parents[3] / "shared" / "reference"
-)
-REFERENCE_EXAMPLES = REFERENCE_DIR / "examples"
+from simulator.reference import VENDORED_REFERENCE
+
+REFERENCE_EXAMPLES = VENDORED_REFERENCE / "examples"
 
 
 def vm(*volumes: dict[str, Any]) -> dict[str, Any]:
@@ -257,7 +253,6 @@ def test_malformed_volume_list_is_refused() -> None:
         select_volumes(machine, {}, STORAGE, SNAPSHOT_CLASSES)
 
 
-@pytest.mark.skipif(not REFERENCE_EXAMPLES.exists(), reason="shared/reference not beside the repo")
 def test_kubevirt_examples() -> None:
     """KubeVirt's own example VMs: container disk + cloud-init only, DataVolume, two PVCs."""
     def load(name: str) -> dict[str, Any]:
