@@ -66,9 +66,9 @@ class Client:
 async def snapshot_one(client: Client, index: int, round_: int, disks: int,
                        records: bool = False) -> None:
     vm, ns = vm_name(index), NAMESPACE
-    record = f"{RECORDS}/{ns}/virtualmachinesnapshots/{vm}-r{round_}"
+    record = f"{RECORDS}/{ns}/vmsnapsnapshots/{vm}-r{round_}"
     if records:
-        await client.call("POST", f"{RECORDS}/{ns}/virtualmachinesnapshots", {
+        await client.call("POST", f"{RECORDS}/{ns}/vmsnapsnapshots", {
             "apiVersion": "vmsnap.io/v1alpha1", "kind": "VirtualMachineSnapshot",
             "metadata": {"name": f"{vm}-r{round_}", "labels": {"bench.vmsnap.io/vm": vm}},
             "spec": {"source": {"apiGroup": "kubevirt.io", "kind": "VirtualMachine",

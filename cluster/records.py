@@ -37,10 +37,10 @@ from cluster.models import VolumeSnapshotState
 GROUP = "vmsnap.io"
 VERSION = "v1alpha1"
 VIRTUAL_MACHINE_SNAPSHOTS = CustomResource(
-    GROUP, VERSION, "virtualmachinesnapshots", "VirtualMachineSnapshot"
+    GROUP, VERSION, "vmsnapsnapshots", "VirtualMachineSnapshot"
 )
 VIRTUAL_MACHINE_SNAPSHOT_CONTENTS = CustomResource(
-    GROUP, VERSION, "virtualmachinesnapshotcontents", "VirtualMachineSnapshotContent"
+    GROUP, VERSION, "vmsnapcontents", "VirtualMachineSnapshotContent"
 )
 
 WORKFLOW_ID_ANNOTATION = "vmsnap.io/workflow-id"

@@ -18,7 +18,7 @@ from cluster.errors import AlreadyExists
 from cluster.records import k8s_time
 
 VIRTUAL_MACHINE_RESTORES = CustomResource(
-    "vmsnap.io", "v1alpha1", "virtualmachinerestores", "VirtualMachineRestore")
+    "vmsnap.io", "v1alpha1", "vmsnaprestores", "VirtualMachineRestore")
 
 
 class RestoreVolumeStatus(BaseModel):
@@ -109,7 +109,7 @@ def write_restore_status(
 # ---- VirtualMachineClone ------------------------------------------------------------------
 
 VIRTUAL_MACHINE_CLONES = CustomResource(
-    "vmsnap.io", "v1alpha1", "virtualmachineclones", "VirtualMachineClone")
+    "vmsnap.io", "v1alpha1", "vmsnapclones", "VirtualMachineClone")
 
 
 def clone_record_body(

@@ -3,7 +3,8 @@
 Pure: given the VM, its PVCs, the StorageClasses and VolumeSnapshotClasses,
 apply the rules by which KubeVirt chooses the disks a snapshot takes.
 Candidates come from the VM spec only, so a persistent hot-plugged volume is
-included and a volume hot-plugged only into the running VMI is not. Reasons name the object and the fix, because a user reads them.
+included and a volume hot-plugged only into the running VMI is not. Reasons
+name the object and the fix, because a user reads them.
 """
 
 from __future__ import annotations

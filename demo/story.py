@@ -170,14 +170,14 @@ async def run_story(console: Console, address: str, kubeconfig: Path, ui_url: st
         ok = cli("schedule", "trigger", "nightly", "-n", NAMESPACE, "--wait") and ok
     ok = cli("snapshot", "list", "-n", NAMESPACE) and ok
     console.print(
-        f"kubectl --kubeconfig {kubeconfig} get vms,virtualmachineclones,"
-        f"virtualmachinerestores -n {NAMESPACE}"
+        f"kubectl --kubeconfig {kubeconfig} get vms,vmsnapclones,"
+        f"vmsnaprestores -n {NAMESPACE}"
     )
     query = urllib.parse.quote('VmName="web-1"')
     console.print(f"Every run for web-1 (snapshots, clone, restore, schedule) in the Temporal "
                   f"UI: {ui_url}/namespaces/default/workflows?query={query}")
     console.print(
         f"And the records: kubectl --kubeconfig {kubeconfig} "
-        f"get virtualmachinesnapshots,volumesnapshots -n {NAMESPACE}"
+        f"get vmsnapsnapshots,volumesnapshots -n {NAMESPACE}"
     )
     return ok

@@ -41,7 +41,8 @@ def parse_args(argv: list[str] | None = None) -> Options:
         "--reference",
         type=Path,
         default=None,
-        help="the reference schemas folder (default: $VMSNAP_REFERENCE_DIR, else simulator/upstream)",
+        help="the reference schemas folder (default: $VMSNAP_REFERENCE_DIR, else the vendored"
+        " simulator/upstream)",
     )
     parser.add_argument(
         "--crds", type=Path, default=None, help="folder of extra CRD YAMLs (default: deploy/crds)"

@@ -16,7 +16,7 @@ import json
 from typing import Any
 
 from simulator import core_schemas
-from simulator.registry import CRD_GROUP, KUBEVIRT_GROUP, Kind, Registry
+from simulator.registry import CRD_GROUP, SWAGGER_DEFINITIONS, Kind, Registry
 
 _QUERY_PARAMETERS = ("dryRun", "fieldManager", "fieldValidation", "pretty")
 _BUILTIN_SCHEMAS = {
@@ -26,10 +26,7 @@ _BUILTIN_SCHEMAS = {
     ("storage.k8s.io", "storageclasses"): core_schemas.STORAGE_CLASS,
     (CRD_GROUP, "customresourcedefinitions"): core_schemas.CUSTOM_RESOURCE_DEFINITION,
 }
-_SWAGGER_DEFINITIONS = {
-    (KUBEVIRT_GROUP, "virtualmachines"): "v1.VirtualMachine",
-    (KUBEVIRT_GROUP, "virtualmachineinstances"): "v1.VirtualMachineInstance",
-}
+_SWAGGER_DEFINITIONS = SWAGGER_DEFINITIONS
 
 
 def group_version_path(group: str, version: str) -> str:

@@ -33,6 +33,8 @@ STANDARD_VERBS = ("create", "delete", "deletecollection", "get", "list", "patch"
 STATUS_VERBS = ("get", "patch", "update")
 CRD_GROUP = "apiextensions.k8s.io"
 KUBEVIRT_GROUP = "kubevirt.io"
+KUBEVIRT_SNAPSHOT_GROUP = "snapshot.kubevirt.io"
+KUBEVIRT_CLONE_GROUP = "clone.kubevirt.io"
 SUBRESOURCES_GROUP = "subresources.kubevirt.io"
 # The kubevirt.io subresources the simulator routes to its behaviours (all PUT).
 KUBEVIRT_SUBRESOURCES = {
@@ -40,6 +42,17 @@ KUBEVIRT_SUBRESOURCES = {
     "virtualmachines": ("start", "stop", "restart"),
 }
 _BASE_FIELDS = frozenset({"metadata.name", "metadata.namespace"})
+# KubeVirt's kinds, validated against the definitions of its swagger document (the version
+# the simulator serves is the storage one: `v1` and `v1beta1`).
+SWAGGER_DEFINITIONS = {
+    (KUBEVIRT_GROUP, "virtualmachines"): "v1.VirtualMachine",
+    (KUBEVIRT_GROUP, "virtualmachineinstances"): "v1.VirtualMachineInstance",
+    (KUBEVIRT_SNAPSHOT_GROUP, "virtualmachinesnapshots"): "v1beta1.VirtualMachineSnapshot",
+    (KUBEVIRT_SNAPSHOT_GROUP, "virtualmachinesnapshotcontents"):
+        "v1beta1.VirtualMachineSnapshotContent",
+    (KUBEVIRT_SNAPSHOT_GROUP, "virtualmachinerestores"): "v1beta1.VirtualMachineRestore",
+    (KUBEVIRT_CLONE_GROUP, "virtualmachineclones"): "v1beta1.VirtualMachineClone",
+}
 
 
 @dataclass
@@ -94,6 +107,54 @@ class Kind:
         if self.schema is not None:
             errors.extend(self.schema.validate(obj, valid))
         return errors
+
+
+def _kubevirt_crd(
+    group: str,
+    versions: list[str],
+    plural: str,
+    kind: str,
+    short: list[str],
+    columns: list[dict[str, Any]],
+    status: bool,
+) -> dict[str, Any]:
+    """A CRD as virt-operator writes it, with the versions the simulator serves.
+
+    virt-operator also serves the older `v1alpha1` of the snapshot and clone groups; the
+    simulator serves only the storage version, which is what clients use.
+    """
+    served: list[dict[str, Any]] = []
+    for name in versions:
+        version: dict[str, Any] = {
+            "name": name,
+            "served": True,
+            "storage": name == versions[-1],
+            "schema": {
+                "openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+            },
+            "additionalPrinterColumns": columns,
+        }
+        if status:
+            version["subresources"] = {"status": {}}
+        served.append(version)
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"{plural}.{group}", "labels": {"kubevirt.io": ""}},
+        "spec": {
+            "group": group,
+            "names": {
+                "plural": plural,
+                "singular": kind.lower(),
+                "kind": kind,
+                "listKind": f"{kind}List",
+                "shortNames": short,
+                "categories": ["all"],
+            },
+            "scope": "Namespaced",
+            "versions": served,
+        },
+    }
 
 
 def _printer_columns(version: dict[str, Any]) -> tuple[dict[str, Any], ...]:
@@ -313,59 +374,26 @@ class Registry:
         ]
 
     def _kubevirt_crds(self) -> list[dict[str, Any]]:
-        """KubeVirt installs VirtualMachine(Instance) as CRDs; their schema is the swagger's."""
+        """The CRDs virt-operator installs that the simulator serves; schemas from the swagger.
 
-        def crd(
-            plural: str,
-            singular: str,
-            kind: str,
-            short: list[str],
-            columns: list[dict[str, Any]],
-            status: bool,
-        ) -> dict[str, Any]:
-            version: dict[str, Any] = {
-                "name": "v1",
-                "served": True,
-                "storage": True,
-                "schema": {
-                    "openAPIV3Schema": {
-                        "type": "object",
-                        "x-kubernetes-preserve-unknown-fields": True,
-                    }
-                },
-                "additionalPrinterColumns": columns,
-            }
-            if status:
-                version["subresources"] = {"status": {}}
-            return {
-                "apiVersion": "apiextensions.k8s.io/v1",
-                "kind": "CustomResourceDefinition",
-                "metadata": {"name": f"{plural}.{KUBEVIRT_GROUP}", "labels": {"kubevirt.io": ""}},
-                "spec": {
-                    "group": KUBEVIRT_GROUP,
-                    "names": {
-                        "plural": plural,
-                        "singular": singular,
-                        "kind": kind,
-                        "listKind": f"{kind}List",
-                        "shortNames": short,
-                        "categories": ["all"],
-                    },
-                    "scope": "Namespaced",
-                    "versions": [version],
-                },
-            }
-
+        Names, short names, categories, versions and printer columns are KubeVirt's own, so
+        that kubectl resolves names here as on a cluster with KubeVirt installed: the
+        project's records must stay unambiguous beside `snapshot.kubevirt.io` and
+        `clone.kubevirt.io`, which serve kinds of the same names.
+        """
         age = {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}
         ready = {
             "name": "Ready",
             "type": "string",
             "jsonPath": ".status.conditions[?(@.type=='Ready')].status",
         }
+        phase = {"name": "Phase", "type": "string", "jsonPath": ".status.phase"}
+        error = {"name": "Error", "type": "string", "jsonPath": ".status.error.message"}
         return [
-            crd(
+            _kubevirt_crd(
+                KUBEVIRT_GROUP,
+                ["v1"],
                 "virtualmachines",
-                "virtualmachine",
                 "VirtualMachine",
                 ["vm", "vms"],
                 [
@@ -380,14 +408,15 @@ class Registry:
                 ],
                 status=True,
             ),
-            crd(
+            _kubevirt_crd(
+                KUBEVIRT_GROUP,
+                ["v1"],
                 "virtualmachineinstances",
-                "virtualmachineinstance",
                 "VirtualMachineInstance",
                 ["vmi", "vmis"],
                 [
                     age,
-                    {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
+                    phase,
                     {"name": "IP", "type": "string", "jsonPath": ".status.interfaces[0].ipAddress"},
                     {"name": "NodeName", "type": "string", "jsonPath": ".status.nodeName"},
                     ready,
@@ -405,6 +434,64 @@ class Registry:
                     },
                 ],
                 status=False,
+            ),
+            _kubevirt_crd(
+                KUBEVIRT_SNAPSHOT_GROUP,
+                ["v1beta1"],
+                "virtualmachinesnapshots",
+                "VirtualMachineSnapshot",
+                ["vmsnapshot", "vmsnapshots"],
+                [
+                    {"name": "SourceKind", "type": "string", "jsonPath": ".spec.source.kind"},
+                    {"name": "SourceName", "type": "string", "jsonPath": ".spec.source.name"},
+                    phase,
+                    {"name": "ReadyToUse", "type": "boolean", "jsonPath": ".status.readyToUse"},
+                    {"name": "CreationTime", "type": "date", "jsonPath": ".status.creationTime"},
+                    error,
+                ],
+                status=True,
+            ),
+            _kubevirt_crd(
+                KUBEVIRT_SNAPSHOT_GROUP,
+                ["v1beta1"],
+                "virtualmachinesnapshotcontents",
+                "VirtualMachineSnapshotContent",
+                ["vmsnapshotcontent", "vmsnapshotcontents"],
+                [
+                    {"name": "ReadyToUse", "type": "boolean", "jsonPath": ".status.readyToUse"},
+                    {"name": "CreationTime", "type": "date", "jsonPath": ".status.creationTime"},
+                    error,
+                ],
+                status=True,
+            ),
+            _kubevirt_crd(
+                KUBEVIRT_SNAPSHOT_GROUP,
+                ["v1beta1"],
+                "virtualmachinerestores",
+                "VirtualMachineRestore",
+                ["vmrestore", "vmrestores"],
+                [
+                    {"name": "TargetKind", "type": "string", "jsonPath": ".spec.target.kind"},
+                    {"name": "TargetName", "type": "string", "jsonPath": ".spec.target.name"},
+                    {"name": "Complete", "type": "boolean", "jsonPath": ".status.complete"},
+                    {"name": "RestoreTime", "type": "date", "jsonPath": ".status.restoreTime"},
+                ],
+                status=True,
+            ),
+            _kubevirt_crd(
+                KUBEVIRT_CLONE_GROUP,
+                ["v1beta1"],
+                "virtualmachineclones",
+                "VirtualMachineClone",
+                ["vmclone", "vmclones"],
+                [
+                    phase,
+                    {"name": "SourceVirtualMachine", "type": "string",
+                     "jsonPath": ".spec.source.name"},
+                    {"name": "TargetVirtualMachine", "type": "string",
+                     "jsonPath": ".spec.target.name"},
+                ],
+                status=True,
             ),
         ]
 
@@ -456,20 +543,18 @@ class Registry:
         selectable = _BASE_FIELDS | {
             str(f.get("jsonPath", "")).lstrip(".") for f in version.get("selectableFields") or []
         }
-        if group == KUBEVIRT_GROUP and names["plural"] in KUBEVIRT_SUBRESOURCES:
-            definition = (
-                "v1.VirtualMachine"
-                if names["kind"] == "VirtualMachine"
-                else "v1.VirtualMachineInstance"
-            )
-            webhook = (
-                (kubevirt_admission.VM_WEBHOOK, kubevirt_admission.virtual_machine_denials)
-                if names["kind"] == "VirtualMachine"
-                else (
+        definition = SWAGGER_DEFINITIONS.get((group, names["plural"]))
+        if definition is not None:
+            webhook: tuple[str, Denials] | None = None
+            if names["kind"] == "VirtualMachine":
+                webhook = (
+                    kubevirt_admission.VM_WEBHOOK, kubevirt_admission.virtual_machine_denials
+                )
+            elif names["kind"] == "VirtualMachineInstance":
+                webhook = (
                     kubevirt_admission.VMI_WEBHOOK,
                     kubevirt_admission.virtual_machine_instance_denials,
                 )
-            )
             return Kind(
                 resource,
                 KindSchema.for_definition(definition, self.definitions),

@@ -1,7 +1,7 @@
 """`vmsnap clone (--from-vm VM | --from-snapshot S) TARGET [...] [--wait]`.
 
 One verb with a positional target; no `clone list/get` sub-verbs, since
-`vmsnap clone list` would be a clone called "list" (`kubectl get vmclone -n
+`vmsnap clone list` would be a clone called "list" (`kubectl get vmsnapclone -n
 NS` lists the records).
 """
 

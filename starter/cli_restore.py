@@ -2,7 +2,7 @@
 
 One verb with a positional snapshot; no `restore list/get` sub-verbs, since
 `vmsnap restore list` would be a restore of a snapshot called "list"
-(`kubectl get vmrestore -n NS` lists the records).
+(`kubectl get vmsnaprestore -n NS` lists the records).
 """
 
 from __future__ import annotations

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from temporalio.client import Client
 
+from simulator.reference import VENDORED_REFERENCE
 from starter.connection import connect, load_connection_settings
 from starter.local_stack import (
     REPO_ROOT,
@@ -29,7 +30,7 @@ from tests.support import background as background_scenarios
 from tests.support.sim import Sim
 
 SEEDS = REPO_ROOT / "simulator" / "seeds"
-REFERENCE_EXAMPLES = REPO_ROOT.parent / "shared" / "reference" / "examples"
+REFERENCE_EXAMPLES = VENDORED_REFERENCE / "examples"
 # Test workers do not create the hourly orphan-sweeper schedule on the shared dev server;
 # the tests of that schedule ask for it (extra_env={"VMSNAP_SWEEPER_SCHEDULE": "on"}).
 TEST_WORKER_ENV = {"VMSNAP_SWEEPER_SCHEDULE": "off"}

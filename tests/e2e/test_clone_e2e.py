@@ -109,9 +109,9 @@ async def test_clone_from_a_snapshot_with_new_identity_filters_and_patches(
     assert claims(made) == {"root": pvc["metadata"]["name"]}
     assert pvc["status"]["phase"] == "Bound"
     assert claims(vm(clone_stack, "stopped")) == {"root": "stopped-root"}
-    record = kube_json(clone_stack, "virtualmachineclones.vmsnap.io", result.name)
+    record = kube_json(clone_stack, "vmsnapclones.vmsnap.io", result.name)
     assert record["status"]["phase"] == "Succeeded"
-    shown = clone_stack.sim.kubectl("get", "vmclone", "-n", NS, result.name).stdout
+    shown = clone_stack.sim.kubectl("get", "vmsnapclone", "-n", NS, result.name).stdout
     assert "Succeeded" in shown and "stopped-clone" in shown
 
     # a clone of the clone, from the VM, through a temporary snapshot
@@ -119,7 +119,7 @@ async def test_clone_from_a_snapshot_with_new_identity_filters_and_patches(
     assert second.phase == "Succeeded" and second.temporary_snapshot
     assert second.temporary_snapshot_deleted
     assert not clone_stack.sim.kubectl(
-        "get", "-n", NS, "virtualmachinesnapshots.vmsnap.io", "--ignore-not-found", "-o",
+        "get", "-n", NS, "vmsnapsnapshots.vmsnap.io", "--ignore-not-found", "-o",
         "name", second.snapshot or "").stdout.strip()
     again = vm(clone_stack, "stopped-clone-2")
     assert "serial" not in domain(again).get("firmware", {})
@@ -183,9 +183,9 @@ async def test_a_clone_whose_pvc_never_binds_leaves_nothing_behind(clone_stack: 
     assert details.temporary_snapshot_deleted
     assert vm_missing(clone_stack, "gc-clone")
     assert details.snapshot and not clone_stack.sim.kubectl(
-        "get", "-n", NS, "virtualmachinesnapshots.vmsnap.io", "--ignore-not-found", "-o",
+        "get", "-n", NS, "vmsnapsnapshots.vmsnap.io", "--ignore-not-found", "-o",
         "name", details.snapshot).stdout.strip()
-    record = kube_json(clone_stack, "virtualmachineclones.vmsnap.io", details.name)
+    record = kube_json(clone_stack, "vmsnapclones.vmsnap.io", details.name)
     assert record["status"]["phase"] == "Failed"
 
 
@@ -237,9 +237,9 @@ async def test_a_cancelled_clone_leaves_nothing_behind(clone_stack: Stack) -> No
     name = progress.result.name
     assert live_pvcs(clone_stack, name) == [] and vm_missing(clone_stack, "faulty-clone")
     assert progress.result.snapshot and not clone_stack.sim.kubectl(
-        "get", "-n", NS, "virtualmachinesnapshots.vmsnap.io", "--ignore-not-found", "-o",
+        "get", "-n", NS, "vmsnapsnapshots.vmsnap.io", "--ignore-not-found", "-o",
         "name", progress.result.snapshot).stdout.strip()
-    record = kube_json(clone_stack, "virtualmachineclones.vmsnap.io", name)
+    record = kube_json(clone_stack, "vmsnapclones.vmsnap.io", name)
     assert record["status"]["phase"] == "Failed"
     assert "vmsnap.io/lock" not in (vm(clone_stack, "faulty")["metadata"].get(
         "annotations") or {})

@@ -59,18 +59,18 @@ async def test_every_sweeper_request_is_allowed(sweeper_requests: list[Request])
     verdict = check(policy, sweeper_requests)
     assert sweeper_requests and not verdict.denied, verdict.explain()
     kinds = {(r.verb, r.resource) for r in sweeper_requests}
-    for needed in [("list", "volumesnapshots"), ("list", "virtualmachinesnapshotcontents"),
-                   ("list", "persistentvolumeclaims"), ("list", "virtualmachinerestores"),
-                   ("list", "virtualmachineclones"), ("list", "virtualmachinesnapshots"),
-                   ("delete", "volumesnapshots"), ("delete", "virtualmachinesnapshotcontents"),
+    for needed in [("list", "volumesnapshots"), ("list", "vmsnapcontents"),
+                   ("list", "persistentvolumeclaims"), ("list", "vmsnaprestores"),
+                   ("list", "vmsnapclones"), ("list", "vmsnapsnapshots"),
+                   ("delete", "volumesnapshots"), ("delete", "vmsnapcontents"),
                    ("delete", "persistentvolumeclaims")]:
         assert needed in kinds, f"the sweep never made {needed}: the proof would be hollow"
 
 
 async def test_the_sweepers_list_rules_are_needed(sweeper_requests: list[Request]) -> None:
     policy = policy_for_service_account(load_documents(RBAC_DIR))
-    for resource in ("virtualmachinesnapshotcontents", "virtualmachinerestores",
-                     "virtualmachineclones"):
+    for resource in ("vmsnapcontents", "vmsnaprestores",
+                     "vmsnapclones"):
         rule = next(r for r in policy.rules if resource in r.resources and "list" in r.verbs)
         verdict = check(policy.without(rule), sweeper_requests)
         assert any(d.resource == resource and d.verb == "list" for d in verdict.denied), rule

@@ -131,11 +131,11 @@ async def test_restore_in_place_of_a_stopped_vm_from_the_temporal_cli(
     assert kube_json(restore_stack, "pvc", "stopped-root")["metadata"]["uid"] == (
         old_pvc["metadata"]["uid"])
     assert "vmsnap.io/lock" not in (after["metadata"].get("annotations") or {})
-    users = kube_json(restore_stack, "virtualmachinesnapshots.vmsnap.io", snapshot)
+    users = kube_json(restore_stack, "vmsnapsnapshots.vmsnap.io", snapshot)
     assert "vmsnap.io/users" not in (users["metadata"].get("annotations") or {}) or not (
         json.loads(users["metadata"]["annotations"]["vmsnap.io/users"]))
     # the record, as kubectl shows it
-    shown = restore_stack.sim.kubectl("get", "vmrestore", "-n", NS, result.name).stdout
+    shown = restore_stack.sim.kubectl("get", "vmsnaprestore", "-n", NS, result.name).stdout
     header, row = shown.splitlines()[:2]
     assert header.split()[:4] == ["NAME", "SNAPSHOT", "TARGET", "PHASE"]
     assert row.split()[:4] == [result.name, snapshot, "stopped", "Succeeded"]
@@ -220,7 +220,7 @@ async def test_a_pvc_that_never_binds_leaves_nothing_behind(restore_stack: Stack
     assert after["spec"] == before["spec"]
     assert "vmsnap.io/lock" not in (after["metadata"].get("annotations") or {})
     assert kube_json(restore_stack, "vmi", "gc")["status"]["phase"] in ("Scheduling", "Running")
-    record = kube_json(restore_stack, "virtualmachinerestores.vmsnap.io", details.name)
+    record = kube_json(restore_stack, "vmsnaprestores.vmsnap.io", details.name)
     assert record["status"]["phase"] == "Failed"
     assert "not Bound" in record["status"]["error"]["message"]
 
@@ -300,8 +300,8 @@ async def test_a_cancelled_restore_leaves_the_vm_as_it_was(restore_stack: Stack)
     assert "vmsnap.io/lock" not in (after["metadata"].get("annotations") or {})
     assert kube_json(restore_stack, "vmi", "faulty")["status"]["phase"] in (
         "Scheduling", "Running")
-    users = kube_json(restore_stack, "virtualmachinesnapshots.vmsnap.io", snapshot)
+    users = kube_json(restore_stack, "vmsnapsnapshots.vmsnap.io", snapshot)
     assert not json.loads((users["metadata"].get("annotations") or {}).get(
         "vmsnap.io/users", "[]"))
-    record = kube_json(restore_stack, "virtualmachinerestores.vmsnap.io", details.name)
+    record = kube_json(restore_stack, "vmsnaprestores.vmsnap.io", details.name)
     assert record["status"]["phase"] == "Failed"

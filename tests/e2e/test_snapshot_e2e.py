@@ -73,7 +73,7 @@ def volume_snapshots(stack: Stack, snapshot: str) -> list[dict[str, Any]]:
 
 
 def record(stack: Stack, name: str) -> dict[str, Any]:
-    return dict(kube_json(stack, "virtualmachinesnapshots.vmsnap.io", name))
+    return dict(kube_json(stack, "vmsnapsnapshots.vmsnap.io", name))
 
 
 def lock_annotation(stack: Stack, vm: str) -> str | None:
@@ -145,7 +145,7 @@ async def test_a_snapshot_started_from_the_temporal_cli_succeeds(
     uid = record(snap_stack, "from-cli")["metadata"]["uid"]
     for vs in volume_snapshots(snap_stack, "from-cli"):
         assert vs["metadata"]["ownerReferences"][0]["uid"] == uid
-    content = kube_json(snap_stack, "virtualmachinesnapshotcontents.vmsnap.io",
+    content = kube_json(snap_stack, "vmsnapcontents.vmsnap.io",
                         "from-cli-content")
     assert content["status"]["readyToUse"] is True
     assert len(content["spec"]["volumeBackups"]) == 8
@@ -327,7 +327,7 @@ async def test_transient_api_errors_are_retried_and_the_guest_frozen_once(
         {"verb": "create", "resource": "volumesnapshots", "error": 500, "count": 2},
         {"verb": "update", "resource": "virtualmachineinstances", "subresource": "unfreeze",
          "name": "faulty", "error": 503, "count": 1},
-        {"verb": "patch", "resource": "virtualmachinesnapshots", "subresource": "status",
+        {"verb": "patch", "resource": "vmsnapsnapshots", "subresource": "status",
          "error": 500, "count": 2},
         {"verb": "patch", "resource": "virtualmachines", "name": "faulty", "error": 409,
          "count": 1},

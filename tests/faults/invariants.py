@@ -29,10 +29,10 @@ PATHS = {
     "volumesnapshots": "/apis/snapshot.storage.k8s.io/v1/volumesnapshots",
     "volumesnapshotcontents": "/apis/snapshot.storage.k8s.io/v1/volumesnapshotcontents",
     "pvcs": "/api/v1/persistentvolumeclaims",
-    "snapshots": "/apis/vmsnap.io/v1alpha1/virtualmachinesnapshots",
-    "contents": "/apis/vmsnap.io/v1alpha1/virtualmachinesnapshotcontents",
-    "restores": "/apis/vmsnap.io/v1alpha1/virtualmachinerestores",
-    "clones": "/apis/vmsnap.io/v1alpha1/virtualmachineclones",
+    "snapshots": "/apis/vmsnap.io/v1alpha1/vmsnapsnapshots",
+    "contents": "/apis/vmsnap.io/v1alpha1/vmsnapcontents",
+    "restores": "/apis/vmsnap.io/v1alpha1/vmsnaprestores",
+    "clones": "/apis/vmsnap.io/v1alpha1/vmsnapclones",
 }
 
 

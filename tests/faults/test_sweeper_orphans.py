@@ -140,7 +140,7 @@ async def sweep_beside_a_live_snapshot(stacks: OwnStacks) -> None:
             # The simulator's word: exactly the orphans were deleted, nothing of the live run.
             assert deletes(stack, mark) == {
                 ("volumesnapshots", "ghost-root"),
-                ("virtualmachinesnapshotcontents", "ghost-content"),
+                ("vmsnapcontents", "ghost-content"),
                 ("persistentvolumeclaims", "ghost-restore-disk")}
 
             result = await live.result()

@@ -108,7 +108,7 @@ async def kill_at_every_boundary(start: StartFaultStack) -> KillRun:
         return snapshot_phases(stack.sim).get(("k-ready", "s")) == "Succeeded"
 
     boundaries: list[Awaitable[Any]] = [
-        stack.wait_for_request(request_matcher("create", "virtualmachinesnapshots", "k-record")),
+        stack.wait_for_request(request_matcher("create", "vmsnapsnapshots", "k-record")),
         stack.wait_for_request(request_matcher("update", "virtualmachineinstances", "k-freeze",
                                                "freeze")),
         until(lambda: sum(map(cut, volume_snapshots(stack, "k-partial"))) == 2, "2 of 4 cut"),

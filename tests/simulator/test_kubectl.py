@@ -55,7 +55,7 @@ def test_api_resources_lists_every_kind(sim: Sim) -> None:
         ("customresourcedefinitions", "crd,crds"),
     ]:
         assert name in rows and short in rows[name].split(), name
-    assert "virtualmachinesnapshots" in rows  # the project's CRDs, from deploy/crds
+    assert "vmsnapsnapshots" in rows  # the project's CRDs, from deploy/crds
     assert "kubevirt.io/v1" in rows["virtualmachines"]
 
 

@@ -9,7 +9,6 @@ import yaml
 
 from cluster.models import ExcludedVolume, IncludedVolume
 from cluster.volumes import DEFAULT_CLASS_ANNOTATION, choose_snapshot_class, select_volumes
-
 from simulator.reference import VENDORED_REFERENCE
 
 REFERENCE_EXAMPLES = VENDORED_REFERENCE / "examples"
