@@ -29,11 +29,11 @@ from collections.abc import Mapping
 from enum import Enum, StrEnum
 from typing import Any
 
-from cluster.durations import parse_duration
+from simulator.durations import setting_seconds
 
 # Go duration strings repeat (the same annotations and timeouts on every request):
 # parse each once. A bad one raises every time, with the same message.
-_parsed_duration = functools.lru_cache(maxsize=256, typed=True)(parse_duration)
+_parsed_duration = functools.lru_cache(maxsize=256, typed=True)(setting_seconds)
 
 PREFIX = "sim.vmsnap.io/"
 GUEST_AGENT = PREFIX + "guest-agent"

@@ -44,7 +44,7 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
-from cluster.durations import format_go_duration, parse_duration
+from simulator.durations import go_string, setting_seconds
 from simulator.errors import ApiError, bad_request, conflict
 from simulator.request_info import RequestInfo
 
@@ -95,7 +95,7 @@ class FaultRule:
             f: getattr(self, f) for f in _MATCH_FIELDS if getattr(self, f) is not None
         }
         if self.latency:
-            shown["latency"] = format_go_duration(self.latency)
+            shown["latency"] = go_string(self.latency)
         if self.error is not None:
             shown["error"] = self.error
         shown["rate"] = self.rate
@@ -103,9 +103,9 @@ class FaultRule:
             shown["count"] = self.count
             shown["remaining"] = max(self.count - self.fired, 0)
         if self.error == 429:
-            shown["retryAfter"] = format_go_duration(self.retry_after)
+            shown["retryAfter"] = go_string(self.retry_after)
         if self.error == "timeout":
-            shown["hold"] = format_go_duration(self.hold)
+            shown["hold"] = go_string(self.hold)
         if self.message is not None:
             shown["message"] = self.message
         shown["matched"] = self.matched
@@ -159,7 +159,7 @@ def _duration(rule: dict[str, Any], key: str, where: str) -> float | None:
     if value is None:
         return None
     try:
-        return parse_duration(value)
+        return setting_seconds(value)
     except ValueError as exc:
         raise bad_request(f"{where}.{key}: {exc}") from None
 

@@ -40,7 +40,6 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from cluster.durations import parse_duration
 from simulator import annotations as ann
 from simulator.controllers import kubevirt_errors as errors
 from simulator.controllers.runtime import (
@@ -51,10 +50,11 @@ from simulator.controllers.runtime import (
     rfc3339_seconds,
 )
 from simulator.documents import copy_document
+from simulator.durations import go_seconds
 
 # Go duration strings repeat (the same annotations and timeouts on every request):
 # parse each once. A bad one raises every time, with the same message.
-_parsed_duration = functools.lru_cache(maxsize=256, typed=True)(parse_duration)
+_parsed_duration = functools.lru_cache(maxsize=256, typed=True)(go_seconds)
 
 _VMI = "virtualmachineinstance"
 
@@ -262,15 +262,12 @@ def unfreeze_timeout_seconds(body: Any) -> int:
             "failed to unmarshal unfreeze timeout: unfreezeTimeout must be a duration string "
             f'such as "5m0s", not {json.dumps(value)}'
         )
-    text = value.strip()
-    if text.replace(".", "", 1).isdigit() and float(text) != 0:
-        # time.ParseDuration wants a unit on anything but zero.
-        raise errors.bad_request(
-            f'failed to unmarshal unfreeze timeout: time: missing unit in duration "{value}"'
-        )
     try:
-        seconds = _parsed_duration(text)
+        seconds = _parsed_duration(value)
     except ValueError as exc:
         raise errors.bad_request(f"failed to unmarshal unfreeze timeout: {exc}") from None
+    if seconds < 0:
+        raise errors.bad_request(
+            f'failed to unmarshal unfreeze timeout: negative duration "{value}"')
     # virt-handler passes int32(timeout.Seconds()): a sub-second timeout is 0, no safety net.
     return int(seconds)
