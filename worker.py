@@ -54,7 +54,7 @@ from activities.retention import RetentionActivities
 from activities.snapshot import SnapshotActivities
 from activities.sweeper import SweeperActivities, WorkflowStates
 from cluster.client import Cluster
-from cluster.durations import parse_duration
+from rules.durations import parse_duration
 from starter.connection import connect as connect_temporal
 from starter.connection import load_connection_settings
 from starter.metrics import runtime_from_environment

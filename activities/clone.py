@@ -15,7 +15,8 @@ from activities.restore import _final, plan_volumes, read_ready_snapshot
 from cluster.client import Cluster
 from cluster.errors import AlreadyExists, NotFound
 from cluster.restore_records import clone_record_body, write_clone_record
-from cluster.vm_clone import CloneSpecError, clone_vm
+from rules.clone_spec import CloneSpecError, clone_vm
+from rules.naming import label_value
 from workflows.clone_models import (
     CheckCloneSourceInput,
     CloneRecordInput,
@@ -23,7 +24,6 @@ from workflows.clone_models import (
     CreateCloneVmInput,
     PrepareCloneInput,
 )
-from workflows.naming import label_value
 from workflows.restore_models import RestorePlan
 
 CLONE_LABEL = "vmsnap.io/clone"

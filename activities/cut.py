@@ -46,9 +46,9 @@ from activities.models import CutInput, CutOutcome, PlannedVolumeSnapshot
 from cluster import records
 from cluster.client import Cluster, urgent_requests
 from cluster.errors import ClusterError, Conflict, Invalid, NotFound
-from cluster.models import VolumeSnapshotState
 from cluster.waiting import WaitTimeout
-from workflows.naming import snapshot_selector
+from rules.models import VolumeSnapshotState
+from rules.naming import snapshot_selector
 
 FREEZE_ATTEMPTS = 3
 FREEZE_RETRY_DELAY_SECONDS = 0.5

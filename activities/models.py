@@ -11,7 +11,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field
 
-from cluster.models import VmState, VolumeSelection, VolumeSnapshotState
+from rules.models import VmState, VolumeSelection, VolumeSnapshotState
 from workflows.models import DeletionPolicy, Quiesce, SnapshotVirtualMachineResult
 
 

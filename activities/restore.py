@@ -23,7 +23,6 @@ from cluster import records
 from cluster.client import Cluster
 from cluster.errors import AlreadyExists, NotFound
 from cluster.lock import LOCK_ANNOTATION, LockHolder
-from cluster.models import PvcState, VmState
 from cluster.pvcs import pvc_from_snapshot
 from cluster.restore_records import (
     VIRTUAL_MACHINE_RESTORES,
@@ -33,9 +32,10 @@ from cluster.restore_records import (
     restore_record_body,
     write_restore_status,
 )
-from cluster.vm_clone import repoint_volumes
 from cluster.waiting import WaitTimeout
-from workflows.naming import MAX_LABEL, MAX_NAME, SNAPSHOT_LABEL, bounded, label_value
+from rules.clone_spec import repoint_volumes
+from rules.models import PvcState, VmState
+from rules.naming import MAX_LABEL, MAX_NAME, SNAPSHOT_LABEL, bounded, label_value
 from workflows.restore_models import (
     ApplyRestoredVmInput,
     PrepareRestoreInput,

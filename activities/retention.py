@@ -16,7 +16,7 @@ from cluster.apis import VIRTUAL_MACHINES
 from cluster.client import Cluster
 from cluster.records import VIRTUAL_MACHINE_SNAPSHOTS
 from cluster.snapshots import parse_time
-from workflows import naming
+from rules import naming
 from workflows.scheduled import (
     LIST_SCHEDULED_SNAPSHOTS,
     LIST_VMS,

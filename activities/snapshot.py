@@ -52,7 +52,6 @@ from cluster.lock import (
     acquire_vm_lock,
     release_vm_lock,
 )
-from cluster.models import IncludedVolume, VolumeSnapshotState
 from cluster.records import (
     ExcludedVolumeReason,
     SnapshotRecordStatus,
@@ -62,8 +61,9 @@ from cluster.records import (
 )
 from cluster.vms import vm_state_from
 from cluster.waiting import WaitTimeout
+from rules.models import IncludedVolume, VolumeSnapshotState
+from rules.naming import snapshot_selector, volume_snapshot_name
 from workflows.models import SnapshotVirtualMachineResult
-from workflows.naming import snapshot_selector, volume_snapshot_name
 
 READY_WATCH_SECONDS = 10.0
 

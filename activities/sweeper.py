@@ -22,7 +22,16 @@ from activities.errors import application_error
 from cluster.apis import VIRTUAL_MACHINES, VOLUME_SNAPSHOTS, CustomResource
 from cluster.client import Cluster
 from cluster.errors import ClusterError, translated_errors
-from cluster.orphans import (
+from cluster.records import (
+    RUN_ID_ANNOTATION,
+    VIRTUAL_MACHINE_SNAPSHOT_CONTENTS,
+    VIRTUAL_MACHINE_SNAPSHOTS,
+    WORKFLOW_ID_ANNOTATION,
+)
+from cluster.restore_records import VIRTUAL_MACHINE_CLONES, VIRTUAL_MACHINE_RESTORES
+from cluster.snapshots import parse_time
+from rules.naming import SNAPSHOT_LABEL
+from rules.orphans import (
     CLONE_LABEL,
     RESTORE_LABEL,
     LabelledObject,
@@ -33,16 +42,7 @@ from cluster.orphans import (
     record_label,
     workflow_ids_to_ask,
 )
-from cluster.records import (
-    RUN_ID_ANNOTATION,
-    VIRTUAL_MACHINE_SNAPSHOT_CONTENTS,
-    VIRTUAL_MACHINE_SNAPSHOTS,
-    WORKFLOW_ID_ANNOTATION,
-)
-from cluster.restore_records import VIRTUAL_MACHINE_CLONES, VIRTUAL_MACHINE_RESTORES
-from cluster.snapshots import parse_time
-from cluster.volumes import claim_name
-from workflows.naming import SNAPSHOT_LABEL
+from rules.volumes import claim_name
 from workflows.sweeper import (
     SWEEP_ACTIVITY,
     Removal,

@@ -1,7 +1,7 @@
-"""The Kubernetes adapter: typed operations on VMs, PVCs and VolumeSnapshots.
+"""The Kubernetes adapter: typed operations on VMs, PVCs, VolumeSnapshots and records.
 
-`cluster.client.Cluster` is the entry point (official `kubernetes` client);
-`cluster.models`, `cluster.errors` and `cluster.durations` have no Kubernetes
-dependency, so workflows may import them. This package file imports nothing,
-so importing a light module never drags the client in.
+`cluster.client.Cluster` is the entry point (official `kubernetes` client). It knows
+nothing of Temporal; the pure rules it applies (which disks a snapshot takes, names and
+labels, durations) live in `rules/`. This package file imports nothing, so importing a
+light module never drags the client in.
 """

@@ -28,11 +28,11 @@ from urllib3.util.retry import Retry
 from cluster.apis import CONNECTION_POOL_SIZE, VOLUME_SNAPSHOT_CLASSES
 from cluster.errors import ConfigurationError, NotFound, Transient
 from cluster.informer import CollectionCaches, WatchedCollection
-from cluster.models import VolumeSelection
 from cluster.pvcs import PvcOperations
 from cluster.snapshots import SnapshotOperations
 from cluster.vms import VmOperations
-from cluster.volumes import claim_name, select_volumes
+from rules.models import VolumeSelection
+from rules.volumes import claim_name, select_volumes
 
 DEFAULT_KUBECONFIG = "~/.kube/config"
 ENV_QPS = "VMSNAP_KUBE_QPS"
@@ -433,7 +433,7 @@ class Cluster(VmOperations, SnapshotOperations, PvcOperations):
     """Typed Kubernetes operations for vmsnap on one ApiClient.
 
     Objects are plain dicts as the server sent them; states that cross into
-    workflows are the pydantic models of `cluster.models`. Every error is a
+    workflows are the pydantic models of `rules.models`. Every error is a
     `cluster.errors.ClusterError`.
     """
 
@@ -504,7 +504,7 @@ class Cluster(VmOperations, SnapshotOperations, PvcOperations):
         self.close()
 
     def select_volumes(self, namespace: str, vm_name: str) -> VolumeSelection:
-        """Apply the eligibility rules to the VM as stored now (see `cluster.volumes`).
+        """Apply the eligibility rules to the VM as stored now (see `rules.volumes`).
 
         Reads the VM, each PVC its spec names, their StorageClasses and every
         VolumeSnapshotClass; NotFound when the VM itself does not exist.

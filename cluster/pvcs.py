@@ -18,8 +18,8 @@ from kubernetes.utils.quantity import parse_quantity
 from cluster.apis import KubeApis, core_path, place_in_namespace
 from cluster.errors import AlreadyExists, Conflict, NotFound, translated_errors
 from cluster.informer import WatchedCollection
-from cluster.models import PvcState
 from cluster.waiting import ListWatch, Objects
+from rules.models import PvcState
 
 SNAPSHOT_API_GROUP = "snapshot.storage.k8s.io"
 _COPIED_SPEC_FIELDS = ("accessModes", "resources", "storageClassName", "volumeMode")

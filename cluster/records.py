@@ -29,10 +29,10 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, ValidationError
 
 from cluster.apis import CustomResource, KubeApis
-from cluster.durations import format_go_duration
 from cluster.errors import AlreadyExists, Conflict, Invalid, NotFound
 from cluster.lock import LOCK_ANNOTATION, LockHolder
-from cluster.models import VolumeSnapshotState
+from rules.durations import format_go_duration
+from rules.models import VolumeSnapshotState
 
 GROUP = "vmsnap.io"
 VERSION = "v1alpha1"

@@ -15,8 +15,8 @@ from typing import Any, Literal
 
 from cluster.apis import VOLUME_SNAPSHOT_CLASSES, VOLUME_SNAPSHOTS, KubeApis, custom_path
 from cluster.errors import AlreadyExists, Conflict
-from cluster.models import VolumeSnapshotState
 from cluster.waiting import ListWatch, Objects
+from rules.models import VolumeSnapshotState
 
 WaitTarget = Literal["cut", "ready"]
 

@@ -22,10 +22,10 @@ from cluster.apis import (
     PatchType,
     place_in_namespace,
 )
-from cluster.durations import format_go_duration
 from cluster.errors import Conflict
-from cluster.models import VmState
 from cluster.waiting import WaitTimeout, poll_until
+from rules.durations import format_go_duration
+from rules.models import VmState
 
 _RUNNING_STRATEGIES = {"Always", "RerunOnFailure"}
 _FINAL_VMI_PHASES = {"Succeeded", "Failed"}

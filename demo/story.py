@@ -25,8 +25,8 @@ from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError, RPCStatusCode
 
+from rules.naming import snapshot_workflow_id
 from starter.sdk import schedule_id
-from workflows.naming import snapshot_workflow_id
 from workflows.search_attributes import OPERATION, VM_NAME, VM_NAMESPACE
 
 NAMESPACE = "demo"

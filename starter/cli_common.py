@@ -26,8 +26,8 @@ from pydantic import BaseModel, ValidationError
 from rich.console import Console
 from rich.table import Table
 
-from cluster.durations import parse_duration
 from cluster.errors import ClusterError
+from rules.durations import parse_duration
 from starter.connection import ConnectionConfigError, TemporalUnreachable
 from starter.sdk import InvalidRequest, VmsnapClient, VmsnapError, WorkflowFailed
 

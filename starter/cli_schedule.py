@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from cluster.durations import format_go_duration
+from rules.durations import format_go_duration
 from starter.cli_common import (
     EXIT_FAILED,
     AllNamespacesOption,

@@ -3,7 +3,7 @@
 It answers, in one command, what users otherwise check by hand (is the VM
 running? paused? is `AgentConnected` there? which disks have a
 VolumeSnapshotClass?) with the same rules the workflow applies:
-`cluster.volumes.select_volumes` for the disks and `workflows.quiesce` for the
+`rules.volumes.select_volumes` for the disks and `workflows.quiesce` for the
 freeze and the indications. Only GET and LIST requests reach the cluster.
 """
 
@@ -15,8 +15,8 @@ from pydantic import BaseModel, Field
 
 from cluster.client import Cluster
 from cluster.lock import LOCK_ANNOTATION, LockHolder
-from cluster.models import VmState, VolumeSelection
 from cluster.vms import vm_state_from
+from rules.models import VmState, VolumeSelection
 from workflows.models import PARTIAL_SNAPSHOT, Quiesce
 from workflows.quiesce import MESSAGES, plan_quiesce
 

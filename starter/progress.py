@@ -19,7 +19,7 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from cluster.durations import format_go_duration
+from rules.durations import format_go_duration
 from starter.sdk import SnapshotHandle, VmsnapError
 from workflows.models import SnapshotProgress, SnapshotVirtualMachineResult
 

@@ -76,10 +76,11 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from cluster.apis import VIRTUAL_MACHINES
 from cluster.client import Cluster
-from cluster.durations import format_go_duration
 from cluster.errors import ClusterError, ConfigurationError, NotFound
 from cluster.records import VIRTUAL_MACHINE_SNAPSHOTS, WORKFLOW_ID_ANNOTATION
 from cluster.snapshots import parse_time
+from rules import naming
+from rules.durations import format_go_duration
 from starter.connection import (
     ConnectionSettings,
     TemporalUnreachable,
@@ -87,7 +88,6 @@ from starter.connection import (
     load_connection_settings,
 )
 from starter.plan import SnapshotPlan, plan_snapshot
-from workflows import naming
 from workflows.clone_models import CloneVirtualMachineInput, CloneVirtualMachineResult
 from workflows.models import (
     DeleteVirtualMachineSnapshotInput,

@@ -28,7 +28,7 @@ from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.service import RPCError
 
 from cluster.apis import VIRTUAL_MACHINES
-from cluster.vm_clone import CloneSpecError, check_mac, parse_patches, validate_filters
+from rules.clone_spec import CloneSpecError, check_mac, parse_patches, validate_filters
 from starter.sdk import (
     AlreadyExists,
     CloneFailed,

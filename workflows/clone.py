@@ -11,7 +11,7 @@ Steps, each registering its undo before it runs:
      from its VolumeSnapshot, Bound within `bound_wait` (`RestoreInProgress`)
   4. the temporary snapshot deleted (child `DeleteVirtualMachineSnapshot`) once
      the PVCs are Bound, or in the saga when the clone fails before
-  5. the new VM: the snapshot's VM copy transformed by `cluster.vm_clone`
+  5. the new VM: the snapshot's VM copy transformed by `rules.clone_spec`
      (MACs, serial, UUID, filters, patches, runStrategy) (`CreatingTargetVM`)
 
 On failure or cancellation the saga deletes the target VM and PVCs this
@@ -33,12 +33,12 @@ from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflow
 
 with workflow.unsafe.imports_passed_through():
     import activities.restore_names as names
-    import workflows.naming as naming
+    import rules.naming as naming
     import workflows.saga as saga
     from activities.events import CLONE_FAILED, CLONE_SUCCEEDED
     from activities.metrics import record_compensation
-    from cluster.models import PvcState
-    from cluster.vm_clone import CloneSpecError, parse_patches, validate_filters
+    from rules.clone_spec import CloneSpecError, parse_patches, validate_filters
+    from rules.models import PvcState
     from workflows.clone_models import (
         CheckCloneSourceInput,
         CloneProgress,

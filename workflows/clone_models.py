@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from cluster.vm_clone import check_mac
+from rules.clone_spec import check_mac
 from workflows.restore_models import DEFAULT_BOUND_WAIT_SECONDS, RestoredVolumeResult
 
 ClonePhase = Literal["SnapshotInProgress", "RestoreInProgress", "CreatingTargetVM",

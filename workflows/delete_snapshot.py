@@ -22,7 +22,7 @@ from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     import activities.names as names
-    import workflows.naming as naming
+    import rules.naming as naming
     from activities.models import DeletionPlan, ObjectRef, VolumeSnapshotsInput
     from workflows.failures import step_failure
     from workflows.models import (

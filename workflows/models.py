@@ -20,8 +20,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
-from cluster.durations import parse_duration
-from cluster.models import ExcludedVolume
+from rules.durations import parse_duration
+from rules.models import ExcludedVolume
 
 Quiesce = Literal["auto", "required", "skip"]
 DeletionPolicy = Literal["Delete", "Retain"]

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from cluster.models import VmState
+from rules.models import VmState
 from workflows.models import (
     GUEST_AGENT,
     NO_GUEST_AGENT,

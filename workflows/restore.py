@@ -40,7 +40,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.events import RESTORE_FAILED, RESTORE_SUCCEEDED
     from activities.metrics import record_compensation
     from activities.models import VmLockInput
-    from cluster.models import PvcState
+    from rules.models import PvcState
     from workflows.reporting import record_vm_event
     from workflows.restore_models import (
         ApplyRestoredVmInput,

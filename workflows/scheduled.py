@@ -49,7 +49,7 @@ from temporalio.exceptions import (
 from temporalio.exceptions import CancelledError as TemporalCancelled
 
 with workflow.unsafe.imports_passed_through():
-    import workflows.naming as naming
+    import rules.naming as naming
     from workflows.failures import describe
     from workflows.models import (
         DeleteVirtualMachineSnapshotInput,

@@ -50,7 +50,7 @@ from temporalio.exceptions import TimeoutError as ActivityTimeout
 
 with workflow.unsafe.imports_passed_through():
     import activities.names as names
-    import workflows.naming as naming
+    import rules.naming as naming
     import workflows.saga as saga
     from activities.events import (
         RECORD_VM_EVENT,
@@ -75,8 +75,8 @@ with workflow.unsafe.imports_passed_through():
         VolumeSnapshotsInput,
         WriteSnapshotStatusInput,
     )
-    from cluster.durations import format_go_duration
-    from cluster.models import VolumeSnapshotState
+    from rules.durations import format_go_duration
+    from rules.models import VolumeSnapshotState
     from workflows.failures import CANCELED, describe
     from workflows.models import (
         PARTIAL_SNAPSHOT,

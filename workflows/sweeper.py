@@ -6,7 +6,7 @@ Input (JSON at the Temporal CLI, UI or from a schedule):
 
 One activity lists the labelled VolumeSnapshots, contents and PVCs, asks
 Temporal about their operations' workflows, classifies them
-(`cluster.orphans`) and removes the orphans, VolumeSnapshots first. The
+(`rules.orphans`) and removes the orphans, VolumeSnapshots first. The
 workflow passes its own clock: ages are measured in workflow time, so the
 grace period is the same on a replay and in a time-skipping test.
 
@@ -25,7 +25,7 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
-    from cluster.orphans import Verdict
+    from rules.orphans import Verdict
     from workflows.models import Duration, check_dns_label
 
 SWEEP_ACTIVITY = "SweepOrphanedObjects"

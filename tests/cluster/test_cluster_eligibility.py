@@ -6,7 +6,7 @@ import pytest
 
 from cluster.client import Cluster
 from cluster.errors import NotFound
-from cluster.models import ExcludedVolume, IncludedVolume
+from rules.models import ExcludedVolume, IncludedVolume
 from tests.cluster.conftest import NS
 from tests.support.sim import Sim
 

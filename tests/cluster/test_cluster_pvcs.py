@@ -6,8 +6,8 @@ import pytest
 
 from cluster.client import Cluster
 from cluster.errors import Conflict, Invalid, NotFound
-from cluster.models import PvcState
 from cluster.pvcs import pvc_from_snapshot
+from rules.models import PvcState
 from tests.cluster.conftest import NS
 from tests.support.sim import Sim
 

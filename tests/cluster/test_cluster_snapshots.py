@@ -9,7 +9,7 @@ import pytest
 
 from cluster.client import Cluster
 from cluster.errors import Conflict, Invalid, NotFound
-from cluster.models import VolumeSnapshotState
+from rules.models import VolumeSnapshotState
 from tests.cluster.conftest import NS
 
 LABELS = {"vmsnap.io/test": "snapshots"}

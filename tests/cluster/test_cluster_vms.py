@@ -8,7 +8,7 @@ import pytest
 
 from cluster.client import Cluster
 from cluster.errors import AlreadyExists, Conflict, Invalid, NotFound
-from cluster.models import VmState
+from rules.models import VmState
 from tests.cluster.conftest import NS
 from tests.support.sim import Sim
 

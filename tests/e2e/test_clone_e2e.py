@@ -13,12 +13,12 @@ import pytest
 from temporalio.client import WorkflowFailureError
 from temporalio.exceptions import ApplicationError
 
+from rules.naming import snapshot_workflow_id
 from tests.e2e.conftest import Stack, StartStack
 from workflows.clone import clone_workflow_id
 from workflows.clone_models import CloneProgress, CloneVirtualMachineResult
 from workflows.failures import CANCELED
 from workflows.models import SnapshotVirtualMachineResult
-from workflows.naming import snapshot_workflow_id
 
 pytestmark = pytest.mark.e2e
 

@@ -32,12 +32,12 @@ from activities.events import (
 )
 from cluster.client import Cluster
 from cluster.events import EventOperations, event_name, vm_event_body
+from rules.naming import snapshot_workflow_id
 from starter.connection import connect, load_connection_settings
 from starter.local_stack import DevServerProcess
 from starter.metrics import MetricsConfigError, metrics_address, runtime_from_environment
 from tests.conftest import StartSim
 from tests.support.sim import Sim
-from workflows.naming import snapshot_workflow_id
 
 pytestmark = pytest.mark.e2e
 

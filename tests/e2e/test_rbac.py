@@ -21,12 +21,12 @@ import pytest
 from temporalio.client import WorkflowFailureError
 
 import worker as worker_module
+from rules.naming import delete_snapshot_workflow_id, snapshot_workflow_id
 from starter.local_stack import REPO_ROOT
 from tests.e2e.conftest import Stack
 from tests.support.background import Background, register
 from tests.support.rbac import Request, check, load_documents, policy_for_service_account
 from tests.support.stacks import OwnStacks, own_stacks
-from workflows.naming import delete_snapshot_workflow_id, snapshot_workflow_id
 
 pytestmark = pytest.mark.e2e
 

@@ -17,11 +17,11 @@ import pytest
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError
 from temporalio.exceptions import ApplicationError
 
+from rules.naming import snapshot_workflow_id
 from starter.local_stack import REPO_ROOT, DevServerProcess
 from tests.e2e.conftest import Stack, StartStack
 from workflows.failures import CANCELED
 from workflows.models import SnapshotVirtualMachineResult
-from workflows.naming import snapshot_workflow_id
 from workflows.restore import restore_workflow_id
 from workflows.restore_models import RestoreProgress, RestoreVirtualMachineResult
 

@@ -21,6 +21,7 @@ import pytest
 from temporalio.client import Client, WorkflowFailureError
 from temporalio.exceptions import ApplicationError
 
+from rules.naming import delete_snapshot_workflow_id, snapshot_workflow_id
 from starter.local_stack import REPO_ROOT, DevServerProcess
 from tests.e2e.conftest import Stack, StartStack
 from workflows.models import (
@@ -28,7 +29,6 @@ from workflows.models import (
     SnapshotProgress,
     SnapshotVirtualMachineResult,
 )
-from workflows.naming import delete_snapshot_workflow_id, snapshot_workflow_id
 
 pytestmark = pytest.mark.e2e
 

@@ -24,10 +24,10 @@ from activities.cut import GuestCut
 from activities.models import CutInput, FreezePlan, PlannedVolumeSnapshot
 from bench.freeze_window import BenchStack, snapshot_once, summary
 from cluster.client import Cluster, load_api_client
-from cluster.models import VolumeSnapshotState
+from rules.models import VolumeSnapshotState
+from rules.naming import SNAPSHOT_LABEL, label_value
 from tests.conftest import StartSim
 from tests.e2e.conftest import StartStack
-from workflows.naming import SNAPSHOT_LABEL, label_value
 
 SEED = Path(__file__).resolve().parent / "snapshot_seeds" / "snapshot.yaml"
 

@@ -24,6 +24,7 @@ from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.exceptions import ApplicationError
 
+from rules.naming import snapshot_workflow_id
 from starter.local_stack import (
     DevServerProcess,
     ManagedProcess,
@@ -36,7 +37,6 @@ from tests.faults.seeds import VmSeed, write_seed
 from tests.support.background import Background as Background  # for the scenarios' tests
 from tests.support.background import Scenario, register
 from tests.support.sim import Sim
-from workflows.naming import snapshot_workflow_id
 
 K = TypeVar("K", bound=Hashable)
 LONG = os.environ.get("VMSNAP_FAULTS_LONG", "") not in ("", "0")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from cluster.durations import format_go_duration, parse_duration
+from rules.durations import format_go_duration, parse_duration
 
 
 @pytest.mark.parametrize(

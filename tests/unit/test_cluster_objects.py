@@ -206,8 +206,8 @@ def test_in_cluster_configuration_needs_its_token(tmp_path: Path,
 
 def test_workflow_safe_modules_do_not_import_the_kubernetes_client() -> None:
     """Workflows import models, errors and durations; the sandbox refuses `kubernetes`."""
-    code = ("import sys, cluster, cluster.models, cluster.errors, cluster.durations, "
-            "cluster.volumes; print(sorted(m for m in sys.modules "
+    code = ("import sys, cluster, rules.models, cluster.errors, rules.durations, "
+            "rules.volumes; print(sorted(m for m in sys.modules "
             "if m.split('.')[0] in ('kubernetes', 'urllib3')))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             check=True, cwd=Path(__file__).resolve().parents[2])

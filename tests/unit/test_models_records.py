@@ -12,7 +12,6 @@ import yaml
 
 from cluster import records
 from cluster.lock import LOCK_ANNOTATION, LockHolder
-from cluster.models import VolumeSnapshotState
 from cluster.records import (
     ExcludedVolumeReason,
     SnapshotRecordStatus,
@@ -20,6 +19,7 @@ from cluster.records import (
     VolumeBackup,
     WorkflowRun,
 )
+from rules.models import VolumeSnapshotState
 
 CRDS = Path(__file__).resolve().parents[2] / "deploy" / "crds"
 NOW = datetime(2030, 1, 2, 3, 4, 5, 600_000, tzinfo=UTC)

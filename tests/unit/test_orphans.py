@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from cluster.orphans import (
+from rules.orphans import (
     LabelledObject,
     RecordFacts,
     Verdict,

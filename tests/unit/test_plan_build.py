@@ -8,7 +8,7 @@ from typing import Any
 
 from cluster.lock import LockHolder
 from cluster.vms import vm_state_from
-from cluster.volumes import select_volumes
+from rules.volumes import select_volumes
 from starter.plan import build_plan
 
 CSI = {"metadata": {"name": "csi"}, "provisioner": "hostpath.csi.k8s.io"}

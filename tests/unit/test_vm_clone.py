@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from cluster.vm_clone import (
+from rules.clone_spec import (
     CloneSpecError,
     clone_vm,
     filter_keys,

@@ -1,4 +1,4 @@
-"""The eligibility rules of `cluster.volumes.select_volumes`, one rule per test."""
+"""The eligibility rules of `rules.volumes.select_volumes`, one rule per test."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 import yaml
 
-from cluster.models import ExcludedVolume, IncludedVolume
-from cluster.volumes import DEFAULT_CLASS_ANNOTATION, choose_snapshot_class, select_volumes
+from rules.models import ExcludedVolume, IncludedVolume
+from rules.volumes import DEFAULT_CLASS_ANNOTATION, choose_snapshot_class, select_volumes
 from simulator.reference import VENDORED_REFERENCE
 
 REFERENCE_EXAMPLES = VENDORED_REFERENCE / "examples"

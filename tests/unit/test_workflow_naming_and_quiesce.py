@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from cluster.models import VmState
-from workflows import naming
+from rules import naming
+from rules.models import VmState
 from workflows.quiesce import MESSAGES, plan_quiesce
 
 

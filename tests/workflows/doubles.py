@@ -36,7 +36,7 @@ from activities.models import (
     VolumeSnapshotsInput,
     WriteSnapshotStatusInput,
 )
-from cluster.models import (
+from rules.models import (
     ExcludedVolume,
     IncludedVolume,
     VmState,

@@ -25,7 +25,7 @@ from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 from activities import restore_names as names
 from activities.events import RECORD_VM_EVENT, VmEventInput
 from activities.metrics import COMPENSATIONS
-from cluster.models import PvcState
+from rules.models import PvcState
 from tests.workflows.conftest import TEST_SERVER
 from workflows.clone import CloneVirtualMachine, clone_workflow_id
 from workflows.clone_models import (

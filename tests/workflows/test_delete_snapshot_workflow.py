@@ -11,11 +11,11 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 
 from activities import names
+from rules.naming import delete_snapshot_workflow_id, snapshot_workflow_id
 from tests.workflows.conftest import StartWorker
 from tests.workflows.doubles import NS, World
 from workflows.delete_snapshot import DeleteVirtualMachineSnapshot
 from workflows.models import DeleteVirtualMachineSnapshotInput, DeleteVirtualMachineSnapshotResult
-from workflows.naming import delete_snapshot_workflow_id, snapshot_workflow_id
 
 
 async def snapshot(env: WorkflowEnvironment, task_queue: str, name: str, policy: str) -> None:

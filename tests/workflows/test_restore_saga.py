@@ -18,7 +18,7 @@ from activities import names as snapshot_names
 from activities import restore_names as names
 from activities.events import RECORD_VM_EVENT, VmEventInput
 from activities.models import VmLockInput
-from cluster.models import PvcState
+from rules.models import PvcState
 from workflows.restore import RestoreVirtualMachine, restore_workflow_id
 from workflows.restore_models import (
     ApplyRestoredVmInput,

@@ -11,10 +11,10 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
 
+from rules.naming import snapshot_workflow_id
 from tests.workflows.conftest import StartWorker
 from tests.workflows.doubles import NS, World
 from workflows.delete_snapshot import DeleteVirtualMachineSnapshot
-from workflows.naming import snapshot_workflow_id
 from workflows.snapshot import SnapshotVirtualMachine
 
 

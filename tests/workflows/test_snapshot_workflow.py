@@ -15,11 +15,11 @@ from temporalio.exceptions import ApplicationError, CancelledError
 from temporalio.testing import WorkflowEnvironment
 
 from activities import names
-from cluster.models import ExcludedVolume
+from rules.models import ExcludedVolume
+from rules.naming import snapshot_workflow_id
 from tests.workflows.conftest import StartWorker
 from tests.workflows.doubles import NS, World, disks, vm_state
 from workflows.models import SnapshotProgress, SnapshotVirtualMachineResult
-from workflows.naming import snapshot_workflow_id
 
 Handle = WorkflowHandle[Any, SnapshotVirtualMachineResult]
 

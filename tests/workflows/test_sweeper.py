@@ -30,9 +30,9 @@ from cluster.records import (
     content_body,
     snapshot_owner_reference,
 )
+from rules.naming import snapshot_workflow_id
 from tests.conftest import SEEDS, StartSim
 from tests.workflows.conftest import TEST_SERVER
-from workflows.naming import snapshot_workflow_id
 from workflows.sweeper import SweepOrphans, SweepOrphansInput, SweepOrphansResult
 
 NS = "demo"

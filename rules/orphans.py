@@ -16,7 +16,7 @@ objects behind with nobody to remove them. This module decides, for each one:
 
 Contents go only after their VolumeSnapshots (`plan_sweep`): a content is
 kept while its snapshot record or any of its VolumeSnapshots still exists.
-Pure (pydantic and workflows.naming only): the sweeper activity gathers the
+Pure (pydantic and rules.naming only): the sweeper activity gathers the
 facts, the unit tests feed them by hand.
 """
 
@@ -28,7 +28,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from workflows.naming import (
+from rules.naming import (
     SNAPSHOT_LABEL,
     delete_snapshot_workflow_id,
     label_value,

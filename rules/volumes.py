@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from cluster.models import ExcludedVolume, IncludedVolume, VolumeSelection
+from rules.models import ExcludedVolume, IncludedVolume, VolumeSelection
 
 DEFAULT_CLASS_ANNOTATION = "snapshot.storage.kubernetes.io/is-default-class"
 _PVC_SOURCES = ("persistentVolumeClaim", "dataVolume")
