@@ -18,12 +18,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import statistics
 import time
 from collections import Counter
 from dataclasses import dataclass
-from datetime import datetime
+from typing import Any
 
+from bench import aims
 from bench.freeze_window import (
     Run,
     bench_stack,
@@ -33,21 +35,19 @@ from bench.freeze_window import (
     snapshot_once,
     vm_for,
 )
-from bench.report import record_section
+from bench.render.economy import REQUESTS_KEY
+from bench.render.load import THROTTLED_KEY
+from bench.report import record
 from bench.stopping import stop_on_sigterm_as_on_ctrl_c
 from starter.local_stack import REPO_ROOT
 from workflows.models import SnapshotVirtualMachineResult
 
-SECTION_COUNTS, SECTION_THROTTLED = "api-economy", "api-economy-throttled"
-# The same fleet measured with the worker's limiter serving requests in arrival order
-# (before the request-priority interceptor): kept in its own section for comparison.
-SECTION_THROTTLED_FIFO = "api-economy-throttled-fifo"
 NOMINAL_CUT_MS = 200.0
 
 
 def budget(disks: int) -> int:
-    """The aim of issue 6: at most 8 + 3 x disks requests per snapshot."""
-    return 8 + 3 * disks
+    """The aim: at most 8 + 3 x disks requests per snapshot."""
+    return aims.request_budget(disks)
 
 
 def counts_table(runs: list[Run]) -> str:
@@ -169,22 +169,42 @@ def ordering(by_start: bool) -> str:
             else "in arrival order (FIFO)")
 
 
+def throttled_figures(snapshots: int, qps: float, burst: int, deadline: str,
+                      max_activities: int | None, fleet: Fleet, runs: list[Run],
+                      failures: Counter[str]) -> dict[str, Any]:
+    """What the report keeps of the throttled run (bench/render/load.py reads it)."""
+    windows = sorted(r.window_ms for r in runs if r.window_ms is not None) or [0.0]
+    done = fleet.successes_at
+    return {
+        "snapshots": snapshots, "disks": 1, "cut_ms": round(NOMINAL_CUT_MS), "qps": qps,
+        "burst": burst, "earliest_first": fleet.by_start, "failure_deadline": deadline,
+        "max_activities": max_activities, "wall_s": round(fleet.wall, 1), "ready": len(done),
+        "first_ready_s": round(done[0], 1) if done else None,
+        "last_ready_s": round(done[-1], 1) if done else None,
+        "ready_at_s": [round(t, 2) for t in done],
+        "window_median_ms": round(statistics.median(windows), 1),
+        "window_worst_ms": round(windows[-1], 1),
+        "window_ratio_median": round(statistics.median(windows) / NOMINAL_CUT_MS, 4),
+        "window_ratio_worst": round(windows[-1] / NOMINAL_CUT_MS, 4),
+        "failures": dict(failures.most_common(5)),
+    }
+
+
 async def main(disk_counts: list[int], snapshots: int, qps: float, burst: int,
-               deadline: str, record: bool, max_activities: int | None = None) -> None:
-    today = datetime.now().date()
+               deadline: str, record_figures: bool, max_activities: int | None = None) -> None:
     if disk_counts:
+        load_before = os.getloadavg()[0]
         runs = await per_snapshot(disk_counts)
-        text = counts_table(runs)
-        print(text)
-        if record:
+        print(counts_table(runs))
+        if record_figures:
             counts = " ".join(str(d) for d in disk_counts)
-            record_section(SECTION_COUNTS, (
-                "## Kubernetes requests per snapshot (issue 6)\n\n"
-                f"Command: `.venv/bin/python -m bench.api_economy --disks {counts} "
-                "--throttled 0` (own stack; one snapshot at a time after a warm-up snapshot "
-                "of the same VM; requests from the simulator's request log, by verb and "
-                f"resource).\n\nMeasured {today}:\n\n{text}"))
+            record(REQUESTS_KEY,
+                   f".venv/bin/python -m bench.api_economy --disks {counts} --throttled 0",
+                   {"disks": [{"disks": r.disks, "requests": dict(sorted(r.by_kind.items()))}
+                              for r in runs]},
+                   load_start=load_before)
     if snapshots:
+        load_before = os.getloadavg()[0]
         failures: Counter[str] = Counter()
         fleet, runs = await throttled(snapshots, qps, burst, failures, deadline,
                                       max_activities)
@@ -194,20 +214,13 @@ async def main(disk_counts: list[int], snapshots: int, qps: float, burst: int,
                 f"- {count} x {reason}" for reason, count in failures.most_common(5))
         print(text)
         slots_flag = "" if max_activities is None else f" --max-activities {max_activities}"
-        slots_env = ("" if max_activities is None
-                     else f" VMSNAP_MAX_CONCURRENT_ACTIVITIES={max_activities}")
-        if record:
-            record_section(SECTION_THROTTLED if fleet.by_start else SECTION_THROTTLED_FIFO, (
-                f"## {snapshots} snapshots at once, client limited to {qps:g} requests/s, "
-                f"waiting requests {ordering(fleet.by_start)} (issue 6)\n\n"
-                f"Command: `.venv/bin/python -m bench.api_economy --disks --throttled "
-                f"{snapshots} --qps {qps:g} --burst {burst} --failure-deadline {deadline}"
-                f"{slots_flag}` (own stack; each snapshot's failure_deadline {deadline}; "
-                f"worker.py with VMSNAP_KUBE_QPS={qps:g} VMSNAP_KUBE_BURST={burst}"
-                f"{slots_env}; requests made while a "
-                "guest is frozen are urgent: they pass at once and their tokens are "
-                "borrowed from the requests after them).\n\n"
-                f"Measured {today}:\n\n{text}"))
+        if record_figures:
+            record(THROTTLED_KEY,
+                   f".venv/bin/python -m bench.api_economy --disks --throttled {snapshots} "
+                   f"--qps {qps:g} --burst {burst} --failure-deadline {deadline}{slots_flag}",
+                   throttled_figures(snapshots, qps, burst, deadline, max_activities, fleet,
+                                     runs, failures),
+                   load_start=load_before)
 
 
 if __name__ == "__main__":
@@ -222,7 +235,8 @@ if __name__ == "__main__":
     parser.add_argument("--max-activities", type=int, default=None,
                         help="the throttled worker's VMSNAP_MAX_CONCURRENT_ACTIVITIES "
                              "(default: the worker's own)")
-    parser.add_argument("--no-record", action="store_true")
+    parser.add_argument("--no-record", action="store_true",
+                        help="print only; leave docs/benchmarks/ and its report alone")
     args = parser.parse_args()
     stop_on_sigterm_as_on_ctrl_c()
     asyncio.run(main(args.disks, args.throttled, args.qps, args.burst, args.failure_deadline,

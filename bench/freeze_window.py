@@ -30,15 +30,16 @@ import yaml
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
-from bench.report import record_section
+from bench.render.freeze import KEY, figures_table
+from bench.report import record
 from bench.seeds import fleet_documents
 from bench.stopping import stop_on_sigterm_as_on_ctrl_c
+from rules.naming import snapshot_workflow_id
 from tests.support.sim import Sim
 from workflows.models import SnapshotVirtualMachineResult
-from workflows.naming import snapshot_workflow_id
 
-NS, CUT, READY = "bench", "200ms", "300ms"
-SECTION = "freeze-window"
+NS, CUT_MS, READY_MS = "bench", 200, 300
+CUT, READY = f"{CUT_MS}ms", f"{READY_MS}ms"
 
 
 def vm_for(disks: int) -> str:
@@ -223,24 +224,30 @@ def summary(runs: list[Run]) -> str:
             f"{max(ratios):.2f}; thaw after the last cut median {statistics.median(after):.0f} ms")
 
 
-def table(results: dict[int, list[Run]]) -> str:
-    lines = ["| disks | window median / worst | slowest cut median | window / slowest cut "
-             "median / worst | thaw after last cut median | requests | history events |",
-             "| --- | --- | --- | --- | --- | --- | --- |"]
-    for disks, runs in results.items():
-        windows = [r.window_ms or 0.0 for r in runs]
-        ratios = [(r.window_ms or 0.0) / r.slowest_cut_ms for r in runs if r.slowest_cut_ms]
-        lines.append(
-            f"| {disks} | {statistics.median(windows):.0f} / {max(windows):.0f} ms | "
-            f"{statistics.median(r.slowest_cut_ms for r in runs):.0f} ms | "
-            f"**{statistics.median(ratios):.2f}** / **{max(ratios):.2f}** | "
-            f"{statistics.median(r.after_last_cut_ms or 0.0 for r in runs):.0f} ms | "
-            f"{statistics.median(r.requests for r in runs):.0f} | "
-            f"{statistics.median(r.history_events for r in runs):.0f} |")
-    return "\n".join(lines)
+def figures(results: dict[int, list[Run]], runs: int) -> dict[str, Any]:
+    """What the report keeps of the runs: per disk count, the window and the slowest cut
+    (median and worst), their ratio, the thaw after the last cut, requests and events."""
+    rows = []
+    for disks, measured in results.items():
+        windows = [r.window_ms or 0.0 for r in measured]
+        ratios = [(r.window_ms or 0.0) / r.slowest_cut_ms for r in measured if r.slowest_cut_ms]
+        rows.append({
+            "disks": disks,
+            "window_median_ms": round(statistics.median(windows), 1),
+            "window_worst_ms": round(max(windows), 1),
+            "slowest_cut_median_ms": round(statistics.median(r.slowest_cut_ms
+                                                             for r in measured), 1),
+            "ratio_median": round(statistics.median(ratios), 4),
+            "ratio_worst": round(max(ratios), 4),
+            "thaw_after_last_cut_median_ms": round(statistics.median(
+                r.after_last_cut_ms or 0.0 for r in measured), 1),
+            "requests": round(statistics.median(r.requests for r in measured)),
+            "history_events": round(statistics.median(r.history_events for r in measured)),
+        })
+    return {"cut_ms": CUT_MS, "ready_ms": READY_MS, "runs": runs, "disks": rows}
 
 
-async def benchmark(runs: int, disk_counts: list[int], record: bool,
+async def benchmark(runs: int, disk_counts: list[int], record_figures: bool,
                     show_timeline: bool = False) -> None:
     results: dict[int, list[Run]] = {}
     load_before = os.getloadavg()[0]
@@ -257,25 +264,14 @@ async def benchmark(runs: int, disk_counts: list[int], record: bool,
                 measured.append(run)
             results[disks] = measured
             print(summary(measured), flush=True)
-    text = table(results)
-    load = (f"load average {load_before:.1f} at the start, {os.getloadavg()[0]:.1f} at the "
-            f"end, on {os.cpu_count()} cores")
-    print(text)
-    print(load)
-    if record:
+    stored = figures(results, runs)
+    print(figures_table(stored))
+    print(f"load average {load_before:.1f} at the start, {os.getloadavg()[0]:.1f} at the "
+          f"end, on {os.cpu_count()} cores")
+    if record_figures:
         counts = " ".join(str(d) for d in disk_counts)
-        record_section(SECTION, (
-            "## Freeze window (issue 6)\n\n"
-            f"Command: `.venv/bin/python -m bench.freeze_window --runs {runs} --disks {counts}` "
-            f"(own stack: dev server, simulator on a generated seed, one running VM with agent "
-            f"per disk count, CSI cut {CUT} and ready {READY} after creation; worker.py; "
-            f"{runs} snapshots per VM one after the other; windows from the simulator's "
-            "freeze log, cuts from each VolumeSnapshot's creationTime against its create "
-            "request; the simulated CSI driver cuts 200 ms after each VolumeSnapshot's "
-            "creation, so the slowest cut above 200 ms is the simulator's lag). "
-            "`--timeline` prints the last run of each disk count as the simulator saw it."
-            f"\n\nMeasured {datetime.now().date()} ({load}):\n\n{text}\n\n"
-            "Aim (issue 6): window ≤ 1.25 x the slowest disk's cut."))
+        record(KEY, f".venv/bin/python -m bench.freeze_window --runs {runs} --disks {counts}",
+               stored, load_start=load_before)
 
 
 if __name__ == "__main__":
@@ -283,7 +279,7 @@ if __name__ == "__main__":
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--disks", type=int, nargs="+", default=[1, 8, 32])
     parser.add_argument("--no-record", action="store_true",
-                        help="print only; leave docs/benchmarks.md alone")
+                        help="print only; leave docs/benchmarks/ and its report alone")
     parser.add_argument("--timeline", action="store_true",
                         help="print the last run of each disk count as the simulator saw it")
     args = parser.parse_args()

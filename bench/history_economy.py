@@ -10,30 +10,31 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 from collections import Counter
-from datetime import datetime
 
 from temporalio.api.enums.v1 import EventType
 
-from bench.freeze_window import NS, bench_stack, seed_documents, snapshot_once
-from bench.report import record_section
+from bench import aims
+from bench.freeze_window import CUT_MS, NS, bench_stack, seed_documents, snapshot_once
+from bench.render.economy import HISTORY_KEY
+from bench.report import record
 from bench.stopping import stop_on_sigterm_as_on_ctrl_c
-from workflows.naming import snapshot_workflow_id
-
-SECTION = "history-economy"
+from rules.naming import snapshot_workflow_id
 
 
 def budget(disks: int) -> int:
-    """The aim of issue 6: at most 30 + 6 x disks events per snapshot workflow."""
-    return 30 + 6 * disks
+    """The aim: at most 30 + 6 x disks events per snapshot workflow."""
+    return aims.history_budget(disks)
 
 
 def event_name(event_type: int) -> str:
     return EventType.Name(event_type).removeprefix("EVENT_TYPE_")  # type: ignore[arg-type]
 
 
-async def main(disk_counts: list[int], record: bool) -> None:
+async def main(disk_counts: list[int], record_figures: bool) -> None:
     rows = []
+    load_before = os.getloadavg()[0]
     async with bench_stack(seed_documents(disk_counts)) as stack:
         for disks in disk_counts:
             name = f"hist-{disks}"
@@ -51,19 +52,20 @@ async def main(disk_counts: list[int], record: bool) -> None:
     lines += [f"| {d} | **{n}** | {budget(d)} | {b:,} | {ok} |" for d, n, b, ok in rows]
     text = "\n".join(lines)
     print(text)
-    if record:
+    if record_figures:
         counts = " ".join(str(d) for d in disk_counts)
-        record_section(SECTION, (
-            "## History events per snapshot workflow (issue 6)\n\n"
-            f"Command: `.venv/bin/python -m bench.history_economy --disks {counts}` (own "
-            "stack; one snapshot per VM, cut 200 ms; events from the workflow's history)."
-            f"\n\nMeasured {datetime.now().date()}:\n\n{text}"))
+        record(HISTORY_KEY, f".venv/bin/python -m bench.history_economy --disks {counts}",
+               {"cut_ms": CUT_MS,
+                "disks": [{"disks": d, "events": n, "history_bytes": b, "succeeded": ok}
+                          for d, n, b, ok in rows]},
+               load_start=load_before)
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--disks", type=int, nargs="+", default=[1, 8, 64])
-    parser.add_argument("--no-record", action="store_true")
+    parser.add_argument("--no-record", action="store_true",
+                        help="print only; leave docs/benchmarks/ and its report alone")
     args = parser.parse_args()
     stop_on_sigterm_as_on_ctrl_c()
     asyncio.run(main(args.disks, not args.no_record))

@@ -39,9 +39,12 @@ from typing import Any, TypeVar
 from temporalio.client import Client, WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
 
+from bench import aims
 from bench.bare_snapshot import BARE_WORKFLOW, BareShape, shape_from_history
+from bench.render.orchestration import BUCKETS, KEY, SPREAD_KEY
 from bench.seeds import vm_name, vm_namespace, write_fleet_seed
 from bench.worker_load import sample_process
+from rules.naming import snapshot_workflow_id
 from starter.local_stack import (
     REPO_ROOT,
     DevServerProcess,
@@ -54,16 +57,13 @@ from starter.local_stack import (
     start_worker,
 )
 from starter.worker_tuning import WorkerTuning
-from workflows.naming import snapshot_workflow_id
 from workflows.scheduled import child_search_attributes
 
 T = TypeVar("T")
 
-AIM = 1.5  # issue 6: orchestration at most 1.5 x the bare-Temporal floor
+AIM = aims.ORCHESTRATION_AIM_RATIO  # orchestration at most this x the bare-Temporal floor
 DESCRIBE_CONCURRENCY = 50
 HISTORY_SAMPLE = 20  # histories per wave read for the time breakdown
-BUCKETS = ("activity queued", "activity running", "workflow task queued",
-           "workflow task running")
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -449,59 +449,34 @@ def median_ratios(pairs: list[tuple[Wave, Wave]]) -> dict[int, list[float]]:
     return ratios
 
 
-def markdown(pairs: list[tuple[Wave, Wave]], shape: BareShape, note: str,
-             command: str) -> str:
-    rows = [
-        f"| {real.size} | {real.wall:.1f} s | {bare.wall:.1f} s | **{real.wall / bare.wall:.2f}** "
-        f"| {real.p(50):.2f} / {real.p(95):.2f} s | {bare.p(50):.2f} / {bare.p(95):.2f} s "
-        f"| {real.cpu['worker']:.0f} / {real.cpu['simulator']:.0f} / "
-        f"{real.cpu['dev server']:.0f} s | {bare.cpu['bare worker']:.0f} / "
-        f"{bare.cpu['dev server']:.0f} s |"
-        for real, bare in pairs
-    ]
-    activities = len(shape.activity_names())
-    local = len(shape.local_activity_names())
-    breakdown = [
-        f"| {wave.kind} | {wave.size} | "
-        + " | ".join(f"{wave.breakdown.get(name, 0.0):.2f} s" for name in BUCKETS) + " |"
-        for pair in pairs for wave in pair
-    ]
-    return "\n".join([
-        "## Orchestration cost: N concurrent snapshots vs bare Temporal (issue 6)",
-        "",
-        f"Command: `{command}` (own stack: dev server on SQLite, simulator seeded with N "
-        "running VMs of 3 disks on instant storage, worker.py, and a bare worker with the "
-        "same settings; the bare workflow (`bench/bare_snapshot.py`) issues the commands of "
-        f"a real snapshot's history, {len(shape.tasks)} workflow tasks, {activities} no-op "
-        f"activities and {local} no-op local activities one after the other, the deadline "
-        "timer, the search-attribute "
-        "upserts; for each N, N bare runs at once, then N snapshots at once).",
-        "",
-        f"Measured {time.strftime('%Y-%m-%d', time.gmtime())}, {note}:",
-        "",
-        "| N | vmsnap wall | bare wall | ratio | vmsnap p50 / p95 | bare p50 / p95 "
-        "| CPU vmsnap: worker / simulator / server | CPU bare: worker / server |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
-        *rows,
-        "",
-        f"Where a run's time goes (mean of {HISTORY_SAMPLE} histories per wave, from the "
-        "server's event times: schedule to start and start to close, summed per run):",
-        "",
-        "| workflow | N | " + " | ".join(BUCKETS) + " |",
-        "| --- | --- | " + " | ".join("---" for _ in BUCKETS) + " |",
-        *breakdown,
-        "",
-        *(f"N = {size}: median ratio **{statistics.median(ratios):.2f}** of {len(ratios)} "
-          f"pair{'s' if len(ratios) > 1 else ''} ({', '.join(f'{r:.2f}' for r in ratios)})."
-          for size, ratios in median_ratios(pairs).items()),
-        "",
-        f"Aim (issue 6): ratio ≤ {AIM}.",
-    ])
+def wave_figures(wave: Wave) -> dict[str, Any]:
+    return {"wall_s": round(wave.wall, 2), "p50_s": round(wave.p(50), 3),
+            "p95_s": round(wave.p(95), 3), "succeeded": wave.succeeded,
+            "requests": wave.requests,
+            "cpu_s": {name: round(seconds, 2) for name, seconds in wave.cpu.items()},
+            "breakdown_s": {name: round(wave.breakdown.get(name, 0.0), 3) for name in BUCKETS}}
 
 
-async def benchmark(sizes: list[int], env: dict[str, str], record: bool, command: str,
+def figures(pairs: list[tuple[Wave, Wave]], shape: BareShape, stack: BenchStack
+            ) -> dict[str, Any]:
+    """What the report keeps of the waves (bench/render/orchestration.py reads it)."""
+    return {
+        "layout": stack.layout(), "namespaces": stack.namespaces, "worker": stack.tuning_note,
+        "vm_disks": stack.disks,
+        "shape": {"workflow_tasks": len(shape.tasks),
+                  "activities": len(shape.activity_names()),
+                  "local_activities": len(shape.local_activity_names())},
+        "history_sample": HISTORY_SAMPLE,
+        "pairs": [{"n": real.size, "ratio": round(real.wall / bare.wall, 4),
+                   "vmsnap": wave_figures(real), "bare": wave_figures(bare)}
+                  for real, bare in pairs],
+    }
+
+
+async def benchmark(sizes: list[int], env: dict[str, str], record_figures: bool, command: str,
                     namespaces: int = 1, repeat: int = 1) -> list[tuple[Wave, Wave]]:
     pairs: list[tuple[Wave, Wave]] = []
+    load_before = os.getloadavg()[0]
     async with BenchStack(vms=max(sizes), worker_env=env, namespaces=namespaces) as stack:
         print(f"stack up ({stack.tuning_note})", flush=True)
         shape = await shapes(stack)
@@ -522,12 +497,12 @@ async def benchmark(sizes: list[int], env: dict[str, str], record: bool, command
                 ratios = median_ratios(pairs)[size]
                 print(f"  median ratio N={size}: {statistics.median(ratios):.2f} of "
                       f"{len(ratios)} pairs", flush=True)
-        note = f"{stack.layout()}; {stack.tuning_note}"
-    if record:
-        from bench.report import record_section
+        stored = figures(pairs, shape, stack)
+    if record_figures:
+        from bench.report import record
 
-        key = "orchestration" if namespaces == 1 else "orchestration-spread"
-        record_section(key, markdown(pairs, shape, note, command))
+        record(KEY if namespaces == 1 else SPREAD_KEY, command, stored,
+               load_start=load_before)
     return pairs
 
 
@@ -541,7 +516,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--repeat", type=int, default=1,
                         help="bare/vmsnap pairs per N (the median ratio is reported)")
     parser.add_argument("--no-record", action="store_true",
-                        help="print only; leave docs/benchmarks.md alone")
+                        help="print only; leave docs/benchmarks/ and its report alone")
     parser.add_argument("--serve-product-worker", metavar="TASK_QUEUE", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.serve_product_worker:

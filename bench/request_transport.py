@@ -16,12 +16,13 @@ wakes: its wait for the GIL).
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import tempfile
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from bench.seeds import NAMESPACE, vm_name, write_fleet_seed
@@ -107,41 +108,30 @@ def describe(f: Figures) -> str:
             f"{f.probe_p50_ms:.2f} ms / p90 {f.probe_p90_ms:.2f} ms")
 
 
-def markdown(results: list[Figures], command: str) -> str:
-    rows = [f"| {f.transport} | {f.threads} | {f.cpu_ms_per_request:.3f} ms | "
-            f"{f.requests_per_second:.0f} | {f.probe_p50_ms:.2f} / {f.probe_p90_ms:.2f} ms |"
-            for f in results]
-    return "\n".join([
-        "## Request transport: urllib3 against libcurl (issue 6)",
-        "",
-        f"Command: `{command}` (the simulator alone; GETs of one VM through "
-        "`KubeApis.request_json`; this process's CPU only; the probe thread sleeps 1 ms in a "
-        "loop and records how late it wakes, i.e. its wait for the GIL).",
-        "",
-        f"Measured {time.strftime('%Y-%m-%d', time.gmtime())}, {ROUNDS} rounds alternating:",
-        "",
-        "| transport | threads | client CPU per request | requests/s | probe late p50 / p90 |",
-        "| --- | --- | --- | --- | --- |",
-        *rows,
-    ])
-
-
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--requests", type=int, default=3000,
                         help="requests per measurement (default 3000)")
     parser.add_argument("--record", action="store_true",
-                        help="write the figures to docs/benchmarks.md")
+                        help="store the figures in docs/benchmarks/ and render its report")
     args = parser.parse_args(argv)
     if args.requests < 16:
         parser.error("--requests must be at least 16")
+    load_before = os.getloadavg()[0]
     results = run(args.requests)
     if args.record:
-        from bench.report import record_section
+        from bench.render.transport import KEY
+        from bench.report import record
 
         command = ".venv/bin/python -m bench.request_transport" + (
             f" --requests {args.requests}" if args.requests != 3000 else "")
-        record_section("request-transport", markdown(results, command + " --record"))
+        record(KEY, command + " --record",
+               {"requests": args.requests, "rounds": ROUNDS,
+                "rows": [{**asdict(f), "cpu_ms_per_request": round(f.cpu_ms_per_request, 4),
+                          "requests_per_second": round(f.requests_per_second, 1),
+                          "probe_p50_ms": round(f.probe_p50_ms, 3),
+                          "probe_p90_ms": round(f.probe_p90_ms, 3)} for f in results]},
+               load_start=load_before)
 
 
 if __name__ == "__main__":

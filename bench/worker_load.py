@@ -141,10 +141,12 @@ def mib(value: float) -> str:
     return f"{value / (1024 * 1024):.0f} MiB"
 
 
-async def benchmark(snapshots: int, record: bool, env: dict[str, str]) -> None:
+async def benchmark(snapshots: int, record_figures: bool, env: dict[str, str]) -> None:
     from bench.orchestration import BenchStack, real_wave
-    from bench.report import record_section
+    from bench.render.load import WORKER_KEY
+    from bench.report import record
 
+    load_before = os.getloadavg()[0]
     async with BenchStack(vms=snapshots, worker_env=env) as stack:
         idle = sample_process(stack.worker.pid)
         with Sampler(stack.worker.pid) as worker, Sampler(stack.simulator_pid) as sim, \
@@ -165,31 +167,25 @@ async def benchmark(snapshots: int, record: bool, env: dict[str, str]) -> None:
     ]
     for line in lines:
         print(line)
-    if record:
-        record_section("worker-load", "\n".join([
-            f"## Worker memory and CPU, {snapshots} concurrent snapshots (issue 6)",
-            "",
-            f"Command: `.venv/bin/python -m bench.worker_load --snapshots {snapshots}` (own "
-            f"stack: dev server, simulator seeded with {snapshots} running VMs of 3 disks on "
-            "instant storage, worker.py; every snapshot started at once; figures from "
-            "/proc/PID/stat and /proc/PID/status, sampled every 0.2 s).",
-            "",
-            f"Measured {time.strftime('%Y-%m-%d', time.gmtime())}, {stack.tuning_note}:",
-            "",
-            "| figure | value |",
-            "| --- | --- |",
-            f"| wall time, {snapshots} snapshots | {wave.wall:.1f} s |",
-            f"| worker RSS idle / peak (VmHWM) / end | {mib(idle.rss_bytes)} / "
-            f"{mib(worker.peak_rss())} / {mib(end.rss_bytes)} |",
-            f"| worker CPU (user+sys) | {worker.cpu_seconds():.1f} s "
-            f"({worker.cpu_seconds() / wave.wall:.2f} cores average, "
-            f"{worker.busiest_cpu_share():.2f} busiest second) |",
-            f"| worker threads (max) | {worker.max_threads()} |",
-            f"| simulator CPU | {sim.cpu_seconds():.1f} s "
-            f"({sim.busiest_cpu_share():.2f} busiest second) |",
-            f"| dev server CPU | {server.cpu_seconds():.1f} s "
-            f"({server.busiest_cpu_share():.2f} busiest second) |",
-        ]))
+    if record_figures:
+        in_mib = 1024 * 1024
+        record(WORKER_KEY, f".venv/bin/python -m bench.worker_load --snapshots {snapshots}"
+               + "".join(f" --tune {name}={value}" for name, value in env.items()), {
+                   "snapshots": snapshots, "vm_disks": stack.disks, "succeeded": wave.succeeded,
+                   "worker": stack.tuning_note, "sample_interval_s": worker.interval,
+                   "wall_s": round(wave.wall, 1),
+                   "worker_rss_mib": {"idle": round(idle.rss_bytes / in_mib, 1),
+                                      "peak": round(worker.peak_rss() / in_mib, 1),
+                                      "end": round(end.rss_bytes / in_mib, 1)},
+                   "worker_cpu_s": round(worker.cpu_seconds(), 2),
+                   "worker_cores_average": round(worker.cpu_seconds() / wave.wall, 3),
+                   "worker_busiest_second": round(worker.busiest_cpu_share(), 3),
+                   "worker_threads_max": worker.max_threads(),
+                   "simulator_cpu_s": round(sim.cpu_seconds(), 2),
+                   "simulator_busiest_second": round(sim.busiest_cpu_share(), 3),
+                   "dev_server_cpu_s": round(server.cpu_seconds(), 2),
+                   "dev_server_busiest_second": round(server.busiest_cpu_share(), 3),
+               }, load_start=load_before)
 
 
 def main() -> None:
@@ -198,7 +194,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--snapshots", type=int, default=500)
     parser.add_argument("--no-record", action="store_true",
-                        help="print only; leave docs/benchmarks.md alone")
+                        help="print only; leave docs/benchmarks/ and its report alone")
     parser.add_argument("--tune", action="append", default=[], metavar="VAR=VALUE",
                         help="a VMSNAP_* worker tuning variable for the worker (repeatable)")
     args = parser.parse_args()
