@@ -6,6 +6,7 @@ adapter all parse and print durations the same way. Parsing follows Go's
 fraction on any of them) and also takes plain seconds (`300`, `"300"`,
 `"1.5"`), because users typing JSON at the Temporal CLI write numbers.
 Negative durations are refused: nothing in this project waits a negative time.
+Ages (`human_duration`) are printed as kubectl prints them.
 """
 
 from __future__ import annotations
@@ -118,3 +119,40 @@ def _decimal(amount: int, unit: int) -> str:
         return str(whole)
     digits = len(str(unit)) - 1
     return f"{whole}.{fraction:0{digits}d}".rstrip("0")
+
+
+def human_duration(seconds: float) -> str:
+    """An age as kubectl prints it (apimachinery's `duration.HumanDuration`): `90s`, `2m30s`,
+    `3h20m`, `2d2h`, `2y70d`. The CLI's tables then read like `kubectl get`'s; a second
+    in the future (clock skew) is `0s`, more is `<invalid>`."""
+    whole = int(seconds)  # toward zero, as Go's int(d.Seconds())
+    if whole < -1:
+        return "<invalid>"
+    if whole < 0:
+        return "0s"
+    if whole < 2 * 60:
+        return f"{whole}s"
+    minutes = whole // 60
+    if minutes < 10:
+        return _units(minutes, "m", whole % 60, "s")
+    if minutes < 3 * 60:
+        return f"{minutes}m"
+    hours = minutes // 60
+    if hours < 8:
+        return _units(hours, "h", minutes % 60, "m")
+    if hours < 2 * 24:
+        return f"{hours}h"
+    days = hours // 24
+    if days < 8:
+        return _units(days, "d", hours % 24, "h")
+    if days < 2 * 365:
+        return f"{days}d"
+    years = days // 365
+    if years < 8:
+        return _units(years, "y", days % 365, "d")
+    return f"{years}y"
+
+
+def _units(count: int, unit: str, rest: int, rest_unit: str) -> str:
+    """`3h20m`, or `3h` when the smaller unit is zero."""
+    return f"{count}{unit}{rest}{rest_unit}" if rest else f"{count}{unit}"

@@ -51,7 +51,11 @@ def wants_table(accept: str) -> bool:
 
 
 def human_duration(seconds: float) -> str:
-    """k8s.io/apimachinery/pkg/util/duration.HumanDuration."""
+    """k8s.io/apimachinery/pkg/util/duration.HumanDuration, the AGE kubectl prints.
+
+    The simulator's own copy (it imports nothing of the product);
+    tests/unit/test_human_duration.py holds it and rules.durations.human_duration to
+    one table of ages."""
     whole = int(seconds)
     if whole < -1:
         return "<invalid>"

@@ -27,7 +27,7 @@ from rich.console import Console
 from rich.table import Table
 
 from cluster.errors import ClusterError
-from rules.durations import parse_duration
+from rules.durations import human_duration, parse_duration
 from starter.connection import ConnectionConfigError, TemporalUnreachable
 from starter.sdk import InvalidRequest, VmsnapClient, VmsnapError, WorkflowFailed
 
@@ -261,19 +261,9 @@ def table(columns: list[str]) -> Table:
 
 
 def age(seconds: float | None) -> str:
-    """kubectl's AGE: 45s, 3m12s, 5h, 2d."""
-    if seconds is None:
-        return "<unknown>"
-    seconds = max(int(seconds), 0)
-    if seconds < 120:
-        return f"{seconds}s"
-    if seconds < 600:
-        return f"{seconds // 60}m{seconds % 60}s"
-    if seconds < 3 * 3600:
-        return f"{seconds // 60}m"
-    if seconds < 2 * 86400:
-        return f"{seconds // 3600}h"
-    return f"{seconds // 86400}d"
+    """kubectl's AGE (rules.durations.human_duration: 45s, 3m12s, 3h20m, 2d2h); `<unknown>`
+    without a time."""
+    return "<unknown>" if seconds is None else human_duration(seconds)
 
 
 # ---- following a restore or clone ------------------------------------------------------------
