@@ -7,6 +7,7 @@
     vmsnap restore web-1-snap -n demo --running-vm-policy stop --wait
     vmsnap clone --from-snapshot web-1-snap web-2 -n demo --wait
     vmsnap worker
+    vmsnap version
 
 Verbs live in `starter/cli_*.py` (one module per noun).
 Connection: TEMPORAL_ADDRESS / TEMPORAL_NAMESPACE / a temporal.toml profile
@@ -18,12 +19,15 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import platform
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from importlib import metadata
 from typing import Annotated, Any
 
 import typer
+from rich.table import Table
 from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
 from typer.core import TyperGroup
 
@@ -31,18 +35,21 @@ from starter import cli_clone, cli_restore, cli_schedule, cli_snapshot, cli_swee
 from starter.cli_common import (
     AllNamespacesOption,
     GlobalOptions,
+    ListOutput,
+    ListOutputOption,
     NamespaceOption,
     Output,
     OutputOption,
     age,
     check_name,
+    check_selector,
     emit_data,
     resolve_namespace,
     run,
     show,
     table,
 )
-from starter.sdk import VmsnapClient
+from starter.sdk import RunInfo, VmsnapClient
 
 
 class OneLineErrors(TyperGroup):
@@ -109,8 +116,10 @@ def _exit_code(code: object) -> int:
     return 1
 
 
+# add_completion: typer's --install-completion and --show-completion (bash, zsh, fish,
+# PowerShell), answered through the _VMSNAP_COMPLETE variable the scripts set.
 app = VmsnapApp(
-    name="vmsnap", cls=OneLineErrors, no_args_is_help=True, add_completion=False,
+    name="vmsnap", cls=OneLineErrors, no_args_is_help=True, add_completion=True,
     pretty_exceptions_enable=False,
     help="Durable snapshots of KubeVirt VMs, run as Temporal workflows.")
 app.add_typer(cli_snapshot.app, name="snapshot")
@@ -160,37 +169,82 @@ def worker_command(ctx: typer.Context) -> None:
 def runs(
     ctx: typer.Context,
     vm: Annotated[str | None, typer.Option(help="only runs for this VM")] = None,
+    selector: Annotated[str | None, typer.Option(
+        "--selector", "-l", help="only runs for the VMs this label selector matches now "
+        "(needs a kubeconfig)", show_default=False)] = None,
     operation: Annotated[str | None, typer.Option(
         help="snapshot | delete | restore | clone | schedule")] = None,
     limit: Annotated[int, typer.Option(help="at most this many, newest first")] = 20,
     namespace: NamespaceOption = None,
     all_namespaces: AllNamespacesOption = False,
-    output: OutputOption = Output.table,
+    output: ListOutputOption = ListOutput.table,
 ) -> None:
     """List workflow runs from Temporal visibility (what the UI filters on VmName etc.)."""
     ns = None if all_namespaces else resolve_namespace(ctx, namespace)
     if vm is not None:
         check_name(vm, "vm")
+    selector = check_selector(selector)
 
     async def work(client: VmsnapClient) -> int:
-        found = await client.list_runs(ns, vm=vm, operation=operation, limit=limit)
-        if output is not Output.table:
+        found = await client.list_runs(ns, vm=vm, operation=operation, limit=limit,
+                                       selector=selector)
+        if not output.is_table:
             emit_data(found, output)
             return 0
         if not found:
             typer.echo("No runs found.", err=True)
             return 0
-        now = datetime.now(UTC)
-        result = table(["WORKFLOW ID", "TYPE", "STATUS", "VM", "PHASE", "STARTED"])
-        for info in found:
-            result.add_row(info.workflow_id, info.workflow_type, info.status.lower(),
-                           f"{info.vm_namespace or '?'}/{info.vm}" if info.vm else "-",
-                           info.snapshot_phase or "-",
-                           f"{age((now - info.start_time).total_seconds())} ago")
-        show(result)
+        show(runs_table(found, wide=output is ListOutput.wide))
         return 0
 
     run(ctx, work)
+
+
+RUNS_COLUMNS = ["WORKFLOW ID", "TYPE", "STATUS", "VM", "PHASE", "STARTED"]
+RUNS_WIDE_COLUMNS = ["OPERATION", "CLOSED", "RUN ID"]  # -o wide
+
+
+def runs_table(found: list[RunInfo], *, wide: bool = False) -> Table:
+    """`vmsnap runs`: one row per run, newest first; more columns with -o wide."""
+    result = table([*RUNS_COLUMNS, *(RUNS_WIDE_COLUMNS if wide else [])])
+    now = datetime.now(UTC)
+    for info in found:
+        row = [info.workflow_id, info.workflow_type, info.status.lower(),
+               f"{info.vm_namespace or '?'}/{info.vm}" if info.vm else "-",
+               info.snapshot_phase or "-", _ago(info.start_time, now)]
+        if wide:
+            row += [info.operation or "-", _ago(info.close_time, now), info.run_id]
+        result.add_row(*row)
+    return result
+
+
+def _ago(when: datetime | None, now: datetime) -> str:
+    return f"{age((now - when).total_seconds())} ago" if when else "-"
+
+
+@app.command("version")
+def version(output: OutputOption = Output.table) -> None:
+    """Print vmsnap's version, the Temporal Python SDK's and Python's."""
+    versions = installed_versions()
+    if output is not Output.table:
+        emit_data(versions, output)
+        return
+    for name, number in versions.items():
+        typer.echo(f"{name} {number}")
+
+
+def installed_versions() -> dict[str, str]:
+    """What a bug report needs: this package, the Temporal SDK it runs on, the Python."""
+    return {"vmsnap": _distribution_version("vmsnap"),
+            "temporalio": _distribution_version("temporalio"),
+            "python": platform.python_version()}
+
+
+def _distribution_version(name: str) -> str:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return "unknown (not installed)"
 
 
 def run_command() -> None:
@@ -203,7 +257,7 @@ def run_command() -> None:
     flushed, nothing is left to tear down that matters.
     """
     try:
-        app()
+        app(prog_name="vmsnap")  # whatever the entry script is called: completion keys on it
         code: object = 0
     except SystemExit as done:
         code = done.code

@@ -28,6 +28,7 @@ from rich.table import Table
 
 from cluster.errors import ClusterError
 from rules.durations import human_duration, parse_duration
+from starter.cli_selectors import parse_selector
 from starter.connection import ConnectionConfigError, TemporalUnreachable
 from starter.sdk import InvalidRequest, VmsnapClient, VmsnapError, WorkflowFailed
 
@@ -44,6 +45,19 @@ class Output(StrEnum):
     yaml = "yaml"
 
 
+class ListOutput(StrEnum):
+    """The list verbs' outputs: kubectl's, `wide` being the table with more columns."""
+
+    table = "table"
+    wide = "wide"
+    json = "json"
+    yaml = "yaml"
+
+    @property
+    def is_table(self) -> bool:
+        return self in (ListOutput.table, ListOutput.wide)
+
+
 # ---- options (shared spellings, kubectl's where kubectl has one) ------------------------------
 
 NamespaceOption = Annotated[str | None, typer.Option(
@@ -53,6 +67,11 @@ AllNamespacesOption = Annotated[bool, typer.Option(
     "--all-namespaces", "-A", help="every namespace")]
 OutputOption = Annotated[Output, typer.Option(
     "--output", "-o", help="table, json or yaml", case_sensitive=False)]
+ListOutputOption = Annotated[ListOutput, typer.Option(
+    "--output", "-o", help="table, wide (more columns), json or yaml", case_sensitive=False)]
+SelectorOption = Annotated[str | None, typer.Option(
+    "--selector", "-l", help="label selector, as kubectl's (app=web,tier in (a,b),!legacy)",
+    show_default=False)]
 
 
 @dataclass
@@ -138,6 +157,17 @@ def check_duration(value: str | None, flag: str) -> str | None:
     except ValueError as error:
         usage_error(f"{flag}: {error}")
     return value
+
+
+def check_selector(value: str | None) -> str | None:
+    """Validate a label selector now (one line, exit 2) rather than at the API server."""
+    if value is None:
+        return None
+    try:
+        parse_selector(value)
+    except ValueError as error:
+        usage_error(f"--selector: {error}")
+    return value.strip()
 
 
 def parse_labels(values: list[str] | None, flag: str = "--label") -> dict[str, str]:
@@ -233,10 +263,10 @@ def show(renderable: Any) -> None:
     typer.echo("\n".join(line.rstrip() for line in captured.get().splitlines()))
 
 
-def emit_data(data: Any, output: Output) -> None:
+def emit_data(data: Any, output: Output | ListOutput) -> None:
     """JSON or YAML of models (or lists of them) on stdout."""
     plain = _plain(data)
-    if output is Output.json:
+    if output == Output.json:
         typer.echo(json.dumps(plain, indent=2))
     else:
         typer.echo(yaml.safe_dump(plain, sort_keys=False).rstrip())

@@ -8,11 +8,14 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.table import Table
 
 from rules.durations import format_go_duration
 from starter.cli_common import (
     EXIT_FAILED,
     AllNamespacesOption,
+    ListOutput,
+    ListOutputOption,
     NamespaceOption,
     Output,
     OutputOption,
@@ -20,6 +23,7 @@ from starter.cli_common import (
     build,
     check_duration,
     check_name,
+    check_selector,
     console,
     emit_data,
     parse_labels,
@@ -29,6 +33,7 @@ from starter.cli_common import (
     table,
     usage_error,
 )
+from starter.cli_selectors import selector_matches
 from starter.sdk import (
     ScheduledRunFailed,
     ScheduleInfo,
@@ -129,22 +134,28 @@ def create(
 @app.command("list")
 def list_(
     ctx: typer.Context,
+    selector: Annotated[str | None, typer.Option(
+        "--selector", "-l", help="label selector on the labels each schedule puts on its "
+        "snapshots (--label, and schedule.vmsnap.io/name)", show_default=False)] = None,
     namespace: NamespaceOption = None,
     all_namespaces: AllNamespacesOption = False,
-    output: OutputOption = Output.table,
+    output: ListOutputOption = ListOutput.table,
 ) -> None:
     """List vmsnap schedules (Temporal visibility: a new one may take a second to show)."""
     ns = None if all_namespaces else resolve_namespace(ctx, namespace)
+    selector = check_selector(selector)
 
     async def work(client: VmsnapClient) -> int:
-        infos = await client.list_schedules(ns)
-        if output is not Output.table:
+        infos = [info for info in await client.list_schedules(ns)
+                 if selector is None or selector_matches(selector, info.labels)]
+        if not output.is_table:
             emit_data(infos, output)
             return 0
         if not infos:
             typer.echo("No schedules found.", err=True)
             return 0
-        show(schedule_table(infos, all_namespaces=ns is None))
+        show(schedule_table(infos, all_namespaces=ns is None,
+                            wide=output is ListOutput.wide))
         return 0
 
     run(ctx, work)
@@ -154,22 +165,40 @@ def _when(info: ScheduleInfo) -> str:
     return info.timing.describe() if info.timing else "-"
 
 
-def schedule_table(infos: list[ScheduleInfo], *, all_namespaces: bool = False) -> object:
-    now = datetime.now(UTC)
-    columns = ["NAME", "TARGET", "WHEN", "KEEP", "PAUSED", "LAST RUN", "LAST STATUS",
-               "NEXT RUN"]
+SCHEDULE_COLUMNS = ["NAME", "TARGET", "WHEN", "KEEP", "PAUSED", "LAST RUN", "LAST STATUS",
+                    "NEXT RUN"]
+# -o wide: how each snapshot is taken, how often it ran, and its Temporal schedule.
+SCHEDULE_WIDE_COLUMNS = ["QUIESCE", "DEADLINE", "RUNS", "SKIPPED", "RUNNING", "LABELS",
+                         "SCHEDULE ID"]
+
+
+def schedule_table(infos: list[ScheduleInfo], *, all_namespaces: bool = False,
+                   wide: bool = False) -> Table:
+    """`schedule list`: NAMESPACE with -A, more columns with -o wide."""
+    columns = [*SCHEDULE_COLUMNS, *(SCHEDULE_WIDE_COLUMNS if wide else [])]
     result = table(["NAMESPACE", *columns] if all_namespaces else columns)
+    now = datetime.now(UTC)
     for info in infos:
-        last = info.recent_runs[-1] if info.recent_runs else None
-        started = last.started_at if last else None
-        row = [info.name, f"vm {info.vm}" if info.vm else f"selector {info.selector}",
-               _when(info), str(info.keep), str(info.paused).lower(),
-               f"{age((now - started).total_seconds())} ago" if started else "-",
-               (last.status or "-").lower() if last else "-",
-               info.next_runs[0].strftime("%Y-%m-%dT%H:%M:%SZ") if info.next_runs
-               and not info.paused else "-"]
+        row = [*_schedule_row(info, now), *(_schedule_wide_row(info) if wide else [])]
         result.add_row(*([info.namespace, *row] if all_namespaces else row))
     return result
+
+
+def _schedule_row(info: ScheduleInfo, now: datetime) -> list[str]:
+    last = info.recent_runs[-1] if info.recent_runs else None
+    started = last.started_at if last else None
+    return [info.name, f"vm {info.vm}" if info.vm else f"selector {info.selector}",
+            _when(info), str(info.keep), str(info.paused).lower(),
+            f"{age((now - started).total_seconds())} ago" if started else "-",
+            (last.status or "-").lower() if last else "-",
+            info.next_runs[0].strftime("%Y-%m-%dT%H:%M:%SZ") if info.next_runs
+            and not info.paused else "-"]
+
+
+def _schedule_wide_row(info: ScheduleInfo) -> list[str]:
+    labels = ",".join(f"{k}={v}" for k, v in sorted(info.labels.items()))
+    return [info.quiesce, info.failure_deadline, str(info.actions), str(info.skipped_overlap),
+            str(len(info.running)), labels or "-", info.schedule_id]
 
 
 @app.command("get")

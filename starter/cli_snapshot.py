@@ -7,17 +7,22 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.table import Table
 
 from starter.cli_common import (
     EXIT_FAILED,
     AllNamespacesOption,
+    ListOutput,
+    ListOutputOption,
     NamespaceOption,
     Output,
     OutputOption,
+    SelectorOption,
     age,
     build,
     check_duration,
     check_name,
+    check_selector,
     console,
     emit_data,
     parse_labels,
@@ -69,7 +74,8 @@ def create(
         help="Delete | Retain: what deleting the snapshot does to its VolumeSnapshots")
     ] = "Delete",
     label: Annotated[list[str] | None, typer.Option(
-        "--label", "-l", help="key=value on the records (repeatable)")] = None,
+        "--label", help="key=value on the records (repeatable; -l selects, on list verbs)")
+    ] = None,
     wait: Annotated[bool, typer.Option(
         "--wait", help="follow progress and wait until ready; non-zero exit on failure")
     ] = False,
@@ -139,9 +145,10 @@ def list_(
     ctx: typer.Context,
     vm: Annotated[str | None, typer.Option(help="only this VM's snapshots")] = None,
     schedule: Annotated[str | None, typer.Option(help="only this schedule's snapshots")] = None,
+    selector: SelectorOption = None,
     namespace: NamespaceOption = None,
     all_namespaces: AllNamespacesOption = False,
-    output: OutputOption = Output.table,
+    output: ListOutputOption = ListOutput.table,
 ) -> None:
     """List snapshots (from the vmsnap.io records in the cluster)."""
     ns = None if all_namespaces else resolve_namespace(ctx, namespace)
@@ -149,36 +156,55 @@ def list_(
         check_name(vm, "vm")
     if schedule is not None:
         check_name(schedule, "schedule", subdomain=False)
+    selector = check_selector(selector)
 
     async def work(client: VmsnapClient) -> int:
-        infos = await client.list_snapshots(ns, vm=vm, schedule=schedule)
-        if output is not Output.table:
+        infos = await client.list_snapshots(ns, vm=vm, schedule=schedule, selector=selector)
+        if not output.is_table:
             emit_data(infos, output)
             return 0
         if not infos:
             where = "any namespace" if ns is None else f"namespace {ns}"
             typer.echo(f"No snapshots found in {where}.", err=True)
             return 0
-        show(snapshot_table(infos, all_namespaces=ns is None))
+        show(snapshot_table(infos, all_namespaces=ns is None,
+                            wide=output is ListOutput.wide))
         return 0
 
     run(ctx, work)
 
 
-def snapshot_table(infos: list[SnapshotInfo], *, all_namespaces: bool = False) -> object:
-    now = datetime.now(UTC)
-    columns = ["NAME", "VM", "PHASE", "READY", "INDICATIONS", "FREEZE", "VOLUMES", "AGE",
-               "ERROR"]
+SNAPSHOT_COLUMNS = ["NAME", "VM", "PHASE", "READY", "INDICATIONS", "FREEZE", "VOLUMES", "AGE"]
+# -o wide: how it was taken and what owns it, before the free-text ERROR.
+SNAPSHOT_WIDE_COLUMNS = ["QUIESCE", "DEADLINE", "DELETION", "CUT AT", "SCHEDULE", "WORKFLOW"]
+
+
+def snapshot_table(infos: list[SnapshotInfo], *, all_namespaces: bool = False,
+                   wide: bool = False) -> Table:
+    """`snapshot list`: kubectl's columns (NAMESPACE with -A; more with -o wide)."""
+    columns = [*SNAPSHOT_COLUMNS, *(SNAPSHOT_WIDE_COLUMNS if wide else []), "ERROR"]
     result = table(["NAMESPACE", *columns] if all_namespaces else columns)
+    now = datetime.now(UTC)
     for info in infos:
-        row = [info.name, info.vm, info.phase or "-", "true" if info.ready_to_use else "false",
-               ",".join(info.indications) or "-",
-               f"{info.freeze_window_ms}ms" if info.freeze_window_ms is not None else "-",
-               str(len(info.included_volumes)),
-               age((now - info.created).total_seconds() if info.created else None),
+        row = [*_snapshot_row(info, now), *(_snapshot_wide_row(info) if wide else []),
                (info.error or "")[:80]]
         result.add_row(*([info.namespace, *row] if all_namespaces else row))
     return result
+
+
+def _snapshot_row(info: SnapshotInfo, now: datetime) -> list[str]:
+    return [info.name, info.vm, info.phase or "-", "true" if info.ready_to_use else "false",
+            ",".join(info.indications) or "-",
+            f"{info.freeze_window_ms}ms" if info.freeze_window_ms is not None else "-",
+            str(len(info.included_volumes)),
+            age((now - info.created).total_seconds() if info.created else None)]
+
+
+def _snapshot_wide_row(info: SnapshotInfo) -> list[str]:
+    cut = (info.creation_time.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+           if info.creation_time else "-")
+    return [info.quiesce or "-", info.failure_deadline or "-", info.deletion_policy or "-",
+            cut, info.schedule or "-", info.workflow_id or "-"]
 
 
 @app.command("get")

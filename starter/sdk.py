@@ -385,6 +385,8 @@ class ScheduleInfo(BaseModel):
     vm: str | None
     selector: str | None
     keep: int
+    labels: dict[str, str] = Field(
+        default_factory=dict, description="the labels its snapshots carry (`-l` matches them)")
     timing: ScheduleTiming | None
     quiesce: str
     failure_deadline: str
@@ -566,6 +568,24 @@ def rpc_error(error: RPCError, what: str) -> VmsnapError:
 
 
 # ---- the client ------------------------------------------------------------------------------
+
+
+def _query_name(attribute: str, value: str) -> str:
+    """A name safe to quote in a visibility query (names are DNS labels and subdomains)."""
+    if not re.fullmatch(r"[A-Za-z0-9._-]+", value):
+        raise InvalidRequest(f"{attribute} {value!r} is not a valid name")
+    return value
+
+
+def _vms_query(vms: Iterable[tuple[str, str]]) -> str:
+    """`(VmNamespace = "a" AND VmName IN ("x", "y")) OR ...` for (namespace, name) pairs."""
+    by_namespace: dict[str, list[str]] = {}
+    for namespace, name in sorted(vms):
+        by_namespace.setdefault(namespace, []).append(
+            f'"{_query_name("VmName", name)}"')
+    groups = [f'(VmNamespace = "{_query_name("VmNamespace", namespace)}" AND VmName IN '
+              f'({", ".join(names)}))' for namespace, names in by_namespace.items()]
+    return f"({' OR '.join(groups)})"
 
 
 class VmsnapClient:
@@ -762,16 +782,18 @@ class VmsnapClient:
         return await (await self.start_delete(namespace, name)).result()
 
     async def list_snapshots(
-        self, namespace: str | None, vm: str | None = None, schedule: str | None = None
+        self, namespace: str | None, vm: str | None = None, schedule: str | None = None,
+        selector: str | None = None,
     ) -> list[SnapshotInfo]:
-        """The snapshots in `namespace` (None: all), oldest first, from the records."""
-        selector = []
+        """The snapshots in `namespace` (None: all), oldest first, from the records;
+        `selector` is a label selector on them, as `kubectl get -l` takes it."""
+        terms = [selector] if selector else []
         if vm:
-            selector.append(f"{naming.VM_LABEL}={naming.label_value(vm)}")
+            terms.append(f"{naming.VM_LABEL}={naming.label_value(vm)}")
         if schedule:
-            selector.append(f"{SCHEDULE_LABEL}={naming.label_value(schedule)}")
+            terms.append(f"{SCHEDULE_LABEL}={naming.label_value(schedule)}")
         listed = await self._in_cluster(
-            lambda c: c.list_custom(VIRTUAL_MACHINE_SNAPSHOTS, namespace, ",".join(selector)),
+            lambda c: c.list_custom(VIRTUAL_MACHINE_SNAPSHOTS, namespace, ",".join(terms)),
             f"namespace {namespace}")
         infos = [SnapshotInfo.from_record(obj) for obj in listed.get("items") or []]
         if vm:
@@ -830,16 +852,26 @@ class VmsnapClient:
         vm: str | None = None,
         operation: str | None = None,
         limit: int = 100,
+        selector: str | None = None,
     ) -> list[RunInfo]:
         """vmsnap's workflow runs from Temporal visibility, newest first, filtered on the
-        search attributes (the query the Temporal UI takes, e.g. `VmName = "web-1"`)."""
+        search attributes (the query the Temporal UI takes, e.g. `VmName = "web-1"`);
+        `selector` keeps the runs of the VMs that label selector matches now."""
         terms = []
         for attribute, value in (("VmNamespace", namespace), ("VmName", vm),
                                  ("VmsnapOperation", operation)):
             if value is not None:
-                if not re.fullmatch(r"[A-Za-z0-9._-]+", value):
-                    raise InvalidRequest(f"{attribute} {value!r} is not a valid name")
-                terms.append(f'{attribute} = "{value}"')
+                terms.append(f'{attribute} = "{_query_name(attribute, value)}"')
+        if selector is not None:
+            listed = await self._in_cluster(
+                lambda c: c.list_custom(VIRTUAL_MACHINES, namespace, selector),
+                f"namespace {namespace}" if namespace else "the VMs")
+            matched = [((o.get("metadata") or {}).get("namespace") or "",
+                        (o.get("metadata") or {}).get("name") or "")
+                       for o in listed.get("items") or []]
+            if not matched:
+                return []
+            terms.append(_vms_query(matched))
         query = " AND ".join(terms) or None
         client = await self.temporal()
         try:
@@ -938,6 +970,7 @@ class VmsnapClient:
         return ScheduleInfo(
             name=name, namespace=namespace, schedule_id=description.id, vm=request.vm,
             selector=request.selector, keep=request.keep, timing=timing,
+            labels={**request.labels, SCHEDULE_LABEL: naming.label_value(name)},
             quiesce=request.quiesce, failure_deadline=format_go_duration(request.failure_deadline),
             paused=state.paused, note=state.note,
             running=_workflow_ids(sinfo.running_actions),

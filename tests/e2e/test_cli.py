@@ -126,7 +126,7 @@ def test_plan_answers_without_changing_anything(cli: Cli) -> None:
 
 def test_create_wait_list_get_runs_delete(cli: Cli) -> None:
     done = cli("snapshot", "create", "web-1", "-n", NS, "--name", "cli-web", "--wait",
-               "-l", "purpose=test")
+               "--label", "purpose=test")
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert lines[0].startswith("snapshot demo/cli-web of VM web-1 started (workflow "
