@@ -27,11 +27,12 @@ $(STAMP): pyproject.toml
 demo: install
 	$(BIN)/python -m demo
 
-# ruff and mypy first (30 s), then the suite. pytest exits 5 when it collects no test:
+# ruff, mypy and the layer contracts (.importlinter) first (30 s), then the suite. pytest exits 5 when it collects no test:
 # that is not a failure of the build.
 test: install
 	$(BIN)/ruff check .
 	$(BIN)/mypy .
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; rc=0; fi; exit $$rc
 
 lint: install

@@ -54,6 +54,14 @@ from activities.retention import RetentionActivities
 from activities.snapshot import SnapshotActivities
 from activities.sweeper import SweeperActivities, WorkflowStates
 from cluster.client import Cluster
+from contracts.common import TASK_QUEUE as DEFAULT_TASK_QUEUE
+from contracts.sweep import (
+    DEFAULT_GRACE_SECONDS,
+    SweepOrphansInput,
+    sweep_workflow_id,
+    sweeper_schedule_id,
+)
+from contracts.sweep import WORKFLOW as SWEEP_WORKFLOW
 from rules.durations import parse_duration
 from starter.connection import connect as connect_temporal
 from starter.connection import load_connection_settings
@@ -65,15 +73,8 @@ from workflows.delete_snapshot import DeleteVirtualMachineSnapshot
 from workflows.restore import RestoreVirtualMachine
 from workflows.scheduled import ScheduledVirtualMachineSnapshots
 from workflows.snapshot import SnapshotVirtualMachine
-from workflows.sweeper import (
-    DEFAULT_GRACE_SECONDS,
-    SWEEP_WORKFLOW,
-    SweepOrphans,
-    SweepOrphansInput,
-    sweep_workflow_id,
-)
+from workflows.sweeper import SweepOrphans
 
-DEFAULT_TASK_QUEUE = "vmsnap"
 MAX_CONCURRENT_ACTIVITIES = DEFAULT_MAX_CONCURRENT_ACTIVITIES  # settable: starter/worker_tuning.py
 GRACEFUL_SHUTDOWN = timedelta(seconds=10)
 # Heartbeats reach the server at most this often: it bounds how late a cancelled
@@ -136,10 +137,6 @@ def build_worker(
         interceptors=request_priority_interceptors(),
     )
 
-
-def sweeper_schedule_id(task_queue: str) -> str:
-    """`vmsnap-sweeper-{task queue}`: one per deployment; no slash (Temporal UI URLs)."""
-    return f"vmsnap-sweeper-{task_queue}"
 
 
 def sweeper_schedule(task_queue: str, environ: dict[str, str] | None = None) -> Schedule | None:

@@ -6,25 +6,30 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from temporalio import activity
-
-from activities import errors
-from activities import restore_names as names
 from activities.errors import cluster_errors
+from activities.registration import implements
 from activities.restore import _final, plan_volumes, read_ready_snapshot
 from cluster.client import Cluster
 from cluster.errors import AlreadyExists, NotFound
 from cluster.restore_records import clone_record_body, write_clone_record
-from rules.clone_spec import CloneSpecError, clone_vm
-from rules.naming import label_value
-from workflows.clone_models import (
+from contracts import common as error_types
+from contracts.clone import (
+    CHECK_CLONE_SOURCE,
+    CREATE_CLONE_VM,
+    DELETE_CLONE_VM,
+    INVALID_CLONE_SPEC,
+    PREPARE_CLONE,
+    SOURCE_NOT_ELIGIBLE,
+    WRITE_CLONE_RECORD,
     CheckCloneSourceInput,
     CloneRecordInput,
     CloneVmRef,
     CreateCloneVmInput,
     PrepareCloneInput,
 )
-from workflows.restore_models import RestorePlan
+from contracts.restore import TARGET_EXISTS, RestorePlan
+from rules.clone_spec import CloneSpecError, clone_vm
+from rules.naming import label_value
 
 CLONE_LABEL = "vmsnap.io/clone"
 
@@ -42,13 +47,13 @@ class CloneActivities:
             self.cluster.get_vm(ns, target)
         except NotFound:
             return
-        raise _final(f"target VM {ns}/{target} already exists", names.TARGET_EXISTS)
+        raise _final(f"target VM {ns}/{target} already exists", TARGET_EXISTS)
 
-    @activity.defn(name=names.CHECK_CLONE_SOURCE)
+    @implements(CHECK_CLONE_SOURCE)
     def check_clone_source(self, input: CheckCloneSourceInput) -> bool:
         """The target must not exist, and every PVC or DataVolume disk of the source VM must
         be snapshot-eligible: a clone missing a data disk is not a copy."""
-        with cluster_errors(not_found=errors.VM_NOT_FOUND):
+        with cluster_errors(not_found=error_types.VM_NOT_FOUND):
             self._refuse_existing_target(input.namespace, input.target)
             selection = self.cluster.select_volumes(input.namespace, input.vm)
         # Container disks and cloud-init travel in the spec: only disks with a claim count.
@@ -57,10 +62,10 @@ class CloneActivities:
         if refused:
             raise _final(f"VM {input.namespace}/{input.vm} cannot be cloned, some disks "
                          f"cannot be snapshotted ({'; '.join(refused)})",
-                         names.SOURCE_NOT_ELIGIBLE)
+                         SOURCE_NOT_ELIGIBLE)
         return True
 
-    @activity.defn(name=names.PREPARE_CLONE)
+    @implements(PREPARE_CLONE)
     def prepare_clone(self, input: PrepareCloneInput) -> RestorePlan:
         """The snapshot must be ready and the target absent; one PVC per backed-up volume."""
         ns = input.namespace
@@ -73,7 +78,7 @@ class CloneActivities:
                            restore_name=input.clone_name, snapshot_vm=snapshot_vm,
                            target_exists=False, target_running=False, volumes=volumes)
 
-    @activity.defn(name=names.CREATE_CLONE_VM)
+    @implements(CREATE_CLONE_VM)
     def create_clone_vm(self, input: CreateCloneVmInput) -> bool:
         spec = input.spec
         try:
@@ -85,7 +90,7 @@ class CloneActivities:
                 run_strategy=spec.run_strategy,
                 extra_labels={CLONE_LABEL: label_value(input.clone_name)})
         except CloneSpecError as exc:
-            raise _final(str(exc), names.INVALID_CLONE_SPEC) from exc
+            raise _final(str(exc), INVALID_CLONE_SPEC) from exc
         body["metadata"].pop("namespace", None)
         with cluster_errors():
             try:
@@ -95,10 +100,10 @@ class CloneActivities:
                 labels = (existing.get("metadata") or {}).get("labels") or {}
                 if labels.get(CLONE_LABEL) != label_value(input.clone_name):
                     raise _final(f"VM {input.namespace}/{spec.target} already exists",
-                                 names.TARGET_EXISTS) from exc
+                                 TARGET_EXISTS) from exc
         return True
 
-    @activity.defn(name=names.DELETE_CLONE_VM)
+    @implements(DELETE_CLONE_VM)
     def delete_clone_vm(self, input: CloneVmRef) -> bool:
         """Delete the target if this clone made it (its label says so); else leave it."""
         with cluster_errors():
@@ -111,7 +116,7 @@ class CloneActivities:
                 return False
             return self.cluster.delete_vm(input.namespace, input.target)
 
-    @activity.defn(name=names.WRITE_CLONE_RECORD)
+    @implements(WRITE_CLONE_RECORD)
     def write_clone_record(self, input: CloneRecordInput) -> bool:
         result = input.result
         source_kind, source = (("VirtualMachine", result.source_vm) if result.source_vm

@@ -40,13 +40,13 @@ from typing import Any
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities import errors
 from activities.errors import cluster_errors
-from activities.models import CutInput, CutOutcome, PlannedVolumeSnapshot
 from cluster import records
 from cluster.client import Cluster, urgent_requests
 from cluster.errors import ClusterError, Conflict, Invalid, NotFound
 from cluster.waiting import WaitTimeout
+from contracts import common as error_types
+from contracts.snapshot import CutInput, CutOutcome, PlannedVolumeSnapshot
 from rules.models import VolumeSnapshotState
 from rules.naming import snapshot_selector
 
@@ -109,7 +109,7 @@ class GuestCut:
                               "unfreezeTimeout")
                     raise ApplicationError(
                         f"the cut failed after the guest was frozen ({thawed}): {err}",
-                        type=errors.CUT_FAILED, non_retryable=True) from err
+                        type=error_types.CUT_FAILED, non_retryable=True) from err
                 raise
         finally:
             # Creates still waiting (the freeze failed for good, or cancellation) never start.
@@ -131,7 +131,8 @@ class GuestCut:
             if volume.pvc_name not in pvcs:
                 raise ApplicationError(
                     f"PVC {self.input.namespace}/{volume.pvc_name} of volume "
-                    f"{volume.volume_name} is gone", type=errors.PVC_MISSING, non_retryable=True)
+                    f"{volume.volume_name} is gone", type=error_types.PVC_MISSING,
+                    non_retryable=True)
 
     # ---- 2. freeze ------------------------------------------------------------------------
 
@@ -177,7 +178,7 @@ class GuestCut:
                 time.sleep(FREEZE_RETRY_DELAY_SECONDS)
         if plan.required:
             raise ApplicationError(f"quiesce is required and {self.freeze_error}",
-                                   type=errors.FREEZE_FAILED, non_retryable=True)
+                                   type=error_types.FREEZE_FAILED, non_retryable=True)
 
     # ---- 3. create ------------------------------------------------------------------------
 
@@ -211,7 +212,7 @@ class GuestCut:
                     if err.reason == "AlreadyExists":  # same name, another PVC or class
                         raise ApplicationError(
                             f"volume {volume.volume_name}: {err.message}",
-                            type=errors.VOLUME_SNAPSHOT_CONFLICT, non_retryable=True) from err
+                            type=error_types.VOLUME_SNAPSHOT_CONFLICT, non_retryable=True) from err
                     last: ClusterError = err
                 except ClusterError as err:
                     if not err.retryable:
@@ -238,7 +239,7 @@ class GuestCut:
             if plan is not None and self._frozen:
                 window = max((plan.thaw_by - _now()).total_seconds(), 0.001)
             try:
-                with cluster_errors(not_found=errors.VOLUME_SNAPSHOT_MISSING):
+                with cluster_errors(not_found=error_types.VOLUME_SNAPSHOT_MISSING):
                     return self.cluster.watch_volume_snapshots(
                         self.input.namespace, names, "cut", window,
                         on_change=self._on_cut_progress,

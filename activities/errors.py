@@ -16,21 +16,6 @@ from temporalio.exceptions import ApplicationError
 
 from cluster.errors import ClusterError, Conflict, Expired, NotFound, Transient
 
-# Error types a workflow may see from the activities (the README lists them).
-VM_NOT_FOUND = "VmNotFound"
-VM_NOT_RUNNING = "VmNotRunning"
-VM_LOCKED = "VmLocked"
-SNAPSHOT_ALREADY_EXISTS = "SnapshotAlreadyExists"
-SNAPSHOT_NOT_FOUND = "SnapshotNotFound"
-SNAPSHOT_IN_PROGRESS = "SnapshotInProgress"
-SNAPSHOT_IN_USE = "SnapshotInUse"
-FREEZE_FAILED = "FreezeFailed"
-CUT_FAILED = "CutFailed"
-VOLUME_SNAPSHOT_CONFLICT = "VolumeSnapshotConflict"
-VOLUME_SNAPSHOT_MISSING = "VolumeSnapshotMissing"
-VOLUME_SNAPSHOTS_NOT_READY = "VolumeSnapshotsNotReady"
-PVC_MISSING = "PvcMissing"
-
 
 def retryable(error: ClusterError) -> bool:
     return isinstance(error, Transient | Conflict | Expired)

@@ -2,8 +2,7 @@
 
 Snapshot, restore and clone report success and failure on the VM, as KubeVirt
 does for its own snapshots, so `kubectl describe vm` tells the story. The
-input model and the reasons are importable by workflows (this module imports
-the Kubernetes adapter only inside the activity class), and the Event's name
+input model and the reasons are in `contracts.reporting`, and the Event's name
 comes from the workflow id and the reason, so a retry never doubles an Event.
 
 An Event is a courtesy: a VM that is gone has nothing to attach it to (the
@@ -13,56 +12,20 @@ could not be written (call it with a short retry policy and ignore its failure).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
+
+from activities.registration import implements
+from contracts.reporting import RECORD_VM_EVENT, VmEventInput
 
 if TYPE_CHECKING:
     from cluster.client import Cluster
 
-RECORD_VM_EVENT = "record_vm_event"
-
-# Reasons, CamelCase as Kubernetes wants them; Normal for success, Warning for failure.
-SNAPSHOT_SUCCEEDED = "SnapshotSucceeded"
-SNAPSHOT_READY = "SnapshotReady"
-SNAPSHOT_FAILED = "SnapshotFailed"
-RESTORE_SUCCEEDED = "RestoreSucceeded"
-RESTORE_FAILED = "RestoreFailed"
-CLONE_SUCCEEDED = "CloneSucceeded"
-CLONE_FAILED = "CloneFailed"
-
 SNAPSHOT_RECORD_API_VERSION = "vmsnap.io/v1alpha1"
 SNAPSHOT_RECORD_KIND = "VirtualMachineSnapshot"
-
-_REASON = re.compile(r"[A-Z][A-Za-z0-9]{0,127}")
-
-
-class VmEventInput(BaseModel):
-    """One Event on one VM. `vm_uid` saves a read when the workflow knows it."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    namespace: str = Field(min_length=1)
-    vm: str = Field(min_length=1)
-    vm_uid: str | None = None
-    reason: str
-    message: str = Field(min_length=1)
-    type: Literal["Normal", "Warning"] = "Normal"
-    action: Literal["Snapshot", "Restore", "Clone", "Delete"] = "Snapshot"
-    snapshot: str | None = Field(default=None,
-                                 description="the vmsnap snapshot record it is about")
-
-    @field_validator("reason")
-    @classmethod
-    def _reason(cls, value: str) -> str:
-        if not _REASON.fullmatch(value):
-            raise ValueError(f"reason {value!r} must be CamelCase letters and digits")
-        return value
-
 
 class EventActivities:
     """`record_vm_event`, bound to one cluster adapter."""
@@ -80,7 +43,7 @@ class EventActivities:
     def all(self) -> list[Callable[..., Any]]:
         return [self.record_vm_event]
 
-    @activity.defn(name=RECORD_VM_EVENT)
+    @implements(RECORD_VM_EVENT)
     def record_vm_event(self, input: VmEventInput) -> str | None:
         """Create the Event; its name, or None when the VM no longer exists."""
         from activities.errors import application_error, cluster_errors

@@ -15,10 +15,9 @@ from typing import Any
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities import errors
-from activities import restore_names as names
 from activities.errors import cluster_errors
 from activities.liveness import WorkflowLiveness
+from activities.registration import implements
 from cluster import records
 from cluster.client import Cluster
 from cluster.errors import AlreadyExists, NotFound
@@ -33,10 +32,24 @@ from cluster.restore_records import (
     write_restore_status,
 )
 from cluster.waiting import WaitTimeout
-from rules.clone_spec import repoint_volumes
-from rules.models import PvcState, VmState
-from rules.naming import MAX_LABEL, MAX_NAME, SNAPSHOT_LABEL, bounded, label_value
-from workflows.restore_models import (
+from contracts import common as error_types
+from contracts.common import SNAPSHOT_NOT_READY
+from contracts.restore import (
+    ADD_SNAPSHOT_USER,
+    APPLY_RESTORED_VM,
+    CREATE_RESTORE_RECORD,
+    CREATE_RESTORED_PVCS,
+    DELETE_RESTORED_PVCS,
+    PREPARE_RESTORE,
+    PUT_BACK_VM,
+    PVC_NOT_BOUND,
+    REMOVE_SNAPSHOT_USER,
+    START_VM,
+    STOP_VM,
+    TARGET_EXISTS,
+    VM_DID_NOT_STOP,
+    WAIT_RESTORED_PVCS_BOUND,
+    WRITE_RESTORE_STATUS,
     ApplyRestoredVmInput,
     PrepareRestoreInput,
     PutBackVmInput,
@@ -47,6 +60,9 @@ from workflows.restore_models import (
     SnapshotUserInput,
     VmPowerInput,
 )
+from rules.clone_spec import repoint_volumes
+from rules.models import PvcState, VmState
+from rules.naming import MAX_LABEL, MAX_NAME, SNAPSHOT_LABEL, bounded, label_value
 
 RESTORE_LABEL = "vmsnap.io/restore"
 RESTORED_FROM_ANNOTATION = "vmsnap.io/restored-from-snapshot"
@@ -70,16 +86,16 @@ def read_ready_snapshot(
     """The snapshot's record, VM copy and volume backups, if it is Succeeded and ready."""
     record = records.get_snapshot_record(cluster, ns, snapshot)
     if record is None:
-        raise _final(f"snapshot {ns}/{snapshot} not found", errors.SNAPSHOT_NOT_FOUND)
+        raise _final(f"snapshot {ns}/{snapshot} not found", error_types.SNAPSHOT_NOT_FOUND)
     if record.deleting or record.phase != "Succeeded" or not record.ready_to_use:
         why = "being deleted" if record.deleting else (
             f"phase {record.phase or 'unknown'}, readyToUse {record.ready_to_use}")
         raise _final(f"snapshot {ns}/{snapshot} cannot be used: {why} (restore and clone "
-                     "need a Succeeded snapshot that is ready to use)", names.SNAPSHOT_NOT_READY)
+                     "need a Succeeded snapshot that is ready to use)", SNAPSHOT_NOT_READY)
     content = (records.get_snapshot_content(cluster, ns, record.content_name)
                if record.content_name else None)
     if content is None:
-        raise _final(f"snapshot {ns}/{snapshot} has no content", names.SNAPSHOT_NOT_READY)
+        raise _final(f"snapshot {ns}/{snapshot} has no content", SNAPSHOT_NOT_READY)
     spec = content.get("spec") or {}
     snapshot_vm = (spec.get("source") or {}).get("virtualMachine") or {}
     return record, dict(snapshot_vm), list(spec.get("volumeBackups") or [])
@@ -100,7 +116,7 @@ def plan_volumes(
         if vs is None or not vs.ready_to_use:
             raise _final(f"VolumeSnapshot {ns}/{vs_name} is "
                          f"{'missing' if vs is None else 'not ready to use'}",
-                         names.SNAPSHOT_NOT_READY)
+                         SNAPSHOT_NOT_READY)
         pvc = backup.get("persistentVolumeClaim") or {}
         name = restored_pvc_name(owner, backup["volumeName"])
         body = pvc_from_snapshot(name, pvc, vs_name, vs.restore_size,
@@ -135,7 +151,7 @@ class RestoreActivities:
                 self.start_vm, self.create_restored_pvcs, self.wait_restored_pvcs_bound,
                 self.delete_restored_pvcs, self.apply_restored_vm, self.put_back_vm]
 
-    @activity.defn(name=names.PREPARE_RESTORE)
+    @implements(PREPARE_RESTORE)
     def prepare_restore(self, input: PrepareRestoreInput) -> RestorePlan:
         """Check the snapshot (Succeeded, ready, content and VolumeSnapshots present) and
         the target; plan one PVC per backed-up volume. Changes nothing."""
@@ -152,10 +168,10 @@ class RestoreActivities:
             if exists and target != record.vm:
                 raise _final(f"target VM {ns}/{target} exists; a restore to another VM makes "
                              "a new one (restore in place by leaving target out)",
-                             names.TARGET_EXISTS)
+                             TARGET_EXISTS)
             if not exists and target == record.vm and input.target is None:
                 raise _final(f"VM {ns}/{target} no longer exists; name a target to restore "
-                             "into a new VM", errors.VM_NOT_FOUND)
+                             "into a new VM", error_types.VM_NOT_FOUND)
             volumes = plan_volumes(self.cluster, ns, backups, restore_name, RESTORE_LABEL,
                                    input.snapshot)
         original = self.cluster.get_vm(ns, target) if exists else None
@@ -164,7 +180,7 @@ class RestoreActivities:
                            target_vm=original,
                            target_running=bool(state and state.vmi_exists), volumes=volumes)
 
-    @activity.defn(name=names.CREATE_RESTORE_RECORD)
+    @implements(CREATE_RESTORE_RECORD)
     def create_restore_record(self, input: RestoreRecordInput) -> bool:
         result = input.result
         body = restore_record_body(input.namespace, result.name, result.snapshot, result.target,
@@ -174,7 +190,7 @@ class RestoreActivities:
             create_restore_record(self.cluster, body)
         return True
 
-    @activity.defn(name=names.WRITE_RESTORE_STATUS)
+    @implements(WRITE_RESTORE_STATUS)
     def write_restore_status(self, input: RestoreRecordInput) -> bool:
         result = input.result
         status = RestoreRecordStatus(
@@ -196,24 +212,24 @@ class RestoreActivities:
             raise
         return True
 
-    @activity.defn(name=names.ADD_SNAPSHOT_USER)
+    @implements(ADD_SNAPSHOT_USER)
     def add_snapshot_user(self, input: SnapshotUserInput) -> bool:
         """Register this run as a user of the snapshot: deletion refuses while it runs."""
-        with cluster_errors(not_found=errors.SNAPSHOT_NOT_FOUND):
+        with cluster_errors(not_found=error_types.SNAPSHOT_NOT_FOUND):
             records.add_snapshot_user(self.cluster, input.namespace, input.snapshot,
                                       _holder(input.operation))
         return True
 
-    @activity.defn(name=names.REMOVE_SNAPSHOT_USER)
+    @implements(REMOVE_SNAPSHOT_USER)
     def remove_snapshot_user(self, input: SnapshotUserInput) -> bool:
         with cluster_errors():
             return records.remove_snapshot_user(self.cluster, input.namespace, input.snapshot,
                                                 _holder(input.operation))
 
-    @activity.defn(name=names.STOP_VM)
+    @implements(STOP_VM)
     def stop_vm_and_wait(self, input: VmPowerInput) -> bool:
         """Stop the VM and wait until its instance is gone (bounded); heartbeats meanwhile."""
-        with cluster_errors(not_found=errors.VM_NOT_FOUND):
+        with cluster_errors(not_found=error_types.VM_NOT_FOUND):
             stopped = self.cluster.stop_vm(input.namespace, input.vm)
             try:
                 self.cluster.wait_for_vm(
@@ -221,15 +237,15 @@ class RestoreActivities:
                     on_poll=lambda s: activity.heartbeat(s.printable_status))
             except WaitTimeout as exc:
                 raise _final(f"VM {input.namespace}/{input.vm} did not stop: {exc}",
-                             names.VM_DID_NOT_STOP) from exc
+                             VM_DID_NOT_STOP) from exc
         return stopped
 
-    @activity.defn(name=names.START_VM)
+    @implements(START_VM)
     def start_vm(self, input: VmPowerInput) -> bool:
-        with cluster_errors(not_found=errors.VM_NOT_FOUND):
+        with cluster_errors(not_found=error_types.VM_NOT_FOUND):
             return self.cluster.start_vm(input.namespace, input.vm)
 
-    @activity.defn(name=names.CREATE_RESTORED_PVCS)
+    @implements(CREATE_RESTORED_PVCS)
     def create_restored_pvcs(self, input: PvcsInput) -> list[str]:
         """Create each PVC (one from the same VolumeSnapshot already there is success)."""
         made = []
@@ -238,7 +254,7 @@ class RestoreActivities:
                 made.append(self.cluster.create_pvc(input.namespace, body)["metadata"]["name"])
         return made
 
-    @activity.defn(name=names.WAIT_RESTORED_PVCS_BOUND)
+    @implements(WAIT_RESTORED_PVCS_BOUND)
     def wait_restored_pvcs_bound(self, input: PvcsInput) -> list[PvcState]:
         """Watch until every PVC is Bound, within `timeout_seconds` (then final)."""
         with cluster_errors():
@@ -249,9 +265,9 @@ class RestoreActivities:
                         {s.name: s.phase for s in states}))
             except WaitTimeout as exc:
                 raise _final(f"restored PVCs not Bound within {input.timeout_seconds:g}s: "
-                             f"{exc}", names.PVC_NOT_BOUND) from exc
+                             f"{exc}", PVC_NOT_BOUND) from exc
 
-    @activity.defn(name=names.DELETE_RESTORED_PVCS)
+    @implements(DELETE_RESTORED_PVCS)
     def delete_restored_pvcs(self, input: PvcsInput) -> list[str]:
         """Delete the named PVCs that carry this restore's label (never any other)."""
         deleted = []
@@ -266,7 +282,7 @@ class RestoreActivities:
                     deleted.append(name)
         return deleted
 
-    @activity.defn(name=names.APPLY_RESTORED_VM)
+    @implements(APPLY_RESTORED_VM)
     def apply_restored_vm(self, input: ApplyRestoredVmInput) -> bool:
         """Write the snapshot's spec, pointed at the restored PVCs, into the target: replace
         the spec in place (metadata and lock kept, runStrategy kept), or create a new VM
@@ -277,7 +293,7 @@ class RestoreActivities:
         spec = spec_holder["spec"]
         spec.pop("running", None)
         restore_label = {RESTORE_LABEL: label_value(input.restore_name)}
-        with cluster_errors(not_found=errors.VM_NOT_FOUND):
+        with cluster_errors(not_found=error_types.VM_NOT_FOUND):
             if input.create:
                 source_meta = input.snapshot_vm.get("metadata") or {}
                 spec["runStrategy"] = "Halted"
@@ -295,7 +311,7 @@ class RestoreActivities:
                     labels = (existing.get("metadata") or {}).get("labels") or {}
                     if labels.get(RESTORE_LABEL) != restore_label[RESTORE_LABEL]:
                         raise _final(f"VM {ns}/{input.target} already exists",
-                                     names.TARGET_EXISTS) from exc
+                                     TARGET_EXISTS) from exc
                 return True
             current = self.cluster.get_vm(ns, input.target)
             run_strategy = _run_strategy(current)
@@ -310,7 +326,7 @@ class RestoreActivities:
                 "metadata": metadata, "spec": spec})
         return True
 
-    @activity.defn(name=names.PUT_BACK_VM)
+    @implements(PUT_BACK_VM)
     def put_back_vm(self, input: PutBackVmInput) -> bool:
         """Undo `apply_restored_vm` if it happened: the original spec back (in place), or
         the VM deleted (a new VM this restore made). False when there was nothing to undo."""

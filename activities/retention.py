@@ -12,19 +12,20 @@ from typing import Any
 from temporalio import activity
 
 from activities.errors import cluster_errors
+from activities.registration import implements
 from cluster.apis import VIRTUAL_MACHINES
 from cluster.client import Cluster
 from cluster.records import VIRTUAL_MACHINE_SNAPSHOTS
 from cluster.snapshots import parse_time
-from rules import naming
-from workflows.scheduled import (
+from contracts.schedule import (
     LIST_SCHEDULED_SNAPSHOTS,
     LIST_VMS,
     SCHEDULE_LABEL,
     ListVmsInput,
-    ScheduledSnapshotRecord,
     ScheduledSnapshotsQuery,
 )
+from rules import naming
+from rules.retention import ScheduledSnapshotRecord
 
 
 def scheduled_record_from(obj: Mapping[str, Any]) -> ScheduledSnapshotRecord:
@@ -51,7 +52,7 @@ class RetentionActivities:
     def all(self) -> list[Callable[..., object]]:
         return [self.list_vms, self.list_scheduled_snapshots]
 
-    @activity.defn(name=LIST_VMS)
+    @implements(LIST_VMS)
     def list_vms(self, input: ListVmsInput) -> list[str]:
         """Names of the VMs in the namespace that match the label selector, sorted."""
         with cluster_errors():
@@ -62,7 +63,7 @@ class RetentionActivities:
                              input.namespace, len(names))
         return [n for n in names if n]
 
-    @activity.defn(name=LIST_SCHEDULED_SNAPSHOTS)
+    @implements(LIST_SCHEDULED_SNAPSHOTS)
     def list_scheduled_snapshots(
         self, input: ScheduledSnapshotsQuery
     ) -> list[ScheduledSnapshotRecord]:

@@ -23,25 +23,10 @@ from typing import Any
 from temporalio import activity
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
-from activities import errors, names
 from activities.cut import GuestCut
 from activities.errors import cluster_errors
 from activities.liveness import WorkflowLiveness
-from activities.models import (
-    ContentPlan,
-    CreateSnapshotRecordInput,
-    CutInput,
-    CutOutcome,
-    DeletionPlan,
-    LockAndInspectInput,
-    ObjectRef,
-    SnapshotRecordRef,
-    UnfreezeVmInput,
-    VmInspection,
-    VmLockInput,
-    VolumeSnapshotsInput,
-    WriteSnapshotStatusInput,
-)
+from activities.registration import implements
 from cluster import records
 from cluster.client import Cluster
 from cluster.errors import AlreadyExists, Conflict, NotFound
@@ -61,9 +46,37 @@ from cluster.records import (
 )
 from cluster.vms import vm_state_from
 from cluster.waiting import WaitTimeout
+from contracts import common as error_types
+from contracts.common import ObjectRef
+from contracts.delete_snapshot import (
+    DELETE_SNAPSHOT_RECORD,
+    PREPARE_SNAPSHOT_DELETION,
+    DeletionPlan,
+)
+from contracts.lock import LOCK_VM, UNLOCK_VM, VmLockInput
+from contracts.snapshot import (
+    CHECK_VOLUME_SNAPSHOTS_READY,
+    CREATE_SNAPSHOT_RECORD,
+    DELETE_SNAPSHOT_CONTENT,
+    DELETE_VOLUME_SNAPSHOTS,
+    FREEZE_AND_CUT,
+    LOCK_AND_INSPECT_VM,
+    UNFREEZE_VM,
+    WRITE_SNAPSHOT_STATUS,
+    ContentPlan,
+    CreateSnapshotRecordInput,
+    CutInput,
+    CutOutcome,
+    LockAndInspectInput,
+    SnapshotRecordRef,
+    SnapshotVirtualMachineResult,
+    UnfreezeVmInput,
+    VmInspection,
+    VolumeSnapshotsInput,
+    WriteSnapshotStatusInput,
+)
 from rules.models import IncludedVolume, VolumeSnapshotState
 from rules.naming import snapshot_selector, volume_snapshot_name
-from workflows.models import SnapshotVirtualMachineResult
 
 READY_WATCH_SECONDS = 10.0
 
@@ -95,7 +108,7 @@ def _refused_if_locked() -> Iterator[None]:
         yield
     except ApplicationError as err:
         if isinstance(err.__cause__, VmLocked):
-            raise ApplicationError(str(err.message), type=errors.VM_LOCKED,
+            raise ApplicationError(str(err.message), type=error_types.VM_LOCKED,
                                    non_retryable=True) from err
         raise
 
@@ -156,7 +169,7 @@ class SnapshotActivities:
 
     def all(self) -> list[Callable[..., object]]:
         return [
-            self.create_snapshot_record, self.lock_vm, self.unlock_vm, self.inspect_vm,
+            self.create_snapshot_record, self.lock_vm, self.unlock_vm,
             self.lock_and_inspect_vm,
             self.write_snapshot_status, self.unfreeze_vm, self.freeze_and_cut,
             self.check_volume_snapshots_ready, self.delete_volume_snapshots,
@@ -169,7 +182,7 @@ class SnapshotActivities:
 
     # ---- step 1: the record and the lock ------------------------------------------------
 
-    @activity.defn(name=names.CREATE_SNAPSHOT_RECORD)
+    @implements(CREATE_SNAPSHOT_RECORD)
     def create_snapshot_record(self, input: CreateSnapshotRecordInput) -> SnapshotRecordRef:
         """The VirtualMachineSnapshot, phase InProgress; a retry finds its own."""
         spec = SnapshotSpec(
@@ -186,28 +199,28 @@ class SnapshotActivities:
                     self.cluster, input.namespace, input.name, spec, input.labels, owner)
         except ApplicationError as err:
             if isinstance(err.__cause__, AlreadyExists):
-                raise ApplicationError(str(err.message), type=errors.SNAPSHOT_ALREADY_EXISTS,
+                raise ApplicationError(str(err.message), type=error_types.SNAPSHOT_ALREADY_EXISTS,
                                        non_retryable=True) from err
             raise
         activity.logger.info("recorded snapshot %s/%s", input.namespace, input.name)
         return SnapshotRecordRef(namespace=input.namespace, name=input.name, uid=record.uid)
 
-    @activity.defn(name=names.LOCK_VM)
+    @implements(LOCK_VM)
     def lock_vm(self, input: VmLockInput) -> None:
         """Take the VM's operation lock (see cluster.lock); refused if a live run holds it."""
-        with _refused_if_locked(), cluster_errors(not_found=errors.VM_NOT_FOUND):
+        with _refused_if_locked(), cluster_errors(not_found=error_types.VM_NOT_FOUND):
             stale = acquire_vm_lock(self.cluster, input.namespace, input.vm,
                                     _holder(input.operation), self._is_alive)
         _log_takeover(input.namespace, input.vm, stale)
 
-    @activity.defn(name=names.UNLOCK_VM)
+    @implements(UNLOCK_VM)
     def unlock_vm(self, input: VmLockInput) -> bool:
         """Release the lock if this run holds it; False when it did not."""
         with cluster_errors():
             return release_vm_lock(self.cluster, input.namespace, input.vm,
                                    _holder(input.operation), held=input.held)
 
-    @activity.defn(name=names.LOCK_AND_INSPECT_VM)
+    @implements(LOCK_AND_INSPECT_VM)
     def lock_and_inspect_vm(self, input: LockAndInspectInput) -> VmInspection:
         """`lock_vm` and `inspect_vm` on one read of the VM: the lock is written against the
         resourceVersion inspected, so the inspection is of the VM as it was locked. With a
@@ -216,7 +229,7 @@ class SnapshotActivities:
         lock = input.lock
         holder = _holder(lock.operation)
         content = None
-        with _refused_if_locked(), cluster_errors(not_found=errors.VM_NOT_FOUND):
+        with _refused_if_locked(), cluster_errors(not_found=error_types.VM_NOT_FOUND):
             vm = self.cluster.get_vm(lock.namespace, lock.vm)
             stale = acquire_vm_lock(self.cluster, lock.namespace, lock.vm, holder,
                                     self._is_alive, read=vm)
@@ -244,16 +257,7 @@ class SnapshotActivities:
 
     # ---- step 2: inspect ----------------------------------------------------------------
 
-    @activity.defn(name=names.INSPECT_VM)
-    def inspect_vm(self, input: ObjectRef) -> VmInspection:
-        """The VM, its instance, and which volumes can be snapshotted (with reasons)."""
-        with cluster_errors(not_found=errors.VM_NOT_FOUND):
-            vm = self.cluster.get_vm(input.namespace, input.name)
-            state = vm_state_from(vm, self.cluster.get_vmi(input.namespace, input.name))
-            volumes = self.cluster.select_volumes_of(input.namespace, vm)
-        return VmInspection(vm=state, volumes=volumes)
-
-    @activity.defn(name=names.WRITE_SNAPSHOT_STATUS)
+    @implements(WRITE_SNAPSHOT_STATUS)
     def write_snapshot_status(self, input: WriteSnapshotStatusInput) -> bool:
         """Write the record's status (and the content's, when states are given and it
         exists); False when the record does not exist or belongs to another run (nothing
@@ -276,7 +280,7 @@ class SnapshotActivities:
                         None if result.ready_to_use else result.error)
         return written
 
-    @activity.defn(name=names.UNFREEZE_VM)
+    @implements(UNFREEZE_VM)
     def unfreeze_vm(self, input: UnfreezeVmInput) -> bool:
         """Thaw the guest; False when there was no running instance to thaw."""
         try:
@@ -290,7 +294,7 @@ class SnapshotActivities:
 
     # ---- steps 3-5: freeze, cut, thaw ----------------------------------------------------
 
-    @activity.defn(name=names.FREEZE_AND_CUT)
+    @implements(FREEZE_AND_CUT)
     def freeze_and_cut(self, input: CutInput) -> CutOutcome:
         """Freeze (if planned), create every VolumeSnapshot at once, thaw at the last cut;
         one activity so that nothing but the cluster's latency is in the freeze window
@@ -299,7 +303,7 @@ class SnapshotActivities:
 
     # ---- step 6: readiness --------------------------------------------------------------
 
-    @activity.defn(name=names.CHECK_VOLUME_SNAPSHOTS_READY)
+    @implements(CHECK_VOLUME_SNAPSHOTS_READY)
     def check_volume_snapshots_ready(
         self, input: VolumeSnapshotsInput
     ) -> list[VolumeSnapshotState]:
@@ -312,19 +316,19 @@ class SnapshotActivities:
         retries add no history events.
         """
         try:
-            with cluster_errors(not_found=errors.VOLUME_SNAPSHOT_MISSING):
+            with cluster_errors(not_found=error_types.VOLUME_SNAPSHOT_MISSING):
                 return self.cluster.watch_volume_snapshots(
                     input.namespace, input.names, "ready", READY_WATCH_SECONDS,
                     on_change=_heartbeat_ready, progress_interval_seconds=1.0,
                     label_selector=snapshot_selector(input.snapshot) if input.snapshot else "")
         except WaitTimeout as err:
             # BENIGN: an expected answer of a poll, logged at DEBUG, not as a failure.
-            raise ApplicationError(str(err), type=errors.VOLUME_SNAPSHOTS_NOT_READY,
+            raise ApplicationError(str(err), type=error_types.VOLUME_SNAPSHOTS_NOT_READY,
                                    category=ApplicationErrorCategory.BENIGN) from err
 
     # ---- compensation and deletion ------------------------------------------------------
 
-    @activity.defn(name=names.DELETE_VOLUME_SNAPSHOTS)
+    @implements(DELETE_VOLUME_SNAPSHOTS)
     def delete_volume_snapshots(self, input: VolumeSnapshotsInput) -> list[str]:
         """Delete the named VolumeSnapshots (and any labelled with the snapshot);
         the names that were deleted."""
@@ -339,12 +343,12 @@ class SnapshotActivities:
         activity.logger.info("deleted VolumeSnapshots %s in %s", deleted, input.namespace)
         return deleted
 
-    @activity.defn(name=names.DELETE_SNAPSHOT_CONTENT)
+    @implements(DELETE_SNAPSHOT_CONTENT)
     def delete_snapshot_content(self, input: ObjectRef) -> bool:
         with cluster_errors():
             return records.delete_snapshot_content(self.cluster, input.namespace, input.name)
 
-    @activity.defn(name=names.PREPARE_SNAPSHOT_DELETION)
+    @implements(PREPARE_SNAPSHOT_DELETION)
     def prepare_snapshot_deletion(self, input: ObjectRef) -> DeletionPlan:
         """Check that the snapshot may go (found, not being taken, not in use by a running
         restore or clone), mark it Deleting, and say what to remove."""
@@ -353,7 +357,7 @@ class SnapshotActivities:
             if record is None:
                 raise ApplicationError(
                     f"VirtualMachineSnapshot {input.namespace}/{input.name} not found",
-                    type=errors.SNAPSHOT_NOT_FOUND, non_retryable=True)
+                    type=error_types.SNAPSHOT_NOT_FOUND, non_retryable=True)
             owner = record.owner
             if owner is not None and owner.workflow_id != activity.info().workflow_id:
                 holder = LockHolder(workflow_id=owner.workflow_id, run_id=owner.run_id,
@@ -363,7 +367,7 @@ class SnapshotActivities:
                         f"VirtualMachineSnapshot {input.namespace}/{input.name} is still "
                         f"being taken by workflow {owner.workflow_id} (phase "
                         f"{record.phase or 'unset'}); wait for it or cancel it first",
-                        type=errors.SNAPSHOT_IN_PROGRESS, non_retryable=True)
+                        type=error_types.SNAPSHOT_IN_PROGRESS, non_retryable=True)
             if record.users:
                 live = records.remove_stale_snapshot_users(
                     self.cluster, input.namespace, input.name, self._is_alive)
@@ -371,7 +375,7 @@ class SnapshotActivities:
                     raise ApplicationError(
                         f"VirtualMachineSnapshot {input.namespace}/{input.name} is in use by "
                         + "; ".join(u.describe() for u in live),
-                        type=errors.SNAPSHOT_IN_USE, non_retryable=True)
+                        type=error_types.SNAPSHOT_IN_USE, non_retryable=True)
             if record.phase != "Deleting":
                 records.mark_snapshot_deleting(self.cluster, input.namespace, input.name)
             labelled = [s.name for s in self.cluster.list_volume_snapshots(
@@ -382,7 +386,7 @@ class SnapshotActivities:
             content_name=record.content_name,
         )
 
-    @activity.defn(name=names.DELETE_SNAPSHOT_RECORD)
+    @implements(DELETE_SNAPSHOT_RECORD)
     def delete_snapshot_record(self, input: ObjectRef) -> bool:
         with cluster_errors():
             return records.delete_snapshot_record(self.cluster, input.namespace, input.name)

@@ -19,6 +19,7 @@ from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.errors import application_error
+from activities.registration import implements
 from cluster.apis import VIRTUAL_MACHINES, VOLUME_SNAPSHOTS, CustomResource
 from cluster.client import Cluster
 from cluster.errors import ClusterError, translated_errors
@@ -30,6 +31,7 @@ from cluster.records import (
 )
 from cluster.restore_records import VIRTUAL_MACHINE_CLONES, VIRTUAL_MACHINE_RESTORES
 from cluster.snapshots import parse_time
+from contracts.sweep import SWEEP_ORPHANED_OBJECTS, Removal, SweepOrphansResult, SweepRequest
 from rules.naming import SNAPSHOT_LABEL
 from rules.orphans import (
     CLONE_LABEL,
@@ -43,12 +45,6 @@ from rules.orphans import (
     workflow_ids_to_ask,
 )
 from rules.volumes import claim_name
-from workflows.sweeper import (
-    SWEEP_ACTIVITY,
-    Removal,
-    SweepOrphansResult,
-    SweepRequest,
-)
 
 log = logging.getLogger("vmsnap.sweeper")
 _RESOURCES: dict[str, CustomResource] = {
@@ -219,7 +215,7 @@ class SweeperActivities:
             return dict.fromkeys(ids, "unknown")
         return self.workflow_states.states(ids)
 
-    @activity.defn(name=SWEEP_ACTIVITY)
+    @implements(SWEEP_ORPHANED_OBJECTS)
     def sweep_orphaned_objects(self, request: SweepRequest) -> SweepOrphansResult:
         """List, classify (ages in the workflow's time), and remove orphans in order."""
         sweep = request.input

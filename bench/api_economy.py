@@ -39,8 +39,8 @@ from bench.render.economy import REQUESTS_KEY
 from bench.render.load import THROTTLED_KEY
 from bench.report import record
 from bench.stopping import stop_on_sigterm_as_on_ctrl_c
+from contracts.snapshot import SnapshotVirtualMachineResult
 from starter.local_stack import REPO_ROOT
-from workflows.models import SnapshotVirtualMachineResult
 
 NOMINAL_CUT_MS = 200.0
 

@@ -34,9 +34,9 @@ from bench.render.freeze import KEY, figures_table
 from bench.report import record
 from bench.seeds import fleet_documents
 from bench.stopping import stop_on_sigterm_as_on_ctrl_c
+from contracts.snapshot import SnapshotVirtualMachineResult
 from rules.naming import snapshot_workflow_id
 from tests.support.sim import Sim
-from workflows.models import SnapshotVirtualMachineResult
 
 NS, CUT_MS, READY_MS = "bench", 200, 300
 CUT, READY = f"{CUT_MS}ms", f"{READY_MS}ms"

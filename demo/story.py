@@ -25,12 +25,12 @@ from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError, RPCStatusCode
 
+from contracts.common import TASK_QUEUE
+from contracts.schedule import schedule_id
 from rules.naming import snapshot_workflow_id
-from starter.sdk import schedule_id
 from workflows.search_attributes import OPERATION, VM_NAME, VM_NAMESPACE
 
 NAMESPACE = "demo"
-TASK_QUEUE = "vmsnap"
 
 
 def _cause(error: BaseException) -> str:

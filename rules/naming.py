@@ -7,7 +7,9 @@ workflow code and in clients.
 
 Rules (a contract: the CLI, the README and the records rely on them):
 - workflow ID of a snapshot: `snapshot/{namespace}/{name}`; of its deletion:
-  `delete-snapshot/{namespace}/{name}`.
+  `delete-snapshot/{namespace}/{name}`; of a restore or clone into a VM:
+  `restore/{namespace}/{target}`, `clone/{namespace}/{target}` (one at a time per
+  target). Each operation's contract module (`contracts/`) offers its own.
 - a snapshot started without a name is called `{vm}-{YYYYMMDD-HHMMSS}`, the
   UTC workflow time at its start.
 - VolumeSnapshot of a volume: `{snapshot}-{volume}`; content: `{snapshot}-content`.
@@ -22,16 +24,30 @@ from datetime import datetime
 
 SNAPSHOT_LABEL = "vmsnap.io/snapshot"  # on the records and VolumeSnapshots of a snapshot
 VM_LABEL = "vmsnap.io/vm"  # on the same objects: the VM they came from
+RESTORE_LABEL = "vmsnap.io/restore"  # on the PVCs a restore makes: the restore's name
+CLONE_LABEL = "vmsnap.io/clone"  # on the VM and PVCs a clone makes: the clone's name
 MAX_NAME = 253  # a DNS-1123 subdomain: object names
 MAX_LABEL = 63  # a DNS-1123 label and a label value
 
 
 def snapshot_workflow_id(namespace: str, name: str) -> str:
+    """`snapshot/{namespace}/{name}`: starting the same snapshot twice joins the first."""
     return f"snapshot/{namespace}/{name}"
 
 
 def delete_snapshot_workflow_id(namespace: str, name: str) -> str:
+    """`delete-snapshot/{namespace}/{name}`: one deletion of a snapshot at a time."""
     return f"delete-snapshot/{namespace}/{name}"
+
+
+def restore_workflow_id(namespace: str, target: str) -> str:
+    """`restore/{namespace}/{target}`: one restore per VM at a time."""
+    return f"restore/{namespace}/{target}"
+
+
+def clone_workflow_id(namespace: str, target: str) -> str:
+    """`clone/{namespace}/{target}`: one clone into a VM at a time."""
+    return f"clone/{namespace}/{target}"
 
 
 def generated_snapshot_name(vm: str, at: datetime) -> str:

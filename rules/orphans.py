@@ -29,14 +29,15 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from rules.naming import (
+    CLONE_LABEL,
+    RESTORE_LABEL,
     SNAPSHOT_LABEL,
+    clone_workflow_id,
     delete_snapshot_workflow_id,
     label_value,
+    restore_workflow_id,
     snapshot_workflow_id,
 )
-
-RESTORE_LABEL = "vmsnap.io/restore"  # as activities/restore.py writes it
-CLONE_LABEL = "vmsnap.io/clone"  # as activities/clone.py writes it
 
 ObjectKind = Literal["VolumeSnapshot", "VirtualMachineSnapshotContent", "PersistentVolumeClaim"]
 Operation = Literal["snapshot", "restore", "clone"]
@@ -52,16 +53,6 @@ OPERATION_LABELS: dict[ObjectKind, tuple[tuple[Operation, str], ...]] = {
 }
 # How restore and clone name themselves: `{target}-restore-{stamp}`, `{target}-clone-{stamp}`.
 _NAME_INFIX: dict[Operation, str] = {"restore": "-restore-", "clone": "-clone-"}
-
-
-def restore_workflow_id(namespace: str, target: str) -> str:
-    """Same rule as workflows.restore.restore_workflow_id (a unit test keeps them equal)."""
-    return f"restore/{namespace}/{target}"
-
-
-def clone_workflow_id(namespace: str, target: str) -> str:
-    """Same rule as workflows.clone.clone_workflow_id (a unit test keeps them equal)."""
-    return f"clone/{namespace}/{target}"
 
 
 class LabelledObject(BaseModel):

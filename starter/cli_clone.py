@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from contracts.clone import CloneVirtualMachineInput, CloneVirtualMachineResult
 from starter.cli_common import (
     NamespaceOption,
     Output,
@@ -27,7 +28,6 @@ from starter.cli_common import (
 )
 from starter.sdk import CloneFailed, InvalidRequest, VmsnapClient
 from starter.sdk_restore_clone import check_clone_input, check_mac
-from workflows.clone_models import CloneVirtualMachineInput, CloneVirtualMachineResult
 
 CLONE_FLAGS = {"namespace": "--namespace", "source_vm": "--from-vm",
                "source_snapshot": "--from-snapshot", "target": "", "new_mac_addresses":

@@ -140,7 +140,7 @@ def usage_error(message: str) -> NoReturn:
 
 
 def check_name(value: str, what: str, *, subdomain: bool = True) -> str:
-    from workflows.models import check_dns_label, check_dns_subdomain
+    from rules.validation import check_dns_label, check_dns_subdomain
 
     try:
         return (check_dns_subdomain if subdomain else check_dns_label)(value, what)

@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from contracts.restore import RestoreVirtualMachineInput, RestoreVirtualMachineResult
 from starter.cli_common import (
     NamespaceOption,
     Output,
@@ -27,7 +28,6 @@ from starter.cli_common import (
 )
 from starter.sdk import InvalidRequest, RestoreFailed, VmsnapClient
 from starter.sdk_restore_clone import check_restore_input
-from workflows.restore_models import RestoreVirtualMachineInput, RestoreVirtualMachineResult
 
 RESTORE_FLAGS = {"namespace": "--namespace", "snapshot": "", "target": "--target",
                  "running_vm_policy": "--running-vm-policy"}

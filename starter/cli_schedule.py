@@ -10,6 +10,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from contracts.schedule import ScheduledSnapshotInput, ScheduledSnapshotResult
+from contracts.snapshot import DeletionPolicy, Quiesce
 from rules.durations import format_go_duration
 from starter.cli_common import (
     EXIT_FAILED,
@@ -40,8 +42,6 @@ from starter.sdk import (
     ScheduleTiming,
     VmsnapClient,
 )
-from workflows.models import DeletionPolicy, Quiesce
-from workflows.scheduled import ScheduledSnapshotInput, ScheduledSnapshotResult
 
 app = typer.Typer(help="Snapshot VMs on a schedule, keeping the newest N.",
                   no_args_is_help=True)

@@ -9,6 +9,12 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from contracts.snapshot import (
+    DeletionPolicy,
+    Quiesce,
+    SnapshotVirtualMachineInput,
+    SnapshotVirtualMachineResult,
+)
 from starter.cli_common import (
     EXIT_FAILED,
     AllNamespacesOption,
@@ -34,12 +40,6 @@ from starter.cli_common import (
 from starter.plan import SnapshotPlan
 from starter.progress import follow_snapshot
 from starter.sdk import SnapshotFailed, SnapshotInfo, VmsnapClient
-from workflows.models import (
-    DeletionPolicy,
-    Quiesce,
-    SnapshotVirtualMachineInput,
-    SnapshotVirtualMachineResult,
-)
 
 app = typer.Typer(help="Take, list, inspect and delete VM snapshots.", no_args_is_help=True)
 

@@ -13,6 +13,8 @@ import typer
 from temporalio.client import WorkflowFailureError
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
+from contracts.sweep import WORKFLOW as SWEEP_WORKFLOW
+from contracts.sweep import SweepOrphansInput, SweepOrphansResult, sweep_workflow_id
 from starter.cli_common import (
     EXIT_FAILED,
     AllNamespacesOption,
@@ -30,12 +32,6 @@ from starter.cli_common import (
     usage_error,
 )
 from starter.sdk import VmsnapClient
-from workflows.sweeper import (
-    SWEEP_WORKFLOW,
-    SweepOrphansInput,
-    SweepOrphansResult,
-    sweep_workflow_id,
-)
 
 app = typer.Typer(help="Remove VolumeSnapshots, contents and PVCs that vmsnap made and that "
                        "no record or running workflow owns.")

@@ -22,6 +22,8 @@ from pathlib import Path
 
 import yaml
 
+from contracts.common import TASK_QUEUE
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 # Search attributes the workflows upsert; registered when the dev server starts.
@@ -313,7 +315,7 @@ def start_worker(
     state_dir: Path,
     temporal_address: str,
     kubeconfig: Path,
-    task_queue: str = "vmsnap",
+    task_queue: str = TASK_QUEUE,
     namespace: str = "default",
     name: str = "worker",
     extra_env: dict[str, str] | None = None,

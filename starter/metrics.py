@@ -14,7 +14,7 @@ from collections.abc import Mapping
 
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 
-from activities.metrics import BUCKET_OVERRIDES
+from contracts.reporting import BUCKET_OVERRIDES
 
 METRICS_ADDRESS_ENV = "VMSNAP_METRICS_ADDRESS"
 _ADDRESS = re.compile(r"(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):(?P<port>[0-9]{1,5})")

@@ -16,8 +16,8 @@ from pydantic import BaseModel, Field
 from cluster.client import Cluster
 from cluster.lock import LOCK_ANNOTATION, LockHolder
 from cluster.vms import vm_state_from
+from contracts.snapshot import PARTIAL_SNAPSHOT, Quiesce
 from rules.models import VmState, VolumeSelection
-from workflows.models import PARTIAL_SNAPSHOT, Quiesce
 from workflows.quiesce import MESSAGES, plan_quiesce
 
 VmCondition = Literal["Running", "Paused", "Stopped", "Starting", "Other"]

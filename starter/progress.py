@@ -19,9 +19,9 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
+from contracts.snapshot import SnapshotProgress, SnapshotVirtualMachineResult
 from rules.durations import format_go_duration
 from starter.sdk import SnapshotHandle, VmsnapError
-from workflows.models import SnapshotProgress, SnapshotVirtualMachineResult
 
 POLL_INTERVAL = 0.5
 

@@ -79,8 +79,34 @@ from cluster.client import Cluster
 from cluster.errors import ClusterError, ConfigurationError, NotFound
 from cluster.records import VIRTUAL_MACHINE_SNAPSHOTS, WORKFLOW_ID_ANNOTATION
 from cluster.snapshots import parse_time
+from contracts.clone import CloneVirtualMachineInput, CloneVirtualMachineResult
+from contracts.common import TASK_QUEUE as DEFAULT_TASK_QUEUE
+from contracts.delete_snapshot import WORKFLOW as DELETE_WORKFLOW
+from contracts.delete_snapshot import (
+    DeleteVirtualMachineSnapshotInput,
+    DeleteVirtualMachineSnapshotResult,
+)
+from contracts.restore import RestoreVirtualMachineInput, RestoreVirtualMachineResult
+from contracts.schedule import (
+    SCHEDULE_ID_PREFIX,
+    SCHEDULE_LABEL,
+    ScheduledSnapshotInput,
+    ScheduledSnapshotResult,
+    schedule_id,
+    scheduled_workflow_id,
+)
+from contracts.schedule import WORKFLOW as SCHEDULED_WORKFLOW
+from contracts.snapshot import WORKFLOW as SNAPSHOT_WORKFLOW
+from contracts.snapshot import (
+    Duration,
+    Quiesce,
+    SnapshotProgress,
+    SnapshotVirtualMachineInput,
+    SnapshotVirtualMachineResult,
+)
 from rules import naming
 from rules.durations import format_go_duration
+from rules.validation import check_dns_label
 from starter.connection import (
     ConnectionSettings,
     TemporalUnreachable,
@@ -88,27 +114,7 @@ from starter.connection import (
     load_connection_settings,
 )
 from starter.plan import SnapshotPlan, plan_snapshot
-from workflows.clone_models import CloneVirtualMachineInput, CloneVirtualMachineResult
-from workflows.models import (
-    DeleteVirtualMachineSnapshotInput,
-    DeleteVirtualMachineSnapshotResult,
-    Duration,
-    Quiesce,
-    SnapshotProgress,
-    SnapshotVirtualMachineInput,
-    SnapshotVirtualMachineResult,
-    check_dns_label,
-)
-from workflows.restore_models import RestoreVirtualMachineInput, RestoreVirtualMachineResult
-from workflows.scheduled import (
-    DELETE_WORKFLOW,
-    SCHEDULE_LABEL,
-    SCHEDULED_WORKFLOW,
-    SNAPSHOT_WORKFLOW,
-    ScheduledSnapshotInput,
-    ScheduledSnapshotResult,
-    child_search_attributes,
-)
+from workflows.scheduled import child_search_attributes
 from workflows.search_attributes import OPERATION, SNAPSHOT_PHASE, VM_NAME, VM_NAMESPACE
 
 if TYPE_CHECKING:
@@ -116,8 +122,6 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-DEFAULT_TASK_QUEUE = "vmsnap"
-SCHEDULE_ID_PREFIX = "vmsnap"
 SCHEDULE_MEMO = "vmsnap-timing"
 QUERY_TIMEOUT = timedelta(seconds=5)
 
@@ -455,14 +459,6 @@ def _check_cron_part(part: str, what: str, low: int, high: int, names: dict[str,
         raise bad("is a backwards range")
 
 
-def schedule_id(namespace: str, name: str) -> str:
-    """`vmsnap.{namespace}.{name}`: unique per Kubernetes namespace, no slash (UI URLs)."""
-    return f"{SCHEDULE_ID_PREFIX}.{namespace}.{name}"
-
-
-def scheduled_workflow_id(namespace: str, name: str) -> str:
-    """The ID of a schedule's runs (Temporal appends the scheduled time)."""
-    return f"scheduled-snapshot/{namespace}/{name}"
 
 
 def _check_names(**names: str) -> None:

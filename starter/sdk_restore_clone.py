@@ -28,7 +28,17 @@ from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.service import RPCError
 
 from cluster.apis import VIRTUAL_MACHINES
+from contracts.clone import WORKFLOW as CLONE_WORKFLOW
+from contracts.clone import CloneProgress, CloneVirtualMachineInput, CloneVirtualMachineResult
+from contracts.restore import WORKFLOW as RESTORE_WORKFLOW
+from contracts.restore import (
+    RestoreProgress,
+    RestoreVirtualMachineInput,
+    RestoreVirtualMachineResult,
+)
 from rules.clone_spec import CloneSpecError, check_mac, parse_patches, validate_filters
+from rules.naming import clone_workflow_id, restore_workflow_id
+from rules.validation import check_dns_label, check_dns_subdomain
 from starter.sdk import (
     AlreadyExists,
     CloneFailed,
@@ -40,23 +50,8 @@ from starter.sdk import (
     rpc_error,
     workflow_failure,
 )
-from workflows.clone import clone_workflow_id
-from workflows.clone_models import (
-    CloneProgress,
-    CloneVirtualMachineInput,
-    CloneVirtualMachineResult,
-)
-from workflows.models import check_dns_label, check_dns_subdomain
-from workflows.restore import restore_workflow_id
-from workflows.restore_models import (
-    RestoreProgress,
-    RestoreVirtualMachineInput,
-    RestoreVirtualMachineResult,
-)
 from workflows.scheduled import child_search_attributes
 
-RESTORE_WORKFLOW = "RestoreVirtualMachine"
-CLONE_WORKFLOW = "CloneVirtualMachine"
 QUERY_TIMEOUT = timedelta(seconds=5)
 
 R = TypeVar("R", bound=BaseModel)

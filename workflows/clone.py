@@ -1,45 +1,49 @@
 """`CloneVirtualMachine`: a new VM from a snapshot's content, or from a live VM.
 
-Steps, each registering its undo before it runs:
+Steps (`_clone` reads as them), each registering its undo before it runs:
 
-  1. check the input (filters, patches: nothing changes on a bad one), then the
-     record (`VirtualMachineClone`)
-  2. from `source_vm`: the target must be absent and every PVC/DataVolume disk
-     snapshot-eligible; then a temporary snapshot, taken by the snapshot
-     workflow as a child (`SnapshotInProgress`)
-  3. this run registered as a user of the snapshot; one new PVC per volume
-     from its VolumeSnapshot, Bound within `bound_wait` (`RestoreInProgress`)
-  4. the temporary snapshot deleted (child `DeleteVirtualMachineSnapshot`) once
-     the PVCs are Bound, or in the saga when the clone fails before
-  5. the new VM: the snapshot's VM copy transformed by `rules.clone_spec`
-     (MACs, serial, UUID, filters, patches, runStrategy) (`CreatingTargetVM`)
+  1. `_check_input`, `_check_source`, `_record`: filters and patches checked (nothing
+     changes on a bad one); from `source_vm`, the target must be absent and every
+     PVC/DataVolume disk snapshot-eligible; then the record (`VirtualMachineClone`)
+  2. `_take_temporary_snapshot`: from `source_vm`, a temporary snapshot, taken by the
+     snapshot workflow as a child (`SnapshotInProgress`)
+  3. `_register`, `_restore_pvcs`: this run registered as a user of the snapshot; one
+     new PVC per volume from its VolumeSnapshot, Bound within `bound_wait`
+     (`RestoreInProgress`; `workflows.restored_pvcs`, shared with the restore)
+  4. `_drop_temporary_snapshot`: deleted (child `DeleteVirtualMachineSnapshot`) once the
+     PVCs are Bound, or in the saga when the clone fails before
+  5. `_create_vm`: the snapshot's VM copy transformed by `rules.clone_spec` (MACs,
+     serial, UUID, filters, patches, runStrategy) (`CreatingTargetVM`)
 
-On failure or cancellation the saga deletes the target VM and PVCs this
-clone made (labelled `vmsnap.io/clone`) and the temporary snapshot, and marks
-the record Failed.
+On failure or cancellation the operation frame runs the saga: it deletes the target VM
+and PVCs this clone made (labelled `vmsnap.io/clone`) and the temporary snapshot, and
+marks the record Failed.
 
 Names: workflow ID `clone/{namespace}/{target}`; the clone is named
-`{target}-clone-{YYYYMMDD-HHMMSS}-{4 chars of the run ID}`, its PVCs
+`{target}-clone-{YYYYMMDD-HHMMSS}-{the last six hex digits of the run ID}`, its PVCs
 `{clone}-{volume}`, its temporary snapshot `{clone}-tmp`.
 """
 
 from __future__ import annotations
-
-from datetime import timedelta
 
 from pydantic import ValidationError
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError
 
 with workflow.unsafe.imports_passed_through():
-    import activities.restore_names as names
+    import contracts.delete_snapshot as delete_snapshot
+    import contracts.snapshot as snapshot
     import rules.naming as naming
     import workflows.saga as saga
-    from activities.events import CLONE_FAILED, CLONE_SUCCEEDED
-    from activities.metrics import record_compensation
-    from rules.clone_spec import CloneSpecError, parse_patches, validate_filters
-    from rules.models import PvcState
-    from workflows.clone_models import (
+    from contracts.clone import (
+        CHECK_CLONE_SOURCE,
+        CLONE_LABEL,
+        CREATE_CLONE_VM,
+        DELETE_CLONE_VM,
+        INVALID_CLONE_SPEC,
+        PREPARE_CLONE,
+        WORKFLOW,
+        WRITE_CLONE_RECORD,
         CheckCloneSourceInput,
         CloneProgress,
         CloneRecordInput,
@@ -49,264 +53,224 @@ with workflow.unsafe.imports_passed_through():
         CreateCloneVmInput,
         PrepareCloneInput,
     )
-    from workflows.failures import describe
-    from workflows.models import (
-        DeleteVirtualMachineSnapshotInput,
-        SnapshotVirtualMachineInput,
-        SnapshotVirtualMachineResult,
+    from contracts.common import SNAPSHOT_NOT_FOUND
+    from contracts.delete_snapshot import DeleteVirtualMachineSnapshotInput
+    from contracts.reporting import (
+        CLONE_FAILED,
+        CLONE_SUCCEEDED,
+        RECORD_VM_EVENT,
+        VmEventInput,
+        record_compensation,
     )
-    from workflows.reporting import record_vm_event
-    from workflows.restore_models import (
-        PvcsInput,
-        RestoredVolumeResult,
+    from contracts.restore import (
+        ADD_SNAPSHOT_USER,
+        REMOVE_SNAPSHOT_USER,
         RestorePlan,
         SnapshotUserInput,
     )
-    from workflows.saga import Saga, run_or_undo
-
-WAIT_GRACE = timedelta(seconds=60)
-WAIT_HEARTBEAT = timedelta(seconds=30)
-CLONE_LABEL = "vmsnap.io/clone"
-
-
-def clone_workflow_id(namespace: str, target: str) -> str:
-    return f"clone/{namespace}/{target}"
+    from contracts.snapshot import SnapshotVirtualMachineInput, SnapshotVirtualMachineResult
+    from rules.clone_spec import CloneSpecError, parse_patches, validate_filters
+    from workflows.failures import describe
+    from workflows.frame import Operation
+    from workflows.restored_pvcs import RestoredPvcs
 
 
-@workflow.defn(name="CloneVirtualMachine", failure_exception_types=[ValidationError])
-class CloneVirtualMachine:
+@workflow.defn(name=WORKFLOW, failure_exception_types=[ValidationError])
+class CloneVirtualMachine(Operation[CloneVirtualMachineInput, CloneVirtualMachineResult]):
     def __init__(self) -> None:
-        self._saga = Saga()
-        self._step = "starting"
-        self._input: CloneVirtualMachineInput | None = None
-        self._result: CloneVirtualMachineResult | None = None
+        super().__init__()
         self._plan: RestorePlan | None = None
+        self._pvcs: RestoredPvcs | None = None
         self._user_registered = False
 
     @workflow.run
     async def run(self, input: CloneVirtualMachineInput) -> CloneVirtualMachineResult:
-        self._input = input
         now = workflow.now()
         name = naming.bounded(
-            f"{input.target}-clone-{now:%Y%m%d-%H%M%S}-{saga.run_suffix()}",
-            naming.MAX_LABEL)
-        self._result = CloneVirtualMachineResult(
+            f"{input.target}-clone-{now:%Y%m%d-%H%M%S}-{saga.run_suffix()}", naming.MAX_LABEL)
+        self.begin(input, CloneVirtualMachineResult(
             namespace=input.namespace, name=name, target=input.target,
             source_vm=input.source_vm, source_snapshot=input.source_snapshot,
             snapshot=input.source_snapshot, phase="RestoreInProgress",
-            workflow_id=workflow.info().workflow_id, started_at=now)
+            workflow_id=workflow.info().workflow_id, started_at=now))
+        self._check_input()
+        await self.run_steps(self._clone())
+        await self.report()
+        return self.result
+
+    async def _clone(self) -> None:
+        await self._check_source()
+        await self._record()
+        await self._take_temporary_snapshot()
+        await self._register()
+        await self._restore_pvcs()
+        await self._drop_temporary_snapshot()
+        await self._create_vm()
+        await self._succeed()
+
+    @workflow.query(name="progress")
+    def progress(self) -> CloneProgress:
+        return CloneProgress(step=self.step, result=self.result,
+                             pending_compensations=self.saga.pending)
+
+    # ---- steps ------------------------------------------------------------------------------
+
+    def _check_input(self) -> None:
+        """Filters and patches that cannot apply fail the run before anything is made."""
+        input = self.input
         try:
             validate_filters(input.label_filters, "label")
             validate_filters(input.annotation_filters, "annotation")
             parse_patches(input.patches)
         except CloneSpecError as exc:
-            raise ApplicationError(str(exc), type=names.INVALID_CLONE_SPEC,
+            raise ApplicationError(str(exc), type=INVALID_CLONE_SPEC,
                                    non_retryable=True) from None
-        await run_or_undo(self._clone(), self._fail, lambda: self._step)
-        await self._report()
-        return self._require_result()
 
-    async def _report(self) -> None:
-        """An Event on the source VM when cloned from one, else on the clone: CloneSucceeded
-        or CloneFailed (a clone rolled back is gone, so a failure from a snapshot has none)."""
-        result = self._require_result()
-        ok = result.phase == "Succeeded"
-        await record_vm_event(
-            namespace=result.namespace, vm=result.source_vm or result.target, ok=ok,
-            action="Clone", snapshot=result.snapshot,
-            reason=CLONE_SUCCEEDED if ok else CLONE_FAILED,
-            message=f"cloned into {result.target}" if ok
-            else f"clone into {result.target} failed: {result.error}")
+    async def _check_source(self) -> None:
+        """From a VM: the target must be absent and every disk snapshot-eligible."""
+        input = self.input
+        if not input.source_vm:
+            return
+        self.enter("check source")
+        await saga.step(CHECK_CLONE_SOURCE, CheckCloneSourceInput(
+            namespace=input.namespace, vm=input.source_vm, target=input.target))
+        self.result.phase = "SnapshotInProgress"
 
-    async def _clone(self) -> None:
-        input, result = self._require_input(), self._require_result()
-        if input.source_vm:
-            self._enter("check source")
-            await saga.step(
-                names.CHECK_CLONE_SOURCE,
-                CheckCloneSourceInput(namespace=input.namespace, vm=input.source_vm,
-                                      target=input.target), bool)
-            result.phase = "SnapshotInProgress"
-        self._saga.add("mark the record Failed", self._write_record)
-        self._enter("record")
+    async def _record(self) -> None:
+        self.saga.add("mark the record Failed", self._write_record)
+        self.enter("record")
         await self._write_record()
-        if input.source_vm:
-            await self._take_temporary_snapshot(input.source_vm)
-        result.phase = "RestoreInProgress"
-        await self._register()
-        await self._restore_pvcs()
-        await self._drop_temporary_snapshot()
-        await self._create_vm()
+
+    async def _take_temporary_snapshot(self) -> None:
+        input, result = self.input, self.result
+        if not input.source_vm:
+            return
+        name = naming.bounded(f"{result.name}-tmp", naming.MAX_NAME)
+        result.snapshot, result.temporary_snapshot = name, True
+        self.saga.add("delete the temporary snapshot", self._delete_temporary_snapshot)
+        self.enter("snapshot")
+        await self._write_record()
+        await workflow.execute_child_workflow(
+            snapshot.WORKFLOW,
+            SnapshotVirtualMachineInput(namespace=input.namespace, vm=input.source_vm,
+                                        name=name),
+            id=snapshot.snapshot_workflow_id(input.namespace, name),
+            result_type=SnapshotVirtualMachineResult,
+            cancellation_type=workflow.ChildWorkflowCancellationType.WAIT_CANCELLATION_COMPLETED)
+
+    async def _register(self) -> None:
+        self.result.phase = "RestoreInProgress"
+        self.saga.add("unregister from the snapshot", self._unregister)
+        self.enter("register")
+        await saga.step(ADD_SNAPSHOT_USER, self._user_input())
+        self._user_registered = True
+
+    async def _restore_pvcs(self) -> None:
+        input, result = self.input, self.result
+        self.enter("restore PVCs")
+        await self._write_record()
+        plan = await saga.step(PREPARE_CLONE, PrepareCloneInput(
+            namespace=input.namespace, snapshot=result.snapshot or "", target=input.target,
+            clone_name=result.name))
+        self._plan = plan
+        self._pvcs = RestoredPvcs(input.namespace, result.name, CLONE_LABEL, "the clone's PVCs")
+        result.volumes = self._pvcs.plan(plan)
+        await self._pvcs.create(self.saga, plan)
+        await self._pvcs.wait_bound(plan, input.bound_wait)
+
+    async def _drop_temporary_snapshot(self) -> None:
+        """The PVCs are Bound: the temporary snapshot has served (also on later failure)."""
+        if self.result.temporary_snapshot:
+            self.enter("delete temporary snapshot")
+            await self._delete_temporary_snapshot()
+
+    async def _create_vm(self) -> None:
+        input, result, plan = self.input, self.result, self._require_plan()
+        result.phase = "CreatingTargetVM"
+        self.saga.add("delete the target VM", self._delete_vm)
+        self.enter("create VM")
+        await self._write_record()
+        await saga.step(CREATE_CLONE_VM, CreateCloneVmInput(
+            namespace=input.namespace, clone_name=result.name, spec=input,
+            snapshot_vm=plan.snapshot_vm,
+            claims={v.old_claim: v.pvc_name for v in plan.volumes}))
+
+    async def _succeed(self) -> None:
+        """Succeeded: nothing is undone any more; a kept snapshot is free to delete again."""
+        result = self.result
         saga.raise_if_cancelled()  # a cancel spent on a step that completed anyway
-        self._saga.clear()
+        self.saga.clear()
         result.phase = "Succeeded"
         result.finished_at = workflow.now()
-        self._enter("succeeded")
+        self.enter("succeeded")
         await self._write_record()
-        if self._user_registered:  # from a kept snapshot: it is free to delete again
+        if self._user_registered:
             try:
                 await self._unregister()
             except ActivityError as err:
                 workflow.logger.error("after the clone, unregistering failed: %s", err)
 
-    @workflow.query(name="progress")
-    def progress(self) -> CloneProgress:
-        return CloneProgress(step=self._step, result=self._require_result(),
-                             pending_compensations=self._saga.pending)
+    # ---- the frame's hooks --------------------------------------------------------------------
 
-    # ---- steps ------------------------------------------------------------------------------
+    def details(self) -> str:
+        result = self.result
+        return (f"**{self.step}** clone into {result.namespace}/{result.target}"
+                f" · phase {result.phase}")
 
-    async def _take_temporary_snapshot(self, vm: str) -> None:
-        input, result = self._require_input(), self._require_result()
-        snapshot = naming.bounded(f"{result.name}-tmp", naming.MAX_NAME)
-        result.snapshot, result.temporary_snapshot = snapshot, True
-        self._saga.add("delete the temporary snapshot", self._delete_temporary_snapshot)
-        self._enter("snapshot")
-        await self._write_record()
-        await workflow.execute_child_workflow(
-            "SnapshotVirtualMachine",
-            SnapshotVirtualMachineInput(namespace=input.namespace, vm=vm, name=snapshot),
-            id=naming.snapshot_workflow_id(input.namespace, snapshot),
-            result_type=SnapshotVirtualMachineResult,
-            cancellation_type=workflow.ChildWorkflowCancellationType.WAIT_CANCELLATION_COMPLETED)
-
-    async def _register(self) -> None:
-        self._saga.add("unregister from the snapshot", self._unregister)
-        self._enter("register")
-        await saga.step(names.ADD_SNAPSHOT_USER, self._user_input(), bool)
-        self._user_registered = True
-
-    async def _restore_pvcs(self) -> None:
-        input, result = self._require_input(), self._require_result()
-        self._enter("restore PVCs")
-        await self._write_record()
-        plan = await saga.step(
-            names.PREPARE_CLONE,
-            PrepareCloneInput(namespace=input.namespace, snapshot=result.snapshot or "",
-                              target=input.target, clone_name=result.name), RestorePlan)
-        self._plan = plan
-        result.volumes = [RestoredVolumeResult(volume_name=v.volume_name,
-                                               volume_snapshot=v.volume_snapshot,
-                                               pvc_name=v.pvc_name) for v in plan.volumes]
-        self._saga.add("delete the clone's PVCs", self._delete_pvcs)
-        await saga.step(
-            names.CREATE_RESTORED_PVCS,
-            PvcsInput(namespace=input.namespace, pvcs=[v.pvc_body for v in plan.volumes]),
-            list[str])
-        if not plan.volumes:
-            return
-        bound = timedelta(seconds=input.bound_wait)
-        states = await saga.step(
-            names.WAIT_RESTORED_PVCS_BOUND,
-            PvcsInput(namespace=input.namespace, names=[v.pvc_name for v in plan.volumes],
-                      timeout_seconds=input.bound_wait),
-            list[PvcState], start_to_close=bound + WAIT_GRACE, heartbeat=WAIT_HEARTBEAT,
-            schedule_to_close=bound + WAIT_GRACE * 2)
-        phases = {s.name: s.phase for s in states}
-        for volume in result.volumes:
-            volume.phase = phases.get(volume.pvc_name)
-
-    async def _drop_temporary_snapshot(self) -> None:
-        """The PVCs are Bound: the temporary snapshot has served (also on later failure)."""
-        result = self._require_result()
-        if result.temporary_snapshot:
-            self._enter("delete temporary snapshot")
-            await self._delete_temporary_snapshot()
-
-    async def _create_vm(self) -> None:
-        input, result, plan = self._require_input(), self._require_result(), self._require_plan()
-        result.phase = "CreatingTargetVM"
-        self._saga.add("delete the target VM", self._delete_vm)
-        self._enter("create VM")
-        await self._write_record()
-        await saga.step(
-            names.CREATE_CLONE_VM,
-            CreateCloneVmInput(namespace=input.namespace, clone_name=result.name, spec=input,
-                               snapshot_vm=plan.snapshot_vm,
-                               claims={v.old_claim: v.pvc_name for v in plan.volumes}),
-            bool)
+    async def report(self) -> None:
+        """An Event on the source VM when cloned from one, else on the clone: CloneSucceeded
+        or CloneFailed (a clone rolled back is gone, so a failure from a snapshot has none)."""
+        result = self.result
+        ok = result.phase == "Succeeded"
+        if not ok:
+            record_compensation(workflow.metric_meter(), "clone")  # not emitted on replay
+        await saga.report(RECORD_VM_EVENT, VmEventInput(
+            namespace=result.namespace, vm=result.source_vm or result.target, action="Clone",
+            snapshot=result.snapshot, reason=CLONE_SUCCEEDED if ok else CLONE_FAILED,
+            type="Normal" if ok else "Warning",
+            message=f"cloned into {result.target}" if ok
+            else f"clone into {result.target} failed: {result.error}"))
 
     # ---- compensation -----------------------------------------------------------------------
 
-    async def _fail(self, reason: str, error_type: str) -> ApplicationError:
-        result = self._require_result()
-        self._enter("compensating")
-        result.phase = "Failed"
-        result.error, result.error_type = reason, error_type
-        result.finished_at = workflow.now()
-        result.cleanup_errors = await self._saga.compensate()
-        record_compensation(workflow.metric_meter(), "clone")  # not emitted on replay
-        await self._report()
-        self._enter("failed")
-        return ApplicationError(reason, result, type=error_type, non_retryable=True)
-
     async def _unregister(self) -> None:
-        await saga.compensation(names.REMOVE_SNAPSHOT_USER, self._user_input())
+        await saga.compensation(REMOVE_SNAPSHOT_USER, self._user_input())
         self._user_registered = False
 
     async def _delete_temporary_snapshot(self) -> None:
-        input, result = self._require_input(), self._require_result()
+        input, result = self.input, self.result
         if result.temporary_snapshot_deleted or not result.snapshot:
             return
         if self._user_registered:
             await self._unregister()
         try:
             await workflow.execute_child_workflow(
-                "DeleteVirtualMachineSnapshot",
+                delete_snapshot.WORKFLOW,
                 DeleteVirtualMachineSnapshotInput(namespace=input.namespace,
                                                   name=result.snapshot),
-                id=naming.delete_snapshot_workflow_id(input.namespace, result.snapshot))
+                id=delete_snapshot.delete_snapshot_workflow_id(input.namespace, result.snapshot))
         except ChildWorkflowError as err:
             message, error_type = describe(err)
-            if error_type != "SnapshotNotFound":
+            if error_type != SNAPSHOT_NOT_FOUND:
                 raise ApplicationError(f"deleting the temporary snapshot: {message}",
                                        type=error_type) from err
         result.temporary_snapshot_deleted = True
 
-    async def _delete_pvcs(self) -> None:
-        input, result = self._require_input(), self._require_result()
-        await saga.compensation(
-            names.DELETE_RESTORED_PVCS,
-            PvcsInput(namespace=input.namespace, names=[v.pvc_name for v in result.volumes],
-                      restore_name=result.name, owner_label=CLONE_LABEL))
-
     async def _delete_vm(self) -> None:
-        input, result = self._require_input(), self._require_result()
-        await saga.compensation(
-            names.DELETE_CLONE_VM,
-            CloneVmRef(namespace=input.namespace, target=input.target, clone_name=result.name))
+        await saga.compensation(DELETE_CLONE_VM, CloneVmRef(
+            namespace=self.input.namespace, target=self.input.target,
+            clone_name=self.result.name))
 
     async def _write_record(self) -> None:
-        await saga.step(
-            names.WRITE_CLONE_RECORD,
-            CloneRecordInput(namespace=self._require_input().namespace,
-                             result=self._require_result()), bool)
+        await saga.step(WRITE_CLONE_RECORD,
+                        CloneRecordInput(namespace=self.input.namespace, result=self.result))
 
     # ---- helpers ----------------------------------------------------------------------------
 
-    def _enter(self, step: str) -> None:
-        self._step = step
-        result = self._require_result()
-        workflow.set_current_details(f"**{step}** clone into {result.namespace}/{result.target}"
-                                     f" · phase {result.phase}")
-
     def _user_input(self) -> SnapshotUserInput:
-        return SnapshotUserInput(namespace=self._require_input().namespace,
-                                 snapshot=self._require_result().snapshot or "",
-                                 operation="clone")
-
-
-    def _require_input(self) -> CloneVirtualMachineInput:
-        assert self._input is not None, "the workflow has not started"
-        return self._input
-
-    def _require_result(self) -> CloneVirtualMachineResult:
-        assert self._result is not None, "the workflow has not started"
-        return self._result
+        return SnapshotUserInput(namespace=self.input.namespace,
+                                 snapshot=self.result.snapshot or "", operation="clone")
 
     def _require_plan(self) -> RestorePlan:
         assert self._plan is not None, "the clone is planned before its VM is made"
         return self._plan
-
-
-

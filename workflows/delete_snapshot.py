@@ -1,89 +1,105 @@
 """`DeleteVirtualMachineSnapshot`: remove a snapshot's VolumeSnapshots, content and record.
 
-  1. `prepare_snapshot_deletion`  refuse while the snapshot is being taken or is in
-                                  use by a running restore/clone; else phase Deleting
-  2. `delete_volume_snapshots`    unless the deletion policy is Retain
-  3. `delete_snapshot_content`
-  4. `delete_snapshot_record`
+  1. `_prepare`                 refuse while the snapshot is being taken or is in use by
+                                a running restore/clone; else phase Deleting
+  2. `_delete_volume_snapshots` unless the deletion policy is Retain
+  3. `_delete_content`
+  4. `_delete_record`
 
-Every step is idempotent, so a retried or repeated deletion finishes the job.
-Workflow ID: `delete-snapshot/{namespace}/{name}`.
+Every step is idempotent, so a retried or repeated deletion finishes the job; nothing
+is undone when one fails for good (the operation frame then fails the workflow with
+the step's message and type). Workflow ID: `delete-snapshot/{namespace}/{name}`.
 """
 
 from __future__ import annotations
 
-from datetime import timedelta
-from typing import TypeVar
-
 from pydantic import ValidationError
 from temporalio import workflow
-from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
-    import activities.names as names
     import rules.naming as naming
-    from activities.models import DeletionPlan, ObjectRef, VolumeSnapshotsInput
-    from workflows.failures import step_failure
-    from workflows.models import (
+    import workflows.saga as saga
+    from contracts.common import ObjectRef
+    from contracts.delete_snapshot import (
+        DELETE_SNAPSHOT_RECORD,
+        PREPARE_SNAPSHOT_DELETION,
+        WORKFLOW,
         DeleteVirtualMachineSnapshotInput,
         DeleteVirtualMachineSnapshotResult,
+        DeletionPlan,
     )
+    from contracts.snapshot import (
+        DELETE_SNAPSHOT_CONTENT,
+        DELETE_VOLUME_SNAPSHOTS,
+        VolumeSnapshotsInput,
+    )
+    from workflows.frame import Operation
 
-T = TypeVar("T")
 
-STEP_TIMEOUT = timedelta(seconds=30)
-STEP_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), backoff_coefficient=2.0,
-                         maximum_interval=timedelta(seconds=10))
-
-
-@workflow.defn(name="DeleteVirtualMachineSnapshot", failure_exception_types=[ValidationError])
-class DeleteVirtualMachineSnapshot:
+@workflow.defn(name=WORKFLOW, failure_exception_types=[ValidationError])
+class DeleteVirtualMachineSnapshot(
+    Operation[DeleteVirtualMachineSnapshotInput, DeleteVirtualMachineSnapshotResult]
+):
     def __init__(self) -> None:
-        self._step = "starting"
+        super().__init__()
+        self._plan: DeletionPlan | None = None
 
     @workflow.run
     async def run(
         self, input: DeleteVirtualMachineSnapshotInput
     ) -> DeleteVirtualMachineSnapshotResult:
-        ref = ObjectRef(namespace=input.namespace, name=input.name)
-        plan = await self._step_activity("check", names.PREPARE_SNAPSHOT_DELETION, ref,
-                                         DeletionPlan)
-        result = DeleteVirtualMachineSnapshotResult(
-            namespace=input.namespace, name=input.name, deletion_policy=plan.deletion_policy)
-        if plan.deletion_policy == "Delete":
-            result.deleted_volume_snapshots = await self._step_activity(
-                "delete VolumeSnapshots", names.DELETE_VOLUME_SNAPSHOTS,
-                VolumeSnapshotsInput(namespace=input.namespace, names=plan.volume_snapshots,
-                                     snapshot=input.name),
-                list[str])
-        else:
-            result.retained_volume_snapshots = list(plan.volume_snapshots)
-        content = plan.content_name or naming.content_name(input.name)
-        result.content_deleted = await self._step_activity(
-            "delete content", names.DELETE_SNAPSHOT_CONTENT,
-            ObjectRef(namespace=input.namespace, name=content), bool)
-        result.record_deleted = await self._step_activity(
-            "delete record", names.DELETE_SNAPSHOT_RECORD, ref, bool)
-        self._enter("done")
-        return result
+        self.begin(input, DeleteVirtualMachineSnapshotResult(
+            namespace=input.namespace, name=input.name))
+        await self.run_steps(self._delete())
+        self.result.phase = "Succeeded"
+        return self.finish()
+
+    async def _delete(self) -> None:
+        await self._prepare()
+        await self._delete_volume_snapshots()
+        await self._delete_content()
+        await self._delete_record()
 
     @workflow.query(name="progress")
     def progress(self) -> str:
-        return self._step
+        return self.step
 
-    def _enter(self, step: str) -> None:
-        self._step = step
-        workflow.set_current_details(f"**{step}**")
+    def details(self) -> str:
+        return f"**{self.step}** snapshot {self.input.namespace}/{self.input.name}"
 
-    async def _step_activity(
-        self, step: str, name: str, arg: object, result_type: type[T]
-    ) -> T:
-        """Run a step; its failure fails the workflow with the activity's message and type."""
-        self._enter(step)
-        try:
-            return await workflow.execute_activity(
-                name, arg, result_type=result_type, start_to_close_timeout=STEP_TIMEOUT,
-                retry_policy=STEP_RETRY)
-        except ActivityError as err:
-            raise step_failure(step, err) from err
+    # ---- steps ----------------------------------------------------------------------------
+
+    async def _prepare(self) -> None:
+        self.enter("check")
+        self._plan = await saga.step(PREPARE_SNAPSHOT_DELETION, self._record_ref())
+        self.result.deletion_policy = self._plan.deletion_policy
+
+    async def _delete_volume_snapshots(self) -> None:
+        plan, result = self._require_plan(), self.result
+        if plan.deletion_policy != "Delete":
+            result.retained_volume_snapshots = list(plan.volume_snapshots)
+            return
+        self.enter("delete VolumeSnapshots")
+        result.deleted_volume_snapshots = await saga.step(
+            DELETE_VOLUME_SNAPSHOTS,
+            VolumeSnapshotsInput(namespace=self.input.namespace, names=plan.volume_snapshots,
+                                 snapshot=self.input.name))
+
+    async def _delete_content(self) -> None:
+        self.enter("delete content")
+        content = self._require_plan().content_name or naming.content_name(self.input.name)
+        self.result.content_deleted = await saga.step(
+            DELETE_SNAPSHOT_CONTENT, ObjectRef(namespace=self.input.namespace, name=content))
+
+    async def _delete_record(self) -> None:
+        self.enter("delete record")
+        self.result.record_deleted = await saga.step(DELETE_SNAPSHOT_RECORD, self._record_ref())
+
+    # ---- helpers --------------------------------------------------------------------------
+
+    def _record_ref(self) -> ObjectRef:
+        return ObjectRef(namespace=self.input.namespace, name=self.input.name)
+
+    def _require_plan(self) -> DeletionPlan:
+        assert self._plan is not None, "the deletion is planned in step 1"
+        return self._plan

@@ -7,6 +7,7 @@ activity's message (prefixed with the step) and its stable error type.
 
 from __future__ import annotations
 
+from temporalio import workflow
 from temporalio.exceptions import (
     ActivityError,
     ApplicationError,
@@ -15,7 +16,8 @@ from temporalio.exceptions import (
 )
 from temporalio.exceptions import TimeoutError as ActivityTimeout
 
-CANCELED = "Canceled"
+with workflow.unsafe.imports_passed_through():
+    from contracts.common import CANCELED
 
 
 def describe(error: BaseException) -> tuple[str, str]:

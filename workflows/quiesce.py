@@ -18,8 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from rules.models import VmState
-from workflows.models import (
+from contracts.snapshot import (
     GUEST_AGENT,
     NO_GUEST_AGENT,
     ONLINE,
@@ -30,6 +29,7 @@ from workflows.models import (
     QUIESCE_TIMEOUT,
     Quiesce,
 )
+from rules.models import VmState
 
 MESSAGES: dict[str, str] = {
     ONLINE: "the VM was running during the snapshot",

@@ -11,18 +11,21 @@ compensation does not stop the others: its error is collected and reported.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, TypeVar
 
-from pydantic import BaseModel
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError
 
-from workflows.failures import CANCELED, describe
+with workflow.unsafe.imports_passed_through():
+    from contracts.activity import ActivityRef
+
+I = TypeVar("I")  # noqa: E741 - as in contracts.activity
+O = TypeVar("O")  # noqa: E741
+T = TypeVar("T")
 
 Compensation = Callable[[], Awaitable[object]]
 
@@ -72,32 +75,32 @@ class Saga:
         return [e for e in backwards if e.urgent] + [e for e in backwards if not e.urgent]
 
 
-T = TypeVar("T")
-
 STEP_TIMEOUT = timedelta(seconds=30)
 STEP_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), backoff_coefficient=2.0,
                          maximum_interval=timedelta(seconds=10))
 COMPENSATION_TIMEOUT = timedelta(minutes=5)
 COMPENSATION_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), backoff_coefficient=2.0,
                                  maximum_interval=timedelta(seconds=15))
+REPORT_TIMEOUT = timedelta(seconds=30)
+REPORT_RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=500), maximum_attempts=3)
 
 
 async def step(
-    name: str,
-    arg: BaseModel,
-    result_type: type[T],
+    activity: ActivityRef[I, O],
+    arg: I,
     *,
     start_to_close: timedelta = STEP_TIMEOUT,
     schedule_to_close: timedelta | None = None,
     heartbeat: timedelta | None = None,
     retry: RetryPolicy = STEP_RETRY,
-) -> T:
+) -> O:
     """A step's activity, waited for even when cancelled: no step outlives its undo."""
-    return await workflow.execute_activity(
-        name, arg, result_type=result_type, start_to_close_timeout=start_to_close,
+    result: O = await workflow.execute_activity(
+        activity.name, arg, result_type=activity.output, start_to_close_timeout=start_to_close,
         schedule_to_close_timeout=schedule_to_close, heartbeat_timeout=heartbeat,
         retry_policy=retry,
         cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED)
+    return result
 
 
 LOCAL_STEP_TIMEOUT = timedelta(seconds=30)
@@ -107,13 +110,12 @@ LOCAL_RETRY_THRESHOLD = timedelta(seconds=20)
 
 
 async def local_step(
-    name: str,
-    arg: BaseModel,
-    result_type: type[T],
+    activity: ActivityRef[I, O],
+    arg: I,
     *,
     start_to_close: timedelta = LOCAL_STEP_TIMEOUT,
     retry: RetryPolicy = STEP_RETRY,
-) -> T:
+) -> O:
     """A short step (a few Kubernetes requests) as a local activity, waited for even when
     cancelled.
 
@@ -125,15 +127,16 @@ async def local_step(
     loses only the workflow task: the next worker runs the step again (every step is
     idempotent).
     """
-    return await workflow.execute_local_activity(
-        name, arg, result_type=result_type, start_to_close_timeout=start_to_close,
+    result: O = await workflow.execute_local_activity(
+        activity.name, arg, result_type=activity.output, start_to_close_timeout=start_to_close,
         retry_policy=retry, local_retry_threshold=LOCAL_RETRY_THRESHOLD,
         cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED)
+    return result
 
 
 async def compensation(
-    name: str,
-    arg: BaseModel,
+    activity: ActivityRef[I, O],
+    arg: I,
     *,
     start_to_close: timedelta = STEP_TIMEOUT,
     schedule_to_close: timedelta = COMPENSATION_TIMEOUT,
@@ -141,8 +144,23 @@ async def compensation(
 ) -> None:
     """An undo's activity: retried for longer than a step, since giving up leaves debris."""
     await workflow.execute_activity(
-        name, arg, start_to_close_timeout=start_to_close,
+        activity.name, arg, result_type=activity.output, start_to_close_timeout=start_to_close,
         schedule_to_close_timeout=schedule_to_close, retry_policy=retry)
+
+
+async def report(activity: ActivityRef[I, O], arg: I, *, local: bool = False) -> None:
+    """A courtesy (an Event, metrics): retried briefly; its failure is logged, not raised."""
+    try:
+        if local:
+            await workflow.execute_local_activity(
+                activity.name, arg, result_type=activity.output,
+                start_to_close_timeout=REPORT_TIMEOUT, retry_policy=REPORT_RETRY)
+        else:
+            await workflow.execute_activity(
+                activity.name, arg, result_type=activity.output,
+                start_to_close_timeout=REPORT_TIMEOUT, retry_policy=REPORT_RETRY)
+    except ActivityError as error:
+        workflow.logger.warning("reporting through %s failed: %s", activity.name, error)
 
 
 def raise_if_cancelled() -> None:
@@ -170,32 +188,7 @@ async def to_completion(work: Coroutine[Any, Any, T]) -> T:
 
 
 STEP_FAILURES = (ActivityError, ApplicationError, ChildWorkflowError)
-
-
-async def run_or_undo(
-    steps: Coroutine[Any, Any, None],
-    fail: Callable[[str, str], Coroutine[Any, Any, ApplicationError]],
-    current_step: Callable[[], str],
-) -> None:
-    """Run a workflow's steps; when one fails for good or the workflow is cancelled, raise
-    what `fail(reason, error type)` returns (it runs the saga and attaches the result).
-
-    A cancel is answered the same way whenever it lands, during a step or between two:
-    the steps are stopped and waited for (no step outlives its undo), then the workflow
-    fails with type `Canceled` and the result, rather than ending as cancelled.
-    """
-    task = asyncio.create_task(steps)
-    try:
-        await task
-    except asyncio.CancelledError:
-        if not task.done():
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, *STEP_FAILURES):
-                await task
-        raise await to_completion(fail("canceled", CANCELED)) from None
-    except STEP_FAILURES as error:
-        message, error_type = describe(error)
-        raise await fail(f"{current_step()}: {message}", error_type) from error
+"""What a step may fail with for good: the saga runs. Anything else is a bug."""
 
 
 def run_suffix() -> str:

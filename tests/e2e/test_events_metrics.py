@@ -26,12 +26,9 @@ from temporalio.client import Client, WorkflowFailureError
 from temporalio.worker import Worker
 
 import worker as worker_module
-from activities.events import (
-    SNAPSHOT_FAILED,
-    SNAPSHOT_SUCCEEDED,
-)
 from cluster.client import Cluster
 from cluster.events import EventOperations, event_name, vm_event_body
+from contracts.reporting import SNAPSHOT_FAILED, SNAPSHOT_SUCCEEDED
 from rules.naming import snapshot_workflow_id
 from starter.connection import connect, load_connection_settings
 from starter.local_stack import DevServerProcess

@@ -15,15 +15,14 @@ from typing import Any
 
 import pytest
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ApplicationError, CancelledError
 
-from rules.naming import snapshot_workflow_id
+from contracts.common import CANCELED
+from contracts.restore import RestoreProgress, RestoreVirtualMachineResult
+from contracts.snapshot import SnapshotVirtualMachineResult
+from rules.naming import restore_workflow_id, snapshot_workflow_id
 from starter.local_stack import REPO_ROOT, DevServerProcess
 from tests.e2e.conftest import Stack, StartStack
-from workflows.failures import CANCELED
-from workflows.models import SnapshotVirtualMachineResult
-from workflows.restore import restore_workflow_id
-from workflows.restore_models import RestoreProgress, RestoreVirtualMachineResult
 
 pytestmark = pytest.mark.e2e
 
@@ -289,9 +288,9 @@ async def test_a_cancelled_restore_leaves_the_vm_as_it_was(restore_stack: Stack)
     finally:
         restore_stack.sim.kubectl("annotate", "volumesnapshotclass", "csi-snap",
                                   "sim.vmsnap.io/bind-latency-")
-    cause = caught.value.cause
-    assert isinstance(cause, ApplicationError) and cause.type == CANCELED, cause
-    details = RestoreVirtualMachineResult.model_validate(cause.details[0])
+    assert isinstance(caught.value.cause, CancelledError), caught.value.cause  # Canceled
+    details = (await handle.query("progress", result_type=RestoreProgress)).result
+    assert details.phase == "Failed" and details.error_type == CANCELED, details
     assert details.stopped_vm and not details.cleanup_errors and details.volumes
     assert all(p["metadata"].get("deletionTimestamp")
                for p in restored_pvcs(restore_stack, details.name))

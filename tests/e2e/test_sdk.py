@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 import pytest
 
 from cluster.client import Cluster
+from contracts.snapshot import SnapshotVirtualMachineInput
 from starter.sdk import (
     AlreadyExists,
     ObjectNotFound,
@@ -24,7 +25,6 @@ from starter.sdk import (
 )
 from tests.conftest import SEEDS
 from tests.e2e.conftest import Stack, StartStack
-from workflows.models import SnapshotVirtualMachineInput
 
 pytestmark = pytest.mark.e2e
 

@@ -14,6 +14,9 @@ from pathlib import Path
 import pytest
 
 from cluster.client import Cluster
+from contracts.clone import CloneVirtualMachineInput
+from contracts.restore import RestoreVirtualMachineInput
+from contracts.snapshot import SnapshotVirtualMachineInput
 from starter.sdk import (
     AlreadyExists,
     CloneFailed,
@@ -22,9 +25,6 @@ from starter.sdk import (
     VmsnapClient,
 )
 from tests.e2e.conftest import Stack, StartStack
-from workflows.clone_models import CloneVirtualMachineInput
-from workflows.models import SnapshotVirtualMachineInput
-from workflows.restore_models import RestoreVirtualMachineInput
 
 pytestmark = pytest.mark.e2e
 

@@ -21,14 +21,11 @@ import pytest
 from temporalio.client import Client, WorkflowFailureError
 from temporalio.exceptions import ApplicationError
 
+from contracts.delete_snapshot import DeleteVirtualMachineSnapshotResult
+from contracts.snapshot import SnapshotProgress, SnapshotVirtualMachineResult
 from rules.naming import delete_snapshot_workflow_id, snapshot_workflow_id
 from starter.local_stack import REPO_ROOT, DevServerProcess
 from tests.e2e.conftest import Stack, StartStack
-from workflows.models import (
-    DeleteVirtualMachineSnapshotResult,
-    SnapshotProgress,
-    SnapshotVirtualMachineResult,
-)
 
 pytestmark = pytest.mark.e2e
 

@@ -2,7 +2,7 @@
 
 A few snapshots, each thawed right after its last cut and far below the 1.6 s
 a one-by-one approach would take, with no more Kubernetes requests and history
-events than today (see the guards' comment for the aims of issue 6). The benchmark with
+events than the benchmarks' aims allow (see the guards' comment). The benchmark with
 the figures of record is `python -m bench.freeze_window` (docs/benchmarks.md).
 """
 
@@ -19,11 +19,12 @@ import pytest
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
-from activities import cut, errors
+from activities import cut
 from activities.cut import GuestCut
-from activities.models import CutInput, FreezePlan, PlannedVolumeSnapshot
 from bench.freeze_window import BenchStack, snapshot_once, summary
 from cluster.client import Cluster, load_api_client
+from contracts import common as error_types
+from contracts.snapshot import CutInput, FreezePlan, PlannedVolumeSnapshot
 from rules.models import VolumeSnapshotState
 from rules.naming import SNAPSHOT_LABEL, label_value
 from tests.conftest import StartSim
@@ -58,8 +59,9 @@ async def test_eight_disks_are_frozen_only_as_long_as_the_storage_needs(
         assert run.window_ms < 2 * run.slowest_cut_ms  # the storage, not us, sets the window
         assert 0 <= run.after_last_cut_ms < 250  # thawed right after the last cut
         assert run.reported_ms is not None and run.reported_ms >= run.window_ms - 5
-        # Issue 6's aims, held: at most 8 + 3 x disks = 32 requests (26 today; 27 when the
-        # cut's watch is re-opened) and 30 + 6 x disks = 78 history events (28 today, flat).
+        # The benchmarks' aims (docs/benchmarks.md): at most 8 + 3 x disks = 32 requests
+        # (26 in the benchmark; 27 when the cut's watch is re-opened) and 30 + 6 x disks = 78
+        # history events (about 28, flat).
         # PVCs come from the worker's watch-fed cache: its first snapshot in the namespace
         # lists them once (and starts the watch), the next ones ask nothing about PVCs.
         assert run.requests <= 8 + 3 * DISKS, " ".join(
@@ -168,7 +170,7 @@ def test_a_required_freeze_that_fails_abandons_the_waiting_creates(start_sim: St
     finally:
         cluster.close()
         sim.process.stop()
-    assert failed.value.type == errors.FREEZE_FAILED
+    assert failed.value.type == error_types.FREEZE_FAILED
     assert [r for r in log if r["subresource"] == "freeze"], "the freeze was tried"
     assert not [r for r in log if r["resource"] == "volumesnapshots"], "nothing was created"
     assert "create" not in [kind for kind, _ in cluster.calls]

@@ -32,13 +32,13 @@ from temporalio.client import (
 )
 
 from cluster.client import Cluster
+from contracts.sweep import sweeper_schedule_id
 from rules.naming import snapshot_selector, snapshot_workflow_id
 from starter.local_stack import REPO_ROOT, DevServerProcess
 from tests.conftest import Stack
 from tests.support.background import Background, register
 from tests.support.stacks import OwnStacks, own_stacks
 from tests.workflows.test_sweeper import make_content, make_restore_pvc, make_volume_snapshot
-from worker import sweeper_schedule_id
 
 pytestmark = pytest.mark.e2e
 

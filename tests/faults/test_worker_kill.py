@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from rules.naming import clone_workflow_id, restore_workflow_id
 from tests.faults.conftest import (
     Background,
     FaultStack,
@@ -31,8 +32,6 @@ from tests.faults.conftest import (
 )
 from tests.faults.invariants import check_invariants, list_all, snapshot_phases
 from tests.faults.seeds import SIM, VmSeed
-from workflows.clone import clone_workflow_id
-from workflows.restore import restore_workflow_id
 
 CUT = SIM + "cut-latency"
 READY = SIM + "ready-latency"

@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 
 from rich.console import Console
 
+from contracts.snapshot import SnapshotProgress, VolumeProgress
 from starter.progress import counts, panel, plain_line, status_key
-from workflows.models import SnapshotProgress, VolumeProgress
 
 CUT = datetime(2026, 11, 26, 2, 0, tzinfo=UTC)
 

@@ -10,12 +10,12 @@ import pytest
 from pydantic import ValidationError
 from typer.testing import CliRunner
 
+from contracts.clone import CloneVirtualMachineInput
+from contracts.restore import RestoreVirtualMachineInput
 from starter.cli import app
 from starter.cli_clone import parse_macs
 from starter.sdk import InvalidRequest
 from starter.sdk_restore_clone import check_clone_input, check_mac, check_restore_input
-from workflows.clone_models import CloneVirtualMachineInput
-from workflows.restore_models import RestoreVirtualMachineInput
 
 
 def test_mac_pairs() -> None:

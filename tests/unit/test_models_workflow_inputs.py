@@ -10,11 +10,8 @@ from pydantic import ValidationError
 from temporalio.api.common.v1 import Payload
 from temporalio.contrib.pydantic import pydantic_data_converter
 
-from workflows.models import (
-    DeleteVirtualMachineSnapshotInput,
-    SnapshotVirtualMachineInput,
-    SnapshotVirtualMachineResult,
-)
+from contracts.delete_snapshot import DeleteVirtualMachineSnapshotInput
+from contracts.snapshot import SnapshotVirtualMachineInput, SnapshotVirtualMachineResult
 
 
 def from_cli(text: str) -> SnapshotVirtualMachineInput:

@@ -6,6 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from rules.naming import clone_workflow_id as real_clone_workflow_id
+from rules.naming import restore_workflow_id as real_restore_workflow_id
 from rules.orphans import (
     LabelledObject,
     RecordFacts,
@@ -18,8 +20,6 @@ from rules.orphans import (
     restore_workflow_id,
     workflow_ids_to_ask,
 )
-from workflows.clone import clone_workflow_id as real_clone_workflow_id
-from workflows.restore import restore_workflow_id as real_restore_workflow_id
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 OLD = NOW - timedelta(hours=2)

@@ -8,13 +8,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from pydantic import ValidationError
 
-from starter.sdk import ScheduleTiming, check_cron, schedule_id
-from workflows.scheduled import (
-    ScheduledSnapshotInput,
-    ScheduledSnapshotRecord,
-    check_selector,
-    retention_plan,
-)
+from contracts.schedule import ScheduledSnapshotInput, schedule_id
+from rules.retention import ScheduledSnapshotRecord, retention_plan
+from rules.validation import check_selector
+from starter.sdk import ScheduleTiming, check_cron
 
 T0 = datetime(2026, 11, 26, 2, 0, tzinfo=UTC)
 

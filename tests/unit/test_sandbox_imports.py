@@ -22,7 +22,8 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from worker import WORKFLOWS
 
-OUR_PACKAGES = ("activities", "cluster", "starter", "workflows", "simulator", "bench")
+OUR_PACKAGES = ("activities", "cluster", "contracts", "rules", "starter", "workflows", "simulator",
+                "bench")
 
 
 @contextmanager

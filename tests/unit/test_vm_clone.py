@@ -199,7 +199,7 @@ def test_our_marks_on_the_source_do_not_travel(web1: dict[str, Any]) -> None:
 def test_a_bad_mac_is_refused_with_the_input_not_at_the_vm_step() -> None:
     from pydantic import ValidationError
 
-    from workflows.clone_models import CloneVirtualMachineInput
+    from contracts.clone import CloneVirtualMachineInput
 
     with pytest.raises(ValidationError, match="not a MAC address"):
         CloneVirtualMachineInput(namespace="ns", source_vm="web-1", target="web-2",

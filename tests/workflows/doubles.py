@@ -19,20 +19,37 @@ from typing import Any
 from temporalio import activity
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
-from activities import names
-from activities.events import RECORD_VM_EVENT, VmEventInput
-from activities.metrics import RECORD_SNAPSHOT_METRICS, SnapshotMetricsInput, record_snapshot
-from activities.models import (
+from contracts.common import ObjectRef
+from contracts.delete_snapshot import (
+    DELETE_SNAPSHOT_RECORD,
+    PREPARE_SNAPSHOT_DELETION,
+    DeletionPlan,
+)
+from contracts.lock import LOCK_VM, UNLOCK_VM, VmLockInput
+from contracts.reporting import (
+    RECORD_SNAPSHOT_METRICS,
+    RECORD_VM_EVENT,
+    SnapshotMetricsInput,
+    VmEventInput,
+    record_snapshot,
+)
+from contracts.snapshot import (
+    CHECK_VOLUME_SNAPSHOTS_READY,
+    CREATE_SNAPSHOT_RECORD,
+    DELETE_SNAPSHOT_CONTENT,
+    DELETE_VOLUME_SNAPSHOTS,
+    FREEZE_AND_CUT,
+    LOCK_AND_INSPECT_VM,
+    UNFREEZE_VM,
+    WRITE_SNAPSHOT_STATUS,
     CreateSnapshotRecordInput,
     CutInput,
     CutOutcome,
-    DeletionPlan,
     LockAndInspectInput,
-    ObjectRef,
     SnapshotRecordRef,
+    SnapshotVirtualMachineResult,
     UnfreezeVmInput,
     VmInspection,
-    VmLockInput,
     VolumeSnapshotsInput,
     WriteSnapshotStatusInput,
 )
@@ -43,7 +60,6 @@ from rules.models import (
     VolumeSelection,
     VolumeSnapshotState,
 )
-from workflows.models import SnapshotVirtualMachineResult
 
 NS = "demo"
 BENIGN = ApplicationErrorCategory.BENIGN  # expected retries: not logged as failures
@@ -122,9 +138,9 @@ class World:
             info = activity.info()
             return info.workflow_id or "", info.workflow_run_id or ""
 
-        @activity.defn(name=names.CREATE_SNAPSHOT_RECORD)
+        @activity.defn(name=CREATE_SNAPSHOT_RECORD.name)
         async def create_snapshot_record(input: CreateSnapshotRecordInput) -> SnapshotRecordRef:
-            world.calls.append(names.CREATE_SNAPSHOT_RECORD)
+            world.calls.append(CREATE_SNAPSHOT_RECORD.name)
             existing = world.records.get(input.name)
             if existing is not None and existing.owner != run():
                 raise ApplicationError(f"VirtualMachineSnapshot {input.name} already exists",
@@ -149,14 +165,14 @@ class World:
                     f"{holder[0]} (run {holder[1]})", type="VmLocked", non_retryable=True)
             world.locks[input.vm] = run()
 
-        @activity.defn(name=names.LOCK_VM)
+        @activity.defn(name=LOCK_VM.name)
         async def lock_vm(input: VmLockInput) -> None:
-            world.calls.append(names.LOCK_VM)
+            world.calls.append(LOCK_VM.name)
             take_lock(input)
 
-        @activity.defn(name=names.LOCK_AND_INSPECT_VM)
+        @activity.defn(name=LOCK_AND_INSPECT_VM.name)
         async def lock_and_inspect_vm(input: LockAndInspectInput) -> VmInspection:
-            world.calls.append(names.LOCK_AND_INSPECT_VM)
+            world.calls.append(LOCK_AND_INSPECT_VM.name)
             take_lock(input.lock)
             content = None
             if input.content is not None and world.included:
@@ -166,26 +182,18 @@ class World:
                 included=world.included, excluded=world.excluded),
                 lock=f"held-by-{run()[1]}", content_name=content)
 
-        @activity.defn(name=names.UNLOCK_VM)
+        @activity.defn(name=UNLOCK_VM.name)
         async def unlock_vm(input: VmLockInput) -> bool:
-            world.calls.append(names.UNLOCK_VM)
+            world.calls.append(UNLOCK_VM.name)
             world.unlock_inputs.append(input)
             if world.locks.get(input.vm) == run():
                 del world.locks[input.vm]
                 return True
             return False
 
-        @activity.defn(name=names.INSPECT_VM)
-        async def inspect_vm(input: ObjectRef) -> VmInspection:
-            world.calls.append(names.INSPECT_VM)
-            if input.name not in world.vms:
-                raise ApplicationError("not found", type="VmNotFound", non_retryable=True)
-            return VmInspection(vm=world.vms[input.name], volumes=VolumeSelection(
-                included=world.included, excluded=world.excluded))
-
-        @activity.defn(name=names.WRITE_SNAPSHOT_STATUS)
+        @activity.defn(name=WRITE_SNAPSHOT_STATUS.name)
         async def write_snapshot_status(input: WriteSnapshotStatusInput) -> bool:
-            world.calls.append(names.WRITE_SNAPSHOT_STATUS)
+            world.calls.append(WRITE_SNAPSHOT_STATUS.name)
             world.status_inputs.append(input)
             record = world.records.get(input.result.name)
             if record is None or record.owner != run():
@@ -194,17 +202,17 @@ class World:
             record.result = input.result
             return True
 
-        @activity.defn(name=names.UNFREEZE_VM)
+        @activity.defn(name=UNFREEZE_VM.name)
         async def unfreeze_vm(input: UnfreezeVmInput) -> bool:
-            world.calls.append(names.UNFREEZE_VM)
+            world.calls.append(UNFREEZE_VM.name)
             was, world.frozen = world.frozen, False
             return was
 
-        @activity.defn(name=names.FREEZE_AND_CUT)
+        @activity.defn(name=FREEZE_AND_CUT.name)
         async def freeze_and_cut(input: CutInput) -> CutOutcome:
             """Freeze once, create, and answer "not cut yet" until `cut_after_attempts`
             (the real activity would still be watching, the guest frozen)."""
-            world.calls.append(names.FREEZE_AND_CUT)
+            world.calls.append(FREEZE_AND_CUT.name)
             world.cut_inputs.append(input)
             freeze_error = None
             if input.freeze is not None and not world.frozen:
@@ -233,11 +241,11 @@ class World:
                 cut_at=CUT_TIME, frozen_at=frozen_at, thawed_at=thawed_at,
                 freeze_window_ms=250 if thawed_at else None, freeze_error=freeze_error)
 
-        @activity.defn(name=names.CHECK_VOLUME_SNAPSHOTS_READY)
+        @activity.defn(name=CHECK_VOLUME_SNAPSHOTS_READY.name)
         async def check_volume_snapshots_ready(
             input: VolumeSnapshotsInput,
         ) -> list[VolumeSnapshotState]:
-            world.calls.append(names.CHECK_VOLUME_SNAPSHOTS_READY)
+            world.calls.append(CHECK_VOLUME_SNAPSHOTS_READY.name)
             world.ready_attempts += 1
             missing = [n for n in input.names if n not in world.volume_snapshots]
             if missing:
@@ -249,23 +257,23 @@ class World:
                                        category=BENIGN)
             return [_state(n, cut=True, ready=True) for n in input.names]
 
-        @activity.defn(name=names.DELETE_VOLUME_SNAPSHOTS)
+        @activity.defn(name=DELETE_VOLUME_SNAPSHOTS.name)
         async def delete_volume_snapshots(input: VolumeSnapshotsInput) -> list[str]:
-            world.calls.append(names.DELETE_VOLUME_SNAPSHOTS)
+            world.calls.append(DELETE_VOLUME_SNAPSHOTS.name)
             doomed = [n for n, snap in world.volume_snapshots.items()
                       if n in input.names or snap == input.snapshot]
             for name in doomed:
                 del world.volume_snapshots[name]
             return doomed
 
-        @activity.defn(name=names.DELETE_SNAPSHOT_CONTENT)
+        @activity.defn(name=DELETE_SNAPSHOT_CONTENT.name)
         async def delete_snapshot_content(input: ObjectRef) -> bool:
-            world.calls.append(names.DELETE_SNAPSHOT_CONTENT)
+            world.calls.append(DELETE_SNAPSHOT_CONTENT.name)
             return world.contents.pop(input.name, None) is not None
 
-        @activity.defn(name=names.PREPARE_SNAPSHOT_DELETION)
+        @activity.defn(name=PREPARE_SNAPSHOT_DELETION.name)
         async def prepare_snapshot_deletion(input: ObjectRef) -> DeletionPlan:
-            world.calls.append(names.PREPARE_SNAPSHOT_DELETION)
+            world.calls.append(PREPARE_SNAPSHOT_DELETION.name)
             record = world.records.get(input.name)
             if record is None:
                 raise ApplicationError(f"VirtualMachineSnapshot {input.name} not found",
@@ -280,22 +288,22 @@ class World:
                                 deletion_policy="Retain" if record.deletion_policy == "Retain"
                                 else "Delete", volume_snapshots=made, content_name=content)
 
-        @activity.defn(name=names.DELETE_SNAPSHOT_RECORD)
+        @activity.defn(name=DELETE_SNAPSHOT_RECORD.name)
         async def delete_snapshot_record(input: ObjectRef) -> bool:
-            world.calls.append(names.DELETE_SNAPSHOT_RECORD)
+            world.calls.append(DELETE_SNAPSHOT_RECORD.name)
             return world.records.pop(input.name, None) is not None
 
-        @activity.defn(name=RECORD_VM_EVENT)
+        @activity.defn(name=RECORD_VM_EVENT.name)
         async def record_vm_event(input: VmEventInput) -> str | None:
             world.events.append(input)
             return f"event-{len(world.events)}"
 
-        @activity.defn(name=RECORD_SNAPSHOT_METRICS)
+        @activity.defn(name=RECORD_SNAPSHOT_METRICS.name)
         async def record_snapshot_metrics(input: SnapshotMetricsInput) -> None:
             world.metrics.append(input)
             record_snapshot(activity.metric_meter(), input)  # the real recording
 
-        return [create_snapshot_record, lock_vm, lock_and_inspect_vm, unlock_vm, inspect_vm,
+        return [create_snapshot_record, lock_vm, lock_and_inspect_vm, unlock_vm,
                 write_snapshot_status,
                 unfreeze_vm, freeze_and_cut,
                 check_volume_snapshots_ready, delete_volume_snapshots,

@@ -22,13 +22,12 @@ from temporalio.runtime import MetricBuffer, Runtime, TelemetryConfig
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
-from activities import restore_names as names
-from activities.events import RECORD_VM_EVENT, VmEventInput
-from activities.metrics import COMPENSATIONS
-from rules.models import PvcState
-from tests.workflows.conftest import TEST_SERVER
-from workflows.clone import CloneVirtualMachine, clone_workflow_id
-from workflows.clone_models import (
+from contracts.clone import (
+    CHECK_CLONE_SOURCE,
+    CREATE_CLONE_VM,
+    DELETE_CLONE_VM,
+    PREPARE_CLONE,
+    WRITE_CLONE_RECORD,
     CheckCloneSourceInput,
     CloneRecordInput,
     CloneVirtualMachineResult,
@@ -36,13 +35,27 @@ from workflows.clone_models import (
     CreateCloneVmInput,
     PrepareCloneInput,
 )
-from workflows.models import (
+from contracts.delete_snapshot import (
     DeleteVirtualMachineSnapshotInput,
     DeleteVirtualMachineSnapshotResult,
-    SnapshotVirtualMachineInput,
-    SnapshotVirtualMachineResult,
 )
-from workflows.restore_models import PvcsInput, RestoredVolume, RestorePlan, SnapshotUserInput
+from contracts.reporting import COMPENSATIONS, RECORD_VM_EVENT, VmEventInput
+from contracts.restore import (
+    ADD_SNAPSHOT_USER,
+    CREATE_RESTORED_PVCS,
+    DELETE_RESTORED_PVCS,
+    REMOVE_SNAPSHOT_USER,
+    WAIT_RESTORED_PVCS_BOUND,
+    PvcsInput,
+    RestoredVolume,
+    RestorePlan,
+    SnapshotUserInput,
+)
+from contracts.snapshot import SnapshotVirtualMachineInput, SnapshotVirtualMachineResult
+from rules.models import PvcState
+from rules.naming import clone_workflow_id
+from tests.workflows.conftest import TEST_SERVER
+from workflows.clone import CloneVirtualMachine
 
 NS = "demo"
 TAKE_SNAPSHOT = "double_take_snapshot"
@@ -95,14 +108,14 @@ class World:
     def activities(self) -> list[Any]:
         world = self
 
-        @activity.defn(name=names.CHECK_CLONE_SOURCE)
+        @activity.defn(name=CHECK_CLONE_SOURCE.name)
         async def check(input: CheckCloneSourceInput) -> bool:
-            world.step(names.CHECK_CLONE_SOURCE)
+            world.step(CHECK_CLONE_SOURCE.name)
             return True
 
-        @activity.defn(name=names.WRITE_CLONE_RECORD)
+        @activity.defn(name=WRITE_CLONE_RECORD.name)
         async def write_record(input: CloneRecordInput) -> bool:
-            world.step(names.WRITE_CLONE_RECORD)
+            world.step(WRITE_CLONE_RECORD.name)
             world.record_phase = input.result.phase
             return True
 
@@ -123,21 +136,21 @@ class World:
             return DeleteVirtualMachineSnapshotResult(
                 namespace=input.namespace, name=input.name, deletion_policy="Delete")
 
-        @activity.defn(name=names.ADD_SNAPSHOT_USER)
+        @activity.defn(name=ADD_SNAPSHOT_USER.name)
         async def add_user(input: SnapshotUserInput) -> bool:
-            world.step(names.ADD_SNAPSHOT_USER)
+            world.step(ADD_SNAPSHOT_USER.name)
             world.users.add(input.snapshot)
             return True
 
-        @activity.defn(name=names.REMOVE_SNAPSHOT_USER)
+        @activity.defn(name=REMOVE_SNAPSHOT_USER.name)
         async def remove_user(input: SnapshotUserInput) -> bool:
-            world.step(names.REMOVE_SNAPSHOT_USER)
+            world.step(REMOVE_SNAPSHOT_USER.name)
             world.users.discard(input.snapshot)
             return True
 
-        @activity.defn(name=names.PREPARE_CLONE)
+        @activity.defn(name=PREPARE_CLONE.name)
         async def prepare(input: PrepareCloneInput) -> RestorePlan:
-            world.step(names.PREPARE_CLONE)
+            world.step(PREPARE_CLONE.name)
             assert input.snapshot in world.snapshots
             pvc = f"{input.clone_name}-root"
             return RestorePlan(
@@ -148,44 +161,44 @@ class World:
                                         volume_snapshot="vs-root", pvc_name=pvc,
                                         pvc_body={"metadata": {"name": pvc}})])
 
-        @activity.defn(name=names.CREATE_RESTORED_PVCS)
+        @activity.defn(name=CREATE_RESTORED_PVCS.name)
         async def create_pvcs(input: PvcsInput) -> list[str]:
             made = [p["metadata"]["name"] for p in input.pvcs]
-            world.step(names.CREATE_RESTORED_PVCS)
+            world.step(CREATE_RESTORED_PVCS.name)
             world.pvcs |= set(made)
             return made
 
-        @activity.defn(name=names.WAIT_RESTORED_PVCS_BOUND)
+        @activity.defn(name=WAIT_RESTORED_PVCS_BOUND.name)
         async def wait_bound(input: PvcsInput) -> list[PvcState]:
-            world.step(names.WAIT_RESTORED_PVCS_BOUND)
+            world.step(WAIT_RESTORED_PVCS_BOUND.name)
             return [PvcState(name=n, phase="Bound", storage_class="csi", requested="1Gi",
                              capacity="1Gi", volume_name="pv", data_source="vs-root",
                              deleting=False) for n in input.names]
 
-        @activity.defn(name=names.DELETE_RESTORED_PVCS)
+        @activity.defn(name=DELETE_RESTORED_PVCS.name)
         async def delete_pvcs(input: PvcsInput) -> list[str]:
-            world.calls.append(names.DELETE_RESTORED_PVCS)
+            world.calls.append(DELETE_RESTORED_PVCS.name)
             gone = sorted(world.pvcs & set(input.names))
             world.pvcs -= set(gone)
             return gone
 
-        @activity.defn(name=names.CREATE_CLONE_VM)
+        @activity.defn(name=CREATE_CLONE_VM.name)
         async def create_vm(input: CreateCloneVmInput) -> bool:
             world.creating_vm.set()
             await asyncio.sleep(world.vm_create_takes)  # no heartbeat: it never hears a cancel
             world.vms.add(input.spec.target)
-            world.step(names.CREATE_CLONE_VM)
+            world.step(CREATE_CLONE_VM.name)
             return True
 
-        @activity.defn(name=names.DELETE_CLONE_VM)
+        @activity.defn(name=DELETE_CLONE_VM.name)
         async def delete_vm(input: CloneVmRef) -> bool:
-            world.calls.append(names.DELETE_CLONE_VM)
+            world.calls.append(DELETE_CLONE_VM.name)
             assert input.target != "web", "the source VM is never the one deleted"
             present = input.target in world.vms
             world.vms.discard(input.target)
             return present
 
-        @activity.defn(name=RECORD_VM_EVENT)
+        @activity.defn(name=RECORD_VM_EVENT.name)
         async def record_vm_event(input: VmEventInput) -> str | None:
             return None
 
@@ -241,10 +254,10 @@ async def test_a_clone_without_faults_succeeds_and_counts_no_compensation(
     assert compensations(buffer) == 0
 
 
-FROM_VM_STEPS = [names.CHECK_CLONE_SOURCE, names.WRITE_CLONE_RECORD, "SnapshotVirtualMachine",
-                 names.ADD_SNAPSHOT_USER, names.PREPARE_CLONE, names.CREATE_RESTORED_PVCS,
-                 names.WAIT_RESTORED_PVCS_BOUND, "DeleteVirtualMachineSnapshot",
-                 names.CREATE_CLONE_VM]
+FROM_VM_STEPS = [CHECK_CLONE_SOURCE.name, WRITE_CLONE_RECORD.name, "SnapshotVirtualMachine",
+                 ADD_SNAPSHOT_USER.name, PREPARE_CLONE.name, CREATE_RESTORED_PVCS.name,
+                 WAIT_RESTORED_PVCS_BOUND.name, "DeleteVirtualMachineSnapshot",
+                 CREATE_CLONE_VM.name]
 
 
 @pytest.mark.parametrize("step", FROM_VM_STEPS)
@@ -263,12 +276,12 @@ async def test_a_fault_at_each_step_leaves_nothing_behind(
     assert details.phase == "Failed" and not details.cleanup_errors
     assert world.vms == {"web"} and world.pvcs == set()
     assert world.snapshots == {"snap"} and world.users == set()
-    if step != names.CHECK_CLONE_SOURCE:  # refused before the record exists
+    if step != CHECK_CLONE_SOURCE.name:  # refused before the record exists
         assert world.record_phase == "Failed"
     else:
         assert world.record_phase is None
-    if step == names.CREATE_CLONE_VM:
-        assert names.DELETE_CLONE_VM in world.calls
+    if step == CREATE_CLONE_VM.name:
+        assert DELETE_CLONE_VM.name in world.calls
     assert compensations(buffer) == 1
 
 
@@ -290,7 +303,7 @@ async def test_a_cancel_while_the_vm_is_created_still_undoes_it(
         await handle.cancel()
         with pytest.raises(WorkflowFailureError):
             await handle.result()
-    assert names.DELETE_CLONE_VM in world.calls
+    assert DELETE_CLONE_VM.name in world.calls
     assert world.vms == {"web"} and world.pvcs == set()
     assert world.snapshots == {"snap"} and world.users == set()
     assert world.record_phase == "Failed"

@@ -10,12 +10,17 @@ from temporalio.client import WorkflowFailureError
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 
-from activities import names
+from contracts.delete_snapshot import (
+    DELETE_SNAPSHOT_RECORD,
+    PREPARE_SNAPSHOT_DELETION,
+    DeleteVirtualMachineSnapshotInput,
+    DeleteVirtualMachineSnapshotResult,
+)
+from contracts.snapshot import DELETE_SNAPSHOT_CONTENT, DELETE_VOLUME_SNAPSHOTS, FREEZE_AND_CUT
 from rules.naming import delete_snapshot_workflow_id, snapshot_workflow_id
 from tests.workflows.conftest import StartWorker
 from tests.workflows.doubles import NS, World
 from workflows.delete_snapshot import DeleteVirtualMachineSnapshot
-from workflows.models import DeleteVirtualMachineSnapshotInput, DeleteVirtualMachineSnapshotResult
 
 
 async def snapshot(env: WorkflowEnvironment, task_queue: str, name: str, policy: str) -> None:
@@ -46,8 +51,8 @@ async def test_delete_removes_volume_snapshots_content_and_record(
     assert sorted(result.deleted_volume_snapshots) == ["gone-data", "gone-root"]
     assert result.content_deleted and result.record_deleted
     assert world.volume_snapshots == {} and world.contents == {} and world.records == {}
-    assert world.calls[-4:] == [names.PREPARE_SNAPSHOT_DELETION, names.DELETE_VOLUME_SNAPSHOTS,
-                                names.DELETE_SNAPSHOT_CONTENT, names.DELETE_SNAPSHOT_RECORD]
+    assert world.calls[-4:] == [PREPARE_SNAPSHOT_DELETION.name, DELETE_VOLUME_SNAPSHOTS.name,
+                                DELETE_SNAPSHOT_CONTENT.name, DELETE_SNAPSHOT_RECORD.name]
 
 
 async def test_retain_keeps_the_volume_snapshots(
@@ -62,7 +67,7 @@ async def test_retain_keeps_the_volume_snapshots(
     assert result.deleted_volume_snapshots == []
     assert sorted(world.volume_snapshots) == ["kept-data", "kept-root"]
     assert world.records == {} and world.contents == {}
-    assert names.DELETE_VOLUME_SNAPSHOTS not in world.after(names.PREPARE_SNAPSHOT_DELETION)
+    assert DELETE_VOLUME_SNAPSHOTS.name not in world.after(PREPARE_SNAPSHOT_DELETION.name)
 
 
 @pytest.mark.parametrize(("exists", "error_type"), [(False, "SnapshotNotFound"),
@@ -79,7 +84,7 @@ async def test_delete_refuses_and_changes_nothing(
                 "SnapshotVirtualMachine",
                 {"namespace": NS, "vm": "web", "name": "busy", "failure_deadline": "1h"},
                 id=snapshot_workflow_id(NS, "busy"), task_queue=task_queue)
-            while names.FREEZE_AND_CUT not in world.calls:
+            while FREEZE_AND_CUT.name not in world.calls:
                 await asyncio.sleep(0.02)
         with pytest.raises(WorkflowFailureError) as caught:
             await delete(env, task_queue, "busy")

@@ -14,8 +14,8 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.runtime import MetricBuffer, Runtime, TelemetryConfig
 from temporalio.testing import WorkflowEnvironment
 
-from activities import restore_names as names
-from activities.metrics import COMPENSATIONS
+from contracts.reporting import COMPENSATIONS
+from contracts.restore import APPLY_RESTORED_VM
 from tests.workflows.conftest import TEST_SERVER
 from tests.workflows.test_restore_saga import World, run_restore
 
@@ -45,5 +45,5 @@ async def test_a_compensated_restore_counts_once_and_a_success_not_at_all(
     await run_restore(env, World())
     assert compensations(buffer, "restore") == 0
     with pytest.raises(WorkflowFailureError):
-        await run_restore(env, World(fail_at=names.APPLY_RESTORED_VM))
+        await run_restore(env, World(fail_at=APPLY_RESTORED_VM.name))
     assert compensations(buffer, "restore") == 1

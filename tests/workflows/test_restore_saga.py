@@ -14,13 +14,21 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from activities import names as snapshot_names
-from activities import restore_names as names
-from activities.events import RECORD_VM_EVENT, VmEventInput
-from activities.models import VmLockInput
-from rules.models import PvcState
-from workflows.restore import RestoreVirtualMachine, restore_workflow_id
-from workflows.restore_models import (
+from contracts.lock import LOCK_VM, UNLOCK_VM, VmLockInput
+from contracts.reporting import RECORD_VM_EVENT, VmEventInput
+from contracts.restore import (
+    ADD_SNAPSHOT_USER,
+    APPLY_RESTORED_VM,
+    CREATE_RESTORE_RECORD,
+    CREATE_RESTORED_PVCS,
+    DELETE_RESTORED_PVCS,
+    PREPARE_RESTORE,
+    PUT_BACK_VM,
+    REMOVE_SNAPSHOT_USER,
+    START_VM,
+    STOP_VM,
+    WAIT_RESTORED_PVCS_BOUND,
+    WRITE_RESTORE_STATUS,
     ApplyRestoredVmInput,
     PrepareRestoreInput,
     PutBackVmInput,
@@ -32,6 +40,9 @@ from workflows.restore_models import (
     SnapshotUserInput,
     VmPowerInput,
 )
+from rules.models import PvcState
+from rules.naming import restore_workflow_id
+from workflows.restore import RestoreVirtualMachine
 
 NS = "demo"
 ORIGINAL_SPEC = {"runStrategy": "Always", "template": {"spec": {"volumes": [
@@ -60,9 +71,9 @@ class World:
     def activities(self) -> list[Any]:
         world = self
 
-        @activity.defn(name=names.PREPARE_RESTORE)
+        @activity.defn(name=PREPARE_RESTORE.name)
         async def prepare(input: PrepareRestoreInput) -> RestorePlan:
-            world.step(names.PREPARE_RESTORE)
+            world.step(PREPARE_RESTORE.name)
             name = f"web-restore-{input.stamp}"
             return RestorePlan(
                 source_vm="web", target="web", restore_name=name,
@@ -76,88 +87,88 @@ class World:
                                         volume_snapshot="snap-root", pvc_name=f"{name}-root",
                                         pvc_body={"metadata": {"name": f"{name}-root"}})])
 
-        @activity.defn(name=names.CREATE_RESTORE_RECORD)
+        @activity.defn(name=CREATE_RESTORE_RECORD.name)
         async def create_record(input: RestoreRecordInput) -> bool:
-            world.step(names.CREATE_RESTORE_RECORD)
+            world.step(CREATE_RESTORE_RECORD.name)
             world.record_phase = input.result.phase
             return True
 
-        @activity.defn(name=names.WRITE_RESTORE_STATUS)
+        @activity.defn(name=WRITE_RESTORE_STATUS.name)
         async def write_status(input: RestoreRecordInput) -> bool:
-            world.calls.append(names.WRITE_RESTORE_STATUS)
+            world.calls.append(WRITE_RESTORE_STATUS.name)
             world.record_phase = input.result.phase
             return True
 
-        @activity.defn(name=snapshot_names.LOCK_VM)
+        @activity.defn(name=LOCK_VM.name)
         async def lock(input: VmLockInput) -> None:
-            world.step(snapshot_names.LOCK_VM)
+            world.step(LOCK_VM.name)
             world.locked = True
 
-        @activity.defn(name=snapshot_names.UNLOCK_VM)
+        @activity.defn(name=UNLOCK_VM.name)
         async def unlock(input: VmLockInput) -> bool:
-            world.calls.append(snapshot_names.UNLOCK_VM)
+            world.calls.append(UNLOCK_VM.name)
             world.locked = False
             return True
 
-        @activity.defn(name=names.ADD_SNAPSHOT_USER)
+        @activity.defn(name=ADD_SNAPSHOT_USER.name)
         async def add_user(input: SnapshotUserInput) -> bool:
             world.users += 1  # registered, then the fault: the undo must still run
-            world.step(names.ADD_SNAPSHOT_USER)
+            world.step(ADD_SNAPSHOT_USER.name)
             return True
 
-        @activity.defn(name=names.REMOVE_SNAPSHOT_USER)
+        @activity.defn(name=REMOVE_SNAPSHOT_USER.name)
         async def remove_user(input: SnapshotUserInput) -> bool:
-            world.calls.append(names.REMOVE_SNAPSHOT_USER)
+            world.calls.append(REMOVE_SNAPSHOT_USER.name)
             world.users = 0
             return True
 
-        @activity.defn(name=names.STOP_VM)
+        @activity.defn(name=STOP_VM.name)
         async def stop(input: VmPowerInput) -> bool:
             world.running = False
-            world.step(names.STOP_VM)
+            world.step(STOP_VM.name)
             return True
 
-        @activity.defn(name=names.START_VM)
+        @activity.defn(name=START_VM.name)
         async def start(input: VmPowerInput) -> bool:
-            world.step(names.START_VM)
+            world.step(START_VM.name)
             world.running = True
             return True
 
-        @activity.defn(name=names.CREATE_RESTORED_PVCS)
+        @activity.defn(name=CREATE_RESTORED_PVCS.name)
         async def create_pvcs(input: PvcsInput) -> list[str]:
             made = [p["metadata"]["name"] for p in input.pvcs]
             world.pvcs.update(made)  # made, then the fault (a timeout after the server acted)
-            world.step(names.CREATE_RESTORED_PVCS)
+            world.step(CREATE_RESTORED_PVCS.name)
             return made
 
-        @activity.defn(name=names.WAIT_RESTORED_PVCS_BOUND)
+        @activity.defn(name=WAIT_RESTORED_PVCS_BOUND.name)
         async def wait_bound(input: PvcsInput) -> list[PvcState]:
-            world.step(names.WAIT_RESTORED_PVCS_BOUND)
+            world.step(WAIT_RESTORED_PVCS_BOUND.name)
             return [PvcState(name=n, phase="Bound", storage_class="csi", requested="1Gi",
                              capacity="1Gi", volume_name="pv", data_source="snap-root",
                              deleting=False) for n in input.names]
 
-        @activity.defn(name=names.DELETE_RESTORED_PVCS)
+        @activity.defn(name=DELETE_RESTORED_PVCS.name)
         async def delete_pvcs(input: PvcsInput) -> list[str]:
-            world.calls.append(names.DELETE_RESTORED_PVCS)
+            world.calls.append(DELETE_RESTORED_PVCS.name)
             gone = sorted(world.pvcs & set(input.names))
             world.pvcs -= set(input.names)
             return gone
 
-        @activity.defn(name=names.APPLY_RESTORED_VM)
+        @activity.defn(name=APPLY_RESTORED_VM.name)
         async def apply(input: ApplyRestoredVmInput) -> bool:
             world.vm_spec = {"restored": input.claims}
-            world.step(names.APPLY_RESTORED_VM)
+            world.step(APPLY_RESTORED_VM.name)
             return True
 
-        @activity.defn(name=names.PUT_BACK_VM)
+        @activity.defn(name=PUT_BACK_VM.name)
         async def put_back(input: PutBackVmInput) -> bool:
-            world.calls.append(names.PUT_BACK_VM)
+            world.calls.append(PUT_BACK_VM.name)
             assert input.original is not None
             world.vm_spec = dict(input.original["spec"])
             return True
 
-        @activity.defn(name=RECORD_VM_EVENT)
+        @activity.defn(name=RECORD_VM_EVENT.name)
         async def record_vm_event(input: VmEventInput) -> str | None:
             world.events.append(input)
             return None
@@ -187,9 +198,9 @@ async def test_a_restore_without_faults_succeeds(env: WorkflowEnvironment) -> No
     assert not world.locked and world.users == 0 and world.record_phase == "Succeeded"
 
 
-STEPS = [names.CREATE_RESTORE_RECORD, snapshot_names.LOCK_VM, names.ADD_SNAPSHOT_USER,
-         names.STOP_VM, names.CREATE_RESTORED_PVCS, names.WAIT_RESTORED_PVCS_BOUND,
-         names.APPLY_RESTORED_VM, names.START_VM]
+STEPS = [CREATE_RESTORE_RECORD.name, LOCK_VM.name, ADD_SNAPSHOT_USER.name,
+         STOP_VM.name, CREATE_RESTORED_PVCS.name, WAIT_RESTORED_PVCS_BOUND.name,
+         APPLY_RESTORED_VM.name, START_VM.name]
 
 
 @pytest.mark.parametrize("step", STEPS)
@@ -219,7 +230,7 @@ async def test_a_running_vm_under_policy_fail_is_refused_before_any_change(
         await run_restore(env, world, running_vm_policy="fail")
     cause = caught.value.cause
     assert isinstance(cause, ApplicationError) and cause.type == "VmRunning"
-    assert names.STOP_VM not in world.calls and names.CREATE_RESTORED_PVCS not in world.calls
+    assert STOP_VM.name not in world.calls and CREATE_RESTORED_PVCS.name not in world.calls
     assert world.running and world.vm_spec == ORIGINAL_SPEC and not world.locked
 
 

@@ -14,12 +14,23 @@ from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.exceptions import ApplicationError, CancelledError
 from temporalio.testing import WorkflowEnvironment
 
-from activities import names
+from contracts.lock import UNLOCK_VM
+from contracts.snapshot import (
+    CHECK_VOLUME_SNAPSHOTS_READY,
+    CREATE_SNAPSHOT_RECORD,
+    DELETE_SNAPSHOT_CONTENT,
+    DELETE_VOLUME_SNAPSHOTS,
+    FREEZE_AND_CUT,
+    LOCK_AND_INSPECT_VM,
+    UNFREEZE_VM,
+    WRITE_SNAPSHOT_STATUS,
+    SnapshotProgress,
+    SnapshotVirtualMachineResult,
+)
 from rules.models import ExcludedVolume
 from rules.naming import snapshot_workflow_id
 from tests.workflows.conftest import StartWorker
 from tests.workflows.doubles import NS, World, disks, vm_state
-from workflows.models import SnapshotProgress, SnapshotVirtualMachineResult
 
 Handle = WorkflowHandle[Any, SnapshotVirtualMachineResult]
 
@@ -57,9 +68,9 @@ async def wait_for_step(handle: Handle, step: str, timeout: float = 10.0) -> Sna
         await asyncio.sleep(0.05)
 
 
-COMPENSATION_AFTER_CUT = [names.UNFREEZE_VM, names.DELETE_VOLUME_SNAPSHOTS,
-                          names.DELETE_SNAPSHOT_CONTENT, names.UNLOCK_VM,
-                          names.WRITE_SNAPSHOT_STATUS]
+COMPENSATION_AFTER_CUT = [UNFREEZE_VM.name, DELETE_VOLUME_SNAPSHOTS.name,
+                          DELETE_SNAPSHOT_CONTENT.name, UNLOCK_VM.name,
+                          WRITE_SNAPSHOT_STATUS.name]
 
 
 async def test_running_vm_with_agent_is_frozen_once_and_thawed_at_the_cut(
@@ -77,10 +88,10 @@ async def test_running_vm_with_agent_is_frozen_once_and_thawed_at_the_cut(
     assert result.quiesced and result.freeze_window_ms == 250
     assert result.content_name == "web-1-content"
     assert world.calls == [
-        names.CREATE_SNAPSHOT_RECORD, names.LOCK_AND_INSPECT_VM,
-        names.WRITE_SNAPSHOT_STATUS, names.FREEZE_AND_CUT, "freeze", "thaw-at-cut",
-        names.WRITE_SNAPSHOT_STATUS,
-        names.UNLOCK_VM, names.CHECK_VOLUME_SNAPSHOTS_READY, names.WRITE_SNAPSHOT_STATUS,
+        CREATE_SNAPSHOT_RECORD.name, LOCK_AND_INSPECT_VM.name,
+        WRITE_SNAPSHOT_STATUS.name, FREEZE_AND_CUT.name, "freeze", "thaw-at-cut",
+        WRITE_SNAPSHOT_STATUS.name,
+        UNLOCK_VM.name, CHECK_VOLUME_SNAPSHOTS_READY.name, WRITE_SNAPSHOT_STATUS.name,
     ]
     assert world.count("freeze") == 1 and not world.frozen
     assert world.locks == {}
@@ -121,7 +132,7 @@ async def test_default_deadline_fails_a_never_cut_snapshot_and_cleans_up_in_reve
     assert result.finished_at and result.finished_at - result.started_at >= timedelta(minutes=5)
     assert world.cut_attempts > 3  # retried in skipped time until the deadline
     # thaw first, then the saga in reverse: VolumeSnapshots, content, lock, record Failed
-    assert world.after(names.FREEZE_AND_CUT) == COMPENSATION_AFTER_CUT
+    assert world.after(FREEZE_AND_CUT.name) == COMPENSATION_AFTER_CUT
     assert not world.frozen and world.volume_snapshots == {} and world.locks == {}
     assert world.contents == {}
     record = world.records[result.name]
@@ -177,7 +188,7 @@ async def test_no_eligible_disk_is_refused_before_any_freeze(
         error = await failure_of(handle)
     assert error.type == "NoEligibleVolume"
     assert 'data: storage class "local" has no VolumeSnapshotClass' in error.message
-    assert names.FREEZE_AND_CUT not in world.calls
+    assert FREEZE_AND_CUT.name not in world.calls
     result = failed_result(error)
     assert "PartialSnapshot" in result.indications
     record = world.records[result.name]
@@ -207,7 +218,7 @@ async def test_quiesce_required_fails_when_the_freeze_fails_and_thaws(
     assert error.type == "FreezeFailed"
     assert error.message == "cut: quiesce is required and freeze failed: guest agent error"
     assert world.volume_snapshots == {}
-    assert world.after(names.FREEZE_AND_CUT) == COMPENSATION_AFTER_CUT
+    assert world.after(FREEZE_AND_CUT.name) == COMPENSATION_AFTER_CUT
 
 
 async def test_quiesce_required_refuses_a_guest_without_agent_before_freezing(
@@ -218,7 +229,7 @@ async def test_quiesce_required_refuses_a_guest_without_agent_before_freezing(
         error = await failure_of(await start(env, task_queue, quiesce="required"))
     assert error.type == "QuiesceRequired"
     assert "no guest agent is connected" in error.message
-    assert names.FREEZE_AND_CUT not in world.calls and world.volume_snapshots == {}
+    assert FREEZE_AND_CUT.name not in world.calls and world.volume_snapshots == {}
 
 
 async def test_quiesce_skip_never_freezes(
@@ -228,7 +239,7 @@ async def test_quiesce_skip_never_freezes(
     async with worker_for(world):
         result = await (await start(env, task_queue, quiesce="skip")).result()
     assert result.phase == "Succeeded"
-    assert "freeze" not in world.calls and names.UNFREEZE_VM not in world.calls
+    assert "freeze" not in world.calls and UNFREEZE_VM.name not in world.calls
     assert result.indications == ["Online", "GuestAgent", "QuiesceSkipped"]
     assert world.cut_inputs[0].freeze is None
 
@@ -252,7 +263,7 @@ async def test_guests_that_cannot_be_frozen_are_never_frozen(
     assert result.phase == "Succeeded"
     assert result.indications == indications
     assert world.cut_inputs[0].freeze is None
-    assert "freeze" not in world.calls and names.UNFREEZE_VM not in world.calls
+    assert "freeze" not in world.calls and UNFREEZE_VM.name not in world.calls
 
 
 async def test_partial_snapshot_is_indicated(
@@ -336,7 +347,7 @@ async def test_an_existing_snapshot_of_that_name_is_left_alone(
     assert error.type == "SnapshotAlreadyExists"
     record = world.records["taken"]
     assert record.phase == "Succeeded" and record.result and record.result.ready_to_use
-    assert world.count(names.LOCK_AND_INSPECT_VM) == 1
+    assert world.count(LOCK_AND_INSPECT_VM.name) == 1
 
 
 async def test_volume_snapshots_ready_at_the_cut_are_recorded_ready_with_succeeded(
@@ -347,9 +358,9 @@ async def test_volume_snapshots_ready_at_the_cut_are_recorded_ready_with_succeed
         result = await (await start(env, task_queue, name="fast")).result()
     assert result.phase == "Succeeded" and result.ready_to_use
     assert result.ready_at == result.succeeded_at
-    assert names.CHECK_VOLUME_SNAPSHOTS_READY not in world.calls
-    assert world.after(names.FREEZE_AND_CUT) == [
-        "freeze", "thaw-at-cut", names.WRITE_SNAPSHOT_STATUS, names.UNLOCK_VM]
+    assert CHECK_VOLUME_SNAPSHOTS_READY.name not in world.calls
+    assert world.after(FREEZE_AND_CUT.name) == [
+        "freeze", "thaw-at-cut", WRITE_SNAPSHOT_STATUS.name, UNLOCK_VM.name]
     record = world.records["fast"]
     assert record.result and record.result.phase == "Succeeded" and record.result.ready_to_use
 
@@ -447,4 +458,4 @@ async def test_cancelling_the_readiness_wait_keeps_the_cut(
     assert record.phase == "Succeeded" and record.result
     assert record.result.error == "canceled while waiting for readiness"
     assert sorted(world.volume_snapshots) == ["cut-kept-data", "cut-kept-root"]
-    assert names.DELETE_VOLUME_SNAPSHOTS not in world.calls and world.locks == {}
+    assert DELETE_VOLUME_SNAPSHOTS.name not in world.calls and world.locks == {}

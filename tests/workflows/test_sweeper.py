@@ -30,10 +30,11 @@ from cluster.records import (
     content_body,
     snapshot_owner_reference,
 )
+from contracts.sweep import SweepOrphansInput, SweepOrphansResult
 from rules.naming import snapshot_workflow_id
 from tests.conftest import SEEDS, StartSim
 from tests.workflows.conftest import TEST_SERVER
-from workflows.sweeper import SweepOrphans, SweepOrphansInput, SweepOrphansResult
+from workflows.sweeper import SweepOrphans
 
 NS = "demo"
 GHOST_UID = "00000000-0000-4000-8000-000000000001"

@@ -7,8 +7,8 @@ from datetime import timedelta
 import pytest
 from temporalio.client import ScheduleActionStartWorkflow, ScheduleOverlapPolicy
 
-from worker import sweeper_schedule, sweeper_schedule_id
-from workflows.sweeper import SweepOrphansInput
+from contracts.sweep import SweepOrphansInput, sweeper_schedule_id
+from worker import sweeper_schedule
 
 
 def test_default_is_hourly_all_namespaces_overlap_skip() -> None:

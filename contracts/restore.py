@@ -1,7 +1,9 @@
-"""Inputs, results and activity payloads of `RestoreVirtualMachine` (the public contract).
+"""`RestoreVirtualMachine`: its workflow type and ID, JSON input, result and progress,
+the payloads of its activities with their references, and its error types.
 
 Pydantic models cross the Temporal boundary as JSON, so `temporal workflow start
---input '{"namespace": "demo", "snapshot": "web-1-snap"}'` works as is.
+--input '{"namespace": "demo", "snapshot": "web-1-snap"}'` works as is. The PVC steps'
+payloads (`PvcsInput`, `RestorePlan`, `SnapshotUserInput`) serve the clone too.
 """
 
 from __future__ import annotations
@@ -10,6 +12,24 @@ from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from contracts.activity import ActivityRef
+from rules.models import PvcState
+
+# The workflow ID (and the label on what it makes), defined with every name in rules.naming.
+from rules.naming import RESTORE_LABEL as RESTORE_LABEL
+from rules.naming import restore_workflow_id as restore_workflow_id
+
+WORKFLOW = "RestoreVirtualMachine"
+
+
+
+
+# Error types (ApplicationError.type) of the restore, besides contracts.common's.
+VM_RUNNING = "VmRunning"
+TARGET_EXISTS = "TargetExists"
+PVC_NOT_BOUND = "RestoredPvcNotBound"
+VM_DID_NOT_STOP = "VmDidNotStop"
 
 RestorePhase = Literal["InProgress", "Succeeded", "Failed"]
 DEFAULT_BOUND_WAIT_SECONDS = 600.0  # how long restored PVCs may take to bind
@@ -71,7 +91,7 @@ class PvcsInput(BaseModel):
     timeout_seconds: float = DEFAULT_BOUND_WAIT_SECONDS
     restore_name: str | None = Field(default=None,
                                      description="only PVCs labelled with it are deleted")
-    owner_label: str = Field(default="vmsnap.io/restore",
+    owner_label: str = Field(default=RESTORE_LABEL,
                              description="the label naming the restore or clone")
 
 
@@ -150,3 +170,19 @@ class RestoreProgress(BaseModel):
 
 RestoreRecordInput.model_rebuild()
 RestoreVirtualMachineResult.model_rebuild()
+
+
+# ---- activities (implemented in activities/restore.py) ---------------------------------
+
+PREPARE_RESTORE = ActivityRef("prepare_restore", PrepareRestoreInput, RestorePlan)
+CREATE_RESTORE_RECORD = ActivityRef("create_restore_record", RestoreRecordInput, bool)
+WRITE_RESTORE_STATUS = ActivityRef("write_restore_status", RestoreRecordInput, bool)
+ADD_SNAPSHOT_USER = ActivityRef("add_snapshot_user", SnapshotUserInput, bool)
+REMOVE_SNAPSHOT_USER = ActivityRef("remove_snapshot_user", SnapshotUserInput, bool)
+STOP_VM = ActivityRef("stop_vm_and_wait", VmPowerInput, bool)
+START_VM = ActivityRef("start_vm", VmPowerInput, bool)
+CREATE_RESTORED_PVCS = ActivityRef("create_restored_pvcs", PvcsInput, list[str])
+WAIT_RESTORED_PVCS_BOUND = ActivityRef("wait_restored_pvcs_bound", PvcsInput, list[PvcState])
+DELETE_RESTORED_PVCS = ActivityRef("delete_restored_pvcs", PvcsInput, list[str])
+APPLY_RESTORED_VM = ActivityRef("apply_restored_vm", ApplyRestoredVmInput, bool)
+PUT_BACK_VM = ActivityRef("put_back_vm", PutBackVmInput, bool)

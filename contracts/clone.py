@@ -1,4 +1,8 @@
-"""Inputs, results and activity payloads of `CloneVirtualMachine` (the public contract)."""
+"""`CloneVirtualMachine`: its workflow type and ID, JSON input, result and progress,
+the payloads of its activities with their references, and its error types.
+
+The clone restores PVCs with the restore's steps (`contracts.restore`'s payloads).
+"""
 
 from __future__ import annotations
 
@@ -7,8 +11,22 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from contracts.activity import ActivityRef
+from contracts.restore import DEFAULT_BOUND_WAIT_SECONDS, RestoredVolumeResult, RestorePlan
 from rules.clone_spec import check_mac
-from workflows.restore_models import DEFAULT_BOUND_WAIT_SECONDS, RestoredVolumeResult
+
+# The workflow ID (and the label on what it makes), defined with every name in rules.naming.
+from rules.naming import CLONE_LABEL as CLONE_LABEL
+from rules.naming import clone_workflow_id as clone_workflow_id
+
+WORKFLOW = "CloneVirtualMachine"
+
+
+
+
+# Error types (ApplicationError.type) of the clone, besides contracts.common's.
+INVALID_CLONE_SPEC = "InvalidCloneSpec"
+SOURCE_NOT_ELIGIBLE = "SourceNotEligible"
 
 ClonePhase = Literal["SnapshotInProgress", "RestoreInProgress", "CreatingTargetVM",
                      "Succeeded", "Failed"]
@@ -95,3 +113,12 @@ class CloneProgress(BaseModel):
     step: str
     result: CloneVirtualMachineResult
     pending_compensations: list[str]
+
+
+# ---- activities (implemented in activities/clone.py; PVCs by contracts.restore's) -------
+
+CHECK_CLONE_SOURCE = ActivityRef("check_clone_source", CheckCloneSourceInput, bool)
+PREPARE_CLONE = ActivityRef("prepare_clone", PrepareCloneInput, RestorePlan)
+CREATE_CLONE_VM = ActivityRef("create_clone_vm", CreateCloneVmInput, bool)
+DELETE_CLONE_VM = ActivityRef("delete_clone_vm", CloneVmRef, bool)
+WRITE_CLONE_RECORD = ActivityRef("write_clone_record", CloneRecordInput, bool)

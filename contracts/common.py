@@ -1,0 +1,33 @@
+"""What every operation shares: the task queue, object references, common error types."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel
+
+TASK_QUEUE = "vmsnap"
+"""The default task queue of the worker and of every client."""
+
+# Error types (ApplicationError.type) the activities of several operations raise;
+# workflows and users match on them (workflows/README.md lists them).
+VM_NOT_FOUND = "VmNotFound"
+VM_NOT_RUNNING = "VmNotRunning"
+VM_LOCKED = "VmLocked"
+SNAPSHOT_ALREADY_EXISTS = "SnapshotAlreadyExists"
+SNAPSHOT_NOT_FOUND = "SnapshotNotFound"
+SNAPSHOT_IN_PROGRESS = "SnapshotInProgress"
+SNAPSHOT_IN_USE = "SnapshotInUse"
+SNAPSHOT_NOT_READY = "SnapshotNotReady"
+FREEZE_FAILED = "FreezeFailed"
+CUT_FAILED = "CutFailed"
+VOLUME_SNAPSHOT_CONFLICT = "VolumeSnapshotConflict"
+VOLUME_SNAPSHOT_MISSING = "VolumeSnapshotMissing"
+VOLUME_SNAPSHOTS_NOT_READY = "VolumeSnapshotsNotReady"
+PVC_MISSING = "PvcMissing"
+CANCELED = "Canceled"
+
+
+class ObjectRef(BaseModel):
+    """A namespaced object by name (a snapshot record, a content, a VM)."""
+
+    namespace: str
+    name: str

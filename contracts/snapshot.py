@@ -1,0 +1,309 @@
+"""`SnapshotVirtualMachine`: its workflow type and ID, JSON input, result and progress,
+the payloads of its activities with their references, and its error types.
+
+Users type the input at the Temporal CLI and UI, so the field names are snake_case,
+stable, and documented in workflows/README.md. Bad input is refused with a message that
+names the field (the workflow fails at once; it never retries a document that cannot
+be valid). The workflow decides every name it passes to an activity, so an activity
+never invents one and a retry touches the same objects.
+
+Example input:
+    {"namespace": "demo", "vm": "web", "name": "web-before-upgrade",
+     "failure_deadline": "5m", "ready_deadline": "1h", "quiesce": "auto",
+     "deletion_policy": "Delete", "labels": {"team": "web"}}
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from contracts.activity import ActivityRef
+from contracts.common import ObjectRef
+from contracts.lock import VmLockInput
+from rules.models import ExcludedVolume, VmState, VolumeSelection, VolumeSnapshotState
+
+# The workflow ID (and the label on what it makes), defined with every name in rules.naming.
+from rules.naming import snapshot_workflow_id as snapshot_workflow_id
+from rules.validation import Duration, check_dns_label, check_dns_subdomain, check_labels
+
+WORKFLOW = "SnapshotVirtualMachine"
+
+
+
+Quiesce = Literal["auto", "required", "skip"]
+DeletionPolicy = Literal["Delete", "Retain"]
+Phase = Literal["InProgress", "Succeeded", "Failed"]
+
+# Indications, as KubeVirt's (first five) plus the quiesce outcomes of vmsnap.
+ONLINE = "Online"  # the VM had a running instance
+GUEST_AGENT = "GuestAgent"  # the guest agent was connected
+NO_GUEST_AGENT = "NoGuestAgent"  # the VM ran without a connected agent: crash-consistent
+PAUSED = "Paused"  # the VM was paused: not frozen, crash-consistent
+PARTIAL_SNAPSHOT = "PartialSnapshot"  # a PVC/DataVolume volume was left out
+QUIESCE_FAILED = "QuiesceFailed"  # quiesce auto: the freeze failed, the cut is crash-consistent
+QUIESCE_SKIPPED = "QuiesceSkipped"  # quiesce skip on a guest that could have been frozen
+QUIESCE_TIMEOUT = "QuiesceTimeout"  # the guest was thawed before the cut (freeze bound passed)
+
+
+# Error types (ApplicationError.type) of this workflow; activities add those of
+# contracts.common.
+DEADLINE_EXCEEDED = "SnapshotDeadlineExceeded"
+NO_ELIGIBLE_VOLUME = "NoEligibleVolume"
+QUIESCE_REQUIRED = "QuiesceRequired"
+
+
+class SnapshotVirtualMachineInput(BaseModel):
+    """Input of `SnapshotVirtualMachine`. Unknown fields are refused (a typo such as
+    `failureDeadline` would otherwise silently mean the default)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    namespace: str = Field(description="namespace of the VM; the records are made there")
+    vm: str = Field(description="name of the VirtualMachine")
+    name: str | None = Field(
+        default=None,
+        description="name of the snapshot; default {vm}-{YYYYMMDD-HHMMSS} (UTC start time)",
+    )
+    failure_deadline: Duration = Field(
+        default=300.0, description='the cut must be taken within it; default "5m", 0 = none'
+    )
+    ready_deadline: Duration = Field(
+        default=3600.0,
+        description='after the cut, every VolumeSnapshot must be ready within it; '
+        'default "1h", 0 = none',
+    )
+    quiesce: Quiesce = "auto"
+    deletion_policy: DeletionPolicy = "Delete"
+    labels: dict[str, str] = Field(
+        default_factory=dict, description="labels for the records and the VolumeSnapshots"
+    )
+
+    @field_validator("namespace")
+    @classmethod
+    def _namespace(cls, value: str) -> str:
+        return check_dns_label(value, "namespace")
+
+    @field_validator("vm")
+    @classmethod
+    def _vm(cls, value: str) -> str:
+        return check_dns_subdomain(value, "vm")
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str | None) -> str | None:
+        return None if value is None else check_dns_subdomain(value, "name")
+
+    @field_validator("labels")
+    @classmethod
+    def _labels(cls, value: dict[str, str]) -> dict[str, str]:
+        return check_labels(value)
+
+
+class VolumeResult(BaseModel):
+    """One included volume and the VolumeSnapshot that captured it."""
+
+    volume_name: str
+    pvc_name: str
+    storage_class: str
+    snapshot_class: str
+    volume_snapshot: str
+    hotpluggable: bool = False
+    creation_time: datetime | None = None
+    ready_to_use: bool = False
+    restore_size: str | None = None
+    error: str | None = None
+
+
+class SnapshotVirtualMachineResult(BaseModel):
+    """What a snapshot did; the workflow's result, and the details of its failure."""
+
+    namespace: str
+    name: str
+    vm: str
+    vm_uid: str | None = None
+    workflow_id: str | None = None
+    phase: Phase
+    ready_to_use: bool = False
+    indications: list[str] = Field(default_factory=list)
+    included_volumes: list[VolumeResult] = Field(default_factory=list)
+    excluded_volumes: list[ExcludedVolume] = Field(default_factory=list)
+    volume_snapshots: list[str] = Field(default_factory=list)
+    content_name: str | None = None
+    quiesced: bool = Field(default=False, description="the guest was frozen for the cut")
+    freeze_window_ms: int | None = Field(
+        default=None, description="freeze call to end of thaw call; None when not frozen"
+    )
+    started_at: datetime
+    creation_time: datetime | None = Field(default=None, description="when the cut was taken")
+    succeeded_at: datetime | None = None
+    ready_at: datetime | None = None
+    finished_at: datetime | None = None
+    error: str | None = None
+    error_type: str | None = None
+    cleanup_errors: list[str] = Field(
+        default_factory=list, description="compensation steps that failed (objects may remain)"
+    )
+
+
+VolumeStep = Literal["planned", "creating", "cut", "ready", "deleted"]
+
+
+class VolumeProgress(BaseModel):
+    volume_name: str
+    volume_snapshot: str
+    state: VolumeStep
+    creation_time: datetime | None = None
+    ready_to_use: bool = False
+    error: str | None = None
+
+
+class SnapshotProgress(BaseModel):
+    """Answer of the `progress` query: where the snapshot is, and how much time is left."""
+
+    namespace: str
+    name: str
+    vm: str
+    step: str
+    phase: Phase
+    frozen: bool
+    indications: list[str]
+    volumes: list[VolumeProgress]
+    elapsed_seconds: float
+    failure_deadline_seconds: float | None = Field(description="None: no deadline")
+    time_left_seconds: float | None
+    error: str | None = None
+
+
+# ---- activity payloads -------------------------------------------------------------
+
+
+class CreateSnapshotRecordInput(BaseModel):
+    namespace: str
+    name: str
+    vm: str
+    deletion_policy: DeletionPolicy
+    failure_deadline_seconds: float
+    ready_deadline_seconds: float
+    quiesce: Quiesce
+    labels: dict[str, str]
+
+
+class SnapshotRecordRef(BaseModel):
+    namespace: str
+    name: str
+    uid: str
+
+
+class VmInspection(BaseModel):
+    """The VM's state and which of its volumes can be snapshotted."""
+
+    vm: VmState
+    volumes: VolumeSelection
+    lock: str | None = Field(
+        default=None, description="the lock annotation written, when the VM was locked "
+        "with the same read (lock_and_inspect_vm)")
+    content_name: str | None = Field(
+        default=None, description="the content made from the same read, if one was asked "
+        "for and some volume can be snapshotted")
+
+
+class ContentPlan(BaseModel):
+    """The snapshot's content, to be made from the inspection's own read of the VM and its
+    PVCs (as KubeVirt makes it: after the lock, before the freeze)."""
+
+    name: str
+    snapshot: str
+    snapshot_uid: str
+    labels: dict[str, str]
+
+
+class LockAndInspectInput(BaseModel):
+    lock: VmLockInput
+    content: ContentPlan | None = None
+
+
+class WriteSnapshotStatusInput(BaseModel):
+    """The record's status from the workflow's view of the snapshot."""
+
+    result: SnapshotVirtualMachineResult
+    record_uid: str | None = Field(
+        default=None, description="the record's uid, when this run made it: the status is "
+        "then written in one request, refused by the server if the record was replaced")
+    indication_messages: dict[str, str] = Field(default_factory=dict)
+    volume_snapshot_states: list[VolumeSnapshotState] = Field(
+        default_factory=list, description="also written to the content's status, if it exists"
+    )
+
+
+class PlannedVolumeSnapshot(BaseModel):
+    """One VolumeSnapshot to make: its deterministic name and what it captures."""
+
+    name: str
+    volume_name: str
+    pvc_name: str
+    snapshot_class: str
+
+
+class FreezePlan(BaseModel):
+    """Freeze the guest for the cut; it must be thawed by `thaw_by` at the latest (the
+    unfreezeTimeout sent is the time left, so the guest thaws itself if all else dies)."""
+
+    vmi: str
+    thaw_by: datetime
+    required: bool = Field(description="quiesce required: a failing freeze fails the cut")
+
+
+class CutInput(BaseModel):
+    namespace: str
+    snapshot: str
+    snapshot_uid: str
+    owned_by_snapshot: bool = Field(
+        description="owner reference to the record (deletionPolicy Delete): a kubectl delete "
+        "of the record removes the VolumeSnapshots"
+    )
+    volumes: list[PlannedVolumeSnapshot]
+    labels: dict[str, str]
+    freeze: FreezePlan | None = None
+
+
+class CutOutcome(BaseModel):
+    volume_snapshots: list[VolumeSnapshotState]
+    cut_at: datetime = Field(description="when the last cut was seen (worker clock)")
+    frozen_at: datetime | None = Field(default=None, description="None: not frozen")
+    thawed_at: datetime | None = None
+    freeze_error: str | None = Field(
+        default=None, description="why the guest could not be frozen (quiesce auto went on)")
+    thawed_before_cut: bool = Field(
+        default=False, description="the freeze bound passed first: the cut is crash-consistent"
+    )
+    freeze_window_ms: int | None = None
+
+
+class UnfreezeVmInput(BaseModel):
+    namespace: str
+    vmi: str
+
+
+class VolumeSnapshotsInput(BaseModel):
+    namespace: str
+    names: list[str]
+    snapshot: str | None = Field(
+        default=None, description="also every VolumeSnapshot labelled with this snapshot"
+    )
+
+
+# ---- activities (implemented in activities/snapshot.py and activities/cut.py) ----------
+
+CREATE_SNAPSHOT_RECORD = ActivityRef(
+    "create_snapshot_record", CreateSnapshotRecordInput, SnapshotRecordRef)
+LOCK_AND_INSPECT_VM = ActivityRef("lock_and_inspect_vm", LockAndInspectInput, VmInspection)
+WRITE_SNAPSHOT_STATUS = ActivityRef("write_snapshot_status", WriteSnapshotStatusInput, bool)
+FREEZE_AND_CUT = ActivityRef("freeze_and_cut", CutInput, CutOutcome)
+UNFREEZE_VM = ActivityRef("unfreeze_vm", UnfreezeVmInput, bool)
+CHECK_VOLUME_SNAPSHOTS_READY = ActivityRef(
+    "check_volume_snapshots_ready", VolumeSnapshotsInput, list[VolumeSnapshotState])
+DELETE_VOLUME_SNAPSHOTS = ActivityRef("delete_volume_snapshots", VolumeSnapshotsInput, list[str])
+DELETE_SNAPSHOT_CONTENT = ActivityRef("delete_snapshot_content", ObjectRef, bool)
