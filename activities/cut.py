@@ -13,7 +13,7 @@ nothing but the cluster's own latency sits between the calls:
      `required` fails (FreezeFailed) and `auto` goes on crash-consistent;
   3. create every VolumeSnapshot at once (threads); transient API errors are
      retried in place, the guest still frozen; from the freeze call to the thaw,
-     requests are urgent (`cluster.client.urgent_requests`): a client-side rate
+     requests are urgent (`cluster.rate_limit.urgent_requests`): a client-side rate
      limit lets them pass before unfrozen work;
   4. watch them and thaw the moment every one has `status.creationTime` (from
      inside the watch, before its connection is dropped), or at `thaw_by` if that
@@ -42,8 +42,9 @@ from temporalio.exceptions import ApplicationError
 
 from activities.errors import cluster_errors
 from cluster import records
-from cluster.client import Cluster, urgent_requests
+from cluster.client import Cluster
 from cluster.errors import ClusterError, Conflict, Invalid, NotFound
+from cluster.rate_limit import urgent_requests
 from cluster.waiting import WaitTimeout
 from contracts import common as error_types
 from contracts.snapshot import CutInput, CutOutcome, PlannedVolumeSnapshot

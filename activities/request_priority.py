@@ -2,11 +2,11 @@
 
 Why: under a client-side rate limit (VMSNAP_KUBE_QPS) a FIFO queue advances every running
 snapshot together, so a fleet larger than the limit can carry misses every deadline at
-once. `cluster.client.RateLimiter` serves waiting requests by a key instead; this activity
+once. `cluster.rate_limit.RateLimiter` serves waiting requests by a key instead; this activity
 inbound interceptor sets that key from `activity.info()`: when the activity's workflow run
 started (see `RunAges`), so the runs that started first finish first.
 
-How it reaches the request: the interceptor sets a contextvar (`cluster.client.
+How it reaches the request: the interceptor sets a contextvar (`cluster.rate_limit.
 request_priority`) on the event loop, around the rest of the chain; for a sync activity
 the SDK runs the function in the thread pool inside a copy of that context, so the thread
 that calls the API sees it. Local activities pass through the same chain. Threads that an
@@ -37,7 +37,7 @@ from temporalio.worker import (
     Interceptor,
 )
 
-from cluster.client import RequestPriority, request_priority
+from cluster.rate_limit import RequestPriority, request_priority
 
 # Runs remembered, least recently used forgotten first: a run forgotten while still open is
 # keyed again as if it had just started (it then yields to the runs started before it).

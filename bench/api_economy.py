@@ -8,7 +8,7 @@ client is limited to QPS requests per second (VMSNAP_KUBE_QPS, burst VMSNAP_KUBE
 wall time, successes within each snapshot's failure deadline, the times to the first and
 the last success, and the freeze windows under that throttle (requests made while a guest
 is frozen pass first; waiting requests go earliest operation first when the worker has the
-request-priority interceptor, see cluster.client.RateLimiter and
+request-priority interceptor, see cluster.rate_limit.RateLimiter and
 activities/request_priority.py).
 
     .venv/bin/python -m bench.api_economy --disks 1 8 32 --throttled 80 --qps 5

@@ -19,8 +19,9 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from cluster.apis import VIRTUAL_MACHINES, KubeApis, custom_path
-from cluster.client import Cluster, RateLimiter, ThrottledApiClient, load_api_client
+from cluster.client import Cluster, load_api_client
 from cluster.errors import ClusterError, NotFound, Transient, translated_errors
+from cluster.rate_limit import RateLimiter, ThrottledApiClient
 from cluster.transport import CurlTransport, TlsSettings, TransportError
 from tests.cluster.conftest import NS
 from tests.support.sim import Sim

@@ -9,7 +9,8 @@ import time
 import pytest
 from kubernetes import client
 
-from cluster.client import (
+from cluster.errors import ConfigurationError, Transient
+from cluster.rate_limit import (
     RateLimiter,
     RequestPriority,
     ThrottledApiClient,
@@ -20,7 +21,6 @@ from cluster.client import (
     requests_are_urgent,
     urgent_requests,
 )
-from cluster.errors import ConfigurationError, Transient
 
 
 def grant_times(queue: TokenQueue, now: float, until: float, step: float = 0.01

@@ -20,7 +20,7 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 from activities.request_priority import RunAges, request_priority_interceptors, run_started_at
-from cluster.client import current_request_priority
+from cluster.rate_limit import current_request_priority
 from starter.local_stack import REPO_ROOT
 
 TEST_SERVER = Path(REPO_ROOT) / ".venv" / "bin" / "temporal-test-server"
