@@ -10,8 +10,8 @@ from activities.errors import cluster_errors
 from activities.registration import implements
 from activities.restore import _final, plan_volumes, read_ready_snapshot
 from cluster.client import Cluster
+from cluster.clone_record import clone_record_body, write_clone_record
 from cluster.errors import AlreadyExists, NotFound
-from cluster.restore_records import clone_record_body, write_clone_record
 from contracts import common as error_types
 from contracts.clone import (
     CHECK_CLONE_SOURCE,

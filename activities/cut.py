@@ -41,7 +41,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.errors import cluster_errors
-from cluster import records
+from cluster import snapshot_record
 from cluster.client import Cluster
 from cluster.errors import ClusterError, Conflict, Invalid, NotFound
 from cluster.rate_limit import urgent_requests
@@ -191,7 +191,7 @@ class GuestCut:
         warmed with no-op tasks reuses its first idle threads and starts fewer.
         """
         input = self.input
-        owner = (records.snapshot_owner_reference(input.snapshot, input.snapshot_uid)
+        owner = (snapshot_record.snapshot_owner_reference(input.snapshot, input.snapshot_uid)
                  if input.owned_by_snapshot else None)
         thaw_by = input.freeze.thaw_by if input.freeze else None
 

@@ -18,13 +18,13 @@ from temporalio.exceptions import ApplicationError
 from activities.errors import cluster_errors
 from activities.liveness import WorkflowLiveness
 from activities.registration import implements
-from cluster import records
+from cluster import record_kinds, snapshot_content, snapshot_record, snapshot_users
 from cluster.client import Cluster
 from cluster.errors import AlreadyExists, NotFound
 from cluster.lock import LOCK_ANNOTATION, LockHolder
 from cluster.pvcs import pvc_from_snapshot
-from cluster.restore_records import (
-    VIRTUAL_MACHINE_RESTORES,
+from cluster.record_kinds import VIRTUAL_MACHINE_RESTORES
+from cluster.restore_record import (
     RestoreRecordStatus,
     RestoreVolumeStatus,
     create_restore_record,
@@ -82,9 +82,9 @@ def _holder(operation: str) -> LockHolder:
 
 def read_ready_snapshot(
     cluster: Cluster, ns: str, snapshot: str
-) -> tuple[records.SnapshotRecord, dict[str, Any], list[dict[str, Any]]]:
+) -> tuple[snapshot_record.SnapshotRecord, dict[str, Any], list[dict[str, Any]]]:
     """The snapshot's record, VM copy and volume backups, if it is Succeeded and ready."""
-    record = records.get_snapshot_record(cluster, ns, snapshot)
+    record = snapshot_record.get_snapshot_record(cluster, ns, snapshot)
     if record is None:
         raise _final(f"snapshot {ns}/{snapshot} not found", error_types.SNAPSHOT_NOT_FOUND)
     if record.deleting or record.phase != "Succeeded" or not record.ready_to_use:
@@ -92,7 +92,7 @@ def read_ready_snapshot(
             f"phase {record.phase or 'unknown'}, readyToUse {record.ready_to_use}")
         raise _final(f"snapshot {ns}/{snapshot} cannot be used: {why} (restore and clone "
                      "need a Succeeded snapshot that is ready to use)", SNAPSHOT_NOT_READY)
-    content = (records.get_snapshot_content(cluster, ns, record.content_name)
+    content = (snapshot_content.get_snapshot_content(cluster, ns, record.content_name)
                if record.content_name else None)
     if content is None:
         raise _final(f"snapshot {ns}/{snapshot} has no content", SNAPSHOT_NOT_READY)
@@ -108,7 +108,7 @@ def plan_volumes(
     """One new PVC per backup, named `{owner}-{volume}`, labelled with its maker and
     annotated with the workflow that makes it (the orphan sweeper asks that workflow, not
     one guessed from the name)."""
-    made_by = {records.WORKFLOW_ID_ANNOTATION: activity.info().workflow_id or ""}
+    made_by = {record_kinds.WORKFLOW_ID_ANNOTATION: activity.info().workflow_id or ""}
     volumes = []
     for backup in backups:
         vs_name = backup["volumeSnapshotName"]
@@ -216,15 +216,15 @@ class RestoreActivities:
     def add_snapshot_user(self, input: SnapshotUserInput) -> bool:
         """Register this run as a user of the snapshot: deletion refuses while it runs."""
         with cluster_errors(not_found=error_types.SNAPSHOT_NOT_FOUND):
-            records.add_snapshot_user(self.cluster, input.namespace, input.snapshot,
-                                      _holder(input.operation))
+            snapshot_users.add_snapshot_user(self.cluster, input.namespace, input.snapshot,
+                                             _holder(input.operation))
         return True
 
     @implements(REMOVE_SNAPSHOT_USER)
     def remove_snapshot_user(self, input: SnapshotUserInput) -> bool:
         with cluster_errors():
-            return records.remove_snapshot_user(self.cluster, input.namespace, input.snapshot,
-                                                _holder(input.operation))
+            return snapshot_users.remove_snapshot_user(
+                self.cluster, input.namespace, input.snapshot, _holder(input.operation))
 
     @implements(STOP_VM)
     def stop_vm_and_wait(self, input: VmPowerInput) -> bool:

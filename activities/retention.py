@@ -15,7 +15,7 @@ from activities.errors import cluster_errors
 from activities.registration import implements
 from cluster.apis import VIRTUAL_MACHINES
 from cluster.client import Cluster
-from cluster.records import VIRTUAL_MACHINE_SNAPSHOTS
+from cluster.record_kinds import VIRTUAL_MACHINE_SNAPSHOTS
 from cluster.snapshots import parse_time
 from contracts.schedule import (
     LIST_SCHEDULED_SNAPSHOTS,

@@ -27,7 +27,7 @@ from activities.cut import GuestCut
 from activities.errors import cluster_errors
 from activities.liveness import WorkflowLiveness
 from activities.registration import implements
-from cluster import records
+from cluster import snapshot_content, snapshot_record, snapshot_users
 from cluster.client import Cluster
 from cluster.errors import AlreadyExists, Conflict, NotFound
 from cluster.lock import (
@@ -37,11 +37,11 @@ from cluster.lock import (
     acquire_vm_lock,
     release_vm_lock,
 )
-from cluster.records import (
+from cluster.snapshot_content import VolumeBackup
+from cluster.snapshot_record import (
     ExcludedVolumeReason,
     SnapshotRecordStatus,
     SnapshotSpec,
-    VolumeBackup,
     WorkflowRun,
 )
 from cluster.vms import vm_state_from
@@ -195,7 +195,7 @@ class SnapshotActivities:
             with cluster_errors():
                 # Its status (InProgress) is written with the inspection's findings, a
                 # moment later: one write instead of two.
-                record = records.create_snapshot_record(
+                record = snapshot_record.create_snapshot_record(
                     self.cluster, input.namespace, input.name, spec, input.labels, owner)
         except ApplicationError as err:
             if isinstance(err.__cause__, AlreadyExists):
@@ -246,13 +246,13 @@ class SnapshotActivities:
         self, namespace: str, plan: ContentPlan, vm: dict[str, Any],
         pvcs: dict[str, dict[str, Any]], included: list[IncludedVolume],
     ) -> str:
-        body = records.content_body(
+        body = snapshot_content.content_body(
             namespace, plan.name, plan.snapshot, plan.snapshot_uid, vm, pvcs,
             [VolumeBackup(volume_name=v.volume_name, pvc_name=v.pvc_name,
                           volume_snapshot=volume_snapshot_name(plan.snapshot, v.volume_name))
              for v in included],
             plan.labels)
-        records.create_snapshot_content(self.cluster, namespace, body)
+        snapshot_content.create_snapshot_content(self.cluster, namespace, body)
         return plan.name
 
     # ---- step 2: inspect ----------------------------------------------------------------
@@ -261,12 +261,12 @@ class SnapshotActivities:
     def write_snapshot_status(self, input: WriteSnapshotStatusInput) -> bool:
         """Write the record's status (and the content's, when states are given and it
         exists); False when the record does not exist or belongs to another run (nothing
-        written). With the record's uid, one request (see records.write_snapshot_status)."""
+        written). With the record's uid, one request (see snapshot_record.write_snapshot_status)."""
         result = input.result
         status = record_status_from(result, input.indication_messages)
         with cluster_errors():
             try:
-                written = records.write_snapshot_status(
+                written = snapshot_record.write_snapshot_status(
                     self.cluster, result.namespace, result.name, status, owner=_this_run(),
                     uid=input.record_uid)
             except NotFound:
@@ -274,7 +274,7 @@ class SnapshotActivities:
             if written and result.content_name and input.volume_snapshot_states:
                 # NotFound: compensation removed it, or it was never made.
                 with contextlib.suppress(NotFound):
-                    records.write_content_status(
+                    snapshot_content.write_content_status(
                         self.cluster, result.namespace, result.content_name,
                         input.volume_snapshot_states,
                         None if result.ready_to_use else result.error)
@@ -346,14 +346,15 @@ class SnapshotActivities:
     @implements(DELETE_SNAPSHOT_CONTENT)
     def delete_snapshot_content(self, input: ObjectRef) -> bool:
         with cluster_errors():
-            return records.delete_snapshot_content(self.cluster, input.namespace, input.name)
+            return snapshot_content.delete_snapshot_content(
+                self.cluster, input.namespace, input.name)
 
     @implements(PREPARE_SNAPSHOT_DELETION)
     def prepare_snapshot_deletion(self, input: ObjectRef) -> DeletionPlan:
         """Check that the snapshot may go (found, not being taken, not in use by a running
         restore or clone), mark it Deleting, and say what to remove."""
         with cluster_errors():
-            record = records.get_snapshot_record(self.cluster, input.namespace, input.name)
+            record = snapshot_record.get_snapshot_record(self.cluster, input.namespace, input.name)
             if record is None:
                 raise ApplicationError(
                     f"VirtualMachineSnapshot {input.namespace}/{input.name} not found",
@@ -369,7 +370,7 @@ class SnapshotActivities:
                         f"{record.phase or 'unset'}); wait for it or cancel it first",
                         type=error_types.SNAPSHOT_IN_PROGRESS, non_retryable=True)
             if record.users:
-                live = records.remove_stale_snapshot_users(
+                live = snapshot_users.remove_stale_snapshot_users(
                     self.cluster, input.namespace, input.name, self._is_alive)
                 if live:
                     raise ApplicationError(
@@ -377,7 +378,7 @@ class SnapshotActivities:
                         + "; ".join(u.describe() for u in live),
                         type=error_types.SNAPSHOT_IN_USE, non_retryable=True)
             if record.phase != "Deleting":
-                records.mark_snapshot_deleting(self.cluster, input.namespace, input.name)
+                snapshot_record.mark_snapshot_deleting(self.cluster, input.namespace, input.name)
             labelled = [s.name for s in self.cluster.list_volume_snapshots(
                 input.namespace, snapshot_selector(input.name))]
         return DeletionPlan(
@@ -389,6 +390,6 @@ class SnapshotActivities:
     @implements(DELETE_SNAPSHOT_RECORD)
     def delete_snapshot_record(self, input: ObjectRef) -> bool:
         with cluster_errors():
-            return records.delete_snapshot_record(self.cluster, input.namespace, input.name)
+            return snapshot_record.delete_snapshot_record(self.cluster, input.namespace, input.name)
 
 

@@ -23,13 +23,14 @@ from activities.registration import implements
 from cluster.apis import VIRTUAL_MACHINES, VOLUME_SNAPSHOTS, CustomResource
 from cluster.client import Cluster
 from cluster.errors import ClusterError, translated_errors
-from cluster.records import (
+from cluster.record_kinds import (
     RUN_ID_ANNOTATION,
+    VIRTUAL_MACHINE_CLONES,
+    VIRTUAL_MACHINE_RESTORES,
     VIRTUAL_MACHINE_SNAPSHOT_CONTENTS,
     VIRTUAL_MACHINE_SNAPSHOTS,
     WORKFLOW_ID_ANNOTATION,
 )
-from cluster.restore_records import VIRTUAL_MACHINE_CLONES, VIRTUAL_MACHINE_RESTORES
 from cluster.snapshots import parse_time
 from contracts.sweep import SWEEP_ORPHANED_OBJECTS, Removal, SweepOrphansResult, SweepRequest
 from rules.naming import SNAPSHOT_LABEL

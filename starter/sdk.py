@@ -77,7 +77,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from cluster.apis import VIRTUAL_MACHINES
 from cluster.client import Cluster
 from cluster.errors import ClusterError, ConfigurationError, NotFound
-from cluster.records import VIRTUAL_MACHINE_SNAPSHOTS, WORKFLOW_ID_ANNOTATION
+from cluster.record_kinds import VIRTUAL_MACHINE_SNAPSHOTS, WORKFLOW_ID_ANNOTATION
 from cluster.snapshots import parse_time
 from contracts.clone import CloneVirtualMachineInput, CloneVirtualMachineResult
 from contracts.common import TASK_QUEUE as DEFAULT_TASK_QUEUE

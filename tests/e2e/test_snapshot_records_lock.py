@@ -1,4 +1,4 @@
-"""cluster/records.py and cluster/lock.py against the simulator (no Temporal needed)."""
+"""cluster/snapshot_*.py and cluster/lock.py against the simulator (no Temporal needed)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from cluster import records
+from cluster import record_kinds, snapshot_content, snapshot_record, snapshot_users
 from cluster.client import Cluster
 from cluster.errors import AlreadyExists, Conflict, NotFound
 from cluster.lock import (
@@ -20,7 +20,7 @@ from cluster.lock import (
     read_vm_lock,
     release_vm_lock,
 )
-from cluster.records import SnapshotRecordStatus, SnapshotSpec, WorkflowRun
+from cluster.snapshot_record import SnapshotRecordStatus, SnapshotSpec, WorkflowRun
 from tests.conftest import StartSim
 from tests.support.sim import Sim
 
@@ -51,57 +51,57 @@ def holder(run: WorkflowRun, operation: str = "snapshot") -> LockHolder:
 
 def test_a_record_belongs_to_the_run_that_made_it(cluster: Cluster) -> None:
     spec = SnapshotSpec(vm="twice")
-    made = records.create_snapshot_record(cluster, NS, "owned", spec, {"team": "a"}, A)
-    again = records.create_snapshot_record(cluster, NS, "owned", spec, {"team": "a"}, A)
+    made = snapshot_record.create_snapshot_record(cluster, NS, "owned", spec, {"team": "a"}, A)
+    again = snapshot_record.create_snapshot_record(cluster, NS, "owned", spec, {"team": "a"}, A)
     assert again.uid == made.uid and made.owner == A
     with pytest.raises(AlreadyExists, match=r"already exists .* made by snapshot/snap/a"):
-        records.create_snapshot_record(cluster, NS, "owned", spec, {}, B)
+        snapshot_record.create_snapshot_record(cluster, NS, "owned", spec, {}, B)
 
     status = SnapshotRecordStatus(phase="InProgress", indications=["Online"])
-    assert records.write_snapshot_status(cluster, NS, "owned", status, owner=A)
+    assert snapshot_record.write_snapshot_status(cluster, NS, "owned", status, owner=A)
     failed = SnapshotRecordStatus(phase="Failed", error_message="not mine to say")
-    assert not records.write_snapshot_status(cluster, NS, "owned", failed, owner=B)
-    stored = records.get_snapshot_record(cluster, NS, "owned")
+    assert not snapshot_record.write_snapshot_status(cluster, NS, "owned", failed, owner=B)
+    stored = snapshot_record.get_snapshot_record(cluster, NS, "owned")
     assert stored is not None and stored.phase == "InProgress"
     with pytest.raises(NotFound):
-        records.write_snapshot_status(cluster, NS, "never-made", status, owner=A)
+        snapshot_record.write_snapshot_status(cluster, NS, "never-made", status, owner=A)
 
 
 def test_status_goes_through_the_status_subresource_and_kubectl_shows_it(
     cluster: Cluster, sim: Sim
 ) -> None:
-    records.create_snapshot_record(cluster, NS, "shown", SnapshotSpec(vm="twice"), {}, A)
-    records.write_snapshot_status(cluster, NS, "shown", SnapshotRecordStatus(
+    snapshot_record.create_snapshot_record(cluster, NS, "shown", SnapshotSpec(vm="twice"), {}, A)
+    snapshot_record.write_snapshot_status(cluster, NS, "shown", SnapshotRecordStatus(
         phase="Succeeded", ready_to_use=True, freeze_window_ms=42), owner=A)
     table = sim.kubectl("get", "vmsnap", "-n", NS, "shown", "-o", "wide").stdout
     header, row = table.splitlines()[:2]
     assert header.split()[:4] == ["NAME", "VM", "PHASE", "READY"]
     assert row.split()[:4] == ["shown", "twice", "Succeeded", "true"] and "42" in row
     # an error, then cleared: the merge patch removes it
-    records.write_snapshot_status(cluster, NS, "shown", SnapshotRecordStatus(
+    snapshot_record.write_snapshot_status(cluster, NS, "shown", SnapshotRecordStatus(
         phase="Succeeded", error_message="slow"), owner=A)
-    records.write_snapshot_status(cluster, NS, "shown", SnapshotRecordStatus(
+    snapshot_record.write_snapshot_status(cluster, NS, "shown", SnapshotRecordStatus(
         phase="Succeeded", ready_to_use=True), owner=A)
-    status = cluster.get_custom(records.VIRTUAL_MACHINE_SNAPSHOTS, NS, "shown")["status"]
+    status = cluster.get_custom(record_kinds.VIRTUAL_MACHINE_SNAPSHOTS, NS, "shown")["status"]
     assert "error" not in status and "freezeWindowMilliseconds" not in status
 
 
 def test_content_of_another_snapshot_is_a_conflict(cluster: Cluster) -> None:
-    made = records.create_snapshot_record(cluster, NS, "with-content", SnapshotSpec(vm="twice"),
-                                          {}, A)
+    made = snapshot_record.create_snapshot_record(cluster, NS, "with-content",
+                                                  SnapshotSpec(vm="twice"), {}, A)
     vm = cluster.get_vm(NS, "twice")
     pvc = cluster.get_pvc(NS, "twice-root")
     assert pvc is not None
-    backups = [records.VolumeBackup(volume_name="root", pvc_name="twice-root",
-                                    volume_snapshot="with-content-root")]
-    body = records.content_body(NS, "with-content-content", "with-content", made.uid, vm,
-                                {"twice-root": pvc}, backups, {})
-    first = records.create_snapshot_content(cluster, NS, body)
-    assert records.create_snapshot_content(cluster, NS, body)["metadata"]["uid"] == (
+    backups = [snapshot_content.VolumeBackup(volume_name="root", pvc_name="twice-root",
+                                             volume_snapshot="with-content-root")]
+    body = snapshot_content.content_body(NS, "with-content-content", "with-content", made.uid,
+                                         vm, {"twice-root": pvc}, backups, {})
+    first = snapshot_content.create_snapshot_content(cluster, NS, body)
+    assert snapshot_content.create_snapshot_content(cluster, NS, body)["metadata"]["uid"] == (
         first["metadata"]["uid"])
     other = {**body, "spec": {**body["spec"], "virtualMachineSnapshotName": "someone-else"}}
     with pytest.raises(Conflict, match="another snapshot"):
-        records.create_snapshot_content(cluster, NS, other)
+        snapshot_content.create_snapshot_content(cluster, NS, other)
 
 
 def test_the_lock_is_refused_to_a_second_live_run_and_taken_over_from_a_dead_one(
@@ -157,15 +157,15 @@ def test_an_unreadable_lock_is_never_taken_over(cluster: Cluster, sim: Sim) -> N
 
 
 def test_users_of_a_snapshot(cluster: Cluster) -> None:
-    records.create_snapshot_record(cluster, NS, "used", SnapshotSpec(vm="twice"), {}, A)
+    snapshot_record.create_snapshot_record(cluster, NS, "used", SnapshotSpec(vm="twice"), {}, A)
     restore, clone = holder(B, "restore"), holder(A, "clone")
-    records.add_snapshot_user(cluster, NS, "used", restore)
-    records.add_snapshot_user(cluster, NS, "used", restore)  # idempotent
-    used = records.add_snapshot_user(cluster, NS, "used", clone)
+    snapshot_users.add_snapshot_user(cluster, NS, "used", restore)
+    snapshot_users.add_snapshot_user(cluster, NS, "used", restore)  # idempotent
+    used = snapshot_users.add_snapshot_user(cluster, NS, "used", clone)
     assert used.users == [restore, clone]
-    live = records.remove_stale_snapshot_users(cluster, NS, "used", lambda h: h == clone)
+    live = snapshot_users.remove_stale_snapshot_users(cluster, NS, "used", lambda h: h == clone)
     assert live == [clone]
-    assert records.remove_snapshot_user(cluster, NS, "used", clone)
-    record = records.get_snapshot_record(cluster, NS, "used")
+    assert snapshot_users.remove_snapshot_user(cluster, NS, "used", clone)
+    record = snapshot_record.get_snapshot_record(cluster, NS, "used")
     assert record is not None and record.users == []
-    assert not records.remove_snapshot_user(cluster, NS, "gone", clone)
+    assert not snapshot_users.remove_snapshot_user(cluster, NS, "gone", clone)

@@ -10,13 +10,13 @@ import jsonschema
 import pytest
 import yaml
 
-from cluster import records
+from cluster import record_kinds, snapshot_content, snapshot_record
 from cluster.lock import LOCK_ANNOTATION, LockHolder
-from cluster.records import (
+from cluster.snapshot_content import VolumeBackup
+from cluster.snapshot_record import (
     ExcludedVolumeReason,
     SnapshotRecordStatus,
     SnapshotSpec,
-    VolumeBackup,
     WorkflowRun,
 )
 from rules.models import VolumeSnapshotState
@@ -72,7 +72,7 @@ def full_status() -> SnapshotRecordStatus:
 
 
 def test_the_record_and_its_status_pass_the_crd_schema() -> None:
-    body = records.snapshot_record_body(
+    body = snapshot_record.snapshot_record_body(
         "demo", "web-1", SnapshotSpec(vm="web", failure_deadline_seconds=90,
                                       ready_deadline_seconds=0, quiesce="skip"),
         {"vmsnap.io/snapshot": "web-1"}, OWNER)
@@ -81,8 +81,9 @@ def test_the_record_and_its_status_pass_the_crd_schema() -> None:
         "deletionPolicy": "Delete", "failureDeadline": "1m30s", "readyDeadline": "0s",
         "quiesce": "skip"}
     assert body["metadata"]["annotations"] == {
-        records.WORKFLOW_ID_ANNOTATION: "snapshot/demo/web-1", records.RUN_ID_ANNOTATION: "run-1"}
-    status = records.snapshot_status_body(full_status(), {}, NOW)
+        record_kinds.WORKFLOW_ID_ANNOTATION: "snapshot/demo/web-1",
+        record_kinds.RUN_ID_ANNOTATION: "run-1"}
+    status = snapshot_record.snapshot_status_body(full_status(), {}, NOW)
     validate("VirtualMachineSnapshot", stored({**body, "status": status}))
     assert status["creationTime"] == "2030-01-02T03:04:05Z"
     assert status["snapshotVolumes"] == {"includedVolumes": ["root", "data"],
@@ -97,7 +98,7 @@ def test_the_record_and_its_status_pass_the_crd_schema() -> None:
 def test_a_failed_status_has_the_failure_condition_and_clears_what_is_gone() -> None:
     failed = SnapshotRecordStatus(phase="Failed", error_message="snapshot deadline exceeded",
                                   error_reason="SnapshotDeadlineExceeded")
-    status = records.snapshot_status_body(failed, {}, NOW)
+    status = snapshot_record.snapshot_status_body(failed, {}, NOW)
     validate("VirtualMachineSnapshot", stored({"spec": {"source": {"kind": "VirtualMachine",
                                                                    "name": "web"}},
                                                "status": status}))
@@ -110,11 +111,11 @@ def test_a_failed_status_has_the_failure_condition_and_clears_what_is_gone() -> 
 
 
 def test_condition_times_move_only_when_the_status_changes() -> None:
-    first = records.snapshot_status_body(SnapshotRecordStatus(phase="InProgress"), {}, NOW)
+    first = snapshot_record.snapshot_status_body(SnapshotRecordStatus(phase="InProgress"), {}, NOW)
     later = NOW + timedelta(minutes=1)
-    second = records.snapshot_status_body(
+    second = snapshot_record.snapshot_status_body(
         SnapshotRecordStatus(phase="Succeeded", ready_to_use=False), first, later)
-    third = records.snapshot_status_body(
+    third = snapshot_record.snapshot_status_body(
         SnapshotRecordStatus(phase="Succeeded", ready_to_use=True), second, later + timedelta(1))
     times = [{c["type"]: c["lastTransitionTime"] for c in s["conditions"]}
              for s in (first, second, third)]
@@ -126,8 +127,8 @@ def test_condition_times_move_only_when_the_status_changes() -> None:
 
 def test_the_error_time_stays_while_the_message_does() -> None:
     with_error = SnapshotRecordStatus(phase="Succeeded", error_message="not ready within 1h")
-    first = records.snapshot_status_body(with_error, {}, NOW)
-    again = records.snapshot_status_body(with_error, first, NOW + timedelta(hours=1))
+    first = snapshot_record.snapshot_status_body(with_error, {}, NOW)
+    again = snapshot_record.snapshot_status_body(with_error, first, NOW + timedelta(hours=1))
     assert again["error"]["time"] == first["error"]["time"]
 
 
@@ -153,7 +154,7 @@ PVC = {
 
 
 def test_the_content_copies_the_vm_and_pvcs_without_server_bookkeeping() -> None:
-    body = records.content_body(
+    body = snapshot_content.content_body(
         "demo", "web-1-content", "web-1", "snap-uid", VM, {"root-pvc": PVC},
         [VolumeBackup(volume_name="root", pvc_name="root-pvc", volume_snapshot="web-1-root")],
         {"vmsnap.io/snapshot": "web-1"})
@@ -170,14 +171,14 @@ def test_the_content_copies_the_vm_and_pvcs_without_server_bookkeeping() -> None
         "uid": "snap-uid", "controller": True, "blockOwnerDeletion": True}]
     states = [VolumeSnapshotState(name="web-1-root", creation_time=NOW, ready_to_use=True,
                                   restore_size="1Gi", error=None, bound_content=None)]
-    status = records.content_status_body(states, None, NOW)
+    status = snapshot_content.content_status_body(states, None, NOW)
     assert status["readyToUse"] is True and status["creationTime"] == "2030-01-02T03:04:05Z"
     validate("VirtualMachineSnapshotContent", stored({**body, "status": status}))
 
 
 def test_content_needs_every_pvc() -> None:
     with pytest.raises(ValueError, match="no PVC object for data-pvc"):
-        records.content_body("demo", "c", "s", "u", VM, {}, [
+        snapshot_content.content_body("demo", "c", "s", "u", VM, {}, [
             VolumeBackup(volume_name="data", pvc_name="data-pvc", volume_snapshot="s-data")], {})
 
 

@@ -24,12 +24,9 @@ from temporalio.worker import Worker
 from activities.sweeper import SweeperActivities, WorkflowStates
 from cluster.apis import VOLUME_SNAPSHOTS
 from cluster.client import Cluster
-from cluster.records import (
-    VIRTUAL_MACHINE_SNAPSHOT_CONTENTS,
-    VolumeBackup,
-    content_body,
-    snapshot_owner_reference,
-)
+from cluster.record_kinds import VIRTUAL_MACHINE_SNAPSHOT_CONTENTS
+from cluster.snapshot_content import VolumeBackup, content_body
+from cluster.snapshot_record import snapshot_owner_reference
 from contracts.sweep import SweepOrphansInput, SweepOrphansResult
 from rules.naming import snapshot_workflow_id
 from tests.conftest import SEEDS, StartSim

@@ -1,62 +1,44 @@
-"""The project's records: `vmsnap.io/v1alpha1` VirtualMachineSnapshot and its content.
+"""The snapshot record: a `vmsnap.io` VirtualMachineSnapshot, what kubectl shows of a snapshot.
 
-The CRDs are in `deploy/crds/`; their shapes follow KubeVirt's
-`snapshot.kubevirt.io/v1beta1` kinds (same field names and phases).
-
-- The snapshot record is created in the VM's namespace and annotated with
-  the workflow run that owns it: a retry of that run finds "its" record
-  (AlreadyExists is success), anyone else gets AlreadyExists.
-- Status goes through the status subresource, as a merge patch of the whole
-  status (lists replace, cleared fields are sent as null). Condition
-  transition times move only when a condition's status changes.
-- The content and (with deletionPolicy Delete) the VolumeSnapshots carry an
-  owner reference to the snapshot record, so `kubectl delete` of the record
+- The record is created in the VM's namespace and annotated with the workflow run that
+  owns it: a retry of that run finds "its" record (AlreadyExists is success), anyone else
+  gets AlreadyExists.
+- Status goes through the status subresource, as a merge patch of the whole status
+  (lists replace, cleared fields are sent as null). Condition transition times move only
+  when a condition's status changes.
+- The record owns its content and (with deletionPolicy Delete) its VolumeSnapshots through
+  owner references (`snapshot_owner_reference`), so `kubectl delete` of the record
   garbage-collects them.
-- Restore and clone register as users of a snapshot (an annotation), so a
-  deletion can refuse while they run.
+- Reading a record gives its owner and its users (the restores and clones registered on
+  it, see `cluster.snapshot_users`), which decide whether it may be deleted.
 
 Knows nothing of Temporal; builds on the adapter's `KubeApis`.
 """
 
 from __future__ import annotations
 
-import copy
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError
 
-from cluster.apis import CustomResource, KubeApis
-from cluster.errors import AlreadyExists, Conflict, Invalid, NotFound
-from cluster.lock import LOCK_ANNOTATION, LockHolder
+from cluster.apis import KubeApis
+from cluster.errors import AlreadyExists, Invalid
+from cluster.lock import LockHolder
+from cluster.record_kinds import (
+    RUN_ID_ANNOTATION,
+    USERS_ANNOTATION,
+    VIRTUAL_MACHINE_SNAPSHOTS,
+    WORKFLOW_ID_ANNOTATION,
+    k8s_time,
+    owner_reference,
+    patch_status,
+)
 from rules.durations import format_go_duration
-from rules.models import VolumeSnapshotState
-
-GROUP = "vmsnap.io"
-VERSION = "v1alpha1"
-VIRTUAL_MACHINE_SNAPSHOTS = CustomResource(
-    GROUP, VERSION, "vmsnapsnapshots", "VirtualMachineSnapshot"
-)
-VIRTUAL_MACHINE_SNAPSHOT_CONTENTS = CustomResource(
-    GROUP, VERSION, "vmsnapcontents", "VirtualMachineSnapshotContent"
-)
-
-WORKFLOW_ID_ANNOTATION = "vmsnap.io/workflow-id"
-RUN_ID_ANNOTATION = "vmsnap.io/run-id"
-USERS_ANNOTATION = "vmsnap.io/in-use-by"
-# Annotations that describe an object's past, not the object: left out of copies.
-_NOISE_ANNOTATIONS = (
-    LOCK_ANNOTATION,
-    "kubectl.kubernetes.io/last-applied-configuration",
-    "pv.kubernetes.io/",
-    "volume.kubernetes.io/",
-    "volume.beta.kubernetes.io/",
-)
 
 RecordPhase = Literal["InProgress", "Succeeded", "Failed", "Deleting", "Unknown"]
-_ATTEMPTS = 5
 
 
 class WorkflowRun(BaseModel):
@@ -121,32 +103,9 @@ class SnapshotRecord(BaseModel):
     resource_version: str | None = None
 
 
-class VolumeBackup(BaseModel):
-    """One volume of the content: the PVC it used and the VolumeSnapshot that holds it."""
-
-    volume_name: str
-    pvc_name: str
-    volume_snapshot: str
-
-
-def k8s_time(value: datetime) -> str:
-    """RFC 3339 in UTC, to the second, as Kubernetes writes metav1.Time."""
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def owner_reference(resource: CustomResource, name: str, uid: str) -> dict[str, Any]:
-    """An owner reference that makes the garbage collector delete the dependent with it."""
-    return {"apiVersion": resource.api_version, "kind": resource.kind, "name": name,
-            "uid": uid, "controller": True, "blockOwnerDeletion": True}
-
-
 def snapshot_owner_reference(name: str, uid: str) -> dict[str, Any]:
+    """The owner reference to a snapshot record, for its content and VolumeSnapshots."""
     return owner_reference(VIRTUAL_MACHINE_SNAPSHOTS, name, uid)
-
-
-# ---- the snapshot record ---------------------------------------------------------------
 
 
 def snapshot_record_body(
@@ -270,7 +229,7 @@ def write_snapshot_status(
         return False
     previous = current.get("status") or {}
     body = snapshot_status_body(status, previous, instant)
-    _patch_status(apis, VIRTUAL_MACHINE_SNAPSHOTS, namespace, name, body)
+    patch_status(apis, VIRTUAL_MACHINE_SNAPSHOTS, namespace, name, body)
     return True
 
 
@@ -383,8 +342,8 @@ def mark_snapshot_deleting(
         SnapshotRecordStatus(phase="Deleting"),
         now or datetime.now(UTC),
     )
-    _patch_status(apis, VIRTUAL_MACHINE_SNAPSHOTS, namespace, name,
-                  {"phase": "Deleting", "readyToUse": False, "conditions": conditions})
+    patch_status(apis, VIRTUAL_MACHINE_SNAPSHOTS, namespace, name,
+                 {"phase": "Deleting", "readyToUse": False, "conditions": conditions})
 
 
 def delete_snapshot_record(apis: KubeApis, namespace: str, name: str) -> bool:
@@ -392,42 +351,8 @@ def delete_snapshot_record(apis: KubeApis, namespace: str, name: str) -> bool:
     return apis.delete_custom(VIRTUAL_MACHINE_SNAPSHOTS, namespace, name)
 
 
-# ---- users: restore and clone read a snapshot while it must not be deleted ------------
-
-
-def add_snapshot_user(
-    apis: KubeApis, namespace: str, name: str, user: LockHolder
-) -> SnapshotRecord:
-    """Register `user` (idempotent per run); NotFound if the record does not exist."""
-    return _change_users(apis, namespace, name, lambda users: [
-        *[u for u in users if not u.same_run(user)], user])
-
-
-def remove_snapshot_user(apis: KubeApis, namespace: str, name: str, user: LockHolder) -> bool:
-    """Unregister `user`; False when the record is gone."""
-    try:
-        _change_users(apis, namespace, name,
-                      lambda users: [u for u in users if not u.same_run(user)])
-    except NotFound:
-        return False
-    return True
-
-
-def remove_stale_snapshot_users(
-    apis: KubeApis, namespace: str, name: str, is_alive: Callable[[LockHolder], bool]
-) -> list[LockHolder]:
-    """Drop users that no longer run; the live ones are returned."""
-    live: list[LockHolder] = []
-
-    def keep_live(users: list[LockHolder]) -> list[LockHolder]:
-        live[:] = [u for u in users if is_alive(u)]
-        return list(live)
-
-    _change_users(apis, namespace, name, keep_live)
-    return live
-
-
 def _users(annotations: Mapping[str, str]) -> list[LockHolder]:
+    """The users `cluster.snapshot_users` registered; an unreadable annotation names none."""
     text = annotations.get(USERS_ANNOTATION)
     if not text:
         return []
@@ -435,162 +360,3 @@ def _users(annotations: Mapping[str, str]) -> list[LockHolder]:
         return [LockHolder.from_annotation(json.dumps(u)) for u in json.loads(text)]
     except (ValueError, TypeError, ValidationError):
         return []
-
-
-def _change_users(
-    apis: KubeApis,
-    namespace: str,
-    name: str,
-    change: Callable[[list[LockHolder]], list[LockHolder]],
-) -> SnapshotRecord:
-    for _ in range(_ATTEMPTS):
-        obj = apis.get_custom(VIRTUAL_MACHINE_SNAPSHOTS, namespace, name)
-        record = snapshot_record_from(obj)
-        users = change(list(record.users))
-        if [u.to_annotation() for u in users] == [u.to_annotation() for u in record.users]:
-            return record
-        value = ("[" + ",".join(u.to_annotation() for u in users) + "]") if users else None
-        patch = {"metadata": {"resourceVersion": record.resource_version,
-                              "annotations": {USERS_ANNOTATION: value}}}
-        try:
-            return snapshot_record_from(
-                apis.patch_custom(VIRTUAL_MACHINE_SNAPSHOTS, namespace, name, patch))
-        except Conflict:
-            continue
-    raise Conflict(f"VirtualMachineSnapshot {namespace}/{name} kept changing",
-                   status=409, reason="Conflict")
-
-
-# ---- the content ------------------------------------------------------------------------
-
-
-def content_body(
-    namespace: str,
-    name: str,
-    snapshot: str,
-    snapshot_uid: str,
-    vm: Mapping[str, Any],
-    pvcs: Mapping[str, Mapping[str, Any]],
-    backups: Sequence[VolumeBackup],
-    labels: Mapping[str, str],
-) -> dict[str, Any]:
-    """The content: a clean copy of the VM and, per volume, its PVC and VolumeSnapshot."""
-    missing = [b.pvc_name for b in backups if b.pvc_name not in pvcs]
-    if missing:
-        raise ValueError(f"no PVC object for {', '.join(missing)}")
-    return {
-        "apiVersion": VIRTUAL_MACHINE_SNAPSHOT_CONTENTS.api_version,
-        "kind": VIRTUAL_MACHINE_SNAPSHOT_CONTENTS.kind,
-        "metadata": {
-            "name": name,
-            "namespace": namespace,
-            "labels": dict(labels),
-            "ownerReferences": [snapshot_owner_reference(snapshot, snapshot_uid)],
-        },
-        "spec": {
-            "virtualMachineSnapshotName": snapshot,
-            "source": {"virtualMachine": {
-                "apiVersion": vm.get("apiVersion", "kubevirt.io/v1"),
-                "kind": vm.get("kind", "VirtualMachine"),
-                "metadata": _clean_metadata(vm.get("metadata") or {}, keep_uid=True),
-                "spec": copy.deepcopy(dict(vm.get("spec") or {})),
-            }},
-            "volumeBackups": [
-                {
-                    "volumeName": b.volume_name,
-                    "volumeSnapshotName": b.volume_snapshot,
-                    "persistentVolumeClaim": {
-                        "metadata": _clean_metadata(pvcs[b.pvc_name].get("metadata") or {}),
-                        "spec": copy.deepcopy(dict(pvcs[b.pvc_name].get("spec") or {})),
-                    },
-                }
-                for b in backups
-            ],
-        },
-    }
-
-
-def create_snapshot_content(apis: KubeApis, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
-    """Create the content; the existing one if it belongs to the same snapshot (a retry)."""
-    name = body["metadata"]["name"]
-    try:
-        return apis.create_custom(VIRTUAL_MACHINE_SNAPSHOT_CONTENTS, namespace, body)
-    except AlreadyExists:
-        existing = apis.get_custom(VIRTUAL_MACHINE_SNAPSHOT_CONTENTS, namespace, name)
-    wanted = body["spec"]["virtualMachineSnapshotName"]
-    if (existing.get("spec") or {}).get("virtualMachineSnapshotName") != wanted:
-        raise Conflict(
-            f"VirtualMachineSnapshotContent {namespace}/{name} exists for another snapshot",
-            status=409, reason="AlreadyExists",
-        )
-    return existing
-
-
-def write_content_status(
-    apis: KubeApis,
-    namespace: str,
-    name: str,
-    volume_snapshots: Sequence[VolumeSnapshotState],
-    error_message: str | None = None,
-    now: datetime | None = None,
-) -> None:
-    """Status from the VolumeSnapshots: creationTime (the last cut), readyToUse (all ready)."""
-    _patch_status(apis, VIRTUAL_MACHINE_SNAPSHOT_CONTENTS, namespace, name,
-                  content_status_body(volume_snapshots, error_message, now or datetime.now(UTC)))
-
-
-def content_status_body(
-    volume_snapshots: Sequence[VolumeSnapshotState], error_message: str | None, now: datetime
-) -> dict[str, Any]:
-    cut = [s.creation_time for s in volume_snapshots if s.creation_time is not None]
-    all_cut = bool(volume_snapshots) and len(cut) == len(volume_snapshots)
-    return {
-        "creationTime": k8s_time(max(cut)) if all_cut else None,
-        "readyToUse": bool(volume_snapshots) and all(s.ready_to_use for s in volume_snapshots),
-        "error": {"message": error_message, "time": k8s_time(now)} if error_message else None,
-        "volumeSnapshotStatus": [
-            {
-                "volumeSnapshotName": s.name,
-                "creationTime": k8s_time(s.creation_time) if s.creation_time else None,
-                "readyToUse": s.ready_to_use,
-                **({"restoreSize": s.restore_size} if s.restore_size else {}),
-                **({"error": {"message": s.error, "time": k8s_time(now)}} if s.error else {}),
-            }
-            for s in volume_snapshots
-        ],
-    }
-
-
-def get_snapshot_content(apis: KubeApis, namespace: str, name: str) -> dict[str, Any] | None:
-    return apis.get_custom_or_none(VIRTUAL_MACHINE_SNAPSHOT_CONTENTS, namespace, name)
-
-
-def delete_snapshot_content(apis: KubeApis, namespace: str, name: str) -> bool:
-    return apis.delete_custom(VIRTUAL_MACHINE_SNAPSHOT_CONTENTS, namespace, name)
-
-
-# ---- helpers ----------------------------------------------------------------------------
-
-
-def _clean_metadata(metadata: Mapping[str, Any], keep_uid: bool = False) -> dict[str, Any]:
-    """Name, namespace, labels and meaningful annotations; not the server's bookkeeping."""
-    clean: dict[str, Any] = {"name": metadata.get("name", "")}
-    if metadata.get("namespace"):
-        clean["namespace"] = metadata["namespace"]
-    if keep_uid and metadata.get("uid"):
-        clean["uid"] = metadata["uid"]
-    if metadata.get("labels"):
-        clean["labels"] = dict(metadata["labels"])
-    annotations = {
-        key: value for key, value in (metadata.get("annotations") or {}).items()
-        if not any(key == n or (n.endswith("/") and key.startswith(n)) for n in _NOISE_ANNOTATIONS)
-    }
-    if annotations:
-        clean["annotations"] = annotations
-    return clean
-
-
-def _patch_status(
-    apis: KubeApis, resource: CustomResource, namespace: str, name: str, status: dict[str, Any]
-) -> dict[str, Any]:
-    return apis.patch_custom(resource, namespace, name, {"status": status}, subresource="status")

@@ -1,8 +1,10 @@
-"""VirtualMachineRestore records (`vmsnap.io`): what a restore did, shown by kubectl.
+"""The restore record: a `vmsnap.io` VirtualMachineRestore, what a restore did, shown by kubectl.
 
 Created when the restore starts (AlreadyExists of the same restore is success:
 a retried step), its status written through the status subresource as the
 restore goes, and left in place afterwards, Succeeded or Failed, for the user.
+
+Knows nothing of Temporal; builds on the adapter's `KubeApis`.
 """
 
 from __future__ import annotations
@@ -13,12 +15,9 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from cluster.apis import CustomResource, KubeApis
+from cluster.apis import KubeApis
 from cluster.errors import AlreadyExists
-from cluster.records import k8s_time
-
-VIRTUAL_MACHINE_RESTORES = CustomResource(
-    "vmsnap.io", "v1alpha1", "vmsnaprestores", "VirtualMachineRestore")
+from cluster.record_kinds import VIRTUAL_MACHINE_RESTORES, k8s_time, patch_status
 
 
 class RestoreVolumeStatus(BaseModel):
@@ -102,40 +101,5 @@ def _volumes(volumes: Sequence[RestoreVolumeStatus]) -> list[dict[str, Any]]:
 def write_restore_status(
     apis: KubeApis, namespace: str, name: str, status: RestoreRecordStatus
 ) -> dict[str, Any]:
-    return apis.patch_custom(VIRTUAL_MACHINE_RESTORES, namespace, name,
-                             {"status": restore_status_body(status)}, subresource="status")
-
-
-# ---- VirtualMachineClone ------------------------------------------------------------------
-
-VIRTUAL_MACHINE_CLONES = CustomResource(
-    "vmsnap.io", "v1alpha1", "vmsnapclones", "VirtualMachineClone")
-
-
-def clone_record_body(
-    namespace: str, name: str, source_kind: str, source: str, target: str,
-    labels: dict[str, str],
-) -> dict[str, Any]:
-    return {
-        "apiVersion": VIRTUAL_MACHINE_CLONES.api_version,
-        "kind": VIRTUAL_MACHINE_CLONES.kind,
-        "metadata": {"name": name, "namespace": namespace, "labels": dict(labels)},
-        "spec": {"source": {"kind": source_kind, "name": source},
-                 "target": {"kind": "VirtualMachine", "name": target}},
-    }
-
-
-def write_clone_record(
-    apis: KubeApis, body: dict[str, Any], status: dict[str, Any]
-) -> dict[str, Any]:
-    """Create the record if needed (same spec: success), then merge-patch its status."""
-    metadata = body["metadata"]
-    try:
-        apis.create_custom(VIRTUAL_MACHINE_CLONES, metadata["namespace"], body)
-    except AlreadyExists:
-        existing = apis.get_custom(VIRTUAL_MACHINE_CLONES, metadata["namespace"],
-                                   metadata["name"])
-        if existing.get("spec") != body["spec"]:
-            raise
-    return apis.patch_custom(VIRTUAL_MACHINE_CLONES, metadata["namespace"], metadata["name"],
-                             {"status": status}, subresource="status")
+    return patch_status(apis, VIRTUAL_MACHINE_RESTORES, namespace, name,
+                        restore_status_body(status))
