@@ -13,6 +13,7 @@ import typer
 from rich.console import Console
 
 from contracts.clone import CloneVirtualMachineInput, CloneVirtualMachineResult
+from rules.clone_spec import check_mac
 from starter.cli_common import (
     NamespaceOption,
     Output,
@@ -27,7 +28,7 @@ from starter.cli_common import (
     usage_error,
 )
 from starter.sdk import CloneFailed, InvalidRequest, VmsnapClient
-from starter.sdk_restore_clone import check_clone_input, check_mac
+from starter.sdk_checks import check_clone_input
 
 CLONE_FLAGS = {"namespace": "--namespace", "source_vm": "--from-vm",
                "source_snapshot": "--from-snapshot", "target": "", "new_mac_addresses":

@@ -27,7 +27,7 @@ from starter.cli_common import (
     usage_error,
 )
 from starter.sdk import InvalidRequest, RestoreFailed, VmsnapClient
-from starter.sdk_restore_clone import check_restore_input
+from starter.sdk_checks import check_restore_input
 
 RESTORE_FLAGS = {"namespace": "--namespace", "snapshot": "", "target": "--target",
                  "running_vm_policy": "--running-vm-policy"}

@@ -21,7 +21,8 @@ from rich.text import Text
 
 from contracts.snapshot import SnapshotProgress, SnapshotVirtualMachineResult
 from rules.durations import format_go_duration
-from starter.sdk import SnapshotHandle, VmsnapError
+from starter.sdk_errors import VmsnapError
+from starter.sdk_handles import SnapshotHandle
 
 POLL_INTERVAL = 0.5
 

@@ -1,7 +1,7 @@
 """The vmsnap client SDK: snapshots, deletions, schedules, restores and clones from Python.
 
+    from contracts.snapshot import SnapshotVirtualMachineInput
     from starter.sdk import VmsnapClient
-    from workflows.models import SnapshotVirtualMachineInput
 
     async with VmsnapClient.from_environment() as vmsnap:
         handle = await vmsnap.start_snapshot(
@@ -27,7 +27,11 @@ Both connections are opened lazily, so listing snapshots needs no Temporal and
 starting one needs no kubeconfig (without one the pre-checks are skipped and
 the workflow reports the same errors, later).
 
-Errors are `VmsnapError` subclasses with one-line messages.
+This module is the client; the rest of the SDK has a module per job, and every
+public name is re-exported here: `starter.sdk_errors` (errors), `starter.sdk_views`
+(what the read calls return), `starter.schedule_timing` (cron and intervals),
+`starter.sdk_handles` (the handle of a started operation), `starter.sdk_checks`
+(request checks). Workflow types, IDs, inputs and results come from `contracts/`.
 """
 
 from __future__ import annotations
@@ -35,53 +39,37 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import re
 import time
-import zoneinfo
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ValidationError
 from temporalio.client import (
     Client,
     Schedule,
-    ScheduleActionExecution,
-    ScheduleActionExecutionStartWorkflow,
     ScheduleActionStartWorkflow,
     ScheduleAlreadyRunningError,
     ScheduleDescription,
-    ScheduleIntervalSpec,
     ScheduleOverlapPolicy,
     SchedulePolicy,
-    ScheduleSpec,
     ScheduleState,
-    WorkflowExecution,
     WorkflowExecutionStatus,
     WorkflowFailureError,
-    WorkflowHandle,
 )
 from temporalio.common import (
     SearchAttributePair,
     TypedSearchAttributes,
     WorkflowIDConflictPolicy,
 )
-from temporalio.exceptions import (
-    ApplicationError,
-    CancelledError,
-    TerminatedError,
-    TimeoutError,
-)
-from temporalio.service import RPCError, RPCStatusCode
+from temporalio.service import RPCError
 
 from cluster.apis import VIRTUAL_MACHINES
 from cluster.client import Cluster
 from cluster.errors import ClusterError, ConfigurationError, NotFound
-from cluster.record_kinds import VIRTUAL_MACHINE_SNAPSHOTS, WORKFLOW_ID_ANNOTATION
-from cluster.snapshots import parse_time
+from cluster.record_kinds import VIRTUAL_MACHINE_SNAPSHOTS
 from contracts.clone import CloneVirtualMachineInput, CloneVirtualMachineResult
 from contracts.common import TASK_QUEUE as DEFAULT_TASK_QUEUE
-from contracts.delete_snapshot import WORKFLOW as DELETE_WORKFLOW
 from contracts.delete_snapshot import (
     DeleteVirtualMachineSnapshotInput,
     DeleteVirtualMachineSnapshotResult,
@@ -96,17 +84,8 @@ from contracts.schedule import (
     scheduled_workflow_id,
 )
 from contracts.schedule import WORKFLOW as SCHEDULED_WORKFLOW
-from contracts.snapshot import WORKFLOW as SNAPSHOT_WORKFLOW
-from contracts.snapshot import (
-    Duration,
-    Quiesce,
-    SnapshotProgress,
-    SnapshotVirtualMachineInput,
-    SnapshotVirtualMachineResult,
-)
+from contracts.snapshot import Quiesce, SnapshotVirtualMachineInput, SnapshotVirtualMachineResult
 from rules import naming
-from rules.durations import format_go_duration
-from rules.validation import check_dns_label
 from starter.connection import (
     ConnectionSettings,
     TemporalUnreachable,
@@ -114,472 +93,60 @@ from starter.connection import (
     load_connection_settings,
 )
 from starter.plan import SnapshotPlan, plan_snapshot
+from starter.schedule_timing import ScheduleTiming, check_cron
+from starter.sdk_checks import check_clone_input, check_names, check_restore_input, query_name
+from starter.sdk_errors import (
+    AlreadyExists,
+    CloneFailed,
+    InvalidRequest,
+    NoClusterAccess,
+    ObjectNotFound,
+    RestoreFailed,
+    ScheduledRunFailed,
+    SnapshotFailed,
+    VmsnapError,
+    WorkflowFailed,
+    invalid,
+    rpc_error,
+    workflow_failure,
+)
+from starter.sdk_handles import (
+    CLONE,
+    DELETE,
+    RESTORE,
+    SNAPSHOT,
+    CloneHandle,
+    DeleteHandle,
+    Operation,
+    OperationHandle,
+    RestoreHandle,
+    SnapshotHandle,
+)
+from starter.sdk_views import (
+    ExcludedVolumeInfo,
+    RunInfo,
+    ScheduleInfo,
+    ScheduleRun,
+    SnapshotInfo,
+    started_workflow_ids,
+)
 from workflows.scheduled import child_search_attributes
-from workflows.search_attributes import OPERATION, SNAPSHOT_PHASE, VM_NAME, VM_NAMESPACE
-
-if TYPE_CHECKING:
-    from starter.sdk_restore_clone import CloneHandle, RestoreHandle
+from workflows.search_attributes import OPERATION, VM_NAME, VM_NAMESPACE
 
 T = TypeVar("T")
+ResultT = TypeVar("ResultT", bound=BaseModel)
+ProgressT = TypeVar("ProgressT")
 
 SCHEDULE_MEMO = "vmsnap-timing"
-QUERY_TIMEOUT = timedelta(seconds=5)
-
-
-# ---- errors -------------------------------------------------------------------------------
-
-
-class VmsnapError(Exception):
-    """Anything the SDK reports to a user; the message is one line."""
-
-
-class InvalidRequest(VmsnapError, ValueError):
-    """The request cannot be valid; nothing was started or changed."""
-
-
-class ObjectNotFound(VmsnapError):
-    """A VM, snapshot, schedule or workflow that does not exist."""
-
-
-class AlreadyExists(VmsnapError):
-    """A snapshot or schedule of that name exists already."""
-
-
-class NoClusterAccess(VmsnapError):
-    """The operation reads the cluster and no Kubernetes configuration is usable."""
-
-
-class WorkflowFailed(VmsnapError):
-    """A workflow failed; `error_type` is the stable type (VmNotFound, NoEligibleVolume, ...)."""
-
-    def __init__(self, message: str, error_type: str, details: list[Any] | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.error_type = error_type
-        self.details = details or []
-
-
-class SnapshotFailed(WorkflowFailed):
-    """The snapshot failed; `result` is what it did (phase Failed, cleanup errors, ...)."""
-
-    @property
-    def result(self) -> SnapshotVirtualMachineResult | None:
-        return _first_detail(self.details, SnapshotVirtualMachineResult)
-
-
-class RestoreFailed(WorkflowFailed):
-    """The restore failed and was rolled back; `result` is what it did."""
-
-    @property
-    def result(self) -> RestoreVirtualMachineResult | None:
-        return _first_detail(self.details, RestoreVirtualMachineResult)
-
-
-class CloneFailed(WorkflowFailed):
-    """The clone failed and was rolled back; `result` is what it did."""
-
-    @property
-    def result(self) -> CloneVirtualMachineResult | None:
-        return _first_detail(self.details, CloneVirtualMachineResult)
-
-
-class ScheduledRunFailed(WorkflowFailed):
-    @property
-    def result(self) -> ScheduledSnapshotResult | None:
-        return _first_detail(self.details, ScheduledSnapshotResult)
-
-
-def _first_detail(details: list[Any], model: type[BaseModel]) -> Any:
-    if not details:
-        return None
-    try:
-        return model.model_validate(details[0])
-    except ValidationError:
-        return None
-
-
-def invalid(error: ValidationError) -> InvalidRequest:
-    """The first problem of a pydantic error as one line naming the field."""
-    first = error.errors()[0]
-    message = str(first["msg"]).removeprefix("Value error, ")
-    field = ".".join(str(p) for p in first["loc"])
-    return InvalidRequest(f"{field}: {message}" if field else message)
-
-
-def workflow_failure(error: WorkflowFailureError, kind: type[WorkflowFailed]) -> WorkflowFailed:
-    cause = error.cause
-    if isinstance(cause, ApplicationError):
-        return kind(cause.message, cause.type or "ApplicationError", list(cause.details))
-    if isinstance(cause, CancelledError):
-        return kind("canceled", "Canceled", list(cause.details))
-    if isinstance(cause, TerminatedError):
-        return kind(f"terminated: {cause.message}", "Terminated")
-    if isinstance(cause, TimeoutError):
-        return kind("the workflow timed out", "Timeout")
-    return kind(str(cause or error), type(cause or error).__name__)
-
-
-# ---- what the SDK returns -------------------------------------------------------------------
-
-
-class ExcludedVolumeInfo(BaseModel):
-    volume_name: str
-    reason: str
-
-
-class SnapshotInfo(BaseModel):
-    """A snapshot as its `vmsnap.io` record says (what `kubectl get vmsnap` shows)."""
-
-    namespace: str
-    name: str
-    vm: str
-    phase: str | None
-    ready_to_use: bool
-    indications: list[str] = Field(default_factory=list)
-    included_volumes: list[str] = Field(default_factory=list)
-    excluded_volumes: list[ExcludedVolumeInfo] = Field(default_factory=list)
-    volume_snapshots: list[str] = Field(default_factory=list)
-    freeze_window_ms: int | None = None
-    created: datetime | None = Field(default=None, description="when the record was made")
-    creation_time: datetime | None = Field(default=None, description="when the cut was taken")
-    deletion_policy: str | None = None
-    failure_deadline: str | None = None
-    quiesce: str | None = None
-    error: str | None = None
-    labels: dict[str, str] = Field(default_factory=dict)
-    schedule: str | None = Field(default=None, description="the schedule that owns it")
-    workflow_id: str | None = None
-    deleting: bool = False
-    progress: SnapshotProgress | None = Field(
-        default=None, description="live progress, for a snapshot still being taken")
-
-    @classmethod
-    def from_record(cls, obj: Mapping[str, Any]) -> SnapshotInfo:
-        metadata = obj.get("metadata") or {}
-        spec = obj.get("spec") or {}
-        status = obj.get("status") or {}
-        labels = dict(metadata.get("labels") or {})
-        volumes = status.get("snapshotVolumes") or {}
-        return cls(
-            namespace=str(metadata.get("namespace") or ""),
-            name=str(metadata.get("name") or ""),
-            vm=str((spec.get("source") or {}).get("name") or ""),
-            phase="Deleting" if metadata.get("deletionTimestamp") and not status.get("phase")
-            else status.get("phase"),
-            ready_to_use=bool(status.get("readyToUse")),
-            indications=list(status.get("indications") or []),
-            included_volumes=list(volumes.get("includedVolumes") or []),
-            excluded_volumes=[
-                ExcludedVolumeInfo(volume_name=str(r.get("volumeName") or ""),
-                                   reason=str(r.get("reason") or ""))
-                for r in status.get("excludedVolumeReasons") or []],
-            volume_snapshots=list(status.get("volumeSnapshots") or []),
-            freeze_window_ms=status.get("freezeWindowMilliseconds"),
-            created=parse_time(metadata.get("creationTimestamp")),
-            creation_time=parse_time(status.get("creationTime")),
-            deletion_policy=spec.get("deletionPolicy"),
-            failure_deadline=spec.get("failureDeadline"),
-            quiesce=spec.get("quiesce"),
-            error=(status.get("error") or {}).get("message") or None,
-            labels=labels,
-            schedule=labels.get(SCHEDULE_LABEL),
-            workflow_id=(metadata.get("annotations") or {}).get(WORKFLOW_ID_ANNOTATION),
-            deleting=bool(metadata.get("deletionTimestamp")),
-        )
-
-    @property
-    def in_flight(self) -> bool:
-        """Its workflow still works on it: the cut, or the wait for readiness."""
-        return self.phase == "InProgress" or (
-            self.phase == "Succeeded" and not self.ready_to_use and not self.error)
-
-
-class RunInfo(BaseModel):
-    """One workflow run, as Temporal visibility lists it."""
-
-    workflow_id: str
-    run_id: str
-    workflow_type: str
-    status: str
-    start_time: datetime
-    close_time: datetime | None = None
-    vm: str | None = None
-    vm_namespace: str | None = None
-    operation: str | None = None
-    snapshot_phase: str | None = None
-
-    @classmethod
-    def from_execution(cls, execution: WorkflowExecution) -> RunInfo:
-        attributes = execution.typed_search_attributes
-        return cls(
-            workflow_id=execution.id, run_id=execution.run_id,
-            workflow_type=execution.workflow_type,
-            status=execution.status.name if execution.status else "UNKNOWN",
-            start_time=execution.start_time, close_time=execution.close_time,
-            vm=attributes.get(VM_NAME), vm_namespace=attributes.get(VM_NAMESPACE),
-            operation=attributes.get(OPERATION), snapshot_phase=attributes.get(SNAPSHOT_PHASE),
-        )
-
-
-class ScheduleTiming(BaseModel):
-    """When a schedule fires: a cron expression or a fixed interval, plus jitter."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    cron: str | None = None
-    every: Duration | None = None
-    jitter: Duration = 0.0
-    time_zone: str | None = Field(default=None, description="for cron; default UTC")
-
-    @field_validator("cron")
-    @classmethod
-    def _cron(cls, value: str | None) -> str | None:
-        return None if value is None else check_cron(value)
-
-    @field_validator("every")
-    @classmethod
-    def _every(cls, value: float | None) -> float | None:
-        if value is not None and value < 1:
-            raise ValueError(f"the interval must be at least 1s, not {format_go_duration(value)}")
-        return value
-
-    @field_validator("time_zone")
-    @classmethod
-    def _time_zone(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        try:
-            zoneinfo.ZoneInfo(value)
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {value!r} (e.g. UTC, Europe/Paris)") from None
-        return value
-
-    @model_validator(mode="after")
-    def _one_spec(self) -> ScheduleTiming:
-        if (self.cron is None) == (self.every is None):
-            raise ValueError("give exactly one of a cron expression and an interval (every)")
-        if self.every is not None and self.jitter >= self.every:
-            raise ValueError("the jitter must be shorter than the interval")
-        return self
-
-    def describe(self) -> str:
-        every = format_go_duration(self.every or 0)
-        when = f"cron {self.cron!r}" if self.cron else f"every {every}"
-        if self.cron and self.time_zone:
-            when += f" {self.time_zone}"
-        if self.jitter:
-            when += f", jitter {format_go_duration(self.jitter)}"
-        return when
-
-
-class ScheduleRun(BaseModel):
-    workflow_id: str
-    run_id: str
-    scheduled_at: datetime | None = None
-    started_at: datetime | None = None
-    status: str | None = None
-
-
-class ScheduleInfo(BaseModel):
-    """A vmsnap schedule: what it snapshots, when, what it keeps, and how it ran."""
-
-    name: str
-    namespace: str
-    schedule_id: str
-    vm: str | None
-    selector: str | None
-    keep: int
-    labels: dict[str, str] = Field(
-        default_factory=dict, description="the labels its snapshots carry (`-l` matches them)")
-    timing: ScheduleTiming | None
-    quiesce: str
-    failure_deadline: str
-    paused: bool
-    note: str | None
-    running: list[str] = Field(default_factory=list)
-    recent_runs: list[ScheduleRun] = Field(default_factory=list, description="newest last")
-    next_runs: list[datetime] = Field(default_factory=list)
-    actions: int = 0
-    skipped_overlap: int = 0
-
-
-# ---- names -----------------------------------------------------------------------------------
-
-_CRON_ALIASES = {"@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight",
-                 "@hourly"}
-_CRON_FIELDS = [("minute", 0, 59, {}), ("hour", 0, 23, {}), ("day of month", 1, 31, {}),
-                ("month", 1, 12, {m: i + 1 for i, m in enumerate(
-                    ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct",
-                     "nov", "dec"])}),
-                ("day of week", 0, 7, {d: i for i, d in enumerate(
-                    ["sun", "mon", "tue", "wed", "thu", "fri", "sat"])})]
-
-
-def check_cron(expression: str) -> str:
-    """A standard 5-field cron expression (or @daily, @hourly, ...); ValueError naming the
-    bad field. Temporal reads the same syntax; checked here so the user hears it first."""
-    text = " ".join(expression.split())
-    if text.lower() in _CRON_ALIASES:
-        return text
-    fields = text.split(" ")
-    if len(fields) != 5:
-        raise ValueError(f"cron expression {expression!r} must have 5 fields "
-                         "(minute hour day-of-month month day-of-week), e.g. \"0 2 * * *\"")
-    for value, (what, low, high, names) in zip(fields, _CRON_FIELDS, strict=True):
-        for part in value.split(","):
-            _check_cron_part(part, what, low, high, names, expression)
-    return text
-
-
-def _check_cron_part(part: str, what: str, low: int, high: int, names: dict[str, int],
-                     expression: str) -> None:
-    def bad(why: str) -> ValueError:
-        return ValueError(f"cron expression {expression!r}: {what} {part!r} {why}")
-
-    def number(token: str) -> int:
-        if token.lower() in names:
-            return names[token.lower()]
-        if not token.isdigit():
-            raise bad(f"is not a number{' or a name' if names else ''}")
-        value = int(token)
-        if not low <= value <= high:
-            raise bad(f"is out of range {low}-{high}")
-        return value
-
-    base, _, step = part.partition("/")
-    if step and (not step.isdigit() or int(step) == 0):
-        raise bad("has an invalid step")
-    if base in ("*", "?"):
-        return
-    start, dash, end = base.partition("-")
-    if not start:
-        raise bad("is empty")
-    first = number(start)
-    if dash and number(end) < first:
-        raise bad("is a backwards range")
-
-
-
-
-def _check_names(**names: str) -> None:
-    try:
-        for what, value in names.items():
-            check_dns_label(value, what.replace("_", " "))
-    except ValueError as error:
-        raise InvalidRequest(str(error)) from None
-
-
-# ---- handles ---------------------------------------------------------------------------------
-
-
-class SnapshotHandle:
-    """A started snapshot: follow it, cancel it, await it."""
-
-    def __init__(self, handle: WorkflowHandle[Any, Any], namespace: str, name: str) -> None:
-        self.handle = handle
-        self.namespace = namespace
-        self.name = name
-
-    @property
-    def workflow_id(self) -> str:
-        return self.handle.id
-
-    @property
-    def run_id(self) -> str | None:
-        return self.handle.result_run_id or self.handle.run_id
-
-    async def result(self) -> SnapshotVirtualMachineResult:
-        """The result once ready to use; SnapshotFailed (with `.result`) otherwise."""
-        try:
-            result = await self.handle.result()
-        except WorkflowFailureError as error:
-            raise workflow_failure(error, SnapshotFailed) from None
-        except RPCError as error:
-            raise rpc_error(error, f"snapshot workflow {self.workflow_id}") from None
-        return SnapshotVirtualMachineResult.model_validate(result)
-
-    async def progress(self, timeout: timedelta = QUERY_TIMEOUT) -> SnapshotProgress:
-        """The `progress` query: step, per-volume state, time used and left."""
-        try:
-            answer = await self.handle.query("progress", result_type=SnapshotProgress,
-                                             rpc_timeout=timeout)
-        except RPCError as error:
-            raise rpc_error(error, f"snapshot workflow {self.workflow_id}") from None
-        return SnapshotProgress.model_validate(answer)
-
-    async def status(self) -> WorkflowExecutionStatus | None:
-        try:
-            return (await self.handle.describe()).status
-        except RPCError as error:
-            raise rpc_error(error, f"snapshot workflow {self.workflow_id}") from None
-
-    async def cancel(self) -> None:
-        """Ask the snapshot to stop: it compensates (thaw, clean up) and ends Failed."""
-        try:
-            await self.handle.cancel()
-        except RPCError as error:
-            raise rpc_error(error, f"snapshot workflow {self.workflow_id}") from None
-
-
-class DeleteHandle:
-    def __init__(self, handle: WorkflowHandle[Any, Any], namespace: str, name: str) -> None:
-        self.handle = handle
-        self.namespace = namespace
-        self.name = name
-
-    @property
-    def workflow_id(self) -> str:
-        return self.handle.id
-
-    async def result(self) -> DeleteVirtualMachineSnapshotResult:
-        try:
-            result = await self.handle.result()
-        except WorkflowFailureError as error:
-            raise workflow_failure(error, WorkflowFailed) from None
-        except RPCError as error:
-            raise rpc_error(error, f"delete workflow {self.workflow_id}") from None
-        return DeleteVirtualMachineSnapshotResult.model_validate(result)
-
-
-def _workflow_ids(actions: Iterable[ScheduleActionExecution]) -> list[str]:
-    return [a.workflow_id for a in actions if isinstance(a, ScheduleActionExecutionStartWorkflow)]
-
-
-def rpc_error(error: RPCError, what: str) -> VmsnapError:
-    """A Temporal RPC error as one line a user can act on."""
-    if error.status == RPCStatusCode.NOT_FOUND:
-        return ObjectNotFound(f"{what} not found")
-    if error.status == RPCStatusCode.ALREADY_EXISTS:
-        return AlreadyExists(f"{what} already exists")
-    if error.status == RPCStatusCode.UNAVAILABLE:
-        return VmsnapError(f"Temporal unavailable: {error.message}")
-    if error.status == RPCStatusCode.INVALID_ARGUMENT and "search attribute" in error.message:
-        return VmsnapError(
-            f"{error.message}: register vmsnap's search attributes (the worker does it at "
-            "start-up, or: temporal operator search-attribute create --name VmName --type "
-            "Keyword, and the same for VmNamespace, SnapshotPhase, VmsnapOperation)")
-    if error.status == RPCStatusCode.DEADLINE_EXCEEDED:
-        return VmsnapError(f"{what}: no answer in time (is a worker polling the task queue?)")
-    return VmsnapError(f"{what}: {error.message}")
-
-
-# ---- the client ------------------------------------------------------------------------------
-
-
-def _query_name(attribute: str, value: str) -> str:
-    """A name safe to quote in a visibility query (names are DNS labels and subdomains)."""
-    if not re.fullmatch(r"[A-Za-z0-9._-]+", value):
-        raise InvalidRequest(f"{attribute} {value!r} is not a valid name")
-    return value
+"""The memo key a schedule keeps its `ScheduleTiming` under, to show it as it was given."""
 
 
 def _vms_query(vms: Iterable[tuple[str, str]]) -> str:
     """`(VmNamespace = "a" AND VmName IN ("x", "y")) OR ...` for (namespace, name) pairs."""
     by_namespace: dict[str, list[str]] = {}
     for namespace, name in sorted(vms):
-        by_namespace.setdefault(namespace, []).append(
-            f'"{_query_name("VmName", name)}"')
-    groups = [f'(VmNamespace = "{_query_name("VmNamespace", namespace)}" AND VmName IN '
+        by_namespace.setdefault(namespace, []).append(f'"{query_name("VmName", name)}"')
+    groups = [f'(VmNamespace = "{query_name("VmNamespace", namespace)}" AND VmName IN '
               f'({", ".join(names)}))' for namespace, names in by_namespace.items()]
     return f"({' OR '.join(groups)})"
 
@@ -675,6 +242,23 @@ class VmsnapClient:
         except ClusterError as error:
             raise VmsnapError(f"Kubernetes API: {error.message}") from None
 
+    async def _start(
+        self, operation: Operation[ResultT, ProgressT], request: BaseModel, namespace: str,
+        name: str, attributes: TypedSearchAttributes, *, summary: str, what: str,
+    ) -> OperationHandle[ResultT, ProgressT]:
+        """Start the operation's workflow under its deterministic ID; a second start of the
+        same ID while it runs joins that run instead of failing."""
+        client = await self.temporal()
+        try:
+            handle = await client.start_workflow(
+                operation.workflow, request, id=operation.workflow_id(namespace, name),
+                task_queue=self.task_queue,
+                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+                search_attributes=attributes, static_summary=summary)
+        except RPCError as error:
+            raise rpc_error(error, what) from None
+        return OperationHandle(handle, operation, namespace, name)
+
     # ---- snapshots ---------------------------------------------------------------------------
 
     async def plan_snapshot(
@@ -703,18 +287,11 @@ class VmsnapClient:
         request = request.model_copy(update={"name": name})
         if check and self.has_cluster():
             await self._check_snapshot(request, name)
-        client = await self.temporal()
-        try:
-            handle = await client.start_workflow(
-                SNAPSHOT_WORKFLOW, request, id=naming.snapshot_workflow_id(request.namespace, name),
-                task_queue=self.task_queue,
-                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-                search_attributes=child_search_attributes(request.namespace, request.vm,
-                                                          "snapshot"),
-                static_summary=f"snapshot {request.namespace}/{request.vm} -> {name}")
-        except RPCError as error:
-            raise rpc_error(error, f"snapshot {request.namespace}/{name}") from None
-        return SnapshotHandle(handle, request.namespace, name)
+        return await self._start(
+            SNAPSHOT, request, request.namespace, name,
+            child_search_attributes(request.namespace, request.vm, SNAPSHOT.name),
+            summary=f"snapshot {request.namespace}/{request.vm} -> {name}",
+            what=f"snapshot {request.namespace}/{name}")
 
     async def _check_snapshot(self, request: SnapshotVirtualMachineInput, name: str) -> None:
         plan = await self.plan_snapshot(request.namespace, request.vm, request.quiesce)
@@ -733,10 +310,12 @@ class VmsnapClient:
     async def snapshot_handle(self, namespace: str, name: str) -> SnapshotHandle:
         """The handle of an existing snapshot's workflow (by its deterministic ID)."""
         client = await self.temporal()
-        handle = client.get_workflow_handle(naming.snapshot_workflow_id(namespace, name))
-        return SnapshotHandle(handle, namespace, name)
+        handle = client.get_workflow_handle(SNAPSHOT.workflow_id(namespace, name))
+        return OperationHandle(handle, SNAPSHOT, namespace, name)
 
     async def cancel_snapshot(self, namespace: str, name: str) -> None:
+        """Cancel a running snapshot: it thaws the guest, undoes its cut, and its record
+        ends Failed; a snapshot that is not running is refused (VmsnapError)."""
         handle = await self.snapshot_handle(namespace, name)
         status = await handle.status()
         if status != WorkflowExecutionStatus.RUNNING:
@@ -756,25 +335,19 @@ class VmsnapClient:
             if record is None:
                 raise ObjectNotFound(f"snapshot {namespace}/{name} not found")
             vm = record.vm
-        client = await self.temporal()
         attributes = [SearchAttributePair(VM_NAMESPACE, namespace),
-                      SearchAttributePair(OPERATION, "delete")]
+                      SearchAttributePair(OPERATION, DELETE.name)]
         if vm:
             attributes.append(SearchAttributePair(VM_NAME, vm))
-        try:
-            handle = await client.start_workflow(
-                DELETE_WORKFLOW, request, id=naming.delete_snapshot_workflow_id(namespace, name),
-                task_queue=self.task_queue,
-                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-                search_attributes=TypedSearchAttributes(attributes),
-                static_summary=f"delete snapshot {namespace}/{name}")
-        except RPCError as error:
-            raise rpc_error(error, f"deletion of snapshot {namespace}/{name}") from None
-        return DeleteHandle(handle, namespace, name)
+        return await self._start(
+            DELETE, request, namespace, name, TypedSearchAttributes(attributes),
+            summary=f"delete snapshot {namespace}/{name}",
+            what=f"deletion of snapshot {namespace}/{name}")
 
     async def delete_snapshot(
         self, namespace: str, name: str
     ) -> DeleteVirtualMachineSnapshotResult:
+        """Delete a snapshot and wait for it (WorkflowFailed when it cannot be deleted)."""
         return await (await self.start_delete(namespace, name)).result()
 
     async def list_snapshots(
@@ -816,15 +389,33 @@ class VmsnapClient:
             f"snapshot {namespace}/{name}")
         return None if obj is None else SnapshotInfo.from_record(obj)
 
-    # ---- restores and clones (starter/sdk_restore_clone.py) ----------------------------------
+    # ---- restores and clones -----------------------------------------------------------------
 
     async def start_restore(
         self, request: RestoreVirtualMachineInput, *, check: bool = True
     ) -> RestoreHandle:
-        """Start `RestoreVirtualMachine`; see `starter.sdk_restore_clone.start_restore`."""
-        from starter.sdk_restore_clone import start_restore
+        """Start `RestoreVirtualMachine` (joins a running restore of the same target).
 
-        return await start_restore(self, request, check=check)
+        In place (no target) the workflow ID names the snapshot's VM, read from its
+        record, so this needs a kubeconfig; with `target` it does not. With `check` and
+        a usable kubeconfig, a snapshot that is missing or not ready and a target VM
+        that exists are refused here, before anything starts.
+        """
+        check_restore_input(request)
+        checking = check and self.has_cluster()
+        target = request.target
+        if target is None or checking:
+            vm = await self._ready_snapshot_vm(request.namespace, request.snapshot)
+            target = target or vm
+        if checking and request.target is not None and \
+                await self._vm_exists(request.namespace, request.target):
+            raise AlreadyExists(f"VirtualMachine {request.namespace}/{request.target} "
+                                "already exists; a restore to a new VM needs a free name")
+        return await self._start(
+            RESTORE, request, request.namespace, target,
+            child_search_attributes(request.namespace, target, RESTORE.name),
+            summary=f"restore {request.namespace}/{request.snapshot} -> {target}",
+            what=f"restore of {request.namespace}/{target}")
 
     async def restore(self, request: RestoreVirtualMachineInput) -> RestoreVirtualMachineResult:
         """Start a restore and wait for it (RestoreFailed on failure)."""
@@ -833,14 +424,49 @@ class VmsnapClient:
     async def start_clone(
         self, request: CloneVirtualMachineInput, *, check: bool = True
     ) -> CloneHandle:
-        """Start `CloneVirtualMachine`; see `starter.sdk_restore_clone.start_clone`."""
-        from starter.sdk_restore_clone import start_clone
+        """Start `CloneVirtualMachine` (joins a running clone to the same target).
 
-        return await start_clone(self, request, check=check)
+        With `check` and a usable kubeconfig, a missing or not-ready source and a
+        target VM that exists are refused here, before anything starts.
+        """
+        check_clone_input(request)
+        source_vm = request.source_vm  # VmName: the VM cloned, so the UI's filter on it finds this
+        if check and self.has_cluster():
+            ns = request.namespace
+            if request.source_snapshot is not None:
+                source_vm = await self._ready_snapshot_vm(ns, request.source_snapshot)
+            elif request.source_vm is not None and not await self._vm_exists(
+                    ns, request.source_vm):
+                raise ObjectNotFound(f"VirtualMachine {ns}/{request.source_vm} not found")
+            if await self._vm_exists(ns, request.target):
+                raise AlreadyExists(f"VirtualMachine {ns}/{request.target} already exists; "
+                                    "a clone needs a free name")
+        source = request.source_vm or request.source_snapshot
+        return await self._start(
+            CLONE, request, request.namespace, request.target,
+            child_search_attributes(request.namespace, source_vm or request.target, CLONE.name),
+            summary=f"clone {request.namespace}/{source} -> {request.target}",
+            what=f"clone to {request.namespace}/{request.target}")
 
     async def clone(self, request: CloneVirtualMachineInput) -> CloneVirtualMachineResult:
         """Start a clone and wait for it (CloneFailed on failure)."""
         return await (await self.start_clone(request)).result()
+
+    async def _ready_snapshot_vm(self, namespace: str, snapshot: str) -> str:
+        """The VM of a snapshot that restore and clone can use (Succeeded, ready to use)."""
+        record = await self._record_or_none(namespace, snapshot)
+        if record is None:
+            raise ObjectNotFound(f"snapshot {namespace}/{snapshot} not found")
+        if record.phase != "Succeeded" or not record.ready_to_use:
+            raise InvalidRequest(f"snapshot {namespace}/{snapshot} is not ready to use "
+                                 f"(phase {record.phase or 'unset'})")
+        return str(record.vm)
+
+    async def _vm_exists(self, namespace: str, name: str) -> bool:
+        found = await self._in_cluster(
+            lambda c: c.get_custom_or_none(VIRTUAL_MACHINES, namespace, name),
+            f"VirtualMachine {namespace}/{name}")
+        return found is not None
 
     async def list_runs(
         self,
@@ -857,7 +483,7 @@ class VmsnapClient:
         for attribute, value in (("VmNamespace", namespace), ("VmName", vm),
                                  ("VmsnapOperation", operation)):
             if value is not None:
-                terms.append(f'{attribute} = "{_query_name(attribute, value)}"')
+                terms.append(f'{attribute} = "{query_name(attribute, value)}"')
         if selector is not None:
             listed = await self._in_cluster(
                 lambda c: c.list_custom(VIRTUAL_MACHINES, namespace, selector),
@@ -894,12 +520,6 @@ class VmsnapClient:
         if check and request.vm and self.has_cluster():
             await self._in_cluster(lambda c: c.get_vm(request.namespace, request.vm or ""),
                                    f"VirtualMachine {request.namespace}/{request.vm}")
-        spec = ScheduleSpec(
-            cron_expressions=[timing.cron] if timing.cron else [],
-            intervals=[ScheduleIntervalSpec(every=timedelta(seconds=timing.every))]
-            if timing.every else [],
-            jitter=timedelta(seconds=timing.jitter) if timing.jitter else None,
-            time_zone_name=timing.time_zone)
         attributes = [SearchAttributePair(VM_NAMESPACE, request.namespace),
                       SearchAttributePair(OPERATION, "schedule")]
         if request.vm:
@@ -912,7 +532,7 @@ class VmsnapClient:
             static_summary=f"scheduled snapshots of {request.namespace} {request.target}, "
             f"keep {request.keep}")
         schedule = Schedule(
-            action=action, spec=spec,
+            action=action, spec=timing.spec(),
             policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
             state=ScheduleState(paused=paused, note=note or (
                 f"created by vmsnap: {request.target}, {timing.describe()}, keep {request.keep}")))
@@ -929,7 +549,7 @@ class VmsnapClient:
         return await self.get_schedule(request.namespace, request.schedule)
 
     async def _describe(self, namespace: str, name: str) -> ScheduleDescription:
-        _check_names(namespace=namespace, schedule_name=name)
+        check_names(namespace=namespace, schedule_name=name)
         client = await self.temporal()
         try:
             return await client.get_schedule_handle(schedule_id(namespace, name)).describe()
@@ -962,22 +582,7 @@ class VmsnapClient:
         timing = None
         with contextlib.suppress(KeyError, ValidationError):
             timing = ScheduleTiming.model_validate(await description.memo_value(SCHEDULE_MEMO))
-        state, sinfo = description.schedule.state, description.info
-        return ScheduleInfo(
-            name=name, namespace=namespace, schedule_id=description.id, vm=request.vm,
-            selector=request.selector, keep=request.keep, timing=timing,
-            labels={**request.labels, SCHEDULE_LABEL: naming.label_value(name)},
-            quiesce=request.quiesce, failure_deadline=format_go_duration(request.failure_deadline),
-            paused=state.paused, note=state.note,
-            running=_workflow_ids(sinfo.running_actions),
-            recent_runs=[ScheduleRun(workflow_id=a.action.workflow_id,
-                                     run_id=a.action.first_execution_run_id,
-                                     scheduled_at=a.scheduled_at, started_at=a.started_at)
-                         for a in sinfo.recent_actions
-                         if isinstance(a.action, ScheduleActionExecutionStartWorkflow)],
-            next_runs=list(sinfo.next_action_times),
-            actions=sinfo.num_actions, skipped_overlap=sinfo.num_actions_skipped_overlap,
-        )
+        return ScheduleInfo.from_description(namespace, name, description, request, timing)
 
     async def list_schedules(self, namespace: str | None) -> list[ScheduleInfo]:
         """vmsnap's schedules of a Kubernetes namespace (None: all), by name. Listing goes
@@ -1008,6 +613,7 @@ class VmsnapClient:
             raise rpc_error(error, f"schedule {namespace}/{name}") from None
 
     async def pause_schedule(self, namespace: str, name: str, note: str | None = None) -> None:
+        """Stop the schedule from starting runs (a running one goes on); `note` says why."""
         await self._describe(namespace, name)
         client = await self.temporal()
         try:
@@ -1017,6 +623,7 @@ class VmsnapClient:
             raise rpc_error(error, f"schedule {namespace}/{name}") from None
 
     async def unpause_schedule(self, namespace: str, name: str, note: str | None = None) -> None:
+        """Let the schedule start runs again, from its next scheduled time."""
         await self._describe(namespace, name)
         client = await self.temporal()
         try:
@@ -1031,8 +638,8 @@ class VmsnapClient:
         """Run the schedule now (overlap skip, as scheduled runs); the workflow ID of the
         run it started, or None when it was skipped because a run is in progress."""
         before = await self._describe(namespace, name)
-        seen = set(_workflow_ids(before.info.running_actions)) | set(
-            _workflow_ids(a.action for a in before.info.recent_actions))
+        seen = set(started_workflow_ids(before.info.running_actions)) | set(
+            started_workflow_ids(a.action for a in before.info.recent_actions))
         busy = bool(before.info.running_actions)
         client = await self.temporal()
         try:
@@ -1043,7 +650,7 @@ class VmsnapClient:
         deadline = time.monotonic() + (min(timeout, 3.0) if busy else timeout)
         while time.monotonic() < deadline:
             after = await self._describe(namespace, name)
-            started = _workflow_ids(after.info.running_actions) + _workflow_ids(
+            started = started_workflow_ids(after.info.running_actions) + started_workflow_ids(
                 a.action for a in after.info.recent_actions)
             new = [w for w in started if w not in seen]
             if new:
@@ -1074,9 +681,11 @@ class VmsnapClient:
 
 
 __all__ = [
-    "DEFAULT_TASK_QUEUE", "AlreadyExists", "DeleteHandle", "InvalidRequest", "NoClusterAccess",
-    "ObjectNotFound", "RunInfo", "ScheduleInfo", "ScheduleRun", "ScheduleTiming",
-    "ScheduledRunFailed", "ScheduledSnapshotInput", "ScheduledSnapshotResult",
-    "SnapshotFailed", "SnapshotHandle", "SnapshotInfo", "SnapshotPlan", "VmsnapClient",
-    "VmsnapError", "WorkflowFailed", "check_cron", "schedule_id", "scheduled_workflow_id",
+    "DEFAULT_TASK_QUEUE", "AlreadyExists", "CloneFailed", "CloneHandle", "DeleteHandle",
+    "ExcludedVolumeInfo", "InvalidRequest", "NoClusterAccess", "ObjectNotFound",
+    "OperationHandle", "RestoreFailed", "RestoreHandle", "RunInfo", "ScheduleInfo",
+    "ScheduleRun", "ScheduleTiming", "ScheduledRunFailed", "ScheduledSnapshotInput",
+    "ScheduledSnapshotResult", "SnapshotFailed", "SnapshotHandle", "SnapshotInfo",
+    "SnapshotPlan", "VmsnapClient", "VmsnapError", "WorkflowFailed", "check_cron",
+    "schedule_id", "scheduled_workflow_id",
 ]

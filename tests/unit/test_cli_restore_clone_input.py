@@ -12,10 +12,11 @@ from typer.testing import CliRunner
 
 from contracts.clone import CloneVirtualMachineInput
 from contracts.restore import RestoreVirtualMachineInput
+from rules.clone_spec import check_mac
 from starter.cli import app
 from starter.cli_clone import parse_macs
 from starter.sdk import InvalidRequest
-from starter.sdk_restore_clone import check_clone_input, check_mac, check_restore_input
+from starter.sdk_checks import check_clone_input, check_restore_input
 
 
 def test_mac_pairs() -> None:
