@@ -65,17 +65,39 @@ def conflict(group: str, plural: str, name: str) -> ApiError:
     )
 
 
+# field.ErrorType of a message, by the words `field.Error.ErrorBody` starts it with.
+_CAUSE_TYPES = (
+    ("Required value", "FieldValueRequired"),
+    ("Forbidden", "FieldValueForbidden"),
+    ("Unsupported value", "FieldValueNotSupported"),
+    ("Duplicate value", "FieldValueDuplicate"),
+    ("Too long", "FieldValueTooLong"),
+    ("Too many", "FieldValueTooMany"),
+    ("Not found", "FieldValueNotFound"),
+)
+
+
+def cause_type(message: str) -> str:
+    """The StatusCause `reason` for a field error's message (`FieldValueInvalid` if unknown)."""
+    for prefix, reason in _CAUSE_TYPES:
+        if message.startswith(prefix):
+            return reason
+    return "FieldValueInvalid"
+
+
 def invalid(kind: str, group: str, name: str, causes: list[dict[str, str]]) -> ApiError:
-    """422 Invalid with one cause per bad field, as kubectl prints them."""
+    """422 Invalid with one cause per bad field, as kubectl prints them.
+
+    `errors.NewInvalid(schema.GroupKind{group, kind}, ...)`: the message names the kind as
+    `GroupKind.String()` does (`Kind.group`, or `Kind` alone in the core group)."""
     summary = ", ".join(f"{c['field']}: {c['message']}" for c in causes)
     details = _details(kind, name, group)
     details["causes"] = [
-        {"reason": "FieldValueInvalid", "message": c["message"], "field": c["field"]}
+        {"reason": cause_type(c["message"]), "message": c["message"], "field": c["field"]}
         for c in causes
     ]
-    return ApiError(
-        422, "Invalid", f'{kind}.{group or "core"} "{name}" is invalid: {summary}', details
-    )
+    qualified = f"{kind}.{group}" if group else kind
+    return ApiError(422, "Invalid", f'{qualified} "{name}" is invalid: {summary}', details)
 
 
 def bad_request(message: str) -> ApiError:

@@ -73,6 +73,9 @@ class Kind:
     # What DELETE answers once the object is gone: the object (PVCs, StorageClasses and
     # custom resources, as their registries do) or a Status (namespaces, events, CRDs).
     delete_returns_object: bool = True
+    # The strategy's AllowUnconditionalUpdate: a PUT may leave out metadata.resourceVersion
+    # (true for the built-in kinds served here; false for CRDs and custom resources).
+    unconditional_update: bool = True
     extras: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -370,6 +373,7 @@ class Registry:
                 list_kind="CustomResourceDefinitionList",
                 delete_returns_object=False,
                 strategy=lambda new, old: crd_errors(new),
+                unconditional_update=False,
             ),
         ]
 
@@ -563,6 +567,7 @@ class Registry:
                 selectable_fields=frozenset(selectable),
                 webhook=webhook,
                 crd_name=crd["metadata"]["name"],
+                unconditional_update=False,
             )
         schema = (version.get("schema") or {}).get("openAPIV3Schema") or {
             "type": "object",
@@ -576,6 +581,7 @@ class Registry:
             selectable_fields=frozenset(selectable),
             crd_defaults=True,
             crd_name=crd["metadata"]["name"],
+            unconditional_update=False,
         )
 
     def _on_store_event(self, event: WatchEvent) -> None:

@@ -10,6 +10,7 @@ held to the rules an API client is.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,6 +51,31 @@ class WriteResult:
 
 def _invalid(kind: Kind, name: str, errors: list[tuple[str, str]]) -> ApiError:
     return invalid(kind.kind, kind.group, name, [{"field": f, "message": m} for f, m in errors])
+
+
+def _go_strings(values: list[str]) -> str:
+    """`fmt.Sprintf("%#v", []string{...})`."""
+    return "[]string{" + ", ".join(json.dumps(v) for v in values) + "}"
+
+
+def _metadata_update_errors(new: dict[str, Any], old: dict[str, Any]) -> list[tuple[str, str]]:
+    """ValidateObjectMetaUpdate's rule on finalizers: none may be added once deleting."""
+    old_meta = old.get("metadata") or {}
+    if not old_meta.get("deletionTimestamp"):
+        return []
+    before = set(old_meta.get("finalizers") or [])
+    added = sorted(
+        {f for f in (new.get("metadata") or {}).get("finalizers") or [] if f not in before}
+    )
+    if not added:
+        return []
+    return [
+        (
+            "metadata.finalizers",
+            "Forbidden: no new finalizers can be added if the object is being deleted, "
+            f"found new finalizers {_go_strings(added)}",
+        )
+    ]
 
 
 class Writer:
@@ -146,6 +172,10 @@ class Writer:
     def _admit(self, kind: Kind, new: dict[str, Any], old: dict[str, Any] | None) -> None:
         """Strategy validation, then validating webhooks, then CEL transition rules."""
         name = new.get("metadata", {}).get("name", "")
+        if old is not None:
+            errors = _metadata_update_errors(new, old)
+            if errors:
+                raise _invalid(kind, name, errors)
         if kind.strategy is not None:
             errors = kind.strategy(new, old)
             if errors:
@@ -218,6 +248,23 @@ class Writer:
         obj = self._check_type_meta(kind, body)
         old = self.store.view(kind.resource, namespace, name)  # read only, as below
         warnings = self._decode(kind, obj, validation, old)
+        meta = obj.get("metadata")
+        if not kind.unconditional_update and not (
+            isinstance(meta, dict) and meta.get("resourceVersion")
+        ):
+            # The generic registry's Update: without AllowUnconditionalUpdate a PUT must name
+            # the version it replaces (checked before validation, after the object is found).
+            raise invalid(
+                kind.plural,
+                kind.group,
+                name,
+                [
+                    {
+                        "field": "metadata.resourceVersion",
+                        "message": "Invalid value: 0x0: must be specified for an update",
+                    }
+                ],
+            )
         return self._store_update(kind, namespace, name, obj, old, subresource, dry_run, warnings)
 
     def patch(
