@@ -182,3 +182,26 @@ def validate_storage_class(new: dict[str, Any], old: dict[str, Any] | None) -> F
             if new.get(immutable) != old.get(immutable):
                 errors.append((immutable, f"Forbidden: updates to {immutable} are forbidden."))
     return errors
+
+
+def _go_bytes(data: Any) -> str:
+    """`%#v` of the runtime.RawExtension a ControllerRevision's `data` decodes into."""
+    raw = json.dumps(data, separators=(",", ":")).encode()
+    return "runtime.RawExtension{Raw:[]uint8{" + ", ".join(f"0x{b:x}" for b in raw) + (
+        "}, Object:runtime.Object(nil)}"
+    )
+
+
+def validate_controller_revision(new: dict[str, Any], old: dict[str, Any] | None) -> FieldErrors:
+    """ValidateControllerRevision(Update) of pkg/apis/apps/validation."""
+    errors: FieldErrors = []
+    if new.get("data") is None:
+        errors.append(("data", "Required value: data is mandatory"))
+    revision = new.get("revision", 0)
+    if isinstance(revision, int) and revision < 0:
+        errors.append(
+            ("revision", f"Invalid value: {revision}: must be greater than or equal to 0")
+        )
+    if old is not None and new.get("data") != old.get("data"):
+        errors.append(("data", f"Invalid value: {_go_bytes(new.get('data'))}: field is immutable"))
+    return errors

@@ -1,4 +1,4 @@
-"""Schemas of the built-in kinds the simulator serves (v1, storage.k8s.io, apiextensions).
+"""Schemas of the built-in kinds the simulator serves (v1, storage.k8s.io, apps, apiextensions).
 
 Built-in kinds have no CRD; a real server decodes them into Go structs,
 which drops unknown fields (or refuses them under Strict validation) and
@@ -127,6 +127,9 @@ EVENT = top_level(
 EVENT["required"] = ["involvedObject", "metadata"]
 
 _PRESERVE: dict[str, Any] = {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+
+# apps/v1 ControllerRevision: `data` is a runtime.RawExtension (any object), `revision` int64.
+CONTROLLER_REVISION = top_level(data=_PRESERVE, revision=INTEGER)
 _CRD_COLUMN = obj(
     {
         "name": STRING,

@@ -1,7 +1,7 @@
 """Where the real API schemas come from, and reading Kubernetes YAML manifests.
 
 The simulator validates against the real KubeVirt OpenAPI document and the
-real CSI snapshot CRDs, vendored in `simulator/upstream/` (provenance and
+real CSI snapshot and CDI DataVolume CRDs, vendored in `simulator/upstream/` (provenance and
 licence in `simulator/upstream/PROVENANCE.md`), and serves the project's own
 CRDs from `deploy/crds/`. A missing or unreadable schema file is a start-up
 error naming the file: validating against nothing would make every test
@@ -24,6 +24,7 @@ REFERENCE_ENV = "VMSNAP_REFERENCE_DIR"
 VENDORED_REFERENCE = Path(__file__).resolve().parent / "upstream"
 KUBEVIRT_SWAGGER = Path("kubevirt") / "openapi-swagger.json"
 CSI_CRDS = Path("csi-snapshot")
+CDI_CRDS = Path("cdi")
 
 
 # libyaml when present: the CRDs parse ten times faster (every simulator start reads them).
@@ -36,7 +37,7 @@ class ReferenceError(RuntimeError):
 
 @dataclass(frozen=True)
 class Reference:
-    """The loaded ground truth: KubeVirt's swagger and CRD documents (CSI, then ours)."""
+    """The loaded ground truth: KubeVirt's swagger and CRD documents (CSI, CDI, then ours)."""
 
     directory: Path
     swagger: dict[str, Any]
@@ -55,7 +56,7 @@ def find_reference_dir(override: str | Path | None = None) -> Path:
     source, directory = candidates[0]
     missing = [
         str(directory / part)
-        for part in (KUBEVIRT_SWAGGER, CSI_CRDS)
+        for part in (KUBEVIRT_SWAGGER, CSI_CRDS, CDI_CRDS)
         if not (directory / part).exists()
     ]
     if missing:
@@ -68,7 +69,7 @@ def find_reference_dir(override: str | Path | None = None) -> Path:
 
 
 def load_reference(directory: Path, crds_dir: Path | None) -> Reference:
-    """Read the swagger and every CRD: the CSI ones, then the project's (`crds_dir`)."""
+    """Read the swagger and every CRD: the CSI ones, CDI's, then the project's (`crds_dir`)."""
     try:
         swagger = json.loads((directory / KUBEVIRT_SWAGGER).read_text())
     except (OSError, ValueError) as exc:
@@ -76,6 +77,10 @@ def load_reference(directory: Path, crds_dir: Path | None) -> Reference:
     crds = crd_documents(directory / CSI_CRDS)
     if not crds:
         raise ReferenceError(f"no CustomResourceDefinition found in {directory / CSI_CRDS}")
+    cdi = crd_documents(directory / CDI_CRDS)
+    if not cdi:
+        raise ReferenceError(f"no CustomResourceDefinition found in {directory / CDI_CRDS}")
+    crds.extend(cdi)
     if crds_dir is not None and crds_dir.is_dir():
         crds.extend(crd_documents(crds_dir))
     return Reference(directory, swagger, crds)

@@ -35,6 +35,8 @@ CRD_GROUP = "apiextensions.k8s.io"
 KUBEVIRT_GROUP = "kubevirt.io"
 KUBEVIRT_SNAPSHOT_GROUP = "snapshot.kubevirt.io"
 KUBEVIRT_CLONE_GROUP = "clone.kubevirt.io"
+INSTANCETYPE_GROUP = "instancetype.kubevirt.io"
+APPS_GROUP = "apps"
 SUBRESOURCES_GROUP = "subresources.kubevirt.io"
 # The kubevirt.io subresources the simulator routes to its behaviours (all PUT).
 KUBEVIRT_SUBRESOURCES = {
@@ -52,6 +54,13 @@ SWAGGER_DEFINITIONS = {
         "v1beta1.VirtualMachineSnapshotContent",
     (KUBEVIRT_SNAPSHOT_GROUP, "virtualmachinerestores"): "v1beta1.VirtualMachineRestore",
     (KUBEVIRT_CLONE_GROUP, "virtualmachineclones"): "v1beta1.VirtualMachineClone",
+    (KUBEVIRT_GROUP, "kubevirts"): "v1.KubeVirt",
+    (INSTANCETYPE_GROUP, "virtualmachineinstancetypes"): "v1beta1.VirtualMachineInstancetype",
+    (INSTANCETYPE_GROUP, "virtualmachineclusterinstancetypes"):
+        "v1beta1.VirtualMachineClusterInstancetype",
+    (INSTANCETYPE_GROUP, "virtualmachinepreferences"): "v1beta1.VirtualMachinePreference",
+    (INSTANCETYPE_GROUP, "virtualmachineclusterpreferences"):
+        "v1beta1.VirtualMachineClusterPreference",
 }
 
 
@@ -120,6 +129,9 @@ def _kubevirt_crd(
     short: list[str],
     columns: list[dict[str, Any]],
     status: bool,
+    *,
+    namespaced: bool = True,
+    categories: tuple[str, ...] = ("all",),
 ) -> dict[str, Any]:
     """A CRD as virt-operator writes it, with the versions the simulator serves.
 
@@ -135,8 +147,9 @@ def _kubevirt_crd(
             "schema": {
                 "openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
             },
-            "additionalPrinterColumns": columns,
         }
+        if columns:
+            version["additionalPrinterColumns"] = columns
         if status:
             version["subresources"] = {"status": {}}
         served.append(version)
@@ -152,9 +165,9 @@ def _kubevirt_crd(
                 "kind": kind,
                 "listKind": f"{kind}List",
                 "shortNames": short,
-                "categories": ["all"],
+                **({"categories": list(categories)} if categories else {}),
             },
-            "scope": "Namespaced",
+            "scope": "Namespaced" if namespaced else "Cluster",
             "versions": served,
         },
     }
@@ -358,6 +371,20 @@ class Registry:
             ),
             Kind(
                 ResourceType(
+                    APPS_GROUP,
+                    "v1",
+                    "controllerrevisions",
+                    "controllerrevision",
+                    "ControllerRevision",
+                    True,
+                ),
+                builtin(core_schemas.CONTROLLER_REVISION),
+                True,
+                list_kind="ControllerRevisionList",
+                strategy=builtin_rules.validate_controller_revision,
+            ),
+            Kind(
+                ResourceType(
                     CRD_GROUP,
                     "v1",
                     "customresourcedefinitions",
@@ -496,6 +523,50 @@ class Registry:
                      "jsonPath": ".spec.target.name"},
                 ],
                 status=True,
+            ),
+            _kubevirt_crd(
+                KUBEVIRT_GROUP, ["v1"], "kubevirts", "KubeVirt", ["kv", "kvs"], [age, phase],
+                status=True,
+            ),
+            _kubevirt_crd(
+                INSTANCETYPE_GROUP,
+                ["v1beta1"],
+                "virtualmachineinstancetypes",
+                "VirtualMachineInstancetype",
+                ["vminstancetype", "vminstancetypes", "vmf", "vmfs"],
+                [],
+                status=False,
+            ),
+            _kubevirt_crd(
+                INSTANCETYPE_GROUP,
+                ["v1beta1"],
+                "virtualmachineclusterinstancetypes",
+                "VirtualMachineClusterInstancetype",
+                ["vmclusterinstancetype", "vmclusterinstancetypes", "vmcf", "vmcfs"],
+                [],
+                status=False,
+                namespaced=False,
+                categories=(),
+            ),
+            _kubevirt_crd(
+                INSTANCETYPE_GROUP,
+                ["v1beta1"],
+                "virtualmachinepreferences",
+                "VirtualMachinePreference",
+                ["vmpref", "vmprefs", "vmp", "vmps"],
+                [],
+                status=False,
+            ),
+            _kubevirt_crd(
+                INSTANCETYPE_GROUP,
+                ["v1beta1"],
+                "virtualmachineclusterpreferences",
+                "VirtualMachineClusterPreference",
+                ["vmcp", "vmcps"],
+                [],
+                status=False,
+                namespaced=False,
+                categories=(),
             ),
         ]
 

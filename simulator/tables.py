@@ -151,6 +151,16 @@ def _storage_class_name(obj: dict[str, Any]) -> str:
     return f"{name} (default)" if default else name
 
 
+def _controller_of(obj: dict[str, Any]) -> str:
+    """printControllerRevision: `kind.group/name` of the controller, lower case, or <none>."""
+    for ref in (obj.get("metadata") or {}).get("ownerReferences") or []:
+        if ref.get("controller"):
+            group = str(ref.get("apiVersion", "")).rpartition("/")[0]
+            kind = f"{ref.get('kind', '')}.{group}" if group else str(ref.get("kind", ""))
+            return f"{kind.lower()}/{ref.get('name', '')}"
+    return "<none>"
+
+
 def _event_object(obj: dict[str, Any]) -> str:
     involved = obj.get("involvedObject") or {}
     return f"{str(involved.get('kind', '')).lower()}/{involved.get('name', '')}"
@@ -217,6 +227,12 @@ _BUILTIN_COLUMNS: dict[tuple[str, str], list[Column]] = {
             "string",
             lambda o: str(bool(o.get("allowVolumeExpansion", False))).lower(),
         ),
+        _age_column(),
+    ],
+    ("apps", "controllerrevisions"): [
+        _name_column(),
+        Column("Controller", "string", _controller_of),
+        Column("Revision", "integer", lambda o: o.get("revision", 0)),
         _age_column(),
     ],
     ("apiextensions.k8s.io", "customresourcedefinitions"): [
