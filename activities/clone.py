@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 from activities.errors import cluster_errors
 from activities.registration import implements
-from activities.restore import _final, plan_volumes, read_ready_snapshot
+from activities.restore import _final, plan_volumes, read_ready_snapshot, refuse_missing_volumes
 from cluster.client import Cluster
 from cluster.clone_record import clone_record_body, write_clone_record
 from cluster.errors import AlreadyExists, NotFound
@@ -27,9 +27,10 @@ from contracts.clone import (
     CreateCloneVmInput,
     PrepareCloneInput,
 )
-from contracts.restore import TARGET_EXISTS, RestorePlan
+from contracts.restore import TARGET_EXISTS, VOLUMES_NOT_IN_SNAPSHOT, RestorePlan
 from rules.clone_spec import CloneSpecError, clone_vm
 from rules.naming import label_value
+from rules.restored_volumes import volumes_without_backup
 
 CLONE_LABEL = "vmsnap.io/clone"
 
@@ -67,23 +68,33 @@ class CloneActivities:
 
     @implements(PREPARE_CLONE)
     def prepare_clone(self, input: PrepareCloneInput) -> RestorePlan:
-        """The snapshot must be ready and the target absent; one PVC per backed-up volume."""
+        """The snapshot must be ready, the target absent, and every disk with a PVC in the
+        snapshot (or dropped on request: a clone never shares the source's disk); one PVC
+        per backed-up volume."""
         ns = input.namespace
         with cluster_errors():
             self._refuse_existing_target(ns, input.target)
             record, snapshot_vm, backups = read_ready_snapshot(self.cluster, ns, input.snapshot)
+            missing = volumes_without_backup(snapshot_vm, [b["volumeName"] for b in backups])
+            refuse_missing_volumes(ns, input.snapshot, missing, input.missing_volumes,
+                                   f"the clone {input.target}")
             volumes = plan_volumes(self.cluster, ns, backups, input.clone_name, CLONE_LABEL,
-                                   input.snapshot)
+                                   input.snapshot, snapshot_vm, target=input.target)
+            if missing and not volumes:
+                raise _final(f"snapshot {ns}/{input.snapshot} holds none of the VM's disks "
+                             f"({', '.join(missing)} left out): nothing to clone",
+                             VOLUMES_NOT_IN_SNAPSHOT)
         return RestorePlan(source_vm=record.vm, target=input.target,
                            restore_name=input.clone_name, snapshot_vm=snapshot_vm,
-                           target_exists=False, target_running=False, volumes=volumes)
+                           target_exists=False, target_running=False, volumes=volumes,
+                           missing_volumes=missing, dropped_volumes=missing)
 
     @implements(CREATE_CLONE_VM)
     def create_clone_vm(self, input: CreateCloneVmInput) -> bool:
         spec = input.spec
         try:
             body = clone_vm(
-                input.snapshot_vm, spec.target, input.claims,
+                input.snapshot_vm, spec.target, input.claims, drop=input.drop,
                 new_mac_addresses=spec.new_mac_addresses,
                 new_smbios_serial=spec.new_smbios_serial, label_filters=spec.label_filters,
                 annotation_filters=spec.annotation_filters, patches=spec.patches,

@@ -40,15 +40,20 @@ from contracts.restore import (
     CREATE_RESTORE_RECORD,
     CREATE_RESTORED_PVCS,
     DELETE_RESTORED_PVCS,
+    INVALID_IDENTITY,
     PREPARE_RESTORE,
     PUT_BACK_VM,
+    PVC_EXISTS,
     PVC_NOT_BOUND,
     REMOVE_SNAPSHOT_USER,
     START_VM,
     STOP_VM,
     TARGET_EXISTS,
     VM_DID_NOT_STOP,
+    VM_RUNNING,
+    VOLUMES_NOT_IN_SNAPSHOT,
     WAIT_RESTORED_PVCS_BOUND,
+    WAIT_VM_STOPPED,
     WRITE_RESTORE_STATUS,
     ApplyRestoredVmInput,
     PrepareRestoreInput,
@@ -60,18 +65,23 @@ from contracts.restore import (
     SnapshotUserInput,
     VmPowerInput,
 )
-from rules.clone_spec import repoint_volumes
+from rules.clone_spec import CloneSpecError, new_identity
 from rules.models import PvcState, VmState
-from rules.naming import MAX_LABEL, MAX_NAME, SNAPSHOT_LABEL, bounded, label_value
+from rules.naming import MAX_LABEL, RESTORE_LABEL, SNAPSHOT_LABEL, bounded, label_value
+from rules.restored_volumes import (
+    POPULATED_FOR,
+    WAIT_FOR_FIRST_CONSUMER,
+    carried_metadata,
+    is_template_backed,
+    restored_pvc_name,
+    restored_spec,
+    template_names,
+    templates_for,
+    volume_named,
+    volumes_without_backup,
+)
 
-RESTORE_LABEL = "vmsnap.io/restore"
 RESTORED_FROM_ANNOTATION = "vmsnap.io/restored-from-snapshot"
-_KEPT_METADATA = ("name", "namespace", "labels", "annotations")
-
-
-def restored_pvc_name(restore: str, volume: str) -> str:
-    """`{restore}-{volume}`: a new PVC per restore, so two restores never share one."""
-    return bounded(f"{restore}-{volume}", MAX_NAME)
 
 
 def _holder(operation: str) -> LockHolder:
@@ -103,12 +113,17 @@ def read_ready_snapshot(
 
 def plan_volumes(
     cluster: Cluster, ns: str, backups: list[dict[str, Any]], owner: str, owner_label: str,
-    snapshot: str,
+    snapshot: str, snapshot_vm: dict[str, Any], *, target: str,
+    policy: str = "RandomizeNames",
 ) -> list[RestoredVolume]:
-    """One new PVC per backup, named `{owner}-{volume}`, labelled with its maker and
-    annotated with the workflow that makes it (the orphan sweeper asks that workflow, not
-    one guessed from the name)."""
+    """One new PVC per backup (`rules.restored_volumes` names it), labelled with its maker
+    and annotated with the workflow that makes it (the orphan sweeper asks that workflow,
+    not one guessed from the name). It carries what the source PVC's metadata says about
+    its data; a DataVolume template's volume gets CDI's `populatedFor`, so the renamed
+    template's DataVolume adopts it. Whether its class binds only for a consumer
+    (WaitForFirstConsumer) is noted: such a PVC stays Pending until the VM runs."""
     made_by = {record_kinds.WORKFLOW_ID_ANNOTATION: activity.info().workflow_id or ""}
+    binding_modes: dict[str, str | None] = {}
     volumes = []
     for backup in backups:
         vs_name = backup["volumeSnapshotName"]
@@ -118,16 +133,39 @@ def plan_volumes(
                          f"{'missing' if vs is None else 'not ready to use'}",
                          SNAPSHOT_NOT_READY)
         pvc = backup.get("persistentVolumeClaim") or {}
-        name = restored_pvc_name(owner, backup["volumeName"])
+        volume = str(backup["volumeName"])
+        name = restored_pvc_name(owner, target, volume, policy)
+        data_volume = is_template_backed(snapshot_vm, volume)
+        labels, annotations = carried_metadata(pvc)
+        annotations.update(made_by)
+        if data_volume:
+            annotations[POPULATED_FOR] = name
         body = pvc_from_snapshot(name, pvc, vs_name, vs.restore_size,
-                                 labels={owner_label: label_value(owner),
+                                 labels={**labels, owner_label: label_value(owner),
                                          SNAPSHOT_LABEL: label_value(snapshot)},
-                                 annotations=made_by)
+                                 annotations=annotations)
+        storage_class = str((pvc.get("spec") or {}).get("storageClassName") or "")
+        if storage_class and storage_class not in binding_modes:
+            found = cluster.get_storage_class(storage_class)
+            binding_modes[storage_class] = (found or {}).get("volumeBindingMode")
         volumes.append(RestoredVolume(
-            volume_name=backup["volumeName"],
+            volume_name=volume,
             old_claim=str((pvc.get("metadata") or {}).get("name") or ""),
-            volume_snapshot=vs_name, pvc_name=name, pvc_body=body))
+            volume_snapshot=vs_name, pvc_name=name, pvc_body=body, data_volume=data_volume,
+            waits_for_consumer=binding_modes.get(storage_class) == WAIT_FOR_FIRST_CONSUMER))
     return volumes
+
+
+def refuse_missing_volumes(ns: str, snapshot: str, missing: list[str], policy: str,
+                           what: str) -> None:
+    """A new VM from a snapshot that left a disk out would share the source's PVC: refused,
+    unless the caller drops those disks; a VM left with no disk at all is refused too."""
+    if missing and policy != "drop":
+        raise _final(
+            f"snapshot {ns}/{snapshot} left out the disks {', '.join(missing)}; {what} "
+            "would use the source VM's PVCs for them. Snapshot them (give their storage a "
+            "VolumeSnapshotClass) or ask to leave them out (missing_volumes: drop)",
+            VOLUMES_NOT_IN_SNAPSHOT)
 
 
 def _final(message: str, error_type: str) -> ApplicationError:
@@ -149,12 +187,14 @@ class RestoreActivities:
         return [self.prepare_restore, self.create_restore_record, self.write_restore_status,
                 self.add_snapshot_user, self.remove_snapshot_user, self.stop_vm_and_wait,
                 self.start_vm, self.create_restored_pvcs, self.wait_restored_pvcs_bound,
-                self.delete_restored_pvcs, self.apply_restored_vm, self.put_back_vm]
+                self.delete_restored_pvcs, self.apply_restored_vm, self.put_back_vm,
+                self.wait_vm_stopped]
 
     @implements(PREPARE_RESTORE)
     def prepare_restore(self, input: PrepareRestoreInput) -> RestorePlan:
-        """Check the snapshot (Succeeded, ready, content and VolumeSnapshots present) and
-        the target; plan one PVC per backed-up volume. Changes nothing."""
+        """Check the snapshot (Succeeded, ready, content and VolumeSnapshots present), the
+        target and the disks the snapshot left out; plan one PVC per backed-up volume.
+        Changes nothing."""
         ns = input.namespace
         with cluster_errors():
             record, snapshot_vm, backups = read_ready_snapshot(self.cluster, ns, input.snapshot)
@@ -172,13 +212,36 @@ class RestoreActivities:
             if not exists and target == record.vm and input.target is None:
                 raise _final(f"VM {ns}/{target} no longer exists; name a target to restore "
                              "into a new VM", error_types.VM_NOT_FOUND)
+            missing = volumes_without_backup(snapshot_vm, [b["volumeName"] for b in backups])
+            if not exists:
+                refuse_missing_volumes(ns, input.snapshot, missing, input.missing_volumes,
+                                       f"a new VM {target}")
             volumes = plan_volumes(self.cluster, ns, backups, restore_name, RESTORE_LABEL,
-                                   input.snapshot)
-        original = self.cluster.get_vm(ns, target) if exists else None
+                                   input.snapshot, snapshot_vm, target=target,
+                                   policy=input.volume_restore_policy)
+            if not exists and missing and not volumes:
+                raise _final(f"snapshot {ns}/{input.snapshot} holds none of the VM's disks "
+                             f"({', '.join(missing)} left out): nothing to restore",
+                             VOLUMES_NOT_IN_SNAPSHOT)
+            self._refuse_taken_names(ns, restore_name, volumes)
+            original = self.cluster.get_vm(ns, target) if exists else None
+        kept = [v for v in missing if original and volume_named(original, v)]
         return RestorePlan(source_vm=record.vm, target=target, restore_name=restore_name,
                            snapshot_vm=snapshot_vm, target_exists=exists,
                            target_vm=original,
-                           target_running=bool(state and state.vmi_exists), volumes=volumes)
+                           target_running=bool(state and state.vmi_exists), volumes=volumes,
+                           missing_volumes=missing, kept_volumes=kept,
+                           dropped_volumes=[v for v in missing if v not in kept])
+
+    def _refuse_taken_names(self, ns: str, restore: str, volumes: list[RestoredVolume]) -> None:
+        """A planned PVC name that another PVC has (PrefixTargetName meets the VM's own
+        disk, say) is refused before anything is made: a restore never takes a PVC over."""
+        for volume in volumes:
+            existing = self.cluster.get_pvc(ns, volume.pvc_name)
+            labels = ((existing or {}).get("metadata") or {}).get("labels") or {}
+            if existing is not None and labels.get(RESTORE_LABEL) != label_value(restore):
+                raise _final(f"PVC {ns}/{volume.pvc_name} exists and is not this restore's; "
+                             "choose volume_restore_policy RandomizeNames", PVC_EXISTS)
 
     @implements(CREATE_RESTORE_RECORD)
     def create_restore_record(self, input: RestoreRecordInput) -> bool:
@@ -256,16 +319,42 @@ class RestoreActivities:
 
     @implements(WAIT_RESTORED_PVCS_BOUND)
     def wait_restored_pvcs_bound(self, input: PvcsInput) -> list[PvcState]:
-        """Watch until every PVC is Bound, within `timeout_seconds` (then final)."""
+        """Watch until every PVC is Bound, within `timeout_seconds` (then final). With
+        `pending_for_consumer_is_ready`, a PVC whose class binds only for a consumer may
+        stay Pending: nothing consumes it yet (KubeVirt's restore treats it so too)."""
         with cluster_errors():
+            waiting = ([v for v in input.names if self._waits_for_consumer(input.namespace, v)]
+                       if input.pending_for_consumer_is_ready else [])
             try:
                 return self.cluster.watch_pvcs(
                     input.namespace, input.names, input.timeout_seconds,
                     on_change=lambda states: activity.heartbeat(
-                        {s.name: s.phase for s in states}))
+                        {s.name: s.phase for s in states}),
+                    pending_is_ready=waiting)
             except WaitTimeout as exc:
                 raise _final(f"restored PVCs not Bound within {input.timeout_seconds:g}s: "
                              f"{exc}", PVC_NOT_BOUND) from exc
+
+    def _waits_for_consumer(self, ns: str, pvc_name: str) -> bool:
+        pvc = self.cluster.get_pvc(ns, pvc_name)
+        storage_class = str(((pvc or {}).get("spec") or {}).get("storageClassName") or "")
+        found = self.cluster.get_storage_class(storage_class) if storage_class else None
+        return (found or {}).get("volumeBindingMode") == WAIT_FOR_FIRST_CONSUMER
+
+    @implements(WAIT_VM_STOPPED)
+    def wait_vm_stopped(self, input: VmPowerInput) -> bool:
+        """Wait, without touching the VM, until its user has stopped it (KubeVirt's
+        WaitGracePeriod and WaitEventually); heartbeats meanwhile, so a cancel gets through."""
+        with cluster_errors(not_found=error_types.VM_NOT_FOUND):
+            try:
+                self.cluster.wait_for_vm(
+                    input.namespace, input.vm, _stopped, input.timeout_seconds,
+                    on_poll=lambda s: activity.heartbeat(s.printable_status))
+            except WaitTimeout as exc:
+                raise _final(f"VM {input.namespace}/{input.vm} was not stopped within "
+                             f"{input.timeout_seconds:g}s: the restore needs it powered off "
+                             f"({exc})", VM_RUNNING) from exc
+        return True
 
     @implements(DELETE_RESTORED_PVCS)
     def delete_restored_pvcs(self, input: PvcsInput) -> list[str]:
@@ -284,77 +373,116 @@ class RestoreActivities:
 
     @implements(APPLY_RESTORED_VM)
     def apply_restored_vm(self, input: ApplyRestoredVmInput) -> bool:
-        """Write the snapshot's spec, pointed at the restored PVCs, into the target: replace
-        the spec in place (metadata and lock kept, runStrategy kept), or create a new VM
-        (runStrategy Halted)."""
+        """Write the snapshot's spec, pointed at the restored PVCs, into the target: in
+        place, everything of the VM's own metadata is kept (owner references, finalizers,
+        labels, annotations) and the write is conditional on the resourceVersion read; a
+        new VM is created Halted with a new identity unless asked to keep it. Then the VM
+        owns the restored PVCs that no DataVolume adopts (volume ownership policy VM)."""
         ns = input.namespace
-        spec_holder: dict[str, Any] = {"spec": copy.deepcopy(input.snapshot_vm.get("spec") or {})}
-        repoint_volumes(spec_holder, input.claims)
-        spec = spec_holder["spec"]
-        spec.pop("running", None)
         restore_label = {RESTORE_LABEL: label_value(input.restore_name)}
         with cluster_errors(not_found=error_types.VM_NOT_FOUND):
-            if input.create:
-                source_meta = input.snapshot_vm.get("metadata") or {}
-                spec["runStrategy"] = "Halted"
-                annotations = {k: v for k, v in (source_meta.get("annotations") or {}).items()
-                               if k != LOCK_ANNOTATION}
-                body = {"metadata": {
-                    "name": input.target,
-                    "labels": {**(source_meta.get("labels") or {}), **restore_label},
-                    "annotations": {**annotations, RESTORED_FROM_ANNOTATION: input.snapshot}},
-                    "spec": spec}
-                try:
-                    self.cluster.create_vm(ns, body)
-                except AlreadyExists as exc:
-                    existing = self.cluster.get_vm(ns, input.target)
-                    labels = (existing.get("metadata") or {}).get("labels") or {}
-                    if labels.get(RESTORE_LABEL) != restore_label[RESTORE_LABEL]:
-                        raise _final(f"VM {ns}/{input.target} already exists",
-                                     TARGET_EXISTS) from exc
-                return True
-            current = self.cluster.get_vm(ns, input.target)
-            run_strategy = _run_strategy(current)
-            spec["runStrategy"] = run_strategy
-            metadata = {k: v for k, v in (current.get("metadata") or {}).items()
-                        if k in (*_KEPT_METADATA, "resourceVersion")}
-            metadata["labels"] = {**(metadata.get("labels") or {}), **restore_label}
-            metadata["annotations"] = {**(metadata.get("annotations") or {}),
-                                       RESTORED_FROM_ANNOTATION: input.snapshot}
-            self.cluster.replace_vm(ns, input.target, {
-                "apiVersion": current.get("apiVersion"), "kind": current.get("kind"),
-                "metadata": metadata, "spec": spec})
+            current = None if input.create else self.cluster.get_vm(ns, input.target)
+            spec = self._restored_spec(input, current)
+            if current is None:
+                vm = self._create_restored_vm(input, spec, restore_label)
+            else:
+                spec["runStrategy"] = _run_strategy(current)
+                metadata = {k: v for k, v in (current.get("metadata") or {}).items()
+                            if k != "managedFields"}
+                metadata["labels"] = {**(metadata.get("labels") or {}), **restore_label}
+                metadata["annotations"] = {**(metadata.get("annotations") or {}),
+                                           RESTORED_FROM_ANNOTATION: input.snapshot}
+                vm = self.cluster.replace_vm(ns, input.target, {
+                    "apiVersion": current.get("apiVersion"), "kind": current.get("kind"),
+                    "metadata": metadata, "spec": spec})
+            if input.own_pvcs:
+                self._own_restored_pvcs(ns, vm, input)
         return True
+
+    @staticmethod
+    def _restored_spec(input: ApplyRestoredVmInput,
+                       current: dict[str, Any] | None) -> dict[str, Any]:
+        kept_volumes = {name: volume for name in input.keep
+                        if current is not None
+                        and (volume := volume_named(current, name)) is not None}
+        spec = restored_spec(
+            input.snapshot_vm, input.claims, drop=input.drop, keep=kept_volumes,
+            keep_templates=templates_for(current, list(kept_volumes.values()))
+            if current is not None else ())
+        spec.pop("running", None)
+        return spec
+
+    def _create_restored_vm(self, input: ApplyRestoredVmInput, spec: dict[str, Any],
+                            restore_label: dict[str, str]) -> dict[str, Any]:
+        ns = input.namespace
+        source_meta = input.snapshot_vm.get("metadata") or {}
+        spec["runStrategy"] = "Halted"
+        annotations = {k: v for k, v in (source_meta.get("annotations") or {}).items()
+                       if k != LOCK_ANNOTATION}
+        body: dict[str, Any] = {"metadata": {
+            "name": input.target,
+            "labels": {**(source_meta.get("labels") or {}), **restore_label},
+            "annotations": {**annotations, RESTORED_FROM_ANNOTATION: input.snapshot}},
+            "spec": spec}
+        if input.new_identity:
+            try:
+                new_identity(body, input.new_mac_addresses, input.new_smbios_serial)
+            except CloneSpecError as exc:
+                raise _final(str(exc), INVALID_IDENTITY) from exc
+        try:
+            return self.cluster.create_vm(ns, body)
+        except AlreadyExists as exc:
+            existing = self.cluster.get_vm(ns, input.target)
+            labels = (existing.get("metadata") or {}).get("labels") or {}
+            if labels.get(RESTORE_LABEL) != restore_label[RESTORE_LABEL]:
+                raise _final(f"VM {ns}/{input.target} already exists", TARGET_EXISTS) from exc
+            return existing
+
+    def _own_restored_pvcs(self, ns: str, vm: dict[str, Any],
+                           input: ApplyRestoredVmInput) -> None:
+        """The VM owns each restored PVC a plain PVC volume uses (a DataVolume owns the
+        others), as KubeVirt's volumeOwnershipPolicy VM: deleting the VM deletes them."""
+        metadata = vm.get("metadata") or {}
+        owner = {"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachine",
+                 "name": metadata.get("name"), "uid": metadata.get("uid"),
+                 "controller": True, "blockOwnerDeletion": True}
+        templates = set(template_names({"spec": vm.get("spec") or {}}))
+        for pvc_name in input.claims.values():
+            if pvc_name not in templates:
+                self.cluster.own_pvc(ns, pvc_name, owner)
 
     @implements(PUT_BACK_VM)
     def put_back_vm(self, input: PutBackVmInput) -> bool:
-        """Undo `apply_restored_vm` if it happened: the original spec back (in place), or
-        the VM deleted (a new VM this restore made). False when there was nothing to undo."""
+        """Undo `apply_restored_vm` if it happened: the original spec back (in place, the
+        VM's metadata as it is now, less this restore's marks), or the VM deleted (a new
+        VM this restore made). False when there was nothing to undo."""
         ns = input.namespace
         with cluster_errors():
             try:
                 current = self.cluster.get_vm(ns, input.target)
             except NotFound:
                 return False
-            metadata = dict(current.get("metadata") or {})
+            metadata = {k: v for k, v in (current.get("metadata") or {}).items()
+                        if k != "managedFields"}
             labels = dict(metadata.get("labels") or {})
             if labels.get(RESTORE_LABEL) != label_value(input.restore_name):
                 return False
             if input.original is None:
                 return self.cluster.delete_vm(ns, input.target)
             original_meta = input.original.get("metadata") or {}
-            labels = dict(original_meta.get("labels") or {})
+            labels.pop(RESTORE_LABEL, None)
+            before_label = (original_meta.get("labels") or {}).get(RESTORE_LABEL)
+            if before_label is not None:
+                labels[RESTORE_LABEL] = before_label
             annotations = {k: v for k, v in (metadata.get("annotations") or {}).items()
                            if k != RESTORED_FROM_ANNOTATION}
             before = (original_meta.get("annotations") or {}).get(RESTORED_FROM_ANNOTATION)
             if before is not None:
                 annotations[RESTORED_FROM_ANNOTATION] = before
-            kept = {k: v for k, v in metadata.items() if k in (*_KEPT_METADATA,
-                                                               "resourceVersion")}
-            kept["labels"], kept["annotations"] = labels, annotations
+            metadata["labels"], metadata["annotations"] = labels, annotations
             self.cluster.replace_vm(ns, input.target, {
                 "apiVersion": current.get("apiVersion"), "kind": current.get("kind"),
-                "metadata": kept, "spec": copy.deepcopy(input.original.get("spec") or {})})
+                "metadata": metadata, "spec": copy.deepcopy(input.original.get("spec") or {})})
         return True
 
 

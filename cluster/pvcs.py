@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import copy
 import functools
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 from urllib.parse import quote
 
@@ -187,6 +187,26 @@ class PvcOperations(KubeApis):
             )
         return existing
 
+    def own_pvc(self, namespace: str, name: str, owner: Mapping[str, Any]) -> bool:
+        """Give an unowned PVC its owner (the VM a restore wrote): a JSON patch that tests
+        the PVC has no owner yet, so a PVC someone else owns meanwhile is left alone.
+        False when it has an owner already (this one on a retry, or another)."""
+        pvc = self.get_pvc(namespace, name)
+        if pvc is None:
+            raise NotFound(f"PersistentVolumeClaim {namespace}/{name} not found",
+                           status=404, reason="NotFound")
+        if (pvc.get("metadata") or {}).get("ownerReferences"):
+            return False
+        operations = [
+            {"op": "test", "path": "/metadata/resourceVersion",
+             "value": pvc["metadata"]["resourceVersion"]},
+            {"op": "add", "path": "/metadata/ownerReferences", "value": [dict(owner)]},
+        ]
+        with translated_errors(f"own PersistentVolumeClaim {namespace}/{name}"):
+            self.request_json("PATCH", core_path("persistentvolumeclaims", namespace, name),
+                              body=operations, content_type="application/json-patch+json")
+        return True
+
     def delete_pvc(self, namespace: str, name: str) -> bool:
         """Delete; False when already gone."""
         try:
@@ -211,14 +231,25 @@ class PvcOperations(KubeApis):
         timeout_seconds: float,
         on_change: Callable[[list[PvcState]], None] | None = None,
         progress_interval_seconds: float = 5.0,
+        pending_is_ready: Collection[str] = (),
     ) -> list[PvcState]:
-        """Return once every named PVC is Bound (watch; see `waiting.ListWatch`)."""
+        """Return once every named PVC is Bound (watch; see `waiting.ListWatch`).
+
+        `pending_is_ready`: PVCs whose class binds only for a consumer, when nothing will
+        consume them yet: Pending is as far as they go, and counts as ready.
+        """
         ordered = list(dict.fromkeys(names))
+        waiting_is_fine = set(pending_is_ready)
+
+        def ready(name: str, obj: Mapping[str, Any]) -> bool:
+            state = pvc_state(obj)
+            return state.bound or (name in waiting_is_fine and state.phase == "Pending"
+                                   and not state.deleting)
 
         def pending(objects: Objects) -> list[str]:
             return [
                 f"{n} (phase {pvc_state(o).phase or 'unknown'})"
-                for n, o in objects.items() if not pvc_state(o).bound
+                for n, o in objects.items() if not ready(n, o)
             ]
 
         def states(objects: Objects) -> list[PvcState]:

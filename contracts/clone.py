@@ -12,7 +12,12 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from contracts.activity import ActivityRef
-from contracts.restore import DEFAULT_BOUND_WAIT_SECONDS, RestoredVolumeResult, RestorePlan
+from contracts.restore import (
+    DEFAULT_BOUND_WAIT_SECONDS,
+    MissingVolumes,
+    RestoredVolumeResult,
+    RestorePlan,
+)
 from rules.clone_spec import check_mac
 
 # The workflow ID (and the label on what it makes), defined with every name in rules.naming.
@@ -20,9 +25,6 @@ from rules.naming import CLONE_LABEL as CLONE_LABEL
 from rules.naming import clone_workflow_id as clone_workflow_id
 
 WORKFLOW = "CloneVirtualMachine"
-
-
-
 
 # Error types (ApplicationError.type) of the clone, besides contracts.common's.
 INVALID_CLONE_SPEC = "InvalidCloneSpec"
@@ -47,6 +49,9 @@ class CloneVirtualMachineInput(BaseModel):
     annotation_filters: list[str] = Field(default_factory=list)
     patches: list[str] = Field(default_factory=list, description="JSON patch strings")
     run_strategy: Literal["Always", "Halted", "Manual", "RerunOnFailure", "Once"] = "Halted"
+    missing_volumes: MissingVolumes = Field(
+        default="refuse", description="a disk the snapshot left out: refused (the clone would "
+        "share the source's disk), or dropped from the clone")
     bound_wait: float = Field(default=DEFAULT_BOUND_WAIT_SECONDS, gt=0)
 
     @model_validator(mode="after")
@@ -63,6 +68,7 @@ class PrepareCloneInput(BaseModel):
     snapshot: str
     target: str
     clone_name: str
+    missing_volumes: MissingVolumes = "refuse"
 
 
 class CheckCloneSourceInput(BaseModel):
@@ -76,7 +82,8 @@ class CreateCloneVmInput(BaseModel):
     clone_name: str
     spec: CloneVirtualMachineInput
     snapshot_vm: dict[str, Any]
-    claims: dict[str, str]
+    claims: dict[str, str] = Field(description="volume name -> its new PVC")
+    drop: list[str] = Field(default_factory=list, description="volumes left out of the clone")
 
 
 class CloneVmRef(BaseModel):
@@ -99,6 +106,8 @@ class CloneVirtualMachineResult(BaseModel):
     started_at: datetime
     finished_at: datetime | None = None
     volumes: list[RestoredVolumeResult] = Field(default_factory=list)
+    dropped_volumes: list[str] = Field(
+        default_factory=list, description="disks the snapshot left out, not in the clone")
     error: str | None = None
     error_type: str | None = None
     cleanup_errors: list[str] = Field(default_factory=list)

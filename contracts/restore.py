@@ -11,9 +11,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from contracts.activity import ActivityRef
+from rules.clone_spec import check_mac
 from rules.models import PvcState
 
 # The workflow ID (and the label on what it makes), defined with every name in rules.naming.
@@ -22,14 +23,22 @@ from rules.naming import restore_workflow_id as restore_workflow_id
 
 WORKFLOW = "RestoreVirtualMachine"
 
-
-
-
 # Error types (ApplicationError.type) of the restore, besides contracts.common's.
 VM_RUNNING = "VmRunning"
 TARGET_EXISTS = "TargetExists"
 PVC_NOT_BOUND = "RestoredPvcNotBound"
 VM_DID_NOT_STOP = "VmDidNotStop"
+VOLUMES_NOT_IN_SNAPSHOT = "VolumesNotInSnapshot"  # a disk the snapshot left out: refused
+PVC_EXISTS = "RestoredPvcExists"  # the restored PVC's name is another PVC's
+INVALID_IDENTITY = "InvalidIdentity"  # a new MAC for an interface the VM does not have
+
+TargetReadinessPolicy = Literal["WaitGracePeriod", "StopTarget", "FailImmediate",
+                                "WaitEventually"]
+VolumeRestorePolicy = Literal["RandomizeNames", "PrefixTargetName"]
+VolumeOwnershipPolicy = Literal["VM", "None"]
+MissingVolumes = Literal["refuse", "drop"]
+DEFAULT_TARGET_READY_GRACE_SECONDS = 300.0  # KubeVirt's DefaultGracePeriod
+WAIT_EVENTUALLY_SECONDS = 7 * 24 * 3600.0  # "eventually" still ends: a week, then fail
 
 RestorePhase = Literal["InProgress", "Succeeded", "Failed"]
 DEFAULT_BOUND_WAIT_SECONDS = 600.0  # how long restored PVCs may take to bind
@@ -45,11 +54,62 @@ class RestoreVirtualMachineInput(BaseModel):
     snapshot: str = Field(min_length=1)
     target: str | None = Field(
         default=None, description="a new VM's name; default: the snapshot's VM, in place")
-    running_vm_policy: Literal["fail", "stop"] = "fail"
+    running_vm_policy: Literal["fail", "stop"] = Field(
+        default="fail", description="a running target: refused, or stopped first (and "
+        "started again after); `target_readiness_policy` says the same in KubeVirt's words")
+    target_readiness_policy: TargetReadinessPolicy | None = Field(
+        default=None, description="KubeVirt's: WaitGracePeriod (wait `target_ready_grace` "
+        "for the user to stop it, then fail), StopTarget, FailImmediate, WaitEventually")
+    target_ready_grace: float = Field(
+        default=DEFAULT_TARGET_READY_GRACE_SECONDS, gt=0,
+        description="seconds WaitGracePeriod waits for the target to be stopped")
+    volume_restore_policy: VolumeRestorePolicy = Field(
+        default="RandomizeNames", description="new PVCs `{restore}-{volume}` (new per "
+        "restore) or `{target}-{volume}`")
+    volume_ownership_policy: VolumeOwnershipPolicy = Field(
+        default="VM", description="the restored PVCs owned by the VM (deleted with it), "
+        "or left unowned")
+    missing_volumes: MissingVolumes = Field(
+        default="refuse", description="a disk the snapshot left out: refused for a new VM "
+        "(it would share the source's disk), or dropped from it; in place the VM keeps "
+        "its current PVC for it")
+    new_mac_addresses: dict[str, str] | None = Field(
+        default=None, description="a new VM: {interface: mac}; every other interface's "
+        "MAC is cleared")
+    new_smbios_serial: str | None = Field(
+        default=None, description="a new VM: its SMBIOS serial (else cleared)")
+    keep_identity: bool = Field(
+        default=False, description="a new VM keeps the source's MACs, serial and firmware "
+        "UUID (only when the source is gone: both on one network collide)")
     bound_wait: float = Field(default=DEFAULT_BOUND_WAIT_SECONDS, gt=0,
                               description="seconds the restored PVCs may take to be Bound")
     stop_wait: float = Field(default=DEFAULT_VM_STOP_WAIT_SECONDS, gt=0,
                              description="seconds a running target may take to stop")
+
+    @model_validator(mode="after")
+    def _policies_agree(self) -> RestoreVirtualMachineInput:
+        chosen = self.model_fields_set
+        if {"running_vm_policy", "target_readiness_policy"} <= chosen and \
+                self.target_readiness_policy is not None:
+            implied = {"fail": "FailImmediate", "stop": "StopTarget"}[self.running_vm_policy]
+            if implied != self.target_readiness_policy:
+                raise ValueError(
+                    f"running_vm_policy {self.running_vm_policy!r} and "
+                    f"target_readiness_policy {self.target_readiness_policy!r} disagree; "
+                    "give one of them")
+        for interface, mac in (self.new_mac_addresses or {}).items():
+            check_mac(interface, mac)
+        if self.keep_identity and (self.new_mac_addresses or self.new_smbios_serial):
+            raise ValueError("keep_identity keeps the source's MACs and serial; do not also "
+                             "give new_mac_addresses or new_smbios_serial")
+        return self
+
+    @property
+    def readiness_policy(self) -> TargetReadinessPolicy:
+        """What happens to a running target: the KubeVirt policy, or the one implied."""
+        if self.target_readiness_policy is not None:
+            return self.target_readiness_policy
+        return "StopTarget" if self.running_vm_policy == "stop" else "FailImmediate"
 
 
 class RestoredVolume(BaseModel):
@@ -61,6 +121,11 @@ class RestoredVolume(BaseModel):
     pvc_name: str
     pvc_body: dict[str, Any]
     phase: str | None = None
+    data_volume: bool = Field(default=False, description="from a DataVolume template: the "
+                              "renamed template's DataVolume adopts the PVC")
+    waits_for_consumer: bool = Field(
+        default=False, description="its class binds only when a pod uses it "
+        "(WaitForFirstConsumer): Pending until the VM runs")
 
 
 class RestorePlan(BaseModel):
@@ -75,6 +140,17 @@ class RestorePlan(BaseModel):
         default=None, description="the target as it was: what a failed restore puts back")
     target_running: bool
     volumes: list[RestoredVolume]
+    missing_volumes: list[str] = Field(
+        default_factory=list, description="disks the snapshot left out (with a PVC)")
+    kept_volumes: list[str] = Field(
+        default_factory=list, description="in place: disks the snapshot left out that keep "
+        "the VM's current PVC")
+    dropped_volumes: list[str] = Field(
+        default_factory=list, description="disks left out of the new VM (missing_volumes drop)")
+
+    @property
+    def waits_for_consumer(self) -> bool:
+        return any(v.waits_for_consumer for v in self.volumes)
 
 
 class PrepareRestoreInput(BaseModel):
@@ -82,6 +158,8 @@ class PrepareRestoreInput(BaseModel):
     snapshot: str
     target: str | None
     stamp: str = Field(description="the workflow's start (UTC, YYYYMMDD-HHMMSS) in the name")
+    volume_restore_policy: VolumeRestorePolicy = "RandomizeNames"
+    missing_volumes: MissingVolumes = "refuse"
 
 
 class PvcsInput(BaseModel):
@@ -89,6 +167,9 @@ class PvcsInput(BaseModel):
     pvcs: list[dict[str, Any]] = Field(default_factory=list)
     names: list[str] = Field(default_factory=list)
     timeout_seconds: float = DEFAULT_BOUND_WAIT_SECONDS
+    pending_for_consumer_is_ready: bool = Field(
+        default=False, description="a PVC that waits for its first consumer counts as ready "
+        "(nothing runs the VM yet)")
     restore_name: str | None = Field(default=None,
                                      description="only PVCs labelled with it are deleted")
     owner_label: str = Field(default=RESTORE_LABEL,
@@ -109,8 +190,16 @@ class ApplyRestoredVmInput(BaseModel):
     restore_name: str
     snapshot: str
     snapshot_vm: dict[str, Any]
-    claims: dict[str, str]
+    claims: dict[str, str] = Field(description="volume name -> its new PVC")
     create: bool
+    drop: list[str] = Field(default_factory=list, description="volumes left out of the VM")
+    keep: list[str] = Field(default_factory=list,
+                            description="in place: volumes that keep the VM's current claim")
+    own_pvcs: bool = Field(default=True, description="the VM owns its restored PVCs")
+    new_mac_addresses: dict[str, str] | None = None
+    new_smbios_serial: str | None = None
+    new_identity: bool = Field(default=False, description="a new VM: MACs, serial and "
+                               "firmware UUID new (as a clone's)")
 
 
 class PutBackVmInput(BaseModel):
@@ -147,6 +236,10 @@ class RestoreVirtualMachineResult(BaseModel):
     stopped_vm: bool = False
     restarted_vm: bool = False
     created_vm: bool = False
+    kept_volumes: list[str] = Field(
+        default_factory=list, description="disks the snapshot left out that keep their PVC")
+    dropped_volumes: list[str] = Field(
+        default_factory=list, description="disks the snapshot left out, not in the new VM")
     volumes: list[RestoredVolumeResult] = Field(default_factory=list)
     error: str | None = None
     error_type: str | None = None
@@ -180,6 +273,7 @@ WRITE_RESTORE_STATUS = ActivityRef("write_restore_status", RestoreRecordInput, b
 ADD_SNAPSHOT_USER = ActivityRef("add_snapshot_user", SnapshotUserInput, bool)
 REMOVE_SNAPSHOT_USER = ActivityRef("remove_snapshot_user", SnapshotUserInput, bool)
 STOP_VM = ActivityRef("stop_vm_and_wait", VmPowerInput, bool)
+WAIT_VM_STOPPED = ActivityRef("wait_vm_stopped", VmPowerInput, bool)
 START_VM = ActivityRef("start_vm", VmPowerInput, bool)
 CREATE_RESTORED_PVCS = ActivityRef("create_restored_pvcs", PvcsInput, list[str])
 WAIT_RESTORED_PVCS_BOUND = ActivityRef("wait_restored_pvcs_bound", PvcsInput, list[PvcState])

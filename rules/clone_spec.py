@@ -30,6 +30,8 @@ from typing import Any
 
 import jsonpatch
 
+from rules.restored_volumes import restored_spec
+
 OUR_PREFIX = "vmsnap.io/"
 ALLOWED_PATCH_PREFIXES = ("/spec/", "/metadata/labels/", "/metadata/annotations/")
 RUN_STRATEGIES = ("Always", "Halted", "Manual", "RerunOnFailure", "Once")
@@ -149,26 +151,14 @@ def _set_firmware(domain_spec: dict[str, Any], serial: str | None) -> None:
         firmware.pop("serial", None)
 
 
-def repoint_volumes(vm: dict[str, Any], claims: Mapping[str, str]) -> None:
-    """Point each volume whose claim or DataVolume is in `claims` (old name -> new PVC) at
-    the new PVC, as a plain PVC volume; drop the DataVolume templates so replaced.
-    Mutates `vm` (callers pass a copy)."""
-    spec = vm.get("spec") or {}
-    for volume in _template_spec(vm).get("volumes") or []:
-        pvc = volume.get("persistentVolumeClaim")
-        dv = volume.get("dataVolume")
-        if pvc is not None and pvc.get("claimName") in claims:
-            pvc["claimName"] = claims[pvc["claimName"]]
-        elif dv is not None and dv.get("name") in claims:
-            volume.pop("dataVolume")
-            volume["persistentVolumeClaim"] = {"claimName": claims[dv["name"]]}
-    templates = spec.get("dataVolumeTemplates")
-    if templates is not None:
-        kept = [t for t in templates if ((t.get("metadata") or {}).get("name")) not in claims]
-        if kept:
-            spec["dataVolumeTemplates"] = kept
-        else:
-            spec.pop("dataVolumeTemplates")
+def new_identity(vm: dict[str, Any], new_mac_addresses: Mapping[str, str] | None = None,
+                 new_smbios_serial: str | None = None) -> None:
+    """A copy's own identity, as KubeVirt's clone gives it: every interface's MAC cleared or
+    replaced, the SMBIOS serial cleared or replaced, the firmware UUID cleared (KubeVirt
+    derives a new one from the name). Mutates `vm` (callers pass a copy)."""
+    domain_spec = _template_spec(vm)
+    _set_macs(domain_spec, new_mac_addresses or {})
+    _set_firmware(domain_spec, new_smbios_serial)
 
 
 def _without_our_marks(keys: dict[str, str]) -> dict[str, str]:
@@ -182,6 +172,7 @@ def clone_vm(
     target: str,
     claims: Mapping[str, str],
     *,
+    drop: Sequence[str] = (),
     new_mac_addresses: Mapping[str, str] | None = None,
     new_smbios_serial: str | None = None,
     label_filters: Sequence[str] | None = None,
@@ -191,7 +182,8 @@ def clone_vm(
     extra_labels: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """The new VM object named `target`, from `source_vm` (the snapshot's copy or the live
-    VM), with volumes pointed at `claims` (old PVC/DataVolume name -> new PVC name).
+    VM), with volumes pointed at `claims` (volume name -> new PVC name) and `drop`
+    left out, as `rules.restored_volumes` points a restored VM's.
 
     `extra_labels` (which clone made it) are added after filtering and before the patches.
     """
@@ -224,10 +216,8 @@ def clone_vm(
     if annotations:
         metadata["annotations"] = annotations
 
-    domain_spec = _template_spec(vm)
-    _set_macs(domain_spec, new_mac_addresses or {})
-    _set_firmware(domain_spec, new_smbios_serial)
-    repoint_volumes(vm, claims)
+    new_identity(vm, new_mac_addresses, new_smbios_serial)
+    vm["spec"] = restored_spec(vm, claims, drop=drop)
     vm["spec"].pop("running", None)
     vm["spec"]["runStrategy"] = run_strategy
 

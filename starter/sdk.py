@@ -62,7 +62,7 @@ from temporalio.common import (
     TypedSearchAttributes,
     WorkflowIDConflictPolicy,
 )
-from temporalio.service import RPCError
+from temporalio.service import RPCError, RPCStatusCode
 
 from cluster.apis import VIRTUAL_MACHINES
 from cluster.client import Cluster
@@ -97,6 +97,7 @@ from starter.schedule_timing import ScheduleTiming, check_cron
 from starter.sdk_checks import check_clone_input, check_names, check_restore_input, query_name
 from starter.sdk_errors import (
     AlreadyExists,
+    AlreadyRunning,
     CloneFailed,
     InvalidRequest,
     NoClusterAccess,
@@ -247,8 +248,11 @@ class VmsnapClient:
         name: str, attributes: TypedSearchAttributes, *, summary: str, what: str,
     ) -> OperationHandle[ResultT, ProgressT]:
         """Start the operation's workflow under its deterministic ID; a second start of the
-        same ID while it runs joins that run instead of failing."""
+        same ID while it runs joins that run when it asks for the same thing, and is
+        refused (AlreadyRunning, naming what runs) when it asks for something else."""
         client = await self.temporal()
+        await self._refuse_another_request(client, operation.workflow_id(namespace, name),
+                                           request, what)
         try:
             handle = await client.start_workflow(
                 operation.workflow, request, id=operation.workflow_id(namespace, name),
@@ -258,6 +262,33 @@ class VmsnapClient:
         except RPCError as error:
             raise rpc_error(error, what) from None
         return OperationHandle(handle, operation, namespace, name)
+
+    async def _refuse_another_request(self, client: Client, workflow_id: str,
+                                      request: BaseModel, what: str) -> None:
+        """A running workflow of this ID whose input differs from `request` is refused."""
+        handle = client.get_workflow_handle(workflow_id)
+        try:
+            description = await handle.describe()
+            if description.status != WorkflowExecutionStatus.RUNNING:
+                return
+            async for event in handle.fetch_history_events():
+                started = event.workflow_execution_started_event_attributes
+                [running] = await client.data_converter.decode(
+                    list(started.input.payloads), [type(request)])
+                break
+            else:
+                return
+        except RPCError as error:
+            if error.status == RPCStatusCode.NOT_FOUND:
+                return
+            raise rpc_error(error, what) from None
+        theirs, ours = running.model_dump(mode="json"), request.model_dump(mode="json")
+        if theirs != ours:
+            differences = ", ".join(f"{key}={theirs.get(key)!r}" for key in sorted(ours)
+                                    if theirs.get(key) != ours[key])
+            raise AlreadyRunning(
+                f"{what} is already running ({workflow_id}) with another request "
+                f"({differences}); wait for it, or cancel it first")
 
     # ---- snapshots ---------------------------------------------------------------------------
 
@@ -681,7 +712,8 @@ class VmsnapClient:
 
 
 __all__ = [
-    "DEFAULT_TASK_QUEUE", "AlreadyExists", "CloneFailed", "CloneHandle", "DeleteHandle",
+    "DEFAULT_TASK_QUEUE", "AlreadyExists", "AlreadyRunning", "CloneFailed", "CloneHandle",
+    "DeleteHandle",
     "ExcludedVolumeInfo", "InvalidRequest", "NoClusterAccess", "ObjectNotFound",
     "OperationHandle", "RestoreFailed", "RestoreHandle", "RunInfo", "ScheduleInfo",
     "ScheduleRun", "ScheduleTiming", "ScheduledRunFailed", "ScheduledSnapshotInput",

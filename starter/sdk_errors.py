@@ -46,6 +46,11 @@ class AlreadyExists(VmsnapError):
     """A snapshot, schedule or target VM of that name exists already."""
 
 
+class AlreadyRunning(VmsnapError):
+    """Another request runs under the same workflow ID (a restore of the same VM from
+    another snapshot, say): joining it would silently do something else."""
+
+
 class NoClusterAccess(VmsnapError):
     """The operation reads the cluster and no Kubernetes configuration is usable."""
 

@@ -13,7 +13,13 @@ Steps (`_clone` reads as them), each registering its undo before it runs:
   4. `_drop_temporary_snapshot`: deleted (child `DeleteVirtualMachineSnapshot`) once the
      PVCs are Bound, or in the saga when the clone fails before
   5. `_create_vm`: the snapshot's VM copy transformed by `rules.clone_spec` (MACs,
-     serial, UUID, filters, patches, runStrategy) (`CreatingTargetVM`)
+     serial, UUID, filters, patches, runStrategy; DataVolume templates renamed to the new
+     PVCs) (`CreatingTargetVM`); a clone that starts by itself binds its
+     WaitForFirstConsumer PVCs, and the clone waits for that
+
+A snapshot that left a disk out (its storage has no VolumeSnapshotClass) is refused
+before anything is made: the clone would share the source's disk. `missing_volumes:
+drop` clones without those disks instead.
 
 On failure or cancellation the operation frame runs the saga: it deletes the target VM
 and PVCs this clone made (labelled `vmsnap.io/clone`) and the temporary snapshot, and
@@ -73,6 +79,10 @@ with workflow.unsafe.imports_passed_through():
     from workflows.failures import describe
     from workflows.frame import Operation
     from workflows.restored_pvcs import RestoredPvcs
+
+
+# Run strategies under which the new VM starts by itself (and so consumes its PVCs).
+STARTS = ("Always", "RerunOnFailure", "Once")
 
 
 @workflow.defn(name=WORKFLOW, failure_exception_types=[ValidationError])
@@ -171,15 +181,18 @@ class CloneVirtualMachine(Operation[CloneVirtualMachineInput, CloneVirtualMachin
         await self._write_record()
         plan = await saga.step(PREPARE_CLONE, PrepareCloneInput(
             namespace=input.namespace, snapshot=result.snapshot or "", target=input.target,
-            clone_name=result.name))
+            clone_name=result.name, missing_volumes=input.missing_volumes))
         self._plan = plan
+        result.dropped_volumes = plan.dropped_volumes
         self._pvcs = RestoredPvcs(input.namespace, result.name, CLONE_LABEL, "the clone's PVCs")
         result.volumes = self._pvcs.plan(plan)
         await self._pvcs.create(self.saga, plan)
-        await self._pvcs.wait_bound(plan, input.bound_wait)
+        await self._pvcs.wait_bound(plan, input.bound_wait, pending_for_consumer_is_ready=True)
 
     async def _drop_temporary_snapshot(self) -> None:
-        """The PVCs are Bound: the temporary snapshot has served (also on later failure)."""
+        """The PVCs are Bound, or wait for their first consumer: the temporary snapshot has
+        served (also on later failure). A PVC still to be provisioned from a VolumeSnapshot
+        keeps it, through the snapshotter's source-protection finalizer, until it binds."""
         if self.result.temporary_snapshot:
             self.enter("delete temporary snapshot")
             await self._delete_temporary_snapshot()
@@ -193,7 +206,11 @@ class CloneVirtualMachine(Operation[CloneVirtualMachineInput, CloneVirtualMachin
         await saga.step(CREATE_CLONE_VM, CreateCloneVmInput(
             namespace=input.namespace, clone_name=result.name, spec=input,
             snapshot_vm=plan.snapshot_vm,
-            claims={v.old_claim: v.pvc_name for v in plan.volumes}))
+            claims={v.volume_name: v.pvc_name for v in plan.volumes},
+            drop=plan.dropped_volumes))
+        if plan.waits_for_consumer and input.run_strategy in STARTS:
+            self.enter("wait for PVCs to bind")
+            await self._require_pvcs().wait_bound(plan, input.bound_wait)
 
     async def _succeed(self) -> None:
         """Succeeded: nothing is undone any more; a kept snapshot is free to delete again."""
@@ -270,6 +287,10 @@ class CloneVirtualMachine(Operation[CloneVirtualMachineInput, CloneVirtualMachin
     def _user_input(self) -> SnapshotUserInput:
         return SnapshotUserInput(namespace=self.input.namespace,
                                  snapshot=self.result.snapshot or "", operation="clone")
+
+    def _require_pvcs(self) -> RestoredPvcs:
+        assert self._pvcs is not None, "the PVCs are planned before the VM is made"
+        return self._pvcs
 
     def _require_plan(self) -> RestorePlan:
         assert self._plan is not None, "the clone is planned before its VM is made"

@@ -7,13 +7,19 @@ Steps (`_restore` reads as them), each registering its undo before it runs:
   3. `_lock`           the target's operation lock (in place only) and this run registered
                        as a user of the snapshot, so neither a snapshot nor a deletion
                        interleaves
-  4. `_stop_if_running` a running target: refused (policy `fail`) or stopped (`stop`)
+  4. `_make_target_ready` a running target, by the target readiness policy: refused
+                       (FailImmediate), stopped (StopTarget), or waited for until its
+                       user stops it (WaitGracePeriod, WaitEventually)
   5. `_create_pvcs`, `_wait_bound`  new PVCs from the VolumeSnapshots, Bound within
                        `bound_wait` (default 10m; `workflows.restored_pvcs`, shared with
-                       the clone)
-  6. `_apply_vm`       the snapshot's VM spec, pointed at the new PVCs, written into the
-                       target (or a new VM created, Halted)
-  7. `_restart`        a VM the restore stopped is started again
+                       the clone); on WaitForFirstConsumer storage, Pending is as far as
+                       they go before the VM runs
+  6. `_apply_vm`       the snapshot's VM spec, pointed at the new PVCs (DataVolume
+                       templates renamed to them), written into the target with its own
+                       metadata kept (or a new VM created, Halted, with a new identity);
+                       the VM owns the restored PVCs
+  7. `_restart`, `_wait_consumed`  a VM the restore stopped is started again; its
+                       WaitForFirstConsumer PVCs bind as it starts
 
 On failure or cancellation the operation frame runs the saga: it deletes the PVCs this
 restore made, puts the VM spec back, starts a VM it stopped, unregisters from the
@@ -54,6 +60,8 @@ with workflow.unsafe.imports_passed_through():
         START_VM,
         STOP_VM,
         VM_RUNNING,
+        WAIT_EVENTUALLY_SECONDS,
+        WAIT_VM_STOPPED,
         WORKFLOW,
         WRITE_RESTORE_STATUS,
         ApplyRestoredVmInput,
@@ -92,11 +100,12 @@ class RestoreVirtualMachine(Operation[RestoreVirtualMachineInput, RestoreVirtual
         await self._prepare()
         await self._record()
         await self._lock()
-        await self._stop_if_running()
+        await self._make_target_ready()
         await self._create_pvcs()
         await self._wait_bound()
         await self._apply_vm()
         await self._restart()
+        await self._wait_consumed()
         await self._succeed()
 
     @workflow.query(name="progress")
@@ -114,9 +123,12 @@ class RestoreVirtualMachine(Operation[RestoreVirtualMachineInput, RestoreVirtual
             PREPARE_RESTORE,
             PrepareRestoreInput(namespace=input.namespace, snapshot=input.snapshot,
                                 target=input.target,
-                                stamp=f"{result.started_at:%Y%m%d-%H%M%S}-{saga.run_suffix()}"))
+                                stamp=f"{result.started_at:%Y%m%d-%H%M%S}-{saga.run_suffix()}",
+                                volume_restore_policy=input.volume_restore_policy,
+                                missing_volumes=input.missing_volumes))
         self._plan = plan
         result.target, result.name = plan.target, plan.restore_name
+        result.kept_volumes, result.dropped_volumes = plan.kept_volumes, plan.dropped_volumes
         self._pvcs = RestoredPvcs(input.namespace, plan.restore_name, RESTORE_LABEL,
                                   "the restored PVCs")
         result.volumes = self._pvcs.plan(plan)
@@ -135,28 +147,42 @@ class RestoreVirtualMachine(Operation[RestoreVirtualMachineInput, RestoreVirtual
         self.saga.add("unregister from the snapshot", self._remove_user)
         await saga.step(ADD_SNAPSHOT_USER, self._user_input())
 
-    async def _stop_if_running(self) -> None:
+    async def _make_target_ready(self) -> None:
+        """A running target is refused, stopped, or waited for, as the policy says
+        (KubeVirt's targetReadinessPolicy); a stopped one is ready as it is."""
         input, result = self.input, self.result
         if not self._require_plan().target_running:
             return
-        if input.running_vm_policy == "fail":
+        policy = input.readiness_policy
+        if policy == "FailImmediate":
             raise ApplicationError(
                 f"VM {input.namespace}/{result.target} is running; stop it first or restore "
                 'with running_vm_policy "stop"', type=VM_RUNNING, non_retryable=True)
-        self.saga.add("start the VM again", self._start_vm)
-        self.enter("stop")
-        await saga.step(STOP_VM, self._power_input(),
-                        start_to_close=timedelta(seconds=input.stop_wait) + WAIT_GRACE,
-                        heartbeat=WAIT_HEARTBEAT)
-        result.stopped_vm = True
+        if policy == "StopTarget":
+            self.saga.add("start the VM again", self._start_vm)
+            self.enter("stop")
+            await saga.step(STOP_VM, self._power_input(),
+                            start_to_close=timedelta(seconds=input.stop_wait) + WAIT_GRACE,
+                            heartbeat=WAIT_HEARTBEAT)
+            result.stopped_vm = True
+            return
+        bound = (input.target_ready_grace if policy == "WaitGracePeriod"
+                 else WAIT_EVENTUALLY_SECONDS)
+        self.enter("wait for the VM to be stopped")
+        await saga.step(WAIT_VM_STOPPED, VmPowerInput(
+            namespace=input.namespace, vm=result.target, timeout_seconds=bound),
+            start_to_close=timedelta(seconds=bound) + WAIT_GRACE, heartbeat=WAIT_HEARTBEAT)
 
     async def _create_pvcs(self) -> None:
         self.enter("create PVCs")
         await self._require_pvcs().create(self.saga, self._require_plan())
 
     async def _wait_bound(self) -> None:
+        """Every PVC Bound, but one whose storage binds only for a consumer: the VM is not
+        running now, so Pending is as far as it goes."""
         self.enter("wait for PVCs")
-        await self._require_pvcs().wait_bound(self._require_plan(), self.input.bound_wait)
+        await self._require_pvcs().wait_bound(self._require_plan(), self.input.bound_wait,
+                                              pending_for_consumer_is_ready=True)
 
     async def _apply_vm(self) -> None:
         input, result, plan = self.input, self.result, self._require_plan()
@@ -167,8 +193,13 @@ class RestoreVirtualMachine(Operation[RestoreVirtualMachineInput, RestoreVirtual
             ApplyRestoredVmInput(namespace=input.namespace, target=result.target,
                                  restore_name=result.name, snapshot=input.snapshot,
                                  snapshot_vm=plan.snapshot_vm,
-                                 claims={v.old_claim: v.pvc_name for v in plan.volumes},
-                                 create=not plan.target_exists))
+                                 claims={v.volume_name: v.pvc_name for v in plan.volumes},
+                                 create=not plan.target_exists, drop=plan.dropped_volumes,
+                                 keep=plan.kept_volumes,
+                                 own_pvcs=input.volume_ownership_policy == "VM",
+                                 new_mac_addresses=input.new_mac_addresses,
+                                 new_smbios_serial=input.new_smbios_serial,
+                                 new_identity=not plan.target_exists and not input.keep_identity))
         result.created_vm = not plan.target_exists
 
     async def _restart(self) -> None:
@@ -176,6 +207,14 @@ class RestoreVirtualMachine(Operation[RestoreVirtualMachineInput, RestoreVirtual
             self.enter("start")
             await saga.step(START_VM, self._power_input())
             self.result.restarted_vm = True
+
+    async def _wait_consumed(self) -> None:
+        """A VM the restore started again uses its PVCs: those waiting for a consumer bind
+        now, and the restore waits for that as for any other PVC."""
+        plan = self._require_plan()
+        if self.result.restarted_vm and plan.waits_for_consumer:
+            self.enter("wait for PVCs to bind")
+            await self._require_pvcs().wait_bound(plan, self.input.bound_wait)
 
     async def _succeed(self) -> None:
         """Succeeded: from here nothing is undone; unregistering and unlocking are best

@@ -49,15 +49,20 @@ class RestoredPvcs:
         await saga.step(CREATE_RESTORED_PVCS, PvcsInput(
             namespace=self.namespace, pvcs=[v.pvc_body for v in plan.volumes]))
 
-    async def wait_bound(self, plan: RestorePlan, bound_wait: float) -> None:
-        """Every PVC Bound within `bound_wait` seconds; each one's phase in the result."""
+    async def wait_bound(self, plan: RestorePlan, bound_wait: float, *,
+                         pending_for_consumer_is_ready: bool = False) -> None:
+        """Every PVC Bound within `bound_wait` seconds; each one's phase in the result.
+        `pending_for_consumer_is_ready`: on WaitForFirstConsumer storage with nothing
+        running the VM yet, Pending is as far as a PVC goes (KubeVirt counts it ready)."""
         if not plan.volumes:
             return
         bound = timedelta(seconds=bound_wait)
         states = await saga.step(
             WAIT_RESTORED_PVCS_BOUND,
             PvcsInput(namespace=self.namespace, names=[v.pvc_name for v in plan.volumes],
-                      timeout_seconds=bound_wait),
+                      timeout_seconds=bound_wait,
+                      pending_for_consumer_is_ready=pending_for_consumer_is_ready
+                      and plan.waits_for_consumer),
             start_to_close=bound + WAIT_GRACE, heartbeat=WAIT_HEARTBEAT,
             schedule_to_close=bound + WAIT_GRACE * 2)
         phases = {s.name: s.phase for s in states}

@@ -16,11 +16,10 @@ from rules.clone_spec import (
     filter_keys,
     key_kept,
     parse_patches,
-    repoint_volumes,
 )
 
 DEMO = Path(__file__).resolve().parents[2] / "simulator" / "seeds" / "demo.yaml"
-CLAIMS = {"web-1-root": "c-root", "web-1-data-1": "c-data-1", "web-1-data-2": "c-data-2"}
+CLAIMS = {"rootdisk": "c-root", "datadisk1": "c-data-1", "datadisk2": "c-data-2"}
 
 
 @pytest.fixture
@@ -70,25 +69,29 @@ def test_unknown_interface_refused(web1: dict[str, Any]) -> None:
         clone_vm(web1, "web-2", CLAIMS, new_mac_addresses={"eth9": "02:00:00:00:00:01"})
 
 
-def test_volumes_repointed_and_datavolume_templates_dropped(web1: dict[str, Any]) -> None:
+def test_volumes_repointed_and_datavolume_templates_renamed(web1: dict[str, Any]) -> None:
     clone = clone_vm(web1, "web-2", CLAIMS)
     volumes = {v["name"]: v for v in clone["spec"]["template"]["spec"]["volumes"]}
     assert volumes["rootdisk"]["persistentVolumeClaim"] == {"claimName": "c-root"}
     assert volumes["datadisk1"]["persistentVolumeClaim"] == {"claimName": "c-data-1"}
-    assert volumes["datadisk2"] == {"name": "datadisk2",
-                                    "persistentVolumeClaim": {"claimName": "c-data-2"}}
+    assert volumes["datadisk2"] == {"name": "datadisk2", "dataVolume": {"name": "c-data-2"}}
+    [template] = clone["spec"]["dataVolumeTemplates"]
+    source = next(t for t in web1["spec"]["dataVolumeTemplates"]
+                  if t["metadata"]["name"] == "web-1-data-2")
+    assert template["metadata"]["name"] == "c-data-2"
+    assert template["spec"] == source["spec"]
     assert volumes["tools"] == next(v for v in web1["spec"]["template"]["spec"]["volumes"]
                                     if v["name"] == "tools")
     assert "cloudInitNoCloud" in volumes["cloudinitdisk"]
+
+
+def test_a_dropped_volume_goes_with_its_disk_and_template(web1: dict[str, Any]) -> None:
+    clone = clone_vm(web1, "web-2", {"rootdisk": "c-root", "datadisk1": "c-data-1"},
+                     drop=["datadisk2"])
+    spec = clone["spec"]["template"]["spec"]
+    assert "datadisk2" not in {v["name"] for v in spec["volumes"]}
+    assert "datadisk2" not in {d["name"] for d in spec["domain"]["devices"]["disks"]}
     assert "dataVolumeTemplates" not in clone["spec"]
-
-
-def test_repoint_keeps_templates_not_replaced(web1: dict[str, Any]) -> None:
-    vm = copy.deepcopy(web1)
-    repoint_volumes(vm, {"web-1-root": "x"})
-    assert [t["metadata"]["name"] for t in vm["spec"]["dataVolumeTemplates"]] == ["web-1-data-2"]
-    vols = {v["name"]: v for v in vm["spec"]["template"]["spec"]["volumes"]}
-    assert vols["datadisk2"]["dataVolume"] == {"name": "web-1-data-2"}
 
 
 def test_running_replaced_by_run_strategy(web1: dict[str, Any]) -> None:
@@ -174,7 +177,7 @@ def test_target_required(web1: dict[str, Any]) -> None:
 
 def test_clone_of_a_clone(web1: dict[str, Any]) -> None:
     first = clone_vm(web1, "web-2", CLAIMS, new_smbios_serial="s2")
-    second = clone_vm(first, "web-3", {"c-root": "d-root"})
+    second = clone_vm(first, "web-3", {"rootdisk": "d-root"})
     assert second["metadata"]["name"] == "web-3"
     assert domain(second)["firmware"] == {}
     vols = {v["name"]: v for v in second["spec"]["template"]["spec"]["volumes"]}

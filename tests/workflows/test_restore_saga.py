@@ -193,7 +193,7 @@ async def test_a_restore_without_faults_succeeds(env: WorkflowEnvironment) -> No
     world = World()
     result = await run_restore(env, world)
     assert result.phase == "Succeeded" and result.stopped_vm and result.restarted_vm
-    assert world.vm_spec == {"restored": {"web-root": f"{result.name}-root"}}
+    assert world.vm_spec == {"restored": {"root": f"{result.name}-root"}}
     assert world.pvcs == {f"{result.name}-root"} and world.running
     assert not world.locked and world.users == 0 and world.record_phase == "Succeeded"
 
