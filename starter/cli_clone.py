@@ -34,7 +34,8 @@ CLONE_FLAGS = {"namespace": "--namespace", "source_vm": "--from-vm",
                "source_snapshot": "--from-snapshot", "target": "", "new_mac_addresses":
                "--new-mac", "new_smbios_serial": "--new-smbios-serial",
                "label_filters": "--label-filter", "annotation_filters": "--annotation-filter",
-               "patches": "--patch", "run_strategy": "--run-strategy"}
+               "patches": "--patch", "run_strategy": "--run-strategy",
+               "missing_volumes": "--missing-volumes"}
 RUN_STRATEGIES = ("Always", "Halted", "Manual", "RerunOnFailure", "Once")
 
 
@@ -73,6 +74,9 @@ def clone(
     run_strategy: Annotated[str, typer.Option(
         help="runStrategy of the clone: Halted | Always | Manual | RerunOnFailure | Once")
     ] = "Halted",
+    missing_volumes: Annotated[str, typer.Option(
+        help="a disk the snapshot left out: refuse (default; the clone would share the "
+        "source's disk) | drop (clone without it)")] = "refuse",
     wait: Annotated[bool, typer.Option(
         "--wait", help="follow progress until it ends; non-zero exit on failure")] = False,
     check: Annotated[bool, typer.Option(
@@ -87,6 +91,8 @@ def clone(
         usage_error("give exactly one of --from-vm and --from-snapshot")
     if run_strategy not in RUN_STRATEGIES:
         usage_error(f"--run-strategy {run_strategy!r}: use {', '.join(RUN_STRATEGIES)}")
+    if missing_volumes not in ("refuse", "drop"):
+        usage_error(f"--missing-volumes {missing_volumes!r}: use refuse or drop")
     try:
         macs = parse_macs(new_mac)
     except ValueError as error:
@@ -95,7 +101,7 @@ def clone(
                     source_snapshot=from_snapshot, target=target, new_mac_addresses=macs,
                     new_smbios_serial=new_smbios_serial, label_filters=label_filter or [],
                     annotation_filters=annotation_filter or [], patches=patch or [],
-                    run_strategy=run_strategy)
+                    run_strategy=run_strategy, missing_volumes=missing_volumes)
     try:
         check_clone_input(request)
     except InvalidRequest as error:
@@ -128,6 +134,8 @@ def print_clone(out: Console, result: CloneVirtualMachineResult) -> None:
     if result.temporary_snapshot:
         gone = "deleted" if result.temporary_snapshot_deleted else "NOT deleted"
         out.print(f"  temporary snapshot {result.snapshot}: {gone}")
+    if result.dropped_volumes:
+        out.print(f"  left out (not in the snapshot): {', '.join(result.dropped_volumes)}")
     for volume in result.volumes:
         out.print(f"  {volume.volume_name}: PVC {volume.pvc_name} from VolumeSnapshot "
                   f"{volume.volume_snapshot} ({volume.phase or '-'})")
