@@ -14,7 +14,9 @@ At start-up the worker creates the orphan sweeper's Temporal Schedule
 skip) if it is missing: VMSNAP_SWEEPER_SCHEDULE=off opts out,
 VMSNAP_SWEEPER_INTERVAL (default 1h) and VMSNAP_SWEEPER_GRACE (default 1h)
 set it up. An existing schedule is left as it is (edit or delete it with the
-Temporal CLI).
+Temporal CLI). It also follows every snapshot record's truth (readiness that comes late,
+a VolumeSnapshot deleted or in error: `cluster.record_reconciler`) with two watches;
+VMSNAP_RECORD_RECONCILER=off opts out.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
@@ -54,6 +56,8 @@ from activities.retention import RetentionActivities
 from activities.snapshot import SnapshotActivities
 from activities.sweeper import SweeperActivities, WorkflowStates
 from cluster.client import Cluster
+from cluster.errors import ClusterError
+from cluster.record_reconciler import RecordReconciler
 from contracts.common import TASK_QUEUE as DEFAULT_TASK_QUEUE
 from contracts.sweep import (
     DEFAULT_GRACE_SECONDS,
@@ -193,6 +197,28 @@ async def ensure_sweeper_schedule(
     return sid
 
 
+async def start_record_reconciler(
+    cluster: Cluster, environ: Mapping[str, str] | None = None
+) -> RecordReconciler | None:
+    """Follow the snapshot records' truth (cluster.record_reconciler) unless opted out
+    (`VMSNAP_RECORD_RECONCILER=off`). A failure to start it is logged, not fatal: the
+    workflows do not depend on it."""
+    setting = (environ if environ is not None else os.environ).get(
+        "VMSNAP_RECORD_RECONCILER", "on").strip().lower()
+    if setting in ("off", "false", "0", "no"):
+        log.info("snapshot record reconciler: off (VMSNAP_RECORD_RECONCILER)")
+        return None
+    reconciler = RecordReconciler(cluster)
+    try:
+        await asyncio.to_thread(reconciler.start)
+    except ClusterError as err:
+        log.warning("snapshot record reconciler not started: %s", err)
+        reconciler.close()
+        return None
+    log.info("snapshot record reconciler: following records and VolumeSnapshots")
+    return reconciler
+
+
 async def run_worker(task_queue: str, stop: asyncio.Event) -> None:
     """Connect, serve until `stop` is set, then shut down gracefully."""
     sweeper_schedule(task_queue)  # bad VMSNAP_SWEEPER_* settings: refuse before connecting
@@ -205,6 +231,7 @@ async def run_worker(task_queue: str, stop: asyncio.Event) -> None:
              client.service_client.config.target_host, client.namespace)
     await ensure_search_attributes(client)
     await ensure_sweeper_schedule(client, task_queue)
+    reconciler = await start_record_reconciler(cluster)
     log.info("worker tuning: %s", tuning.describe())
     with ThreadPoolExecutor(tuning.activity_threads, thread_name_prefix="activity") as pool:
         worker = build_worker(client, cluster, task_queue, pool, tuning)
@@ -214,6 +241,8 @@ async def run_worker(task_queue: str, stop: asyncio.Event) -> None:
             await stop.wait()
             log.info("stopping: finishing running activities (up to %ss)",
                      GRACEFUL_SHUTDOWN.total_seconds())
+    if reconciler is not None:
+        reconciler.close()
     cluster.close()
     log.info("worker stopped")
 

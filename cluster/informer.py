@@ -56,7 +56,13 @@ class WatchedCollection:
         connect_timeout_seconds: float = 5.0,
         request_timeout_seconds: float = 30.0,
         window_seconds: float = WATCH_WINDOW_SECONDS,
+        key: Callable[[Mapping[str, Any]], str] | None = None,
+        on_event: Callable[[str, str | None], None] | None = None,
     ) -> None:
+        """`key`: how objects are keyed (default their name; `namespace/name` for a watch
+        of every namespace). `on_event(kind, key)`: told of each change after the copy
+        holds it (ADDED, MODIFIED, DELETED with the object's key; SYNC with None after a
+        list), on the watch's thread: it must not block."""
         if window_seconds <= 0:
             raise ValueError("a watch window must be > 0 seconds")
         self._list_call = list_call
@@ -64,6 +70,8 @@ class WatchedCollection:
         self._connect_timeout = connect_timeout_seconds
         self._request_timeout = request_timeout_seconds
         self._window = window_seconds
+        self._key = key or _name_of
+        self._on_event = on_event
         self._objects: dict[str, dict[str, Any]] = {}
         self._version = ""
         self._lock = threading.Lock()
@@ -143,12 +151,14 @@ class WatchedCollection:
                 answer: Mapping[str, Any] = json.loads(response.data or b"{}")
             finally:
                 response.release_conn()
-        objects = {str(name): dict(item) for item in answer.get("items") or []
-                   if (name := (item.get("metadata") or {}).get("name"))}
+        objects = {key: dict(item) for item in answer.get("items") or []
+                   if (key := self._key(item))}
         with self._lock:
             self._objects = objects
             self._version = str((answer.get("metadata") or {}).get("resourceVersion") or "")
         self._fresh.set()
+        if self._on_event is not None:
+            self._on_event("SYNC", None)
 
     def _watch_window(self) -> None:
         watcher = watch.Watch(return_type="object")
@@ -176,16 +186,28 @@ class WatchedCollection:
                                reason=str(obj.get("reason") or "watch error"))
         metadata = obj.get("metadata") or {}
         version = str(metadata.get("resourceVersion") or "")
-        name = metadata.get("name")
+        key = self._key(obj) if metadata.get("name") else ""
         with self._lock:
             if version:
                 self._version = version
-            if kind == "BOOKMARK" or not name:
+            if kind == "BOOKMARK" or not key:
                 return
             if kind == "DELETED":
-                self._objects.pop(str(name), None)
+                self._objects.pop(key, None)
             else:
-                self._objects[str(name)] = dict(obj)
+                self._objects[key] = dict(obj)
+        if self._on_event is not None:
+            self._on_event(kind, key)
+
+
+def _name_of(obj: Mapping[str, Any]) -> str:
+    return str((obj.get("metadata") or {}).get("name") or "")
+
+
+def namespaced_key(obj: Mapping[str, Any]) -> str:
+    """`namespace/name`: the key of a watch of every namespace."""
+    metadata = obj.get("metadata") or {}
+    return f"{metadata.get('namespace') or ''}/{metadata.get('name') or ''}"
 
 
 class CollectionCaches:
