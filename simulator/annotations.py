@@ -13,10 +13,13 @@ annotations; a real cluster ignores them. Where each one is read:
 | `ready-latency` | VolumeSnapshotClass, or the source PVC | the cut to `readyToUse` (`100ms`) |
 | `bind-latency` | StorageClass, VolumeSnapshotClass, or the PVC | claim to Bound (`50ms`) |
 | `fail` | VolumeSnapshotClass, or the source PVC | `never-cut`, `never-ready`, `error` |
+| `import-latency` | DataVolume (or a VM's template) | bind to `Succeeded`: import, copy (`200ms`) |
+| `freeze-limit` | VirtualMachine (or a bare VMI) | a freeze to the guest's own thaw (none) |
 
-Latencies are Go durations (`200ms`, `1.5s`). For `bind-latency` the PVC's own
-annotation comes first, then the VolumeSnapshotClass of the snapshot it is
-restored from, then its StorageClass.
+Latencies are Go durations (`200ms`, `1.5s`). `freeze-limit` is how long the
+guest holds a freeze before it thaws itself, as Windows VSS does after 10s.
+For `bind-latency` the PVC's own annotation comes first, then the
+VolumeSnapshotClass of the snapshot it is restored from, then its StorageClass.
 A PVC's own annotation wins over its class's: one slow or failing disk among
 several is then easy to seed. A value that does not parse is reported (the
 controllers record a Warning Event naming it) and the default is used.
@@ -44,6 +47,8 @@ CUT_LATENCY = PREFIX + "cut-latency"
 READY_LATENCY = PREFIX + "ready-latency"
 BIND_LATENCY = PREFIX + "bind-latency"
 FAIL = PREFIX + "fail"
+IMPORT_LATENCY = PREFIX + "import-latency"
+FREEZE_LIMIT = PREFIX + "freeze-limit"
 
 DEFAULT_LATENCIES: dict[str, float] = {
     START_LATENCY: 0.05,
@@ -51,6 +56,7 @@ DEFAULT_LATENCIES: dict[str, float] = {
     CUT_LATENCY: 0.05,
     READY_LATENCY: 0.1,
     BIND_LATENCY: 0.05,
+    IMPORT_LATENCY: 0.2,
 }
 
 
@@ -120,6 +126,17 @@ def latency(obj: Mapping[str, Any] | None, name: str) -> float | None:
         return _parsed_duration(value)
     except ValueError as exc:
         raise AnnotationError(f"annotation {name}: {exc}") from None
+
+
+def freeze_limit(obj: Mapping[str, Any] | None) -> float | None:
+    """Seconds the guest holds a freeze before it thaws itself; None: no limit."""
+    value = annotations_of(obj).get(FREEZE_LIMIT)
+    if value is None or not value.strip():
+        return None
+    try:
+        return _parsed_duration(value)
+    except ValueError as exc:
+        raise AnnotationError(f"annotation {FREEZE_LIMIT}: {exc}") from None
 
 
 def first_latency(name: str, *objs: Mapping[str, Any] | None) -> float:

@@ -9,7 +9,7 @@ loop, see `runtime.py`), and answers the KubeVirt subresources.
 | `csi_snapshotter` | the CSI snapshot controller (VolumeSnapshot <-> content) |
 | `csi_driver` | the csi-snapshotter sidecar and the storage: cut, ready, errors |
 | `pvc_binder` | the PV controller and external-provisioner: binding, restores |
-| `datavolumes` | CDI: a VM's dataVolumeTemplates become PVCs |
+| `datavolumes` | CDI: DataVolumes make their PVCs, with CDI's phases |
 | `vm_controller` | virt-controller's VM loop and virt-api's start/stop/restart |
 | `virt_handler` | a VMI's phases, status and shutdown |
 | `guest_agent` | freeze/unfreeze (and the freeze log), pause/unpause |

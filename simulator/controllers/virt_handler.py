@@ -6,6 +6,13 @@ What virt-controller, the scheduler and virt-handler do, compressed:
   condition `Synchronized=False` (reason `FailedPvcNotFound`); a claim of a
   `WaitForFirstConsumer` class is marked with `volume.kubernetes.io/selected-node`
   so that it binds, as the scheduler does for the launcher pod.
+- DataVolumes (virt-controller's `areDataVolumesReady`, `VolumeReadyToAttachToNode`):
+  a claim controlled by a DataVolume is usable once the DataVolume is Succeeded
+  (or PendingPopulation); until then no launcher pod is made. One that is
+  `WaitForFirstConsumer` gets the temporary pod KubeVirt schedules for it: its
+  claims are marked with the selected node, so they bind and CDI can fill them.
+  Condition `DataVolumesReady` (`AllDVsReady` / `NotAllDVsReady`) aggregates the
+  DataVolumes' Ready conditions.
 - Then `Scheduled` (node `sim-node-1`) after half the VM's
   `sim.vmsnap.io/start-latency`, `Running` after all of it: conditions Ready,
   LiveMigratable, AgentConnected (unless the guest agent is `absent`) and
@@ -23,6 +30,7 @@ import hashlib
 from typing import Any
 
 from simulator import annotations as ann
+from simulator.controllers.datavolumes import CDI, controller_of, dv_phase
 from simulator.controllers.guest_agent import GuestAgents, set_paused
 from simulator.controllers.runtime import (
     CORE,
@@ -82,7 +90,7 @@ class VirtHandler:
             self.rt.enqueue(QUEUE, vmi)
         elif key == (KUBEVIRT, "virtualmachines"):
             self.rt.enqueue(QUEUE, (namespace, metadata["name"]))
-        elif key == (CORE, "persistentvolumeclaims"):
+        elif key in ((CORE, "persistentvolumeclaims"), (CDI, "datavolumes")):
             for referrer in self._waiting.referrers((namespace, metadata["name"])):
                 self.rt.enqueue(QUEUE, referrer)
 
@@ -149,9 +157,24 @@ class VirtHandler:
             )
             self._write_status(vmi, status)
             return
-        if len(conditions) != len(status.get("conditions") or []):
-            status["conditions"] = conditions
-            vmi = self._write_status(vmi, status)
+        ready, wffc, data_volumes = self._data_volumes(vmi)
+        if data_volumes:
+            conditions = [c for c in conditions if c.get("type") != "DataVolumesReady"]
+            conditions.append(_data_volumes_ready(data_volumes))
+        if conditions != (status.get("conditions") or []):
+            status["conditions"] = merge_conditions(
+                status.get("conditions"), conditions, rfc3339_seconds()
+            )
+            if status["conditions"] != (vmi.get("status") or {}).get("conditions"):
+                vmi = self._write_status(vmi, status)
+        if not ready or wffc:
+            # "Delaying pod creation while DataVolume populates"; for a DataVolume waiting
+            # for its first consumer, the temporary pod's claims get a node and bind.
+            self._start.pop(key, None)
+            if ready:
+                for claim in readiness.unbound:
+                    self._select_node(namespace, claim)
+            return
         for claim in readiness.unbound:
             self._select_node(namespace, claim)
         if readiness.unbound:
@@ -222,12 +245,14 @@ class VirtHandler:
                 "migrationMethod": "BlockMigration",
             }
         )
+        _, _, data_volumes = self._data_volumes(vmi)
         status["conditions"] = merge_conditions(
             status.get("conditions"),
             [
                 _ready(True),
                 self._live_migratable(vmi),
                 *([_agent_connected()] if agent else []),
+                *([_data_volumes_ready(data_volumes)] if data_volumes else []),
             ],
             rfc3339_seconds(),
         )
@@ -305,6 +330,43 @@ class VirtHandler:
             return
         annotations_dict(pvc)[SELECTED_NODE] = NODE
         self.rt.write(CORE, "persistentvolumeclaims", pvc, shared=True)
+
+    def _data_volumes(
+        self, vmi: dict[str, Any]
+    ) -> tuple[bool, bool, list[dict[str, Any]]]:
+        """(ready, waits for first consumer, the DataVolumes) of the VMI's volumes, as
+        areDataVolumesReady sees them: a claim controlled by a DataVolume is ready once that
+        DataVolume is Succeeded or PendingPopulation, and waits for its consumer while it is
+        WaitForFirstConsumer; any other claim is ready."""
+        namespace = vmi["metadata"].get("namespace", "")
+        ready, wffc = True, False
+        found: dict[str, dict[str, Any]] = {}
+        for volume in instance_volumes(vmi.get("spec")):
+            source = volume.get("persistentVolumeClaim") or volume.get("dataVolume")
+            if (source or {}).get("hotpluggable"):
+                continue
+            claim = claim_of(volume)
+            if not claim:
+                continue
+            pvc = self.view.pvc_view(namespace, claim)
+            owner = controller_of(pvc) if pvc is not None else None
+            if pvc is None or owner is None or owner.get("kind") != "DataVolume":
+                if "dataVolume" in volume:
+                    dv = self.rt.view(CDI, "datavolumes", namespace, claim)
+                    if dv is not None:
+                        found[claim] = dv
+                continue
+            dv = self.rt.view(CDI, "datavolumes", namespace, str(owner.get("name")))
+            if dv is None:
+                ready = False
+                continue
+            found[dv["metadata"]["name"]] = dv
+            phase = dv_phase(dv)
+            volume_ready = phase in ("Succeeded", "PendingPopulation")
+            volume_wffc = not volume_ready and phase == "WaitForFirstConsumer"
+            wffc = wffc or volume_wffc
+            ready = ready and (volume_ready or volume_wffc)
+        return ready, wffc, list(found.values())
 
     def _interfaces(self, vmi: dict[str, Any], agent: bool) -> list[dict[str, Any]]:
         spec = vmi.get("spec") or {}
@@ -404,6 +466,31 @@ def _ready(ready: bool, reason: str = "", message: str = "") -> dict[str, Any]:
         cond["reason"] = reason
     if message:
         cond["message"] = message
+    return cond
+
+
+def _data_volumes_ready(data_volumes: list[dict[str, Any]]) -> dict[str, Any]:
+    """aggregateDataVolumesConditions: True when every DataVolume is Ready."""
+    cond: dict[str, Any] = {
+        "type": "DataVolumesReady",
+        "status": "True",
+        "reason": "AllDVsReady",
+        "message": "All of the VMI's DVs are bound and ready",
+    }
+    for dv in data_volumes:
+        ready = next(
+            (c.get("status") for c in (dv.get("status") or {}).get("conditions") or []
+             if c.get("type") == "Ready"),
+            "Unknown",
+        )
+        if ready != "True":
+            cond["reason"] = "NotAllDVsReady"
+            if ready == "False":
+                cond["status"] = "False"
+            elif cond["status"] == "True":
+                cond["status"] = ready
+    if cond["status"] != "True":
+        cond["message"] = "Not all of the VMI's DVs are ready"
     return cond
 
 

@@ -15,6 +15,17 @@ Once; start sets Always (or `running: true`) for Halted; Manual goes through
 "VM is already running", "Always does not support manual start requests").
 Real virt-api answers these with 202 Accepted and no body.
 
+DataVolumes (`handleDataVolumes`, `CreateDataVolumeManifest`): each of
+`spec.dataVolumeTemplates` becomes a DataVolume of the template's name,
+controlled by the VM, labelled `kubevirt.io/created-by: <vm uid>` and annotated
+`cdi.kubevirt.io/allowClaimAdoption: "true"` (a clone source's namespace
+defaults to the VM's), with the Events `SuccessfulDataVolumeCreate` /
+`FailedDataVolumeCreate`; CDI (`datavolumes.py`) makes the claims. While one
+of them is neither Succeeded nor WaitForFirstConsumer (nor PendingPopulation),
+a VM that is not Halted is left as it is: no VMI is started (and none
+stopped), as vm.go returns before its run strategy is applied; a Failed one
+records `FailedDataVolumeImport`.
+
 Status: `created`, `ready`, `printableStatus`, `runStrategy`, conditions
 (Ready, and every VMI condition but Ready, as vm.go syncs them),
 `volumeSnapshotStatuses` (what KubeVirt's snapshot controller reports), and
@@ -28,6 +39,7 @@ import uuid
 from typing import Any
 
 from simulator.controllers import kubevirt_errors as errors
+from simulator.controllers.datavolumes import ALLOW_CLAIM_ADOPTION, CDI, dv_phase
 from simulator.controllers.runtime import (
     CORE,
     KUBEVIRT,
@@ -53,13 +65,17 @@ from simulator.controllers.vm_status import (
     volume_readiness,
     volume_snapshot_statuses,
 )
+from simulator.errors import ApiError
 from simulator.store import WatchEvent
 
 QUEUE = "vm-controller"
 EVERY_VM = "vm-controller/all"
 # The VM generation a VMI was made from; status.observedGeneration reads it back.
 VM_GENERATION = "kubevirt.io/vm-generation"
+CREATED_BY = "kubevirt.io/created-by"
 _VM = "virtualmachine"
+# DataVolume phases in which a VM may start (handleDataVolumes).
+_STARTABLE = ("Succeeded", "WaitForFirstConsumer", "PendingPopulation")
 
 Key = tuple[str, str]
 
@@ -90,9 +106,12 @@ class VmController:
             self.rt.enqueue(QUEUE, vm)
         elif key == (KUBEVIRT, "virtualmachineinstances"):
             self.rt.enqueue(QUEUE, (namespace, metadata["name"]))
-        elif key == (CORE, "persistentvolumeclaims"):
+        elif key in ((CORE, "persistentvolumeclaims"), (CDI, "datavolumes")):
             for referrer in self._by_claim.referrers((namespace, metadata["name"])):
                 self.rt.enqueue(QUEUE, referrer)
+            for ref in metadata.get("ownerReferences") or []:
+                if ref.get("kind") == "VirtualMachine" and ref.get("controller"):
+                    self.rt.enqueue(QUEUE, (namespace, str(ref.get("name"))))
         elif key in ((STORAGE, "storageclasses"), (SNAPSHOT, "volumesnapshotclasses")):
             self.rt.enqueue(EVERY_VM, None)
 
@@ -127,6 +146,8 @@ class VmController:
         self, vm: dict[str, Any], vmi: dict[str, Any] | None, strategy: str
     ) -> tuple[dict[str, Any], dict[str, Any] | None]:
         """Move towards the desired state; returns the VM and VMI as they now are."""
+        if not self._data_volumes_ready(vm) and strategy != "Halted":
+            return vm, vmi  # "Waiting on DataVolumes to be ready."
         requests = list((vm.get("status") or {}).get("stateChangeRequests") or [])
         if requests:
             request = requests[0]
@@ -165,6 +186,45 @@ class VmController:
             ):
                 self._delete_vmi(vmi)
         return vm, self._vmi(vm) if vmi is not None else None
+
+    # ---- DataVolumes ---------------------------------------------------------------
+
+    def _data_volumes_ready(self, vm: dict[str, Any]) -> bool:
+        """handleDataVolumes: create the DataVolumes of the templates that have none; True
+        when every one may be used by a starting VMI."""
+        templates = (vm.get("spec") or {}).get("dataVolumeTemplates") or []
+        if not templates or self.rt.kind(CDI, "datavolumes") is None:
+            return True
+        namespace = vm["metadata"].get("namespace", "")
+        ready = True
+        for template in templates:
+            name = str(((template or {}).get("metadata") or {}).get("name") or "")
+            if not name:
+                continue
+            dv = self.rt.view(CDI, "datavolumes", namespace, name)
+            if dv is None:
+                ready = False
+                try:
+                    self.rt.create(CDI, "datavolumes", data_volume_manifest(vm, template))
+                except ApiError as exc:
+                    if exc.code == 409 and self.view.pvc_view(namespace, name) is not None:
+                        continue
+                    self.rt.record(vm, "Warning", "FailedDataVolumeCreate",
+                                   f"Error creating DataVolume {name}: {exc.message}",
+                                   "virtualmachine-controller")
+                    return False
+                self.rt.record(vm, "Normal", "SuccessfulDataVolumeCreate",
+                               f"Created DataVolume {name}", "virtualmachine-controller")
+                continue
+            phase = dv_phase(dv)
+            if phase in _STARTABLE:
+                continue
+            if phase == "Failed":
+                self.rt.record(vm, "Warning", "FailedDataVolumeImport",
+                               f"DataVolume {name} failed to import disk image",
+                               "virtualmachine-controller")
+            ready = False
+        return ready
 
     # ---- VMI -----------------------------------------------------------------------
 
@@ -296,7 +356,8 @@ class VmController:
         )
         if strategy is not None:
             status["printableStatus"] = printable_status(
-                vm, vmi, strategy, readiness, wants_running
+                vm, vmi, strategy, readiness, wants_running,
+                data_volume=lambda name: self.rt.view(CDI, "datavolumes", namespace, name),
             )
             status["runStrategy"] = strategy
         status["created"] = vmi is not None
@@ -462,3 +523,40 @@ class VmController:
         status["stateChangeRequests"] = list(changes)
         vm["status"] = status
         self.rt.write_status(KUBEVIRT, "virtualmachines", vm, shared=True)
+
+
+def data_volume_manifest(vm: dict[str, Any], template: dict[str, Any]) -> dict[str, Any]:
+    """CreateDataVolumeManifest / GenerateDataVolumeFromTemplate: the template's metadata
+    and spec, `allowClaimAdoption`, `kubevirt.io/created-by`, the VM as controller."""
+    vm_meta = vm["metadata"]
+    metadata = copy.deepcopy(template.get("metadata") or {})
+    metadata["namespace"] = vm_meta.get("namespace")
+    metadata["labels"] = {**(metadata.get("labels") or {}), CREATED_BY: str(vm_meta["uid"])}
+    metadata["annotations"] = {**(metadata.get("annotations") or {}), ALLOW_CLAIM_ADOPTION: "true"}
+    metadata["ownerReferences"] = [
+        {
+            "apiVersion": f"{KUBEVIRT}/v1",
+            "kind": "VirtualMachine",
+            "name": vm_meta["name"],
+            "uid": vm_meta["uid"],
+            "controller": True,
+            "blockOwnerDeletion": True,
+        }
+    ]
+    spec = copy.deepcopy(template.get("spec") or {})
+    source = spec.get("source")
+    if isinstance(source, dict):
+        for kind in ("pvc", "snapshot"):
+            if isinstance(source.get(kind), dict) and not source[kind].get("namespace"):
+                source[kind]["namespace"] = vm_meta.get("namespace")
+    priority = (((vm.get("spec") or {}).get("template") or {}).get("spec") or {}).get(
+        "priorityClassName"
+    )
+    if priority and not spec.get("priorityClassName"):
+        spec["priorityClassName"] = priority
+    return {
+        "apiVersion": f"{CDI}/v1beta1",
+        "kind": "DataVolume",
+        "metadata": metadata,
+        "spec": spec,
+    }

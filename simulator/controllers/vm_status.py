@@ -95,14 +95,21 @@ def has_condition(obj: dict[str, Any] | None, kind: str, status: str | None = No
     return False
 
 
+DataVolumeLookup = Callable[[str], dict[str, Any] | None]
+
+
 def printable_status(
     vm: dict[str, Any],
     vmi: dict[str, Any] | None,
     strategy: str,
     readiness: VolumeReadiness,
     wants_running: bool,
+    *,
+    data_volume: DataVolumeLookup | None = None,
 ) -> str:
-    """VirtualMachinePrintableStatus, checked in the order vm.go checks them."""
+    """VirtualMachinePrintableStatus, checked in the order vm.go's setPrintableStatus checks
+    them (first match wins); `data_volume` finds the DataVolumes the template's volumes
+    name (Provisioning, DataVolumeError)."""
     deleting_vmi = bool(vmi and (vmi.get("metadata") or {}).get("deletionTimestamp"))
     if (vm.get("metadata") or {}).get("deletionTimestamp"):
         return "Terminating"
@@ -110,15 +117,60 @@ def printable_status(
         return "Stopping"
     if vmi is not None and phase_of(vmi) == "Running":
         return "Paused" if has_condition(vmi, "Paused", "True") else "Running"
+    if vmi is not None and not is_final(vmi) and readiness.missing:
+        return "ErrorPvcNotFound"  # the VMI's Synchronized=False, FailedPvcNotFound
+    template = ((vm.get("spec") or {}).get("template") or {}).get("spec")
+    if data_volume is not None:
+        found = [
+            data_volume(str((v.get("dataVolume") or {}).get("name") or ""))
+            for v in instance_volumes(template)
+            if "dataVolume" in v
+        ]
+        data_volumes = [dv for dv in found if dv is not None]
+        if any(data_volume_failed(dv) for dv in data_volumes):
+            return "DataVolumeError"
+        if any(data_volume_provisioning(dv) for dv in data_volumes):
+            return "Provisioning"
+    if readiness.unbound and set_to_start(strategy, vmi, wants_running):
+        return "WaitingForVolumeBinding"
     if vmi is not None and not is_final(vmi):
-        if readiness.missing:
-            return "ErrorPvcNotFound"
-        if readiness.unbound:
-            return "WaitingForVolumeBinding"
         return "Starting"
-    if wants_running:
+    if vmi is None and wants_running:
         return "Starting"
     return "Stopped"
+
+
+def set_to_start(strategy: str, vmi: dict[str, Any] | None, wants_running: bool) -> bool:
+    """isSetToStart of vm.go; `wants_running` stands for a pending start request."""
+    if strategy == "Always":
+        return True
+    if strategy == "Manual":
+        return vmi is not None or wants_running
+    if strategy == "RerunOnFailure":
+        return vmi is None or phase_of(vmi) != "Succeeded"
+    if strategy == "Once":
+        return vmi is None
+    return False
+
+
+def data_volume_failed(dv: dict[str, Any]) -> bool:
+    """HasDataVolumeErrors (pkg/storage/types/dv.go) for one DataVolume."""
+    if ((dv.get("status") or {}).get("phase")) == "Failed":
+        return True
+    for cond in (dv.get("status") or {}).get("conditions") or []:
+        if (cond.get("type") == "Running" and cond.get("status") == "False"
+                and cond.get("reason") in ("Error", "ImagePullFailed")):
+            return True
+    return False
+
+
+def data_volume_provisioning(dv: dict[str, Any]) -> bool:
+    """HasDataVolumeProvisioning for one DataVolume: not done, and either bound or not
+    waiting for its first consumer."""
+    phase = (dv.get("status") or {}).get("phase")
+    if phase in ("Succeeded", "PendingPopulation"):
+        return False
+    return has_condition(dv, "Bound", "True") or phase != "WaitForFirstConsumer"
 
 
 def snapshot_class_for(

@@ -1,4 +1,4 @@
-"""VMs and VMIs: run strategies, start/stop/restart, status, DataVolumes, pause."""
+"""VMs and VMIs: run strategies, start/stop/restart, status, pause."""
 
 from __future__ import annotations
 
@@ -180,31 +180,6 @@ def test_a_missing_pvc_keeps_the_vmi_pending_until_it_exists(cluster: Cluster) -
     cluster.create_pvc(ns, pvc_body("later"))
     vmi = running_vmi(cluster, ns, "vm")
     assert condition(vmi, "Synchronized") is None
-
-
-def test_data_volume_templates_become_pvcs(cluster: Cluster) -> None:
-    ns = cluster.namespace()
-    template = {
-        "metadata": {"name": "vm-dv"},
-        "spec": {
-            "storage": {
-                "storageClassName": "fast-csi",
-                "resources": {"requests": {"storage": "2Gi"}},
-            },
-            "source": {"blank": {}},
-        },
-    }
-    vm = cluster.create(
-        KUBEVIRT, VMS, ns, vm_body("vm", [], run_strategy="Halted", data_volumes=[template])
-    )
-    pvc = wait_for(lambda: cluster.pvc(ns, "vm-dv"), what="DataVolume PVC")
-    assert pvc["spec"]["accessModes"] == ["ReadWriteOnce"]
-    assert pvc["spec"]["resources"]["requests"] == {"storage": "2Gi"}
-    assert pvc["metadata"]["labels"]["app"] == "containerized-data-importer"
-    assert pvc["metadata"]["ownerReferences"][0]["uid"] == vm["metadata"]["uid"]
-    wait_for(lambda: ((cluster.pvc(ns, "vm-dv") or {}).get("status") or {}).get("phase") == "Bound")
-    statuses = wait_for(lambda: vm_status(cluster, ns, "vm").get("volumeSnapshotStatuses"))
-    assert statuses[0] == {"name": "disk0", "enabled": True}
 
 
 def test_paused_annotation_and_the_pause_subresources(cluster: Cluster) -> None:
