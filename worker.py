@@ -6,8 +6,12 @@ Configuration from the environment, as the Temporal CLI reads it:
 TEMPORAL_ADDRESS (default localhost:7233), TEMPORAL_NAMESPACE (default
 default), and the rest of Temporal's client profile (TEMPORAL_API_KEY,
 TEMPORAL_TLS_*, TEMPORAL_PROFILE, temporal.toml); KUBECONFIG (else
-~/.kube/config, else the in-cluster service account). SIGINT or SIGTERM
-stop polling, let running activities finish (up to a grace period), and exit 0.
+~/.kube/config, else the in-cluster service account). The tenant boundary
+(starter/boundary.py): VMSNAP_NAMESPACES (the Kubernetes namespaces served;
+default all, with a warning), VMSNAP_CLONE_PATCH_ALLOW (paths a clone's patches
+may touch beyond the default), VMSNAP_PRODUCTION (refuse to start without a
+payload codec key). SIGINT or SIGTERM stop polling, let running activities
+finish (up to a grace period), and exit 0.
 
 At start-up the worker creates the orphan sweeper's Temporal Schedule
 (`vmsnap-sweeper-{task queue}`, SweepOrphans over all namespaces, overlap
@@ -46,6 +50,7 @@ from temporalio.client import (
 from temporalio.runtime import Runtime
 from temporalio.worker import Worker
 
+from activities.admission import AdmissionActivities
 from activities.clone import CloneActivities
 from activities.events import EventActivities
 from activities.liveness import WorkflowLiveness
@@ -67,6 +72,7 @@ from contracts.sweep import (
 )
 from contracts.sweep import WORKFLOW as SWEEP_WORKFLOW
 from rules.durations import parse_duration
+from starter.boundary import WorkerBoundary
 from starter.connection import connect as connect_temporal
 from starter.connection import load_connection_settings
 from starter.metrics import runtime_from_environment
@@ -74,6 +80,7 @@ from starter.search_attributes import ensure_search_attributes
 from starter.worker_tuning import DEFAULT_MAX_CONCURRENT_ACTIVITIES, WorkerTuning
 from workflows.clone import CloneVirtualMachine
 from workflows.delete_snapshot import DeleteVirtualMachineSnapshot
+from workflows.one_input import ExactlyOneInput
 from workflows.restore import RestoreVirtualMachine
 from workflows.scheduled import ScheduledVirtualMachineSnapshots
 from workflows.snapshot import SnapshotVirtualMachine
@@ -99,12 +106,17 @@ log = logging.getLogger("vmsnap.worker")
 
 
 def activities_for(
-    cluster: Cluster, liveness: WorkflowLiveness | None, states: WorkflowStates | None = None
+    cluster: Cluster, liveness: WorkflowLiveness | None, states: WorkflowStates | None = None,
+    boundary: WorkerBoundary | None = None,
 ) -> list[Callable[..., Any]]:
-    """Every activity, bound to one shared cluster adapter."""
-    return [*SnapshotActivities(cluster, liveness).all(), *RetentionActivities(cluster).all(),
-            *RestoreActivities(cluster, liveness).all(), *CloneActivities(cluster).all(),
-            *EventActivities(cluster).all(), *SweeperActivities(cluster, states).all(),
+    """Every activity, bound to one shared cluster adapter and the worker's boundary."""
+    boundary = boundary or WorkerBoundary.from_environment(os.environ)
+    return [*AdmissionActivities(boundary.scope, boundary.policy).all(),
+            *SnapshotActivities(cluster, liveness).all(), *RetentionActivities(cluster).all(),
+            *RestoreActivities(cluster, liveness).all(),
+            *CloneActivities(cluster, boundary.policy).all(),
+            *EventActivities(cluster).all(),
+            *SweeperActivities(cluster, states, boundary.scope).all(),
             record_snapshot_metrics]
 
 
@@ -123,22 +135,25 @@ def build_worker(
     task_queue: str = DEFAULT_TASK_QUEUE,
     executor: ThreadPoolExecutor | None = None,
     tuning: WorkerTuning | None = None,
+    boundary: WorkerBoundary | None = None,
 ) -> Worker:
     """The worker with every workflow and activity; activities run on `executor` threads."""
     tuning = tuning or WorkerTuning.from_environment(os.environ)
+    boundary = boundary or WorkerBoundary.from_environment(os.environ)
     loop = asyncio.get_running_loop()
     liveness = WorkflowLiveness(client, loop)
     return Worker(
         client,
         task_queue=task_queue,
         workflows=WORKFLOWS,
-        activities=activities_for(cluster, liveness, WorkflowStates(client, loop)),
+        activities=activities_for(cluster, liveness, WorkflowStates(client, loop), boundary),
         activity_executor=executor or ThreadPoolExecutor(tuning.activity_threads),
         **tuning.worker_options(),
         graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
         max_heartbeat_throttle_interval=MAX_HEARTBEAT_THROTTLE,
-        # Kubernetes requests of earlier-started runs go first under VMSNAP_KUBE_QPS.
-        interceptors=request_priority_interceptors(),
+        # Kubernetes requests of earlier-started runs go first under VMSNAP_KUBE_QPS; a start
+        # with no input or two fails at once instead of retrying its workflow task.
+        interceptors=[*request_priority_interceptors(), ExactlyOneInput()],
     )
 
 
@@ -223,6 +238,8 @@ async def run_worker(task_queue: str, stop: asyncio.Event) -> None:
     """Connect, serve until `stop` is set, then shut down gracefully."""
     sweeper_schedule(task_queue)  # bad VMSNAP_SWEEPER_* settings: refuse before connecting
     tuning = WorkerTuning.from_environment(os.environ)  # likewise bad VMSNAP_MAX_* settings
+    boundary = WorkerBoundary.from_environment(os.environ)  # and the tenant boundary's
+    boundary.announce()
     # Watch-fed copies of the PVCs and classes every snapshot reads (cluster.informer).
     cluster = Cluster.from_environment(cache_reads=True)
     # VMSNAP_METRICS_ADDRESS (e.g. 0.0.0.0:9464): Temporal's and vmsnap's Prometheus metrics.
@@ -234,7 +251,7 @@ async def run_worker(task_queue: str, stop: asyncio.Event) -> None:
     reconciler = await start_record_reconciler(cluster)
     log.info("worker tuning: %s", tuning.describe())
     with ThreadPoolExecutor(tuning.activity_threads, thread_name_prefix="activity") as pool:
-        worker = build_worker(client, cluster, task_queue, pool, tuning)
+        worker = build_worker(client, cluster, task_queue, pool, tuning, boundary)
         async with worker:
             log.info("worker started: polling task queue %r (workflows: %s)", task_queue,
                      ", ".join(w.__name__ for w in WORKFLOWS))

@@ -8,11 +8,18 @@ from collections.abc import Callable
 
 from activities.errors import cluster_errors
 from activities.registration import implements
-from activities.restore import _final, plan_volumes, read_ready_snapshot, refuse_missing_volumes
+from activities.restore import (
+    _final,
+    plan_volumes,
+    read_ready_snapshot,
+    refuse_added_credentials,
+    refuse_missing_volumes,
+)
 from cluster.client import Cluster
 from cluster.clone_record import clone_record_body, write_clone_record
 from cluster.errors import AlreadyExists, NotFound
 from contracts import common as error_types
+from contracts.admission import PATCH_NOT_ALLOWED
 from contracts.clone import (
     CHECK_CLONE_SOURCE,
     CREATE_CLONE_VM,
@@ -30,14 +37,16 @@ from contracts.clone import (
 from contracts.restore import TARGET_EXISTS, VOLUMES_NOT_IN_SNAPSHOT, RestorePlan
 from rules.clone_spec import CloneSpecError, clone_vm
 from rules.naming import label_value
+from rules.patch_policy import PatchPolicy, PatchRefused
 from rules.restored_volumes import volumes_without_backup
 
 CLONE_LABEL = "vmsnap.io/clone"
 
 
 class CloneActivities:
-    def __init__(self, cluster: Cluster) -> None:
+    def __init__(self, cluster: Cluster, policy: PatchPolicy | None = None) -> None:
         self.cluster = cluster
+        self.policy = policy or PatchPolicy()
 
     def all(self) -> list[Callable[..., object]]:
         return [self.check_clone_source, self.prepare_clone, self.create_clone_vm,
@@ -99,9 +108,12 @@ class CloneActivities:
                 new_smbios_serial=spec.new_smbios_serial, label_filters=spec.label_filters,
                 annotation_filters=spec.annotation_filters, patches=spec.patches,
                 run_strategy=spec.run_strategy,
-                extra_labels={CLONE_LABEL: label_value(input.clone_name)})
+                extra_labels={CLONE_LABEL: label_value(input.clone_name)}, policy=self.policy)
+        except PatchRefused as exc:
+            raise _final(str(exc), PATCH_NOT_ALLOWED) from exc
         except CloneSpecError as exc:
             raise _final(str(exc), INVALID_CLONE_SPEC) from exc
+        refuse_added_credentials(input.snapshot_vm, body, f"the clone {spec.target}")
         body["metadata"].pop("namespace", None)
         with cluster_errors():
             try:

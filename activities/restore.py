@@ -33,6 +33,7 @@ from cluster.restore_record import (
 )
 from cluster.waiting import WaitTimeout
 from contracts import common as error_types
+from contracts.admission import PATCH_NOT_ALLOWED
 from contracts.common import SNAPSHOT_NOT_READY
 from contracts.restore import (
     ADD_SNAPSHOT_USER,
@@ -68,6 +69,7 @@ from contracts.restore import (
 from rules.clone_spec import CloneSpecError, new_identity
 from rules.models import PvcState, VmState
 from rules.naming import MAX_LABEL, RESTORE_LABEL, SNAPSHOT_LABEL, bounded, label_value
+from rules.patch_policy import added_credentials
 from rules.restored_volumes import (
     POPULATED_FOR,
     WAIT_FOR_FIRST_CONSUMER,
@@ -166,6 +168,16 @@ def refuse_missing_volumes(ns: str, snapshot: str, missing: list[str], policy: s
             "would use the source VM's PVCs for them. Snapshot them (give their storage a "
             "VolumeSnapshotClass) or ask to leave them out (missing_volumes: drop)",
             VOLUMES_NOT_IN_SNAPSHOT)
+
+
+def refuse_added_credentials(source: dict[str, Any], body: dict[str, Any], what: str) -> None:
+    """The VM about to be created may reach nothing its source did not: no credential or
+    host volume, Secret-fed cloud-init, access credential or sidecar annotation of its
+    own (the patch policy's second line, on the object itself)."""
+    added = added_credentials(source, body)
+    if added:
+        raise _final(f"{what} would have what its source did not: {'; '.join(added)}; "
+                     "refused (docs/security.md)", PATCH_NOT_ALLOWED)
 
 
 def _final(message: str, error_type: str) -> ApplicationError:

@@ -16,6 +16,7 @@ from typing import Any
 
 from temporalio import activity
 from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.errors import application_error
@@ -32,7 +33,9 @@ from cluster.record_kinds import (
     WORKFLOW_ID_ANNOTATION,
 )
 from cluster.snapshots import parse_time
+from contracts.admission import NAMESPACE_NOT_SERVED
 from contracts.sweep import SWEEP_ORPHANED_OBJECTS, Removal, SweepOrphansResult, SweepRequest
+from rules.namespace_scope import NamespaceScope
 from rules.naming import SNAPSHOT_LABEL
 from rules.orphans import (
     CLONE_LABEL,
@@ -204,9 +207,11 @@ class ClusterFacts:
 
 
 class SweeperActivities:
-    def __init__(self, cluster: Cluster, states: WorkflowStates | None) -> None:
+    def __init__(self, cluster: Cluster, states: WorkflowStates | None,
+                 scope: NamespaceScope | None = None) -> None:
         self.cluster = cluster
         self.workflow_states = states
+        self.scope = scope or NamespaceScope()
 
     def all(self) -> list[Callable[..., object]]:
         return [self.sweep_orphaned_objects]
@@ -220,7 +225,8 @@ class SweeperActivities:
     def sweep_orphaned_objects(self, request: SweepRequest) -> SweepOrphansResult:
         """List, classify (ages in the workflow's time), and remove orphans in order."""
         sweep = request.input
-        facts = ClusterFacts(self.cluster, None if sweep.all_namespaces else sweep.namespaces)
+        facts = ClusterFacts(self.cluster, self._namespaces(sweep.namespaces,
+                                                            sweep.all_namespaces))
         try:
             objects = facts.objects()
             records = facts.records()
@@ -246,6 +252,17 @@ class SweeperActivities:
                              result)
         log.info("orphan sweep of %s: %s", sweep.scope, result.summary())
         return result
+
+    def _namespaces(self, named: list[str], everywhere: bool) -> list[str] | None:
+        """Where to look: the named namespaces the worker serves; "all" is every namespace
+        when it serves all, else the ones it serves (None: list cluster-wide)."""
+        if everywhere:
+            return None if self.scope.everything else self.scope.listed()
+        refused = self.scope.refused(named)
+        if refused:  # admission refuses these first; never list outside the scope
+            raise ApplicationError(f"namespace {refused[0]!r} is not served by this worker",
+                                   type=NAMESPACE_NOT_SERVED, non_retryable=True)
+        return named
 
     def _remove(self, verdict: Verdict, obj: LabelledObject, result: SweepOrphansResult) -> None:
         """Re-check (same object, no workflow started meanwhile), then delete."""

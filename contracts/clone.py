@@ -9,26 +9,46 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from contracts.activity import ActivityRef
 from contracts.restore import (
     DEFAULT_BOUND_WAIT_SECONDS,
+    MAX_SERIAL,
     MissingVolumes,
     RestoredVolumeResult,
     RestorePlan,
 )
-from rules.clone_spec import check_mac
 
 # The workflow ID (and the label on what it makes), defined with every name in rules.naming.
 from rules.naming import CLONE_LABEL as CLONE_LABEL
 from rules.naming import clone_workflow_id as clone_workflow_id
+from rules.validation import (
+    Wait,
+    check_count,
+    check_dns_label,
+    check_dns_subdomain,
+    check_mac_addresses,
+    check_text,
+)
 
 WORKFLOW = "CloneVirtualMachine"
 
 # Error types (ApplicationError.type) of the clone, besides contracts.common's.
 INVALID_CLONE_SPEC = "InvalidCloneSpec"
 SOURCE_NOT_ELIGIBLE = "SourceNotEligible"
+
+MAX_FILTERS = 64
+MAX_FILTER_LENGTH = 317  # a qualified key: a 253-character prefix, '/', 63 characters
+MAX_PATCHES = 64
+MAX_PATCH_LENGTH = 65536
 
 ClonePhase = Literal["SnapshotInProgress", "RestoreInProgress", "CreatingTargetVM",
                      "Succeeded", "Failed"]
@@ -39,27 +59,65 @@ class CloneVirtualMachineInput(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    namespace: str = Field(min_length=1)
+    namespace: str
     source_vm: str | None = None
     source_snapshot: str | None = None
-    target: str = Field(min_length=1)
+    target: str = Field(description="the new VM (a DNS label: it is the guest's hostname "
+                        "and prefixes its PVCs)")
     new_mac_addresses: dict[str, str] = Field(default_factory=dict)
     new_smbios_serial: str | None = None
     label_filters: list[str] = Field(default_factory=list)
     annotation_filters: list[str] = Field(default_factory=list)
-    patches: list[str] = Field(default_factory=list, description="JSON patch strings")
+    patches: list[str] = Field(default_factory=list, description="JSON patch strings, each "
+                               "within the patch policy (workflows/README.md)")
     run_strategy: Literal["Always", "Halted", "Manual", "RerunOnFailure", "Once"] = "Halted"
     missing_volumes: MissingVolumes = Field(
         default="refuse", description="a disk the snapshot left out: refused (the clone would "
         "share the source's disk), or dropped from the clone")
-    bound_wait: float = Field(default=DEFAULT_BOUND_WAIT_SECONDS, gt=0)
+    bound_wait: Wait = Field(default=DEFAULT_BOUND_WAIT_SECONDS,
+                             description="how long the clone's PVCs may take to be Bound "
+                             "(1s to 24h)")
+
+    @field_validator("namespace", "target")
+    @classmethod
+    def _labels(cls, value: str, info: ValidationInfo) -> str:
+        return check_dns_label(value, str(info.field_name))
+
+    @field_validator("source_vm", "source_snapshot")
+    @classmethod
+    def _sources(cls, value: str | None, info: ValidationInfo) -> str | None:
+        return None if value is None else check_dns_subdomain(value, str(info.field_name))
+
+    @field_validator("new_mac_addresses")
+    @classmethod
+    def _macs(cls, value: dict[str, str]) -> dict[str, str]:
+        return check_mac_addresses(value)  # before any PVC is made, not at the VM step
+
+    @field_validator("new_smbios_serial")
+    @classmethod
+    def _serial(cls, value: str | None) -> str | None:
+        return None if value is None else check_text(value, "new_smbios_serial", MAX_SERIAL)
+
+    @field_validator("label_filters", "annotation_filters")
+    @classmethod
+    def _filters(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        check_count(value, str(info.field_name), MAX_FILTERS)
+        for pattern in value:
+            check_text(pattern, f"a filter of {info.field_name}", MAX_FILTER_LENGTH)
+        return value
+
+    @field_validator("patches")
+    @classmethod
+    def _patches(cls, value: list[str]) -> list[str]:
+        check_count(value, "patches", MAX_PATCHES)
+        if any(len(patch) > MAX_PATCH_LENGTH for patch in value):
+            raise ValueError(f"a patch is longer than {MAX_PATCH_LENGTH} characters")
+        return value
 
     @model_validator(mode="after")
     def _one_source(self) -> CloneVirtualMachineInput:
         if (self.source_vm is None) == (self.source_snapshot is None):
             raise ValueError("give exactly one of source_vm and source_snapshot")
-        for interface, mac in self.new_mac_addresses.items():
-            check_mac(interface, mac)  # before any PVC is made, not at the VM step
         return self
 
 

@@ -24,6 +24,7 @@ VOLUME_SNAPSHOT_MISSING = "VolumeSnapshotMissing"
 VOLUME_SNAPSHOTS_NOT_READY = "VolumeSnapshotsNotReady"
 PVC_MISSING = "PvcMissing"
 CANCELED = "Canceled"
+INVALID_VALUE = "InvalidValue"  # a step's input could not be computed (overflow, range)
 
 
 class ObjectRef(BaseModel):

@@ -11,15 +11,22 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from contracts.activity import ActivityRef
-from rules.clone_spec import check_mac
 from rules.models import PvcState
 
 # The workflow ID (and the label on what it makes), defined with every name in rules.naming.
 from rules.naming import RESTORE_LABEL as RESTORE_LABEL
 from rules.naming import restore_workflow_id as restore_workflow_id
+from rules.validation import (
+    GracePeriod,
+    Wait,
+    check_dns_label,
+    check_dns_subdomain,
+    check_mac_addresses,
+    check_text,
+)
 
 WORKFLOW = "RestoreVirtualMachine"
 
@@ -43,26 +50,28 @@ WAIT_EVENTUALLY_SECONDS = 7 * 24 * 3600.0  # "eventually" still ends: a week, th
 RestorePhase = Literal["InProgress", "Succeeded", "Failed"]
 DEFAULT_BOUND_WAIT_SECONDS = 600.0  # how long restored PVCs may take to bind
 DEFAULT_VM_STOP_WAIT_SECONDS = 300.0  # how long a stopped VM may take to go down
-
+MAX_SERIAL = 64  # an SMBIOS serial's characters
 
 class RestoreVirtualMachineInput(BaseModel):
     """Restore `snapshot` (in `namespace`) into `target`, or in place of its source VM."""
 
     model_config = ConfigDict(extra="forbid")
 
-    namespace: str = Field(min_length=1)
-    snapshot: str = Field(min_length=1)
+    namespace: str
+    snapshot: str
     target: str | None = Field(
-        default=None, description="a new VM's name; default: the snapshot's VM, in place")
+        default=None, description="a new VM's name (a DNS label: it is the guest's hostname "
+        "and prefixes its PVCs); default: the snapshot's VM, in place")
     running_vm_policy: Literal["fail", "stop"] = Field(
         default="fail", description="a running target: refused, or stopped first (and "
         "started again after); `target_readiness_policy` says the same in KubeVirt's words")
     target_readiness_policy: TargetReadinessPolicy | None = Field(
         default=None, description="KubeVirt's: WaitGracePeriod (wait `target_ready_grace` "
         "for the user to stop it, then fail), StopTarget, FailImmediate, WaitEventually")
-    target_ready_grace: float = Field(
-        default=DEFAULT_TARGET_READY_GRACE_SECONDS, gt=0,
-        description="seconds WaitGracePeriod waits for the target to be stopped")
+    target_ready_grace: GracePeriod = Field(
+        default=DEFAULT_TARGET_READY_GRACE_SECONDS,
+        description="how long WaitGracePeriod waits for the target to be stopped (1s to 7 "
+        "days)")
     volume_restore_policy: VolumeRestorePolicy = Field(
         default="RandomizeNames", description="new PVCs `{restore}-{volume}` (new per "
         "restore) or `{target}-{volume}`")
@@ -81,10 +90,37 @@ class RestoreVirtualMachineInput(BaseModel):
     keep_identity: bool = Field(
         default=False, description="a new VM keeps the source's MACs, serial and firmware "
         "UUID (only when the source is gone: both on one network collide)")
-    bound_wait: float = Field(default=DEFAULT_BOUND_WAIT_SECONDS, gt=0,
-                              description="seconds the restored PVCs may take to be Bound")
-    stop_wait: float = Field(default=DEFAULT_VM_STOP_WAIT_SECONDS, gt=0,
-                             description="seconds a running target may take to stop")
+    bound_wait: Wait = Field(default=DEFAULT_BOUND_WAIT_SECONDS,
+                             description="how long the restored PVCs may take to be Bound "
+                             "(1s to 24h)")
+    stop_wait: Wait = Field(default=DEFAULT_VM_STOP_WAIT_SECONDS,
+                            description="how long a running target may take to stop (1s to "
+                            "24h)")
+
+    @field_validator("namespace")
+    @classmethod
+    def _namespace(cls, value: str) -> str:
+        return check_dns_label(value, "namespace")
+
+    @field_validator("snapshot")
+    @classmethod
+    def _snapshot(cls, value: str) -> str:
+        return check_dns_subdomain(value, "snapshot")
+
+    @field_validator("target")
+    @classmethod
+    def _target(cls, value: str | None) -> str | None:
+        return None if value is None else check_dns_label(value, "target")
+
+    @field_validator("new_mac_addresses")
+    @classmethod
+    def _macs(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        return None if value is None else check_mac_addresses(value)
+
+    @field_validator("new_smbios_serial")
+    @classmethod
+    def _serial(cls, value: str | None) -> str | None:
+        return None if value is None else check_text(value, "new_smbios_serial", MAX_SERIAL)
 
     @model_validator(mode="after")
     def _policies_agree(self) -> RestoreVirtualMachineInput:
@@ -97,8 +133,6 @@ class RestoreVirtualMachineInput(BaseModel):
                     f"running_vm_policy {self.running_vm_policy!r} and "
                     f"target_readiness_policy {self.target_readiness_policy!r} disagree; "
                     "give one of them")
-        for interface, mac in (self.new_mac_addresses or {}).items():
-            check_mac(interface, mac)
         if self.keep_identity and (self.new_mac_addresses or self.new_smbios_serial):
             raise ValueError("keep_identity keeps the source's MACs and serial; do not also "
                              "give new_mac_addresses or new_smbios_serial")
@@ -110,7 +144,6 @@ class RestoreVirtualMachineInput(BaseModel):
         if self.target_readiness_policy is not None:
             return self.target_readiness_policy
         return "StopTarget" if self.running_vm_policy == "stop" else "FailImmediate"
-
 
 class RestoredVolume(BaseModel):
     """One backed-up volume and the PVC the restore makes for it."""
@@ -126,7 +159,6 @@ class RestoredVolume(BaseModel):
     waits_for_consumer: bool = Field(
         default=False, description="its class binds only when a pod uses it "
         "(WaitForFirstConsumer): Pending until the VM runs")
-
 
 class RestorePlan(BaseModel):
     """What `prepare_restore` found: the VM to write and the PVCs to make."""
@@ -152,7 +184,6 @@ class RestorePlan(BaseModel):
     def waits_for_consumer(self) -> bool:
         return any(v.waits_for_consumer for v in self.volumes)
 
-
 class PrepareRestoreInput(BaseModel):
     namespace: str
     snapshot: str
@@ -160,7 +191,6 @@ class PrepareRestoreInput(BaseModel):
     stamp: str = Field(description="the workflow's start (UTC, YYYYMMDD-HHMMSS) in the name")
     volume_restore_policy: VolumeRestorePolicy = "RandomizeNames"
     missing_volumes: MissingVolumes = "refuse"
-
 
 class PvcsInput(BaseModel):
     namespace: str
@@ -175,12 +205,10 @@ class PvcsInput(BaseModel):
     owner_label: str = Field(default=RESTORE_LABEL,
                              description="the label naming the restore or clone")
 
-
 class VmPowerInput(BaseModel):
     namespace: str
     vm: str
     timeout_seconds: float = DEFAULT_VM_STOP_WAIT_SECONDS
-
 
 class ApplyRestoredVmInput(BaseModel):
     """Write the snapshot's spec, pointed at `claims`, into `target` (or create it)."""
@@ -201,7 +229,6 @@ class ApplyRestoredVmInput(BaseModel):
     new_identity: bool = Field(default=False, description="a new VM: MACs, serial and "
                                "firmware UUID new (as a clone's)")
 
-
 class PutBackVmInput(BaseModel):
     """Undo `ApplyRestoredVmInput`: the spec saved before, or delete a VM the restore made."""
 
@@ -210,17 +237,14 @@ class PutBackVmInput(BaseModel):
     restore_name: str
     original: dict[str, Any] | None
 
-
 class SnapshotUserInput(BaseModel):
     namespace: str
     snapshot: str
     operation: str = "restore"
 
-
 class RestoreRecordInput(BaseModel):
     namespace: str
     result: RestoreVirtualMachineResult
-
 
 class RestoreVirtualMachineResult(BaseModel):
     """Also the `details` of the workflow's failure, and what the record shows."""
@@ -245,13 +269,11 @@ class RestoreVirtualMachineResult(BaseModel):
     error_type: str | None = None
     cleanup_errors: list[str] = Field(default_factory=list)
 
-
 class RestoredVolumeResult(BaseModel):
     volume_name: str
     volume_snapshot: str
     pvc_name: str
     phase: str | None = None
-
 
 class RestoreProgress(BaseModel):
     """The `progress` query: the step and the result so far."""
@@ -260,10 +282,8 @@ class RestoreProgress(BaseModel):
     result: RestoreVirtualMachineResult
     pending_compensations: list[str]
 
-
 RestoreRecordInput.model_rebuild()
 RestoreVirtualMachineResult.model_rebuild()
-
 
 # ---- activities (implemented in activities/restore.py) ---------------------------------
 

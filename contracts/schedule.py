@@ -12,10 +12,12 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from contracts.activity import ActivityRef
 from contracts.snapshot import DeletionPolicy, Quiesce
+from rules.naming import SCHEDULE_LABEL as SCHEDULE_LABEL
 from rules.naming import label_value
 from rules.retention import ScheduledSnapshotRecord
 from rules.validation import (
-    Duration,
+    Deadline,
+    ReadyDeadline,
     check_dns_label,
     check_dns_subdomain,
     check_labels,
@@ -36,9 +38,10 @@ def scheduled_workflow_id(namespace: str, name: str) -> str:
     return f"scheduled-snapshot/{namespace}/{name}"
 
 
-# The label that hands a snapshot to a schedule's retention (outside the reserved
-# `vmsnap.io/` prefix, which user labels may not use, so the workflow can pass it).
-SCHEDULE_LABEL = "schedule.vmsnap.io/name"
+# The label that hands a snapshot to a schedule's retention, `SCHEDULE_LABEL`
+# (rules.naming), is reserved: user labels may not set it. A schedule's run passes its
+# name to each child snapshot (`SnapshotVirtualMachineInput.schedule`), which only a
+# child run accepts.
 
 # Error types (ApplicationError.type).
 SCHEDULED_SNAPSHOTS_FAILED = "ScheduledSnapshotsFailed"
@@ -64,8 +67,8 @@ class ScheduledSnapshotInput(BaseModel):
     vm: str | None = Field(default=None, description="one VM by name ...")
     selector: str | None = Field(default=None, description="... or every VM matching it")
     keep: int = Field(ge=1, le=10_000, description="good snapshots kept per VM")
-    failure_deadline: Duration = 300.0
-    ready_deadline: Duration = 3600.0
+    failure_deadline: Deadline = 300.0
+    ready_deadline: ReadyDeadline = 3600.0
     quiesce: Quiesce = "auto"
     deletion_policy: DeletionPolicy = "Delete"
     labels: dict[str, str] = Field(default_factory=dict)
@@ -95,8 +98,6 @@ class ScheduledSnapshotInput(BaseModel):
     @field_validator("labels")
     @classmethod
     def _labels(cls, value: dict[str, str]) -> dict[str, str]:
-        if SCHEDULE_LABEL in value:
-            raise ValueError(f"label {SCHEDULE_LABEL} is set by the schedule itself")
         return check_labels(value)
 
     @model_validator(mode="after")

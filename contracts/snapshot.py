@@ -27,7 +27,13 @@ from rules.models import ExcludedVolume, VmState, VolumeSelection, VolumeSnapsho
 
 # The workflow ID (and the label on what it makes), defined with every name in rules.naming.
 from rules.naming import snapshot_workflow_id as snapshot_workflow_id
-from rules.validation import Duration, check_dns_label, check_dns_subdomain, check_labels
+from rules.validation import (
+    Deadline,
+    ReadyDeadline,
+    check_dns_label,
+    check_dns_subdomain,
+    check_labels,
+)
 
 WORKFLOW = "SnapshotVirtualMachine"
 
@@ -67,19 +73,24 @@ class SnapshotVirtualMachineInput(BaseModel):
         default=None,
         description="name of the snapshot; default {vm}-{YYYYMMDD-HHMMSS} (UTC start time)",
     )
-    failure_deadline: Duration = Field(
-        default=300.0, description='the cut must be taken within it; default "5m", 0 = none'
+    failure_deadline: Deadline = Field(
+        default=300.0, description='the cut must be taken within it; default "5m", 0 = none, '
+        "at most 24h"
     )
-    ready_deadline: Duration = Field(
+    ready_deadline: ReadyDeadline = Field(
         default=3600.0,
         description='after the cut, every VolumeSnapshot must be ready within it; '
-        'default "1h", 0 = none',
+        'default "1h", 0 = none, at most 7 days',
     )
     quiesce: Quiesce = "auto"
     deletion_policy: DeletionPolicy = "Delete"
     labels: dict[str, str] = Field(
         default_factory=dict, description="labels for the records and the VolumeSnapshots"
     )
+    schedule: str | None = Field(
+        default=None, description="the schedule whose run takes this snapshot (its label "
+        "hands the snapshot to the schedule's retention); accepted only from a schedule's "
+        "run, which starts the snapshot as its child")
 
     @field_validator("namespace")
     @classmethod
@@ -100,6 +111,11 @@ class SnapshotVirtualMachineInput(BaseModel):
     @classmethod
     def _labels(cls, value: dict[str, str]) -> dict[str, str]:
         return check_labels(value)
+
+    @field_validator("schedule")
+    @classmethod
+    def _schedule(cls, value: str | None) -> str | None:
+        return None if value is None else check_dns_label(value, "schedule")
 
 
 class VolumeResult(BaseModel):

@@ -13,10 +13,11 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from contracts.activity import ActivityRef
 from rules.orphans import Verdict
-from rules.validation import Duration, check_dns_label
+from rules.validation import SweepGrace, check_count, check_dns_label
 
 WORKFLOW = "SweepOrphans"
 DEFAULT_GRACE_SECONDS = 3600.0
+MAX_NAMESPACES = 1000
 
 
 def sweep_workflow_id(namespaces: list[str], all_namespaces: bool) -> str:
@@ -37,17 +38,16 @@ class SweepOrphansInput(BaseModel):
 
     namespaces: list[str] = Field(default_factory=list)
     all_namespaces: bool = False
-    grace: Duration = DEFAULT_GRACE_SECONDS
+    grace: SweepGrace = DEFAULT_GRACE_SECONDS
     dry_run: bool = False
 
     @model_validator(mode="after")
     def _scope(self) -> SweepOrphansInput:
         if self.all_namespaces == bool(self.namespaces):
             raise ValueError("name the namespaces to sweep, or set all_namespaces (not both)")
+        check_count(self.namespaces, "namespaces", MAX_NAMESPACES)
         for ns in self.namespaces:
             check_dns_label(ns, "namespace")
-        if self.grace < 0:
-            raise ValueError(f"grace cannot be negative ({self.grace}s)")
         return self
 
     @property

@@ -12,45 +12,35 @@ KubeVirt's VirtualMachineClone:
   at the start, negation wins; no filters keep everything);
 - volumes are pointed at the clone's PVCs; DataVolume volumes become plain PVC
   volumes and their templates are dropped (the data comes from the snapshot);
-- the user's JSON patches run last, and only under `/spec/`,
-  `/metadata/labels/` and `/metadata/annotations/`;
-- `runStrategy` comes from the input (`spec.running` is dropped).
+- the user's JSON patches run last, each within the patch policy
+  (`rules.patch_policy`: an allowlist of paths; credential volumes, sidecar
+  annotations and vmsnap's own keys never);
+- `runStrategy` comes from the input (`spec.running` is dropped), and the label
+  naming the clone is set after the patches, so no patch removes it.
 
-Bad input raises `CloneSpecError` (a ValueError) and nothing is changed: the
-source dict is never mutated.
+Bad input raises `CloneSpecError` (a ValueError), a patch outside the policy
+`PatchRefused` (a ValueError too), and nothing is changed: the source dict is
+never mutated.
 """
 
 from __future__ import annotations
 
 import copy
-import json
-import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import jsonpatch
 
+from rules.patch_policy import PatchPolicy, PatchRefused, check_patch_syntax
 from rules.restored_volumes import restored_spec
+from rules.validation import check_mac as check_mac
 
 OUR_PREFIX = "vmsnap.io/"
-ALLOWED_PATCH_PREFIXES = ("/spec/", "/metadata/labels/", "/metadata/annotations/")
 RUN_STRATEGIES = ("Always", "Halted", "Manual", "RerunOnFailure", "Once")
-_PATCH_OPS = ("add", "remove", "replace", "move", "copy", "test")
 
 
 class CloneSpecError(ValueError):
     """The clone's input cannot produce a valid VM (bad filter, patch, MAC or strategy)."""
-
-
-def check_mac(interface: str, mac: str) -> str:
-    """A unicast-or-not MAC as KubeVirt takes it: six hex pairs split by ':' or '-'."""
-    if not interface:
-        raise ValueError(f"MAC {mac!r}: the interface name is empty")
-    if not re.fullmatch(r"[0-9A-Fa-f]{2}([:-][0-9A-Fa-f]{2}){5}", mac) or \
-            len({mac[2], mac[5], mac[8], mac[11], mac[14]}) != 1:
-        raise ValueError(f"interface {interface}: {mac!r} is not a MAC address "
-                         "(six hex pairs, e.g. 02:00:00:00:00:01)")
-    return mac
 
 
 def filter_matches(key: str, pattern: str) -> bool:
@@ -91,27 +81,13 @@ def filter_keys(
 
 
 def parse_patches(patches: Sequence[str]) -> list[dict[str, Any]]:
-    """JSON patch strings (each one operation or a list of them) as operations, checked:
-    only known operations, and every `path` and `from` under the allowed prefixes."""
-    operations: list[dict[str, Any]] = []
-    for index, text in enumerate(patches):
-        try:
-            parsed = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise CloneSpecError(f"patch {index} is not JSON: {exc}") from exc
-        for op in parsed if isinstance(parsed, list) else [parsed]:
-            if not isinstance(op, dict):
-                raise CloneSpecError(f"patch {index}: an operation must be an object, not {op!r}")
-            if op.get("op") not in _PATCH_OPS:
-                raise CloneSpecError(f"patch {index}: unknown operation {op.get('op')!r}")
-            for field in ("path", "from") if op["op"] in ("move", "copy") else ("path",):
-                path = op.get(field)
-                if not isinstance(path, str) or not path.startswith(ALLOWED_PATCH_PREFIXES):
-                    raise CloneSpecError(
-                        f"patch {index}: {field} {path!r} is not allowed; a clone's patches "
-                        f"may only touch {', '.join(p + '...' for p in ALLOWED_PATCH_PREFIXES)}")
-            operations.append(op)
-    return operations
+    """JSON patch strings (each one operation or a list of them) as operations, checked for
+    syntax only: JSON, objects, known operations, JSON pointers. Which paths they may
+    touch is the patch policy's (`rules.patch_policy`), which `clone_vm` applies."""
+    try:
+        return check_patch_syntax(patches)
+    except PatchRefused as exc:
+        raise CloneSpecError(str(exc)) from None
 
 
 def _template_spec(vm: dict[str, Any]) -> dict[str, Any]:
@@ -180,12 +156,14 @@ def clone_vm(
     patches: Sequence[str] = (),
     run_strategy: str = "Halted",
     extra_labels: Mapping[str, str] | None = None,
+    policy: PatchPolicy | None = None,
 ) -> dict[str, Any]:
     """The new VM object named `target`, from `source_vm` (the snapshot's copy or the live
     VM), with volumes pointed at `claims` (volume name -> new PVC name) and `drop`
     left out, as `rules.restored_volumes` points a restored VM's.
 
-    `extra_labels` (which clone made it) are added after filtering and before the patches.
+    `extra_labels` (which clone made it) are added after filtering and again after the
+    patches. `policy` (default: the default allowlist) judges the patches.
     """
     if not target:
         raise CloneSpecError("a clone needs a target VM name")
@@ -195,6 +173,7 @@ def clone_vm(
     validate_filters(label_filters or [], "label")
     validate_filters(annotation_filters or [], "annotation")
     operations = parse_patches(patches)
+    (policy or PatchPolicy()).check(operations)
 
     source_metadata = source_vm.get("metadata") or {}
     vm: dict[str, Any] = {
@@ -226,4 +205,7 @@ def clone_vm(
             vm = jsonpatch.JsonPatch(operations).apply(vm)
         except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException) as exc:
             raise CloneSpecError(f"a patch does not apply to the cloned VM: {exc}") from exc
+        if extra_labels:
+            metadata = vm.setdefault("metadata", {})
+            metadata["labels"] = {**(metadata.get("labels") or {}), **extra_labels}
     return vm

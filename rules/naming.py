@@ -26,6 +26,8 @@ SNAPSHOT_LABEL = "vmsnap.io/snapshot"  # on the records and VolumeSnapshots of a
 VM_LABEL = "vmsnap.io/vm"  # on the same objects: the VM they came from
 RESTORE_LABEL = "vmsnap.io/restore"  # on the PVCs a restore makes: the restore's name
 CLONE_LABEL = "vmsnap.io/clone"  # on the VM and PVCs a clone makes: the clone's name
+# On a schedule's snapshots: the schedule's name, which hands them to its retention.
+SCHEDULE_LABEL = "schedule.vmsnap.io/name"
 MAX_NAME = 253  # a DNS-1123 subdomain: object names
 MAX_LABEL = 63  # a DNS-1123 label and a label value
 

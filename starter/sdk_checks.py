@@ -11,6 +11,7 @@ import re
 from contracts.clone import CloneVirtualMachineInput
 from contracts.restore import RestoreVirtualMachineInput
 from rules.clone_spec import CloneSpecError, check_mac, parse_patches, validate_filters
+from rules.patch_policy import always_refused, operation_pointers
 from rules.validation import check_dns_label, check_dns_subdomain
 from starter.sdk_errors import InvalidRequest
 
@@ -32,23 +33,30 @@ def check_restore_input(request: RestoreVirtualMachineInput) -> None:
         check_dns_label(request.namespace, "namespace")
         check_dns_subdomain(request.snapshot, "snapshot")
         if request.target is not None:
-            check_dns_subdomain(request.target, "target")
+            check_dns_label(request.target, "target")
     except ValueError as error:
         raise InvalidRequest(str(error)) from None
 
 
 def check_clone_input(request: CloneVirtualMachineInput) -> None:
-    """Names, filters and patches: what the workflow would refuse as InvalidCloneSpec."""
+    """Names, filters and patches: what the workflow would refuse as InvalidCloneSpec, and
+    patches no worker's policy allows (PatchNotAllowed); a path outside the default
+    allowlist is the worker's to judge (its operator may have widened it)."""
     try:
         check_dns_label(request.namespace, "namespace")
-        check_dns_subdomain(request.target, "target")
+        check_dns_label(request.target, "target")
         if request.source_vm is not None:
             check_dns_subdomain(request.source_vm, "source VM")
         if request.source_snapshot is not None:
             check_dns_subdomain(request.source_snapshot, "source snapshot")
         validate_filters(request.label_filters, "label")
         validate_filters(request.annotation_filters, "annotation")
-        parse_patches(request.patches)
+        for index, op in enumerate(parse_patches(request.patches)):
+            for pointer in operation_pointers(op):
+                reason = always_refused(pointer)
+                if reason is not None:
+                    raise InvalidRequest(f"patch operation {index}: {pointer} is refused: "
+                                         f"{reason}")
         for interface, mac in request.new_mac_addresses.items():
             check_mac(interface, mac)
     except (ValueError, CloneSpecError) as error:

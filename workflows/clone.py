@@ -76,6 +76,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from contracts.snapshot import SnapshotVirtualMachineInput, SnapshotVirtualMachineResult
     from rules.clone_spec import CloneSpecError, parse_patches, validate_filters
+    from workflows.admission import admit
     from workflows.failures import describe
     from workflows.frame import Operation
     from workflows.restored_pvcs import RestoredPvcs
@@ -104,6 +105,7 @@ class CloneVirtualMachine(Operation[CloneVirtualMachineInput, CloneVirtualMachin
             snapshot=input.source_snapshot, phase="RestoreInProgress",
             workflow_id=workflow.info().workflow_id, started_at=now))
         self._check_input()
+        await admit([input.namespace], patches=input.patches)
         await self.run_steps(self._clone())
         await self.report()
         return self.result

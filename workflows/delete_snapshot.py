@@ -33,6 +33,7 @@ with workflow.unsafe.imports_passed_through():
         DELETE_VOLUME_SNAPSHOTS,
         VolumeSnapshotsInput,
     )
+    from workflows.admission import admit
     from workflows.frame import Operation
 
 
@@ -48,6 +49,7 @@ class DeleteVirtualMachineSnapshot(
     async def run(
         self, input: DeleteVirtualMachineSnapshotInput
     ) -> DeleteVirtualMachineSnapshotResult:
+        await admit([input.namespace])
         self.begin(input, DeleteVirtualMachineSnapshotResult(
             namespace=input.namespace, name=input.name))
         await self.run_steps(self._delete())

@@ -23,9 +23,12 @@ operation the same behaviour:
   (`upsert_search_attributes`), since an attribute the namespace lacks would stall the
   run.
 
-An exception that is not a step's failure is a bug in the workflow: it fails the
-workflow task (Temporal retries it after a fix is deployed) instead of being
-compensated as though the cluster had refused something.
+A value that cannot be computed for a step (`OverflowError`, `ValueError`: a time out of
+range, a payload its model refuses) is a failure of that step too, of type
+`InvalidValue`: the saga runs and the run ends Failed, instead of retrying its workflow
+task forever while it holds a lock and objects. Any other exception is a bug in the
+workflow: it fails the workflow task (Temporal retries it after a fix is deployed)
+instead of being compensated as though the cluster had refused something.
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ from temporalio.common import SearchAttributeUpdate
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from contracts.common import CANCELED
+    from contracts.common import CANCELED, INVALID_VALUE
     from rules.durations import format_go_duration
     from workflows.failures import describe
     from workflows.saga import STEP_FAILURES, Saga, to_completion
@@ -57,6 +60,9 @@ class OperationResult(Protocol):
     cleanup_errors: list[str]
     finished_at: datetime | None
 
+
+VALUE_ERRORS = (OverflowError, ValueError)
+"""What a step may fail with while computing its inputs: a failure, not a bug."""
 
 InputT = TypeVar("InputT")
 ResultT = TypeVar("ResultT", bound=OperationResult)
@@ -133,6 +139,9 @@ class Operation(Generic[InputT, ResultT]):
         error = task.exception()
         if error is None:
             return
+        if isinstance(error, VALUE_ERRORS) and not isinstance(error, STEP_FAILURES):
+            raise await self.fail(f"{self.step}: {type(error).__name__}: {error}",
+                                  INVALID_VALUE) from error
         if not isinstance(error, STEP_FAILURES):
             raise error  # a bug: fail the workflow task (retried), never compensate it
         message, error_type = describe(error)

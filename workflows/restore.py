@@ -75,6 +75,7 @@ with workflow.unsafe.imports_passed_through():
         SnapshotUserInput,
         VmPowerInput,
     )
+    from workflows.admission import admit
     from workflows.frame import Operation
     from workflows.restored_pvcs import WAIT_GRACE, WAIT_HEARTBEAT, RestoredPvcs
 
@@ -88,6 +89,7 @@ class RestoreVirtualMachine(Operation[RestoreVirtualMachineInput, RestoreVirtual
 
     @workflow.run
     async def run(self, input: RestoreVirtualMachineInput) -> RestoreVirtualMachineResult:
+        await admit([input.namespace])
         self.begin(input, RestoreVirtualMachineResult(
             namespace=input.namespace, name="", snapshot=input.snapshot,
             target=input.target or "?", phase="InProgress",

@@ -55,10 +55,10 @@ with workflow.unsafe.imports_passed_through():
         ScheduledSnapshotResult,
         ScheduledSnapshotsQuery,
         VmOutcome,
-        scheduled_labels,
     )
     from contracts.snapshot import SnapshotVirtualMachineInput, SnapshotVirtualMachineResult
     from rules.retention import retention_plan
+    from workflows.admission import admit
     from workflows.failures import describe
     from workflows.frame import Operation
     from workflows.search_attributes import OPERATION, VM_NAME, VM_NAMESPACE
@@ -83,6 +83,7 @@ class ScheduledVirtualMachineSnapshots(Operation[ScheduledSnapshotInput, Schedul
 
     @workflow.run
     async def run(self, input: ScheduledSnapshotInput) -> ScheduledSnapshotResult:
+        await admit([input.namespace])
         self.begin(input, ScheduledSnapshotResult(
             schedule=input.schedule, namespace=input.namespace, target=input.target,
             started_at=workflow.now()))
@@ -154,7 +155,7 @@ class ScheduledVirtualMachineSnapshots(Operation[ScheduledSnapshotInput, Schedul
             namespace=input.namespace, vm=outcome.vm, name=outcome.snapshot,
             failure_deadline=input.failure_deadline, ready_deadline=input.ready_deadline,
             quiesce=input.quiesce, deletion_policy=input.deletion_policy,
-            labels=scheduled_labels(input.labels, input.schedule))
+            labels=input.labels, schedule=input.schedule)
         try:
             child = await workflow.execute_child_workflow(
                 snapshot.WORKFLOW, request,

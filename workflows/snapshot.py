@@ -100,8 +100,10 @@ with workflow.unsafe.imports_passed_through():
     )
     from rules.durations import format_go_duration
     from rules.models import VolumeSnapshotState
+    from workflows.admission import admit
     from workflows.failures import describe
     from workflows.frame import Operation
+    from workflows.one_input import INPUT_REFUSED
     from workflows.quiesce import MESSAGES, plan_quiesce
     from workflows.saga import to_completion
     from workflows.search_attributes import OPERATION, SNAPSHOT_PHASE, VM_NAME, VM_NAMESPACE
@@ -112,6 +114,17 @@ CUT_ATTEMPT_WITHOUT_DEADLINE = timedelta(hours=1)  # then retried: with deadline
 FREEZE_BOUND_WITHOUT_DEADLINE = timedelta(minutes=5)  # the guest never stays frozen longer
 READY_POLL = timedelta(seconds=2)  # between attempts; each attempt watches for a while
 READY_HEARTBEAT = timedelta(seconds=15)
+
+
+def refuse_schedule_outside_its_run(input: SnapshotVirtualMachineInput) -> None:
+    """`schedule` hands the snapshot to a schedule's retention: only a schedule's run,
+    which starts its snapshots as children, may set it (a run started by a client has no
+    parent), else an ad-hoc snapshot could push the schedule's own out of its `keep`."""
+    if input.schedule is not None and workflow.info().parent is None:
+        raise ApplicationError(
+            f"schedule {input.schedule!r}: only a schedule's run names the schedule of its "
+            "snapshots; take this snapshot without it", type=INPUT_REFUSED,
+            non_retryable=True)
 
 
 @workflow.defn(name=WORKFLOW, failure_exception_types=[ValidationError])
@@ -132,6 +145,8 @@ class SnapshotVirtualMachine(Operation[SnapshotVirtualMachineInput, SnapshotVirt
 
     @workflow.run
     async def run(self, input: SnapshotVirtualMachineInput) -> SnapshotVirtualMachineResult:
+        await admit([input.namespace])
+        refuse_schedule_outside_its_run(input)
         self._begin(input)
         await self.run_steps(self._take_snapshot())
         await self._unlock_vm()
@@ -463,7 +478,10 @@ class SnapshotVirtualMachine(Operation[SnapshotVirtualMachineInput, SnapshotVirt
             error=state.error if state else None)
 
     def _labels(self) -> dict[str, str]:
-        return naming.snapshot_labels(self.result.name, self.input.vm, self.input.labels)
+        labels = dict(self.input.labels)
+        if self.input.schedule is not None:
+            labels[naming.SCHEDULE_LABEL] = naming.label_value(self.input.schedule)
+        return naming.snapshot_labels(self.result.name, self.input.vm, labels)
 
     def _lock_input(self) -> VmLockInput:
         return VmLockInput(namespace=self.input.namespace, vm=self.input.vm,

@@ -34,6 +34,7 @@ with workflow.unsafe.imports_passed_through():
         SweepOrphansResult,
         SweepRequest,
     )
+    from workflows.admission import admit
 
 SWEEP_TIMEOUT = timedelta(minutes=30)
 SWEEP_HEARTBEAT = timedelta(minutes=2)
@@ -47,6 +48,7 @@ class SweepOrphans:
 
     @workflow.run
     async def run(self, input: SweepOrphansInput) -> SweepOrphansResult:
+        await admit(input.namespaces, all_namespaces=input.all_namespaces)
         result = await saga.step(
             SWEEP_ORPHANED_OBJECTS, SweepRequest(input=input, now=workflow.now()),
             start_to_close=SWEEP_TIMEOUT, heartbeat=SWEEP_HEARTBEAT, retry=SWEEP_RETRY)

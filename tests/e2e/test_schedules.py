@@ -25,14 +25,14 @@ from typing import Any, TypeVar
 
 import pytest
 import yaml
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowFailureError
+from temporalio.exceptions import ApplicationError
 from temporalio.worker import Worker
 
 import worker as worker_module
 from activities.liveness import WorkflowLiveness
 from activities.retention import RetentionActivities
 from cluster.client import Cluster
-from contracts.schedule import SCHEDULE_LABEL
 from contracts.snapshot import SnapshotVirtualMachineInput
 from starter.local_stack import DevServerProcess
 from starter.sdk import (
@@ -168,15 +168,25 @@ async def test_runs_snapshot_the_selected_vms_and_prune_beyond_keep(env: Env) ->
         assert volume_snapshots_of(env, made[vm][0]) == []
     assert (await sdk.get_snapshot(NS, "web-1-manual")).phase == "Succeeded"  # not the schedule's
 
-    # A failed snapshot handed to the schedule: kept while newer than the newest good one.
-    # (The SDK's pre-check would refuse it; without it, the workflow fails and keeps it.)
-    doomed = await sdk.start_snapshot(SnapshotVirtualMachineInput(
-        namespace=NS, vm="db-1", name="db-1-failed", quiesce="required",
-        labels={SCHEDULE_LABEL: "rotate"}), check=False)
-    with pytest.raises(SnapshotFailed) as failed:
-        await doomed.result()
-    assert failed.value.error_type == "QuiesceRequired"
-    assert (await sdk.get_snapshot(NS, "db-1-failed")).phase == "Failed"
+    # A failed snapshot of the schedule (a run of it that requires a freeze, which db-1's
+    # guest cannot give): kept while newer than the newest good one. A client cannot hand
+    # a snapshot to a schedule: the label is reserved, and only a schedule's run names it.
+    await asyncio.sleep(1.1)  # generated names carry whole seconds
+    with pytest.raises(WorkflowFailureError) as failed:
+        await env.client.execute_workflow(
+            "ScheduledVirtualMachineSnapshots",
+            {"schedule": "rotate", "namespace": NS, "vm": "db-1", "keep": 100,
+             "quiesce": "required"},
+            id=f"rotate-required-{uuid.uuid4().hex[:6]}", task_queue=env.task_queue)
+    assert isinstance(failed.value.cause, ApplicationError)
+    [outcome] = failed.value.cause.details[0]["vms"]
+    assert outcome["error_type"] == "QuiesceRequired" and not outcome["pruned"]
+    failed_snapshot = outcome["snapshot"]
+    assert (await sdk.get_snapshot(NS, failed_snapshot)).phase == "Failed"
+    with pytest.raises(SnapshotFailed):  # and a client naming the schedule is refused
+        await (await sdk.start_snapshot(SnapshotVirtualMachineInput(
+            namespace=NS, vm="db-1", name="db-1-handed-over", schedule="rotate"),
+            check=False)).result()
     # Records keep whole seconds; in a tie retention keeps the failure (it cannot tell
     # which came first), so let the next snapshot be visibly newer.
     await asyncio.sleep(1.1)
@@ -185,7 +195,7 @@ async def test_runs_snapshot_the_selected_vms_and_prune_beyond_keep(env: Env) ->
     for vm in ("web-1", "db-1"):
         made[vm].append(fourth[vm].snapshot)
     assert fourth["web-1"].pruned == [made["web-1"][1]]
-    assert fourth["db-1"].pruned == [made["db-1"][1], "db-1-failed"]  # oldest first
+    assert fourth["db-1"].pruned == [made["db-1"][1], failed_snapshot]  # oldest first
     for vm in ("web-1", "db-1"):
         assert await scheduled(env, "rotate", vm) == made[vm][2:]
     assert (await sdk.get_snapshot(NS, "web-1-manual")).ready_to_use
@@ -195,7 +205,7 @@ async def test_runs_snapshot_the_selected_vms_and_prune_beyond_keep(env: Env) ->
         runs = await sdk.list_runs(NS, vm="db-1")
         ids = {r.workflow_id for r in runs}
         wanted = {f"snapshot/{NS}/{s}" for s in made["db-1"]} | {
-            f"delete-snapshot/{NS}/{made['db-1'][0]}", f"delete-snapshot/{NS}/db-1-failed"}
+            f"delete-snapshot/{NS}/{made['db-1'][0]}", f"delete-snapshot/{NS}/{failed_snapshot}"}
         return runs if wanted <= ids else None
 
     runs = await eventually(db_runs, "db-1's runs in visibility")

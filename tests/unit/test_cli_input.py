@@ -78,7 +78,7 @@ def one_line_error(result: object, code: int) -> str:
         (["snapshot", "create", "web-1", "-n", "demo", "--label", "novalue"],
          "error: --label 'novalue': expected key=value"),
         (["snapshot", "create", "web-1", "-n", "demo", "--label", "vmsnap.io/vm=x"],
-         "error: --label: label key 'vmsnap.io/vm': the vmsnap.io/ prefix is reserved"),
+         "error: --label: label key 'vmsnap.io/vm': keys under vmsnap.io are reserved"),
         (["snapshot", "create", "-n", "demo"], "error: Missing argument 'VM'."),
         (["snapshot", "create", "web-1", "--bogus"], "error: No such option: --bogus"),
         # -l selects on the list verbs; labels to set are --label
@@ -133,7 +133,7 @@ SCHEDULE = ["schedule", "create", "nightly", "-n", "demo"]
          "error: --selector: label selector 'a=(b'"),
         (["--vm", "web-1", "--every", "6h", "--keep", "3", "--label",
           "schedule.vmsnap.io/name=other"],
-         "error: --label: label schedule.vmsnap.io/name is set by the schedule itself"),
+         "error: --label: label key 'schedule.vmsnap.io/name': keys under vmsnap.io are reserved"),
     ],
 )
 def test_bad_schedule_input_is_one_line_and_exit_2(

@@ -17,6 +17,7 @@ from rules.clone_spec import (
     key_kept,
     parse_patches,
 )
+from rules.patch_policy import PatchRefused
 
 DEMO = Path(__file__).resolve().parents[2] / "simulator" / "seeds" / "demo.yaml"
 CLAIMS = {"rootdisk": "c-root", "datadisk1": "c-data-1", "datadisk2": "c-data-2"}
@@ -158,16 +159,25 @@ def test_patches_applied_last(web1: dict[str, Any]) -> None:
     {"path": "/spec/x", "value": 1},
 ])
 def test_patch_outside_allowed_paths_refused(web1: dict[str, Any], patch: dict[str, Any]) -> None:
-    with pytest.raises(CloneSpecError):
+    with pytest.raises((CloneSpecError, PatchRefused)):
         clone_vm(web1, "web-2", CLAIMS, patches=[json.dumps(patch)])
+
+
+def test_no_patch_removes_the_label_naming_the_clone(web1: dict[str, Any]) -> None:
+    """A whole label map replaced by a patch still carries the clone's own label: the
+    saga finds (and deletes) the VM by it."""
+    patch = {"op": "replace", "path": "/metadata/labels", "value": {"tier": "gold"}}
+    clone = clone_vm(web1, "web-2", CLAIMS, patches=[json.dumps(patch)],
+                     extra_labels={"vmsnap.io/clone": "c"})
+    assert clone["metadata"]["labels"] == {"tier": "gold", "vmsnap.io/clone": "c"}
 
 
 def test_patch_not_json_or_not_applying(web1: dict[str, Any]) -> None:
     with pytest.raises(CloneSpecError, match="not JSON"):
         parse_patches(["{nope"])
+    remove_a_label = json.dumps({"op": "remove", "path": "/metadata/labels/nothing"})
     with pytest.raises(CloneSpecError, match="does not apply"):
-        clone_vm(web1, "web-2", CLAIMS,
-                 patches=[json.dumps({"op": "remove", "path": "/spec/nothing/here"})])
+        clone_vm(web1, "web-2", CLAIMS, patches=[remove_a_label])
 
 
 def test_target_required(web1: dict[str, Any]) -> None:

@@ -19,6 +19,8 @@ from typing import Any
 from temporalio import activity
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
+from activities.admission import AdmissionActivities
+from contracts.admission import ADMIT_REQUEST, AdmissionRequest
 from contracts.common import ObjectRef
 from contracts.delete_snapshot import (
     DELETE_SNAPSHOT_RECORD,
@@ -60,10 +62,25 @@ from rules.models import (
     VolumeSelection,
     VolumeSnapshotState,
 )
+from rules.namespace_scope import NamespaceScope
+from rules.patch_policy import PatchPolicy
 
 NS = "demo"
 BENIGN = ApplicationErrorCategory.BENIGN  # expected retries: not logged as failures
 CUT_TIME = datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC)
+
+
+def admission(scope: NamespaceScope | None = None,
+              policy: PatchPolicy | None = None) -> Callable[..., Any]:
+    """The real admission step (a worker serving `scope`, all by default), as an async
+    activity: the doubles' workers have no thread pool."""
+    real = AdmissionActivities(scope or NamespaceScope(), policy or PatchPolicy())
+
+    @activity.defn(name=ADMIT_REQUEST.name)
+    async def admit_request(request: AdmissionRequest) -> bool:
+        return real.admit_request(request)
+
+    return admit_request
 
 
 def vm_state(
@@ -308,7 +325,7 @@ class World:
                 unfreeze_vm, freeze_and_cut,
                 check_volume_snapshots_ready, delete_volume_snapshots,
                 delete_snapshot_content, prepare_snapshot_deletion, delete_snapshot_record,
-                record_vm_event, record_snapshot_metrics]
+                record_vm_event, record_snapshot_metrics, admission()]
 
 
 def _state(name: str, *, cut: bool, ready: bool = False) -> VolumeSnapshotState:

@@ -55,6 +55,7 @@ from contracts.snapshot import SnapshotVirtualMachineInput, SnapshotVirtualMachi
 from rules.models import PvcState
 from rules.naming import clone_workflow_id
 from tests.workflows.conftest import TEST_SERVER
+from tests.workflows.doubles import admission
 from workflows.clone import CloneVirtualMachine
 
 NS = "demo"
@@ -203,7 +204,8 @@ class World:
             return None
 
         return [check, write_record, take, delete, add_user, remove_user, prepare,
-                create_pvcs, wait_bound, delete_pvcs, create_vm, delete_vm, record_vm_event]
+                create_pvcs, wait_bound, delete_pvcs, create_vm, delete_vm, record_vm_event,
+                admission()]
 
 
 @pytest.fixture(scope="module")

@@ -42,6 +42,7 @@ from contracts.restore import (
 )
 from rules.models import PvcState
 from rules.naming import restore_workflow_id
+from tests.workflows.doubles import admission
 from workflows.restore import RestoreVirtualMachine
 
 NS = "demo"
@@ -175,7 +176,7 @@ class World:
 
         return [prepare, create_record, write_status, lock, unlock, add_user, remove_user,
                 stop, start, create_pvcs, wait_bound, delete_pvcs, apply, put_back,
-                record_vm_event]
+                record_vm_event, admission()]
 
 
 async def run_restore(env: WorkflowEnvironment, world: World, **fields: Any) -> Any:

@@ -31,6 +31,7 @@ from contracts.sweep import SweepOrphansInput, SweepOrphansResult
 from rules.naming import snapshot_workflow_id
 from tests.conftest import SEEDS, StartSim
 from tests.workflows.conftest import TEST_SERVER
+from tests.workflows.doubles import admission
 from workflows.sweeper import SweepOrphans
 
 NS = "demo"
@@ -73,7 +74,7 @@ async def sweeper_worker(env: WorkflowEnvironment, cluster: Cluster,
     states = WorkflowStates(env.client, asyncio.get_running_loop())
     with ThreadPoolExecutor(4) as pool:
         worker = Worker(env.client, task_queue=task_queue, workflows=[SweepOrphans, Hold],
-                        activities=SweeperActivities(cluster, states).all(),
+                        activities=[*SweeperActivities(cluster, states).all(), admission()],
                         activity_executor=pool)
         async with worker:
             yield worker

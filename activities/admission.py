@@ -1,0 +1,57 @@
+"""The admission step (`contracts.admission`): the worker's namespace scope and patch
+policy applied to a run's request, before the run does anything.
+
+No Kubernetes request: the answer depends only on the worker's configuration, so the
+step costs one marker in the history and no measurable time (docs/security.md).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.registration import implements
+from contracts.admission import (
+    ADMIT_REQUEST,
+    NAMESPACE_NOT_SERVED,
+    PATCH_NOT_ALLOWED,
+    AdmissionRequest,
+)
+from rules.namespace_scope import NamespaceScope
+from rules.patch_policy import PatchPolicy, PatchRefused, check_patch_syntax
+
+log = logging.getLogger("vmsnap.admission")
+
+
+class AdmissionActivities:
+    def __init__(self, scope: NamespaceScope, policy: PatchPolicy) -> None:
+        self.scope = scope
+        self.policy = policy
+
+    def all(self) -> list[Callable[..., object]]:
+        return [self.admit_request]
+
+    @implements(ADMIT_REQUEST)
+    def admit_request(self, request: AdmissionRequest) -> bool:
+        """Refuse a namespace the worker does not serve, or a patch outside its policy."""
+        refused = self.scope.refused(request.namespaces)
+        if refused:
+            info = activity.info()
+            log.warning("refused %s %s: namespace %s is not served (serving %s)",
+                        info.workflow_type, info.workflow_id, ", ".join(refused),
+                        self.scope.describe())
+            raise ApplicationError(
+                f"namespace {refused[0]!r} is not served by this vmsnap worker (Temporal "
+                f"namespace {info.workflow_namespace!r}); its operator lists the served "
+                "namespaces in VMSNAP_NAMESPACES", type=NAMESPACE_NOT_SERVED,
+                non_retryable=True)
+        if request.patches:
+            try:
+                self.policy.check(check_patch_syntax(request.patches))
+            except PatchRefused as refusal:
+                raise ApplicationError(str(refusal), type=PATCH_NOT_ALLOWED,
+                                       non_retryable=True) from None
+        return True

@@ -1,0 +1,31 @@
+"""Admission: the first step of every workflow, before anything is read or written.
+
+The workflow cannot read the worker's configuration (a replay on another worker, or after
+a change of it, would take another path), so it asks: one local activity, whose answer
+is recorded in the history as a marker, checks the request against the worker's
+namespace scope (`VMSNAP_NAMESPACES`) and, for a clone, its patch policy
+(`VMSNAP_CLONE_PATCH_ALLOW`). A refusal ends the run Failed with one of the error
+types below, before any step.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+from contracts.activity import ActivityRef
+
+# Error types (ApplicationError.type) of a refused admission.
+NAMESPACE_NOT_SERVED = "NamespaceNotServed"
+PATCH_NOT_ALLOWED = "PatchNotAllowed"
+
+
+class AdmissionRequest(BaseModel):
+    """What a run is about to touch, as far as the worker's configuration judges it."""
+
+    namespaces: list[str] = Field(description="the Kubernetes namespaces the run works in")
+    all_namespaces: bool = Field(
+        default=False, description="a sweep of every namespace: narrowed to the served ones")
+    patches: list[str] = Field(default_factory=list, description="a clone's JSON patches")
+
+
+ADMIT_REQUEST = ActivityRef("admit_request", AdmissionRequest, bool)
