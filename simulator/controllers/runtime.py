@@ -285,13 +285,15 @@ class Runtime:
         return self.store.find_view(resource, namespace, name)
 
     def list_view(
-        self, group: str, plural: str, namespace: str | None = None
+        self, group: str, plural: str, namespace: str | None = None,
+        label_selector: str | None = None,
     ) -> list[dict[str, Any]]:
-        """`list` without the copies (the stored objects): to read, never to change or keep."""
+        """`list` without the copies (the stored objects): to read, never to change or keep.
+        An equality `label_selector` reads the label index, not the whole collection."""
         resource = self.kind(group, plural)
         if resource is None:
             return []
-        items, _ = self.store.list_view(resource, namespace)
+        items, _ = self.store.list_view(resource, namespace, label_selector)
         return items
 
     def list(self, group: str, plural: str, namespace: str | None = None) -> list[dict[str, Any]]:

@@ -13,6 +13,8 @@ What virt-controller, the scheduler and virt-handler do, compressed:
   claims are marked with the selected node, so they bind and CDI can fill them.
   Condition `DataVolumesReady` (`AllDVsReady` / `NotAllDVsReady`) aggregates the
   DataVolumes' Ready conditions.
+- Backend storage (persistent TPM or EFI): the VM's state claim is made, and
+  waited for, before the launcher pod (`backend_storage.py`).
 - Then `Scheduled` (node `sim-node-1`) after half the VM's
   `sim.vmsnap.io/start-latency`, `Running` after all of it: conditions Ready,
   LiveMigratable, AgentConnected (unless the guest agent is `absent`) and
@@ -30,6 +32,12 @@ import hashlib
 from typing import Any
 
 from simulator import annotations as ann
+from simulator.controllers.backend_storage import PREFIX as BACKEND_LABEL
+from simulator.controllers.backend_storage import (
+    BackendStorage,
+    BackendStorageError,
+    volume_status,
+)
 from simulator.controllers.datavolumes import CDI, controller_of, dv_phase
 from simulator.controllers.guest_agent import GuestAgents, set_paused
 from simulator.controllers.runtime import (
@@ -67,6 +75,7 @@ class VirtHandler:
         self.rt = runtime
         self.agents = agents
         self.view = StorageView(runtime)
+        self.backend = BackendStorage(runtime)
         self._start: dict[Key, tuple[str, float, float]] = {}
         self._stop: dict[Key, tuple[str, float]] = {}
         # VMIs still waiting for their volumes, by the (namespace, name) of each claim.
@@ -93,6 +102,9 @@ class VirtHandler:
         elif key in ((CORE, "persistentvolumeclaims"), (CDI, "datavolumes")):
             for referrer in self._waiting.referrers((namespace, metadata["name"])):
                 self.rt.enqueue(QUEUE, referrer)
+            backend_of = (metadata.get("labels") or {}).get(BACKEND_LABEL)
+            if backend_of and key[1] == "persistentvolumeclaims":
+                self.rt.enqueue(QUEUE, (namespace, backend_of))
 
     # ---- reconcile -----------------------------------------------------------------
 
@@ -175,9 +187,21 @@ class VirtHandler:
                 for claim in readiness.unbound:
                     self._select_node(namespace, claim)
             return
-        for claim in readiness.unbound:
+        try:
+            backend = self.backend.ensure(vmi)
+            if backend is not None and not self.backend.check_ready(backend):
+                raise BackendStorageError("BackendStorageNotReady", "PVC pending")
+        except BackendStorageError as exc:
+            # "Delaying pod creation while backend storage populates."
+            self._start.pop(key, None)
+            self._sync_failure(vmi, exc.reason, exc.message)
+            return
+        unbound = list(readiness.unbound)
+        if backend is not None and (backend.get("status") or {}).get("phase") != "Bound":
+            unbound.append(backend["metadata"]["name"])  # the launcher pod mounts it too
+        for claim in unbound:
             self._select_node(namespace, claim)
-        if readiness.unbound:
+        if unbound:
             self._start.pop(key, None)
             return
         uid = vmi["metadata"]["uid"]
@@ -331,6 +355,20 @@ class VirtHandler:
         annotations_dict(pvc)[SELECTED_NODE] = NODE
         self.rt.write(CORE, "persistentvolumeclaims", pvc, shared=True)
 
+    def _sync_failure(self, vmi: dict[str, Any], reason: str, message: str) -> None:
+        """CheckFailure: condition Synchronized=False with the sync error's reason."""
+        status = dict(vmi.get("status") or {})
+        previous = status.get("conditions") or []
+        if any(c.get("type") == "Synchronized" and c.get("status") == "False"
+               and c.get("reason") == reason for c in previous):
+            return
+        status["conditions"] = [
+            *(c for c in previous if c.get("type") != "Synchronized"),
+            {"type": "Synchronized", "status": "False", "reason": reason, "message": message,
+             "lastProbeTime": None, "lastTransitionTime": rfc3339_seconds()},
+        ]
+        self._write_status(vmi, status)
+
     def _data_volumes(
         self, vmi: dict[str, Any]
     ) -> tuple[bool, bool, list[dict[str, Any]]]:
@@ -428,6 +466,9 @@ class VirtHandler:
             elif "containerDisk" in volume:
                 entry["containerDiskVolume"] = {"checksum": 0}
             result.append(entry)
+        backend = self.backend.claim_for(vmi)
+        if backend is not None:
+            result.append(volume_status(backend))
         return result
 
     def _live_migratable(self, vmi: dict[str, Any]) -> dict[str, Any]:

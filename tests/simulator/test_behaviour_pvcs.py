@@ -144,3 +144,31 @@ def test_wait_for_first_consumer_binds_when_a_running_vm_uses_the_claim(cluster:
         pvc["metadata"]["annotations"]["volume.kubernetes.io/selected-node"]
         == vmi["status"]["nodeName"]
     )
+
+
+def test_a_claim_restored_on_a_wait_for_first_consumer_class_waits_for_its_vm(
+    cluster: Cluster,
+) -> None:
+    ns = cluster.namespace()
+    cluster.create_pvc(ns, pvc_body("data", size="1Gi"))
+    wait_for(lambda: phase(cluster, ns, "data") == "Bound")
+    cluster.create(SNAPSHOT, "volumesnapshots", ns, snapshot_body("snap", "data"))
+    wait_for(
+        lambda: ((cluster.snapshot(ns, "snap") or {}).get("status") or {}).get("readyToUse"),
+        timeout=5,
+    )
+    cluster.create_pvc(ns, pvc_body("restored", storage_class="fast-wffc", source_snapshot="snap"))
+    messages = wait_for(lambda: event_messages(cluster, ns, "restored", "WaitForFirstConsumer"))
+    assert messages == ["waiting for first consumer to be created before binding"]
+    time.sleep(0.3)
+    assert phase(cluster, ns, "restored") == "Pending"
+    halted = vm_body("vm", ["restored"], run_strategy="Halted")
+    cluster.create(KUBEVIRT, "virtualmachines", ns, halted)
+    time.sleep(0.3)
+    assert phase(cluster, ns, "restored") == "Pending", "a stopped VM is no consumer"
+    printable = (cluster.vm(ns, "vm") or {}).get("status", {}).get("printableStatus")
+    assert printable == "Stopped"
+    cluster.patch(KUBEVIRT, "virtualmachines", ns, "vm", {"spec": {"runStrategy": "Always"}})
+    wait_for(lambda: phase(cluster, ns, "restored") == "Bound", what="Bound")
+    restored = cluster.pvc(ns, "restored") or {}
+    assert restored["metadata"]["annotations"]["volume.kubernetes.io/selected-node"]
