@@ -61,6 +61,12 @@ QUIET_START_SECONDS = 1.0  # a cut done sooner sends no heartbeat at all (`_hear
 MAX_PARALLEL_REQUESTS = 32
 
 
+# What the QEMU guest agent answers an unfreeze when Windows VSS could not hold the freeze
+# (its limit is about 10 seconds): the guest thawed itself before the thaw (KubeVirt reports
+# QuiesceTimeout on this same text).
+VSS_FREEZE_LIMIT = "fsfreeze is limited"
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -265,18 +271,28 @@ class GuestCut:
                     break
                 except NotFound:
                     break  # no instance, so nothing is frozen
-                except Conflict as err:
-                    # KubeVirt answers 409 for a VMI that is not running (nothing frozen),
-                    # but a 409 is also what a contended write gets: only the VMI can tell.
-                    if not self._guest_may_be_frozen(plan.vmi):
-                        break
-                    if attempt == THAW_ATTEMPTS - 1:
-                        raise
-                    activity.logger.warning("unfreeze of %s/%s answered 409 while the guest "
-                                            "is frozen: retrying (%s)", self.input.namespace,
-                                            plan.vmi, err.message)
                 except ClusterError as err:
-                    if not err.retryable or attempt == THAW_ATTEMPTS - 1:
+                    if VSS_FREEZE_LIMIT in err.message:
+                        # The guest held the freeze as long as it could (Windows VSS: about
+                        # 10 s) and thawed itself before this call: the cut is
+                        # crash-consistent (KubeVirt's QuiesceTimeout).
+                        activity.logger.warning(
+                            "the guest of %s/%s thawed itself before the cut ended (%s)",
+                            self.input.namespace, plan.vmi, err.message)
+                        self.thawed_before_cut = True
+                        break
+                    if isinstance(err, Conflict):
+                        # KubeVirt answers 409 for a VMI that is not running (nothing
+                        # frozen), but a 409 is also what a contended write gets: only the
+                        # VMI can tell.
+                        if not self._guest_may_be_frozen(plan.vmi):
+                            break
+                        if attempt == THAW_ATTEMPTS - 1:
+                            raise
+                        activity.logger.warning(
+                            "unfreeze of %s/%s answered 409 while the guest is frozen: "
+                            "retrying (%s)", self.input.namespace, plan.vmi, err.message)
+                    elif not err.retryable or attempt == THAW_ATTEMPTS - 1:
                         raise
                 time.sleep(delay)
                 delay = min(delay * 2, 1.0)

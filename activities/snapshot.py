@@ -149,6 +149,7 @@ def record_status_from(
                           for v in result.excluded_volumes],
         volume_snapshots=result.volume_snapshots,
         freeze_window_ms=result.freeze_window_ms,
+        consistency=result.consistency,
         started_at=result.started_at,
         succeeded_at=result.succeeded_at,
         ready_at=result.ready_at,

@@ -77,6 +77,7 @@ class SnapshotRecordStatus(BaseModel):
     excluded_volumes: list[ExcludedVolumeReason] = Field(default_factory=list)
     volume_snapshots: list[str] = Field(default_factory=list)
     freeze_window_ms: int | None = None
+    consistency: Literal["application", "filesystem", "crash"] | None = None
     # When the phases began, as the workflow saw them: the conditions' lastTransitionTime
     # when the status is written without reading the previous one first.
     started_at: datetime | None = None
@@ -268,6 +269,7 @@ def snapshot_status_body(
         ],
         "volumeSnapshots": list(status.volume_snapshots),
         "freezeWindowMilliseconds": status.freeze_window_ms,
+        "consistency": status.consistency,
     }
 
 

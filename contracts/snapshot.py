@@ -40,6 +40,7 @@ WORKFLOW = "SnapshotVirtualMachine"
 
 
 Quiesce = Literal["auto", "required", "skip"]
+Consistency = Literal["application", "filesystem", "crash"]
 DeletionPolicy = Literal["Delete", "Retain"]
 Phase = Literal["InProgress", "Succeeded", "Failed"]
 
@@ -149,6 +150,9 @@ class SnapshotVirtualMachineResult(BaseModel):
     volume_snapshots: list[str] = Field(default_factory=list)
     content_name: str | None = None
     quiesced: bool = Field(default=False, description="the guest was frozen for the cut")
+    consistency: Consistency | None = Field(
+        default=None, description="application (frozen for the whole cut), filesystem "
+        "(the VM did not run: disks at rest) or crash; None until the cut is taken")
     freeze_window_ms: int | None = Field(
         default=None, description="freeze call to end of thaw call; None when not frozen"
     )

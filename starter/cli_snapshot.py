@@ -130,6 +130,7 @@ def print_result(out: Console, result: SnapshotVirtualMachineResult) -> None:
     ready = "ready to use" if result.ready_to_use else "not ready"
     out.print(f"snapshot {result.namespace}/{result.name}: {result.phase}, {ready}")
     out.print(f"  indications:  {', '.join(result.indications) or 'none'}")
+    out.print(f"  consistency:  {result.consistency or '-'}")
     frozen = (f"{result.freeze_window_ms} ms" if result.freeze_window_ms is not None
               else "not frozen")
     out.print(f"  freeze window: {frozen}")
@@ -176,7 +177,8 @@ def list_(
 
 SNAPSHOT_COLUMNS = ["NAME", "VM", "PHASE", "READY", "INDICATIONS", "FREEZE", "VOLUMES", "AGE"]
 # -o wide: how it was taken and what owns it, before the free-text ERROR.
-SNAPSHOT_WIDE_COLUMNS = ["QUIESCE", "DEADLINE", "DELETION", "CUT AT", "SCHEDULE", "WORKFLOW"]
+SNAPSHOT_WIDE_COLUMNS = ["QUIESCE", "CONSISTENCY", "DEADLINE", "DELETION", "CUT AT", "SCHEDULE",
+                         "WORKFLOW"]
 
 
 def snapshot_table(infos: list[SnapshotInfo], *, all_namespaces: bool = False,
@@ -203,8 +205,8 @@ def _snapshot_row(info: SnapshotInfo, now: datetime) -> list[str]:
 def _snapshot_wide_row(info: SnapshotInfo) -> list[str]:
     cut = (info.creation_time.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
            if info.creation_time else "-")
-    return [info.quiesce or "-", info.failure_deadline or "-", info.deletion_policy or "-",
-            cut, info.schedule or "-", info.workflow_id or "-"]
+    return [info.quiesce or "-", info.consistency or "-", info.failure_deadline or "-",
+            info.deletion_policy or "-", cut, info.schedule or "-", info.workflow_id or "-"]
 
 
 @app.command("get")
@@ -230,6 +232,7 @@ def get(
         out.print(f"Phase:          {info.phase or '-'}")
         out.print(f"Ready to use:   {str(info.ready_to_use).lower()}")
         out.print(f"Indications:    {', '.join(info.indications) or '-'}")
+        out.print(f"Consistency:    {info.consistency or '-'}")
         frozen = (f"{info.freeze_window_ms} ms" if info.freeze_window_ms is not None
                   else "not frozen")
         out.print(f"Freeze window:  {frozen}")

@@ -47,6 +47,8 @@ class SnapshotInfo(BaseModel):
     excluded_volumes: list[ExcludedVolumeInfo] = Field(default_factory=list)
     volume_snapshots: list[str] = Field(default_factory=list)
     freeze_window_ms: int | None = None
+    consistency: str | None = Field(default=None,
+                                    description="application, filesystem or crash")
     created: datetime | None = Field(default=None, description="when the record was made")
     creation_time: datetime | None = Field(default=None, description="when the cut was taken")
     deletion_policy: str | None = None
@@ -82,6 +84,7 @@ class SnapshotInfo(BaseModel):
                 for r in status.get("excludedVolumeReasons") or []],
             volume_snapshots=list(status.get("volumeSnapshots") or []),
             freeze_window_ms=status.get("freezeWindowMilliseconds"),
+            consistency=status.get("consistency"),
             created=parse_time(metadata.get("creationTimestamp")),
             creation_time=parse_time(status.get("creationTime")),
             deletion_policy=spec.get("deletionPolicy"),

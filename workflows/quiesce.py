@@ -27,6 +27,7 @@ from contracts.snapshot import (
     QUIESCE_FAILED,
     QUIESCE_SKIPPED,
     QUIESCE_TIMEOUT,
+    Consistency,
     Quiesce,
 )
 from rules.models import VmState
@@ -78,3 +79,13 @@ def plan_quiesce(vm: VmState, quiesce: Quiesce) -> QuiescePlan:
                else f"its instance is not running (phase {vm.vmi_phase or 'unknown'})")
         refusal = f"quiesce is required but the guest cannot be frozen: {why}"
     return QuiescePlan(freeze=False, indications=indications, refusal=refusal)
+
+
+def consistency(vm: VmState, quiesced: bool) -> Consistency:
+    """What the cut holds: `application` when the guest agent kept the filesystems frozen
+    for the whole cut (its freeze runs the guest's hooks and, on Windows, VSS writers),
+    `filesystem` when the VM did not run (its disks were at rest), else `crash` (no agent,
+    paused, a freeze that failed or was skipped, or a guest that thawed before the cut)."""
+    if quiesced:
+        return "application"
+    return "crash" if vm.vmi_exists else "filesystem"

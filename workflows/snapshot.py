@@ -104,7 +104,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.failures import describe
     from workflows.frame import Operation
     from workflows.one_input import INPUT_REFUSED
-    from workflows.quiesce import MESSAGES, plan_quiesce
+    from workflows.quiesce import MESSAGES, consistency, plan_quiesce
     from workflows.saga import to_completion
     from workflows.search_attributes import OPERATION, SNAPSHOT_PHASE, VM_NAME, VM_NAMESPACE
 
@@ -278,6 +278,7 @@ class SnapshotVirtualMachine(Operation[SnapshotVirtualMachineInput, SnapshotVirt
             (s.creation_time for s in outcome.volume_snapshots if s.creation_time),
             default=None)
         result.quiesced = outcome.frozen_at is not None and not outcome.thawed_before_cut
+        result.consistency = consistency(inspection.vm, result.quiesced)
         result.freeze_window_ms = outcome.freeze_window_ms
         if outcome.freeze_error is not None:
             workflow.logger.warning("went on crash-consistent: %s", outcome.freeze_error)

@@ -8,7 +8,7 @@ import pytest
 
 from rules import naming
 from rules.models import VmState
-from workflows.quiesce import MESSAGES, plan_quiesce
+from workflows.quiesce import MESSAGES, consistency, plan_quiesce
 
 
 def vm(*, vmi: bool = True, running: bool = True, agent: bool = True,
@@ -74,3 +74,10 @@ def test_a_refusal_says_why() -> None:
     assert "the VM is paused" in (plan_quiesce(vm(paused=True), "required").refusal or "")
     assert "not running (phase Scheduling)" in (
         plan_quiesce(vm(running=False), "required").refusal or "")
+
+
+def test_consistency_says_what_the_cut_holds() -> None:
+    assert consistency(vm(), quiesced=True) == "application"
+    assert consistency(vm(), quiesced=False) == "crash"  # thawed early, failed, skipped
+    assert consistency(vm(paused=True), quiesced=False) == "crash"
+    assert consistency(vm(vmi=False, running=False, agent=False), quiesced=False) == "filesystem"
