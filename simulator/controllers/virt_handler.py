@@ -127,6 +127,7 @@ class VirtHandler:
             self._write_status(
                 vmi,
                 {
+                    **(vmi.get("status") or {}),  # virtualMachineRevisionName, set at creation
                     "phase": "Pending",
                     "conditions": [
                         _ready(

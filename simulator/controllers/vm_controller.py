@@ -26,8 +26,23 @@ a VM that is not Halted is left as it is: no VMI is started (and none
 stopped), as vm.go returns before its run strategy is applied; a Failed one
 records `FailedDataVolumeImport`.
 
+Instance types and preferences are synced first (`instancetypes.py`): one
+that cannot be found (a ControllerRevision gone included) is the `Failure`
+condition and the VM does not start.
+
+Each start stores the VM's spec in a ControllerRevision
+`revision-start-vm-<vm uid>-<generation>` (older ones of the VM are deleted),
+named in the VMI's `status.virtualMachineRevisionName`. While the VMI runs, a
+template that differs from that spec in a field that cannot be updated live
+(with the default `vmRolloutStrategy: LiveUpdate`, everything but CPU sockets,
+guest memory, node selector, affinity and tolerations; with `Stage`,
+everything) sets condition `RestartRequired` ("a non-live-updatable field was
+changed in the template spec", vm.go's `syncRestartRequired`); the VMI keeps
+the spec it started with. The next start clears it.
+
 Status: `created`, `ready`, `printableStatus`, `runStrategy`, conditions
-(Ready, and every VMI condition but Ready, as vm.go syncs them),
+(Ready, every VMI condition but Ready as vm.go syncs them, Failure,
+RestartRequired), `instancetypeRef` / `preferenceRef`,
 `volumeSnapshotStatuses` (what KubeVirt's snapshot controller reports), and
 the generations.
 """
@@ -39,7 +54,9 @@ import uuid
 from typing import Any
 
 from simulator.controllers import kubevirt_errors as errors
+from simulator.controllers.backend_storage import kubevirt_configuration
 from simulator.controllers.datavolumes import ALLOW_CLAIM_ADOPTION, CDI, dv_phase
+from simulator.controllers.instancetypes import APPS, InstanceTypes, SyncError
 from simulator.controllers.runtime import (
     CORE,
     KUBEVIRT,
@@ -73,6 +90,7 @@ EVERY_VM = "vm-controller/all"
 # The VM generation a VMI was made from; status.observedGeneration reads it back.
 VM_GENERATION = "kubevirt.io/vm-generation"
 CREATED_BY = "kubevirt.io/created-by"
+RESTART_REQUIRED = "a non-live-updatable field was changed in the template spec"
 _VM = "virtualmachine"
 # DataVolume phases in which a VM may start (handleDataVolumes).
 _STARTABLE = ("Succeeded", "WaitForFirstConsumer", "PendingPopulation")
@@ -84,6 +102,7 @@ class VmController:
     def __init__(self, runtime: Runtime) -> None:
         self.rt = runtime
         self.view = StorageView(runtime)
+        self.instancetypes = InstanceTypes(runtime)
         # VMs by the (namespace, name) of the PVCs their template uses.
         self._by_claim = Index()
         runtime.register(QUEUE, self.reconcile)
@@ -112,7 +131,13 @@ class VmController:
             for ref in metadata.get("ownerReferences") or []:
                 if ref.get("kind") == "VirtualMachine" and ref.get("controller"):
                     self.rt.enqueue(QUEUE, (namespace, str(ref.get("name"))))
-        elif key in ((STORAGE, "storageclasses"), (SNAPSHOT, "volumesnapshotclasses")):
+        elif key == (APPS, "controllerrevisions"):
+            for ref in metadata.get("ownerReferences") or []:
+                if ref.get("kind") == "VirtualMachine" and ref.get("controller"):
+                    self.rt.enqueue(QUEUE, (namespace, str(ref.get("name"))))
+        elif key in ((STORAGE, "storageclasses"), (SNAPSHOT, "volumesnapshotclasses")) or (
+            key[0] == "instancetype.kubevirt.io" or key == (KUBEVIRT, "kubevirts")
+        ):
             self.rt.enqueue(EVERY_VM, None)
 
     def _requeue_all(self, _: None) -> None:
@@ -132,13 +157,26 @@ class VmController:
         try:
             strategy = run_strategy(vm)
         except RunStrategyError as exc:
-            self._write_status(vm, vmi, None, failure=str(exc))
+            self._write_status(vm, vmi, None, failure=("FailedCreate", str(exc)))
             return
         if vm["metadata"].get("deletionTimestamp"):
             if vmi is not None and not vmi["metadata"].get("deletionTimestamp"):
                 self._delete_vmi(vmi)
             self._write_status(vm, vmi, strategy)
             return
+        try:
+            refs = self.instancetypes.sync(vm)
+        except SyncError as exc:
+            if exc.reason == "FailedCreate":
+                self.rt.record(vm, "Warning", "FailedCreate", exc.message,
+                               "virtualmachine-controller")
+            self._write_status(vm, vmi, strategy, failure=(exc.reason, exc.message))
+            return
+        if refs:
+            vm = self.rt.write_status(
+                KUBEVIRT, "virtualmachines",
+                {**vm, "status": {**(vm.get("status") or {}), **refs}}, shared=True,
+            )
         vm, vmi = self._act(vm, vmi, strategy)
         self._write_status(vm, vmi, strategy)
 
@@ -261,7 +299,8 @@ class VmController:
             spec["networks"] = [{"name": "default", "pod": {}}]
         if paused:
             spec["startStrategy"] = "Paused"
-        vmi = {
+        revision = self._store_vm_revision(vm)
+        vmi: dict[str, Any] = {
             "apiVersion": f"{KUBEVIRT}/v1",
             "kind": "VirtualMachineInstance",
             "metadata": {
@@ -287,8 +326,11 @@ class VmController:
                 "finalizers": list(VMI_FINALIZERS),
             },
             "spec": spec,
+            "status": {"virtualMachineRevisionName": revision},
         }
+        self.instancetypes.apply(vm, vmi)
         created = self.rt.create(KUBEVIRT, "virtualmachineinstances", vmi)
+        self._clear_restart_required(vm)
         self.rt.record(
             vm,
             "Normal",
@@ -298,6 +340,88 @@ class VmController:
             "virtualmachine-controller",
         )
         return created
+
+    def _store_vm_revision(self, vm: dict[str, Any]) -> str:
+        """createVMRevision: the spec the VMI starts from, as `revision-start-vm-<uid>-<gen>`
+        (with the instance type revisions the status records); older ones go."""
+        metadata = vm["metadata"]
+        namespace = metadata.get("namespace")
+        generation = int(metadata.get("generation", 1))
+        prefix = f"revision-start-vm-{metadata['uid']}"
+        name = f"{prefix}-{generation}"
+        exists = False
+        for found in self.rt.list_view(APPS, "controllerrevisions", namespace):
+            found_name = found["metadata"]["name"]
+            if not found_name.startswith(prefix + "-"):
+                continue
+            if found.get("revision") == generation:
+                exists = True
+                continue
+            self.rt.delete(APPS, "controllerrevisions", namespace, found_name)
+        if exists:
+            return name
+        spec = copy.deepcopy(vm.get("spec") or {})
+        status = vm.get("status") or {}
+        for field, ref in (("instancetype", "instancetypeRef"), ("preference", "preferenceRef")):
+            recorded = ((status.get(ref) or {}).get("controllerRevisionRef") or {}).get("name")
+            if isinstance(spec.get(field), dict) and recorded:
+                spec[field]["revisionName"] = recorded
+        revision = {
+            "apiVersion": "apps/v1",
+            "kind": "ControllerRevision",
+            "metadata": {
+                "name": name,
+                "namespace": namespace,
+                "ownerReferences": [{
+                    "apiVersion": f"{KUBEVIRT}/v1",
+                    "kind": "VirtualMachine",
+                    "name": metadata["name"],
+                    "uid": metadata["uid"],
+                    "controller": True,
+                    "blockOwnerDeletion": True,
+                }],
+            },
+            "data": {"spec": spec},
+            "revision": generation,
+        }
+        try:
+            self.rt.create(APPS, "controllerrevisions", revision)
+        except ApiError as exc:
+            if exc.code != 409:
+                raise
+        return name
+
+    def _restart_required(self, vm: dict[str, Any], vmi: dict[str, Any] | None) -> bool | None:
+        """syncRestartRequired against the spec the running VMI started from; None without
+        a VMI (or its revision) to compare with."""
+        if vmi is None or is_final(vmi) or vmi["metadata"].get("deletionTimestamp"):
+            return None
+        name = (vmi.get("status") or {}).get("virtualMachineRevisionName")
+        revision = self.rt.view(APPS, "controllerrevisions", vm["metadata"].get("namespace"),
+                                str(name or ""))
+        if revision is None:
+            return None
+        started = (((revision.get("data") or {}).get("spec") or {}).get("template") or {}).get(
+            "spec"
+        ) or {}
+        current = ((vm.get("spec") or {}).get("template") or {}).get("spec") or {}
+        live = str(kubevirt_configuration(self.rt).get("vmRolloutStrategy") or "LiveUpdate")
+        return _comparable(started, current, vmi, live) != _comparable(current, current, vmi,
+                                                                      live)
+
+    def _clear_restart_required(self, vm: dict[str, Any]) -> None:
+        """cleanupRestartRequired: a start leaves nothing to restart for."""
+        fresh = self.rt.view(KUBEVIRT, "virtualmachines", vm["metadata"].get("namespace"),
+                             vm["metadata"]["name"])
+        if fresh is None:
+            return
+        status = fresh.get("status") or {}
+        conditions = status.get("conditions") or []
+        kept = [c for c in conditions if c.get("type") != "RestartRequired"]
+        if len(kept) != len(conditions):
+            self.rt.write_status(KUBEVIRT, "virtualmachines",
+                                 {**fresh, "status": {**status, "conditions": kept}},
+                                 shared=True, owned_status=True)
 
     def _delete_vmi(self, vmi: dict[str, Any]) -> None:
         metadata = vmi["metadata"]
@@ -322,7 +446,7 @@ class VmController:
         vmi: dict[str, Any] | None,
         strategy: str | None,
         *,
-        failure: str | None = None,
+        failure: tuple[str, str] | None = None,
     ) -> None:
         fresh = self.rt.view(
             KUBEVIRT, "virtualmachines", vm["metadata"].get("namespace"), vm["metadata"]["name"]
@@ -342,9 +466,17 @@ class VmController:
                 if c.get("type") != "Ready"
             )
         if failure:
+            reason, message = failure
             wanted.append(
-                {"type": "Failure", "status": "True", "reason": "FailedCreate", "message": failure}
+                {"type": "Failure", "status": "True", "reason": reason, "message": message}
             )
+        restart = self._restart_required(vm, vmi)
+        if restart is None:  # no VMI to compare with: the condition stays until a start
+            restart = any(c.get("type") == "RestartRequired"
+                          for c in previous.get("conditions") or [])
+        if restart:
+            wanted.append({"type": "RestartRequired", "status": "True",
+                           "message": RESTART_REQUIRED})
         status["conditions"] = merge_conditions(previous.get("conditions"), wanted, now)
         template_spec = ((vm.get("spec") or {}).get("template") or {}).get("spec")
         readiness = volume_readiness(
@@ -560,3 +692,34 @@ def data_volume_manifest(vm: dict[str, Any], template: dict[str, Any]) -> dict[s
         "metadata": metadata,
         "spec": spec,
     }
+
+
+def _comparable(
+    spec: dict[str, Any], current: dict[str, Any], vmi: dict[str, Any], rollout: str
+) -> dict[str, Any]:
+    """A template spec with what may change without a restart taken from `current`: with
+    LiveUpdate, CPU sockets, guest memory, node selector, affinity and tolerations; and the
+    firmware UUID when the VMI runs with the current one."""
+    spec = copy.deepcopy(spec)
+    domain = spec.setdefault("domain", {})
+    current_domain = current.get("domain") or {}
+    if rollout == "LiveUpdate":
+        if isinstance(domain.get("cpu"), dict) and isinstance(current_domain.get("cpu"), dict):
+            sockets = current_domain["cpu"].get("sockets")
+            if sockets is None:
+                domain["cpu"].pop("sockets", None)
+            else:
+                domain["cpu"]["sockets"] = sockets
+        guest = (current_domain.get("memory") or {}).get("guest")
+        if guest is not None:
+            domain.setdefault("memory", {})["guest"] = guest
+        for field in ("nodeSelector", "affinity", "tolerations"):
+            if field in current:
+                spec[field] = copy.deepcopy(current[field])
+            else:
+                spec.pop(field, None)
+    vmi_uuid = (((vmi.get("spec") or {}).get("domain") or {}).get("firmware") or {}).get("uuid")
+    current_uuid = (current_domain.get("firmware") or {}).get("uuid")
+    if vmi_uuid and vmi_uuid == current_uuid:
+        domain.setdefault("firmware", {})["uuid"] = current_uuid
+    return spec

@@ -46,6 +46,9 @@ async def test_handed_over_documents_share_nothing_with_stored_versions(
     demo: tuple[Api, VersionKeeper],
 ) -> None:
     api, keeper = demo
+    # The seeded VMs started (their DataVolumes adopted first): the PUT below names the
+    # version of the write before it, which start-up work would otherwise overtake.
+    assert await api.ctx.behaviours.settle()
     vm_path = f"{KUBEVIRT}/virtualmachines/web-1"
     before = await _get(api, vm_path)
     assert before is not None
