@@ -25,6 +25,16 @@ virt-launcher `FreezeVMI`/`UnfreezeVMI`):
   (thawed_by `stop`).
 - `status.fsFreezeStatus` is `frozen` while frozen, absent otherwise (set at
   once here; virt-handler's agent poller shows it a little later).
+- A guest with a limited freeze (`sim.vmsnap.io/freeze-limit`, as Windows VSS
+  holds writes for 10s at most) thaws itself when the limit passes: the freeze
+  log records that instant (thawed_by `freeze-limit`), but the guest agent
+  still reports `frozen` (so does `fsFreezeStatus`, and a new freeze is the
+  no-op above). The unfreeze that follows fails as virt-launcher's
+  `UnfreezeVMI` does when `guest-fsfreeze-thaw` meets the lapsed VSS snapshot
+  (QEMU guest agent: "couldn't hold writes: fsfreeze is limited up to 10
+  seconds"; KubeVirt's snapshot controller looks for "fsfreeze is limited"),
+  after which the agent reports thawed. The safety unfreeze meets the same
+  failure and leaves the agent thawed too.
 - pause: 409 when not Running or already paused; unpause: 409 `VMI is not
   paused`. A paused VMI carries condition `Paused=True`.
 
@@ -74,6 +84,13 @@ _FREEZE_FAILS = (
     "internal error: unable to execute QEMU agent command 'guest-fsfreeze-freeze': "
     "failed to freeze /: Device or resource busy",
 )
+# qga/vss-win32/requester.cpp (VSS_E_HOLD_WRITES_TIMEOUT), through libvirt; the Windows
+# message qga appends after ": " is empty for that HRESULT.
+_FREEZE_LAPSED = (
+    1,
+    "internal error: unable to execute QEMU agent command 'guest-fsfreeze-thaw': "
+    "couldn't hold writes: fsfreeze is limited up to 10 seconds: ",
+)
 
 
 @dataclass
@@ -82,6 +99,9 @@ class _Freeze:
     name: str
     entry: dict[str, Any]
     timer: asyncio.TimerHandle | None = field(default=None)
+    limit_timer: asyncio.TimerHandle | None = field(default=None)
+    # The guest thawed itself at its freeze limit; the agent still reports frozen.
+    lapsed: bool = False
 
 
 class GuestAgents:
@@ -134,6 +154,7 @@ class GuestAgents:
             return
         if self.mode(vmi) is ann.GuestAgent.FREEZE_FAILS:
             raise errors.bad_request(_libvirt_failure("Freeze", *_FREEZE_FAILS))
+        limit = self._freeze_limit(vmi)
         entry = {
             "namespace": namespace,
             "vmi": name,
@@ -141,18 +162,25 @@ class GuestAgents:
             "thawed_at": None,
             "thawed_by": None,
             "unfreeze_timeout_seconds": timeout,
+            "freeze_limit_seconds": limit,
         }
         self._log.append(entry)
         record = _Freeze(namespace, name, entry)
         if timeout > 0:
             record.timer = self.rt.call_later(timeout, lambda: self._thaw(uid, "timeout"))
+        if limit is not None:
+            record.limit_timer = self.rt.call_later(limit, lambda: self._lapse(uid))
         self._frozen[uid] = record
         self._write_freeze_status(namespace, name, uid, frozen=True)
 
     def unfreeze(self, namespace: str, name: str) -> None:
         vmi = self._running_vmi(namespace, name, "VMI is not running")
         self._ask_agent(vmi, "Unfreeze")
-        self._thaw(vmi["metadata"]["uid"], "unfreeze")
+        uid = vmi["metadata"]["uid"]
+        record = self._frozen.get(uid)
+        self._thaw(uid, "unfreeze")
+        if record is not None and record.lapsed:
+            raise errors.bad_request(_libvirt_failure("Unfreeze", *_FREEZE_LAPSED))
 
     def pause(self, namespace: str, name: str) -> None:
         vmi = self._running_vmi(namespace, name, "VM is not running")
@@ -178,8 +206,9 @@ class GuestAgents:
 
     def stop(self) -> None:
         for record in self._frozen.values():
-            if record.timer is not None:
-                record.timer.cancel()
+            for timer in (record.timer, record.limit_timer):
+                if timer is not None:
+                    timer.cancel()
 
     # ---- internals -----------------------------------------------------------------
 
@@ -201,15 +230,42 @@ class GuestAgents:
             raise errors.bad_request(_libvirt_failure(command, *_NO_AGENT))
 
     def _thaw(self, uid: str, by: str, *, write_status: bool = True) -> None:
+        """The agent thaws (and reports thawed); the log keeps the first thaw of the guest."""
         record = self._frozen.pop(uid, None)
         if record is None:
             return
-        if record.timer is not None:
-            record.timer.cancel()
-        record.entry["thawed_at"] = rfc3339_micro()
-        record.entry["thawed_by"] = by
+        for timer in (record.timer, record.limit_timer):
+            if timer is not None:
+                timer.cancel()
+        if record.entry["thawed_at"] is None:
+            record.entry["thawed_at"] = rfc3339_micro()
+            record.entry["thawed_by"] = by
         if write_status:
             self._write_freeze_status(record.namespace, record.name, uid, frozen=False)
+
+    def _lapse(self, uid: str) -> None:
+        """The freeze limit passed: the guest's filesystems thaw (VSS gives up holding
+        writes); the agent goes on reporting frozen until a thaw is asked of it."""
+        record = self._frozen.get(uid)
+        if record is None or record.lapsed:
+            return
+        record.lapsed = True
+        record.limit_timer = None
+        record.entry["thawed_at"] = rfc3339_micro()
+        record.entry["thawed_by"] = "freeze-limit"
+
+    def _freeze_limit(self, vmi: dict[str, Any]) -> float | None:
+        """From the VMI's own annotation, else its VM's; None when neither sets one."""
+        for obj in (vmi, self.owner_vm(vmi)):
+            if obj is not None and ann.FREEZE_LIMIT in ann.annotations_of(obj):
+                try:
+                    return ann.freeze_limit(obj)
+                except ann.AnnotationError as exc:
+                    self.rt.record(
+                        obj, "Warning", "InvalidSimAnnotation", str(exc), "vmsnap-simulator"
+                    )
+                    return None
+        return None
 
     def _write_freeze_status(self, namespace: str, name: str, uid: str, *, frozen: bool) -> None:
         vmi = self.rt.view(KUBEVIRT, "virtualmachineinstances", namespace, name)

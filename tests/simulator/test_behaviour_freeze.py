@@ -159,3 +159,53 @@ def test_stopping_a_frozen_vm_thaws_it(cluster: Cluster) -> None:
     entry = wait_for(lambda: [e for e in log_of(cluster, ns) if e["thawed_by"]])[0]
     assert entry["thawed_by"] == "stop"
     wait_for(lambda: cluster.vmi(ns, "vm") is None, what="VMI gone")
+
+
+LIMITED = {"sim.vmsnap.io/freeze-limit": "300ms"}
+VSS_LAPSED = (
+    'server error. command Unfreeze failed: "LibvirtError(Code=1, Domain=10, '
+    "Message='internal error: unable to execute QEMU agent command 'guest-fsfreeze-thaw': "
+    "couldn't hold writes: fsfreeze is limited up to 10 seconds: ')\""
+)
+
+
+def test_a_guest_with_a_limited_freeze_thaws_itself_and_the_unfreeze_says_so(
+    cluster: Cluster,
+) -> None:
+    ns = running_vm(cluster, LIMITED)
+    assert cluster.vmi_action(ns, "vm", "freeze", {"unfreezeTimeout": "5m"}) == (200, None)
+    entry = wait_for(lambda: [e for e in log_of(cluster, ns) if e["thawed_by"]], timeout=5)[0]
+    assert entry["thawed_by"] == "freeze-limit" and entry["freeze_limit_seconds"] == 0.3
+    window = parse_time(entry["thawed_at"]) - parse_time(entry["frozen_at"])
+    assert 0.3 <= window <= 1.0, window
+    # The agent still reports the freeze, and a new one is a no-op that succeeds.
+    assert freeze_status(cluster, ns) == "frozen"
+    assert cluster.vmi_action(ns, "vm", "freeze", {"unfreezeTimeout": "5m"}) == (200, None)
+    assert len(log_of(cluster, ns)) == 1
+    status, body = cluster.vmi_action(ns, "vm", "unfreeze")
+    assert (status, body["reason"], body["message"]) == (400, "BadRequest", VSS_LAPSED)
+    assert "fsfreeze is limited" in body["message"]
+    # The failed thaw leaves the agent thawed; the log keeps the guest's own thaw.
+    assert freeze_status(cluster, ns) is None
+    assert cluster.vmi_action(ns, "vm", "unfreeze") == (200, None)
+    [kept] = log_of(cluster, ns)
+    assert kept["thawed_by"] == "freeze-limit" and kept["thawed_at"] == entry["thawed_at"]
+
+
+def test_a_limited_freeze_ended_in_time_unfreezes_as_usual(cluster: Cluster) -> None:
+    ns = running_vm(cluster, {"sim.vmsnap.io/freeze-limit": "10s"})
+    assert cluster.vmi_action(ns, "vm", "freeze", {"unfreezeTimeout": "1m"}) == (200, None)
+    assert cluster.vmi_action(ns, "vm", "unfreeze") == (200, None)
+    [entry] = log_of(cluster, ns)
+    assert entry["thawed_by"] == "unfreeze" and entry["freeze_limit_seconds"] == 10.0
+
+
+def test_the_safety_unfreeze_after_a_lapsed_freeze_leaves_the_agent_thawed(
+    cluster: Cluster,
+) -> None:
+    ns = running_vm(cluster, LIMITED)
+    assert cluster.vmi_action(ns, "vm", "freeze", {"unfreezeTimeout": "1s"})[0] == 200
+    wait_for(lambda: freeze_status(cluster, ns) is None, timeout=5, what="agent thawed")
+    [entry] = log_of(cluster, ns)
+    assert entry["thawed_by"] == "freeze-limit"
+    assert cluster.vmi_action(ns, "vm", "unfreeze") == (200, None)
