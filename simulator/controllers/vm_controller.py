@@ -86,6 +86,8 @@ from simulator.errors import ApiError
 from simulator.store import WatchEvent
 
 QUEUE = "vm-controller"
+# CalculateLegacyUUID's namespace (pkg/virt-controller/watch/vm/firmware.go).
+FIRMWARE_UUID_NAMESPACE = uuid.UUID("6a1a24a1-4061-4607-8bf4-a3963d0c5895")
 EVERY_VM = "vm-controller/all"
 # The VM generation a VMI was made from; status.observedGeneration reads it back.
 VM_GENERATION = "kubevirt.io/vm-generation"
@@ -286,9 +288,7 @@ class VmController:
         template_meta = template.get("metadata") or {}
         spec = template.get("spec") or {}
         domain = spec.setdefault("domain", {})
-        domain.setdefault("firmware", {}).setdefault(
-            "uuid", str(uuid.uuid5(uuid.NAMESPACE_DNS, metadata["name"]))
-        )
+        domain.setdefault("firmware", {}).setdefault("uuid", legacy_uuid(metadata["name"]))
         devices = domain.setdefault("devices", {})
         if (
             not devices.get("interfaces")
@@ -405,9 +405,10 @@ class VmController:
             "spec"
         ) or {}
         current = ((vm.get("spec") or {}).get("template") or {}).get("spec") or {}
+        if started == current:
+            return False  # the common case, without copies
         live = str(kubevirt_configuration(self.rt).get("vmRolloutStrategy") or "LiveUpdate")
-        return _comparable(started, current, vmi, live) != _comparable(current, current, vmi,
-                                                                      live)
+        return restart_required(started, current, vmi, live)
 
     def _clear_restart_required(self, vm: dict[str, Any]) -> None:
         """cleanupRestartRequired: a start leaves nothing to restart for."""
@@ -694,6 +695,16 @@ def data_volume_manifest(vm: dict[str, Any], template: dict[str, Any]) -> dict[s
     }
 
 
+def restart_required(
+    started: dict[str, Any], current: dict[str, Any], vmi: dict[str, Any], rollout: str
+) -> bool:
+    """Whether the template spec `current` differs from the one the VMI `started` from in a
+    field that cannot be updated live (syncRestartRequired)."""
+    return _comparable(started, current, vmi, rollout) != _comparable(
+        current, current, vmi, rollout
+    )
+
+
 def _comparable(
     spec: dict[str, Any], current: dict[str, Any], vmi: dict[str, Any], rollout: str
 ) -> dict[str, Any]:
@@ -723,3 +734,8 @@ def _comparable(
     if vmi_uuid and vmi_uuid == current_uuid:
         domain.setdefault("firmware", {})["uuid"] = current_uuid
     return spec
+
+
+def legacy_uuid(name: str) -> str:
+    """CalculateLegacyUUID: the firmware UUID of a VM whose template names none."""
+    return str(uuid.uuid5(FIRMWARE_UUID_NAMESPACE, name))

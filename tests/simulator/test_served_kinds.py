@@ -220,3 +220,21 @@ def test_data_volumes_are_validated_against_cdi_s_crd(custom: Api, namespace: st
         )
     assert refused.value.status == 422
     assert "spec.source.http.url: Required value" in status_of(refused.value)["message"]
+
+
+def test_kubectl_gets_data_volumes_and_revisions_by_their_short_names(
+    sim: Sim, custom: Api, apps: Api, namespace: str
+) -> None:
+    custom.create_namespaced_custom_object(
+        *CDI, namespace, "datavolumes",
+        {"kind": "DataVolume", "metadata": {"name": "disk"},
+         "spec": {"source": {"blank": {}},
+                  "storage": {"resources": {"requests": {"storage": "1Gi"}}}}},
+    )
+    apps.create_namespaced_controller_revision(namespace, revision("r1", {"spec": {}}, 2))
+    table = sim.kubectl("get", "dv", "-n", namespace).stdout.splitlines()
+    assert table[0].split() == ["NAME", "PHASE", "PROGRESS", "RESTARTS", "AGE"]
+    assert table[1].split()[0] == "disk"
+    revisions = sim.kubectl("get", "controllerrevisions", "-n", namespace).stdout.splitlines()
+    assert revisions[0].split() == ["NAME", "CONTROLLER", "REVISION", "AGE"]
+    assert revisions[1].split()[:3] == ["r1", "<none>", "2"]
