@@ -51,7 +51,8 @@ StorageProfile or CDIConfig objects and runs no pods, so:
   by DataVolume") and nothing is done.
 - Conditions Bound, Ready, Running and the Events CDI records (phase Events,
   and the Bound condition's reason on each change); `status.claimName`,
-  `status.progress`, `status.restartCount`.
+  `status.progress`, `status.restartCount` (left out while 0, as CDI's JSON
+  does).
 - Not followed: volume populators (CDI uses them only where a CSIDriver object
   names the class's provisioner), `sourceRef` (DataSources are not served),
   `upload`, checkpoints, cross-namespace clones, failed transfers.
@@ -633,8 +634,10 @@ class DataVolumes:
                 restarts = int(_notes(pvc).get(POD_RESTARTS, ""))
             except ValueError:
                 restarts = -1
-            if restarts >= 0:
+            if restarts > 0:
                 new["restartCount"] = restarts
+            elif restarts == 0:
+                new.pop("restartCount", None)  # int32 `json:"restartCount,omitempty"`
             if status.transfer is not None and status.transfer >= 1.0 and phase == "Succeeded":
                 new["progress"] = "100.0%"
             elif status.transfer is not None and phase in ("ImportInProgress", "CloneInProgress"):
