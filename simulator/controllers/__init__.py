@@ -11,7 +11,9 @@ loop, see `runtime.py`), and answers the KubeVirt subresources.
 | `pvc_binder` | the PV controller and external-provisioner: binding, restores |
 | `datavolumes` | CDI: DataVolumes make their PVCs, with CDI's phases |
 | `vm_controller` | virt-controller's VM loop and virt-api's start/stop/restart |
+| `instancetypes` | instance types and preferences: revisions, what a VMI gets |
 | `virt_handler` | a VMI's phases, status and shutdown |
+| `backend_storage` | the claim of a VM's persistent TPM and EFI state |
 | `guest_agent` | freeze/unfreeze (and the freeze log), pause/unpause |
 
 Behaviour knobs are the `sim.vmsnap.io/*` annotations (`simulator.annotations`).
