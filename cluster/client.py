@@ -20,7 +20,7 @@ from kubernetes import client, config
 from kubernetes.config.config_exception import ConfigException
 from urllib3.util.retry import Retry
 
-from cluster.apis import CONNECTION_POOL_SIZE, VOLUME_SNAPSHOT_CLASSES
+from cluster.apis import CONNECTION_POOL_SIZE, VOLUME_SNAPSHOT_CLASSES, core_path
 from cluster.errors import ConfigurationError, NotFound
 from cluster.informer import CollectionCaches, WatchedCollection
 from cluster.pvcs import PvcOperations
@@ -28,7 +28,13 @@ from cluster.rate_limit import ThrottledApiClient, rate_limiter_from_environment
 from cluster.snapshots import SnapshotOperations
 from cluster.vms import VmOperations
 from rules.models import VolumeSelection
-from rules.volumes import claim_name, select_volumes
+from rules.volumes import (
+    BACKEND_STORAGE_LABEL,
+    claim_name,
+    needs_backend_storage,
+    newest_backend_claim,
+    select_volumes,
+)
 
 DEFAULT_KUBECONFIG = "~/.kube/config"
 
@@ -224,15 +230,30 @@ class Cluster(VmOperations, SnapshotOperations, PvcOperations):
         (the snapshot's content) needs no second read."""
         volumes = ((vm.get("spec") or {}).get("template") or {}).get("spec", {}).get("volumes")
         claims = dict.fromkeys(c for v in volumes or [] if (c := claim_name(v)))
-        pvcs = self.get_pvcs(namespace, list(claims))
-        selection = self._select_with_classes(vm, pvcs, cached=True)
+        backend = (self.backend_claim(namespace, str((vm.get("metadata") or {}).get("name")))
+                   if needs_backend_storage(vm) else None)
+        pvcs = self.get_pvcs(namespace, [*claims, *([backend] if backend else [])])
+        selection = self._select_with_classes(vm, pvcs, backend, cached=True)
         if selection.partial and self._class_caches is not None:
             # A disk left out on cached classes: the caches may lag a class just made.
-            selection = self._select_with_classes(vm, pvcs, cached=False)
+            selection = self._select_with_classes(vm, pvcs, backend, cached=False)
         return selection, pvcs
 
+    def backend_claim(self, namespace: str, vm_name: str) -> str | None:
+        """The VM's persistent TPM/EFI state claim (KubeVirt's backend storage), found by
+        its label, from the namespace's watch-fed copy when there is one."""
+        cache = self.pvc_cache(namespace)
+        if cache is not None:
+            found = newest_backend_claim(vm_name, cache.values())
+            if found is not None:
+                return found
+        listed = self.request_json("GET", core_path("persistentvolumeclaims", namespace),
+                                   query={"labelSelector": f"{BACKEND_STORAGE_LABEL}={vm_name}"})
+        return newest_backend_claim(vm_name, (listed or {}).get("items") or [])
+
     def _select_with_classes(
-        self, vm: dict[str, Any], pvcs: dict[str, dict[str, Any]], *, cached: bool
+        self, vm: dict[str, Any], pvcs: dict[str, dict[str, Any]], backend: str | None, *,
+        cached: bool
     ) -> VolumeSelection:
         class_names = dict.fromkeys(
             c for pvc in pvcs.values() if (c := (pvc.get("spec") or {}).get("storageClassName"))
@@ -252,4 +273,4 @@ class Cluster(VmOperations, SnapshotOperations, PvcOperations):
                 # NotFound: the snapshot API is not installed, so no PVC has a class.
                 with contextlib.suppress(NotFound):
                     snapshot_classes = self.list_volume_snapshot_classes()
-        return select_volumes(vm, pvcs, storage_classes, snapshot_classes)
+        return select_volumes(vm, pvcs, storage_classes, snapshot_classes, backend)

@@ -3,8 +3,11 @@
 Pure: given the VM, its PVCs, the StorageClasses and VolumeSnapshotClasses,
 apply the rules by which KubeVirt chooses the disks a snapshot takes.
 Candidates come from the VM spec only, so a persistent hot-plugged volume is
-included and a volume hot-plugged only into the running VMI is not. Reasons
-name the object and the fix, because a user reads them.
+included and a volume hot-plugged only into the running VMI is not. A VM with
+persistent TPM or EFI state has one more: KubeVirt's backend-storage claim
+(label `persistent-state-for: <vm>`), under the volume name KubeVirt gives it,
+`persistent-state-for-<vm>`. Memory-dump volumes are never taken. Reasons name
+the object and the fix, because a user reads them.
 """
 
 from __future__ import annotations
@@ -13,9 +16,34 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from rules.models import ExcludedVolume, IncludedVolume, VolumeSelection
+from rules.naming import MAX_LABEL, bounded
 
 DEFAULT_CLASS_ANNOTATION = "snapshot.storage.kubernetes.io/is-default-class"
 _PVC_SOURCES = ("persistentVolumeClaim", "dataVolume")
+BACKEND_STORAGE_LABEL = "persistent-state-for"  # KubeVirt's, on the state claim: the VM
+
+
+def needs_backend_storage(vm: Mapping[str, Any]) -> bool:
+    """The VM keeps TPM or EFI state across restarts (KubeVirt's backend storage)."""
+    domain = (((vm.get("spec") or {}).get("template") or {}).get("spec") or {}).get(
+        "domain") or {}
+    tpm = (domain.get("devices") or {}).get("tpm") or {}
+    efi = ((domain.get("firmware") or {}).get("bootloader") or {}).get("efi") or {}
+    return bool(tpm.get("persistent")) or bool(efi.get("persistent"))
+
+
+def backend_volume_name(vm_name: str) -> str:
+    """The volume name KubeVirt gives the state claim when it lists a VM's volumes."""
+    return bounded(f"{BACKEND_STORAGE_LABEL}-{vm_name}", MAX_LABEL)
+
+
+def newest_backend_claim(vm_name: str, pvcs: Sequence[Mapping[str, Any]]) -> str | None:
+    """The VM's state claim: the newest one labelled for it that is not being deleted."""
+    mine = [p for p in pvcs
+            if ((p.get("metadata") or {}).get("labels") or {}).get(BACKEND_STORAGE_LABEL)
+            == vm_name and not (p.get("metadata") or {}).get("deletionTimestamp")]
+    mine.sort(key=lambda p: str((p.get("metadata") or {}).get("creationTimestamp") or ""))
+    return str(mine[-1]["metadata"]["name"]) if mine else None
 
 
 def select_volumes(
@@ -23,16 +51,32 @@ def select_volumes(
     pvcs: Mapping[str, Mapping[str, Any]],
     storage_classes: Mapping[str, Mapping[str, Any]],
     snapshot_classes: Sequence[Mapping[str, Any]],
+    backend_claim: str | None = None,
 ) -> VolumeSelection:
-    """Split the VM's volumes into included and excluded (with reasons), in spec order.
+    """Split the VM's volumes into included and excluded (with reasons), in spec order,
+    the state claim (`backend_claim`) last when the VM keeps TPM or EFI state.
 
     `pvcs` and `storage_classes` are keyed by name and hold the objects that
     exist; a name that is absent is reported as missing.
     """
-    volumes = _template_volumes(vm)
+    volumes = list(_template_volumes(vm))
     included: list[IncludedVolume] = []
     excluded: list[ExcludedVolume] = []
+    if needs_backend_storage(vm):
+        name = backend_volume_name(str((vm.get("metadata") or {}).get("name") or ""))
+        if backend_claim:
+            volumes.append({"name": name, "persistentVolumeClaim": {"claimName": backend_claim}})
+        else:
+            excluded.append(ExcludedVolume(
+                volume_name=name, snapshottable_type=False,
+                reason="persistent TPM/EFI state: the VM has no state claim yet (KubeVirt "
+                "makes it when the VM first starts), so there is no state to keep"))
     for volume in volumes:
+        if volume.get("memoryDump") is not None:
+            excluded.append(ExcludedVolume(
+                volume_name=str(volume.get("name") or ""), snapshottable_type=False,
+                reason="memory dump: a diagnostic copy of the guest's memory, not a disk"))
+            continue
         outcome = _select_one(volume, pvcs, storage_classes, snapshot_classes)
         if isinstance(outcome, IncludedVolume):
             included.append(outcome)

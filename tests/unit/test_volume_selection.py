@@ -273,3 +273,37 @@ def test_kubevirt_examples() -> None:
     assert [v.pvc_name for v in multi.included] == ["disk-alpine"]
     assert [(v.pvc_name, v.reason) for v in multi.excluded] == [
         ("disk-custom", 'PVC "disk-custom" not found')]
+
+
+def test_persistent_tpm_state_is_a_volume_of_the_snapshot() -> None:
+    """KubeVirt's backend-storage claim, labelled for the VM, joins the disks."""
+    from rules.volumes import backend_volume_name, needs_backend_storage, newest_backend_claim
+
+    machine = vm({"name": "root", "persistentVolumeClaim": {"claimName": "root"}})
+    machine["metadata"] = {"name": "win"}
+    machine["spec"]["template"]["spec"]["domain"] = {"devices": {"tpm": {"persistent": True}}}
+    assert needs_backend_storage(machine)
+    state = pvc("persistent-state-for-win-x7k2p", "fast")
+    state["metadata"]["labels"] = {"persistent-state-for": "win"}
+    older = pvc("persistent-state-for-win-aaaaa", "fast")
+    older["metadata"].update(labels={"persistent-state-for": "win"},
+                             deletionTimestamp="2030-01-01T00:00:00Z")
+    assert newest_backend_claim("win", [older, state]) == "persistent-state-for-win-x7k2p"
+    chosen = select_volumes(machine, by_name([pvc("root", "fast"), state]), STORAGE,
+                            SNAPSHOT_CLASSES, "persistent-state-for-win-x7k2p")
+    assert [v.volume_name for v in chosen.included] == ["root", backend_volume_name("win")]
+    never_started = select_volumes(machine, by_name([pvc("root", "fast")]), STORAGE,
+                                   SNAPSHOT_CLASSES, None)
+    [left_out] = never_started.excluded
+    assert left_out.volume_name == "persistent-state-for-win" and not never_started.partial
+
+
+def test_a_memory_dump_is_not_a_disk() -> None:
+    machine = vm({"name": "root", "persistentVolumeClaim": {"claimName": "root"}},
+                 {"name": "dump", "memoryDump": {"claimName": "dump-pvc"}})
+    chosen = select_volumes(machine, by_name([pvc("root", "fast"), pvc("dump-pvc", "fast")]),
+                            STORAGE, SNAPSHOT_CLASSES)
+    assert [v.volume_name for v in chosen.included] == ["root"]
+    assert [v.reason for v in chosen.excluded] == [
+        "memory dump: a diagnostic copy of the guest's memory, not a disk"]
+    assert not chosen.partial
