@@ -12,6 +12,7 @@ from activities.restore import (
     _final,
     plan_volumes,
     read_ready_snapshot,
+    read_snapshot_copy,
     refuse_added_credentials,
     refuse_missing_volumes,
 )
@@ -83,27 +84,34 @@ class CloneActivities:
         ns = input.namespace
         with cluster_errors():
             self._refuse_existing_target(ns, input.target)
-            record, snapshot_vm, backups = read_ready_snapshot(self.cluster, ns, input.snapshot)
-            missing = volumes_without_backup(snapshot_vm, [b["volumeName"] for b in backups])
+            found = read_ready_snapshot(self.cluster, ns, input.snapshot)
+            missing = volumes_without_backup(found.vm,
+                                             [b["volumeName"] for b in found.backups])
             refuse_missing_volumes(ns, input.snapshot, missing, input.missing_volumes,
                                    f"the clone {input.target}")
-            volumes = plan_volumes(self.cluster, ns, backups, input.clone_name, CLONE_LABEL,
-                                   input.snapshot, snapshot_vm, target=input.target)
+            volumes = [p.volume for p in plan_volumes(
+                self.cluster, ns, found.backups, input.clone_name, CLONE_LABEL, input.snapshot,
+                found.vm, target=input.target)]
             if missing and not volumes:
                 raise _final(f"snapshot {ns}/{input.snapshot} holds none of the VM's disks "
                              f"({', '.join(missing)} left out): nothing to clone",
                              VOLUMES_NOT_IN_SNAPSHOT)
-        return RestorePlan(source_vm=record.vm, target=input.target,
-                           restore_name=input.clone_name, snapshot_vm=snapshot_vm,
+        return RestorePlan(source_vm=found.record.vm, target=input.target,
+                           restore_name=input.clone_name, source=found.source,
                            target_exists=False, target_running=False, volumes=volumes,
                            missing_volumes=missing, dropped_volumes=missing)
 
     @implements(CREATE_CLONE_VM)
     def create_clone_vm(self, input: CreateCloneVmInput) -> bool:
-        spec = input.spec
+        """The snapshot's copy of the VM (read again from its content), made a clone by
+        `rules.clone_spec` within the worker's patch policy, refused if it would reach what
+        the source did not (credential volumes, sidecars), then created."""
+        spec = input.options
+        with cluster_errors():
+            source_vm = read_snapshot_copy(self.cluster, input.source).vm
         try:
             body = clone_vm(
-                input.snapshot_vm, spec.target, input.claims, drop=input.drop,
+                source_vm, spec.target, input.claims, drop=input.drop,
                 new_mac_addresses=spec.new_mac_addresses,
                 new_smbios_serial=spec.new_smbios_serial, label_filters=spec.label_filters,
                 annotation_filters=spec.annotation_filters, patches=spec.patches,
@@ -113,7 +121,7 @@ class CloneActivities:
             raise _final(str(exc), PATCH_NOT_ALLOWED) from exc
         except CloneSpecError as exc:
             raise _final(str(exc), INVALID_CLONE_SPEC) from exc
-        refuse_added_credentials(input.snapshot_vm, body, f"the clone {spec.target}")
+        refuse_added_credentials(source_vm, body, f"the clone {spec.target}")
         body["metadata"].pop("namespace", None)
         with cluster_errors():
             try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -27,8 +28,11 @@ from cluster.record_kinds import VIRTUAL_MACHINE_RESTORES
 from cluster.restore_record import (
     RestoreRecordStatus,
     RestoreVolumeStatus,
+    TargetBefore,
     create_restore_record,
+    read_target_before,
     restore_record_body,
+    save_target_before,
     write_restore_status,
 )
 from cluster.waiting import WaitTimeout
@@ -50,6 +54,7 @@ from contracts.restore import (
     START_VM,
     STOP_VM,
     TARGET_EXISTS,
+    TARGET_NOT_KEPT,
     VM_DID_NOT_STOP,
     VM_RUNNING,
     VOLUMES_NOT_IN_SNAPSHOT,
@@ -57,12 +62,14 @@ from contracts.restore import (
     WAIT_VM_STOPPED,
     WRITE_RESTORE_STATUS,
     ApplyRestoredVmInput,
+    CreatePvcsInput,
     PrepareRestoreInput,
     PutBackVmInput,
     PvcsInput,
     RestoredVolume,
     RestorePlan,
     RestoreRecordInput,
+    SnapshotSource,
     SnapshotUserInput,
     VmPowerInput,
 )
@@ -92,9 +99,18 @@ def _holder(operation: str) -> LockHolder:
                       operation=operation, since=datetime.now(UTC).replace(microsecond=0))
 
 
-def read_ready_snapshot(
-    cluster: Cluster, ns: str, snapshot: str
-) -> tuple[snapshot_record.SnapshotRecord, dict[str, Any], list[dict[str, Any]]]:
+@dataclass(frozen=True)
+class SnapshotCopy:
+    """A ready snapshot as restore and clone read it: its record, the reference to its
+    content, and the content's copy of the VM and its volume backups."""
+
+    record: snapshot_record.SnapshotRecord
+    source: SnapshotSource
+    vm: dict[str, Any]
+    backups: list[dict[str, Any]]
+
+
+def read_ready_snapshot(cluster: Cluster, ns: str, snapshot: str) -> SnapshotCopy:
     """The snapshot's record, VM copy and volume backups, if it is Succeeded and ready."""
     record = snapshot_record.get_snapshot_record(cluster, ns, snapshot)
     if record is None:
@@ -106,27 +122,49 @@ def read_ready_snapshot(
                      "need a Succeeded snapshot that is ready to use)", SNAPSHOT_NOT_READY)
     content = (snapshot_content.get_snapshot_content(cluster, ns, record.content_name)
                if record.content_name else None)
-    if content is None:
+    if content is None or record.content_name is None:
         raise _final(f"snapshot {ns}/{snapshot} has no content", SNAPSHOT_NOT_READY)
     spec = content.get("spec") or {}
-    snapshot_vm = (spec.get("source") or {}).get("virtualMachine") or {}
-    return record, dict(snapshot_vm), list(spec.get("volumeBackups") or [])
+    snapshot_vm = dict((spec.get("source") or {}).get("virtualMachine") or {})
+    source = SnapshotSource(
+        namespace=ns, snapshot=snapshot, content_name=record.content_name,
+        content_uid=str((content.get("metadata") or {}).get("uid") or ""),
+        vm_uid=(snapshot_vm.get("metadata") or {}).get("uid"))
+    return SnapshotCopy(record, source, snapshot_vm, list(spec.get("volumeBackups") or []))
+
+
+def read_snapshot_copy(cluster: Cluster, source: SnapshotSource) -> SnapshotCopy:
+    """The copy a plan refers to, read again: the same content (uid), still ready."""
+    found = read_ready_snapshot(cluster, source.namespace, source.snapshot)
+    if (found.source.content_name, found.source.content_uid) != (source.content_name,
+                                                                 source.content_uid):
+        raise _final(f"snapshot {source.namespace}/{source.snapshot}: its content "
+                     f"{source.content_name} was made again since this run planned from it",
+                     SNAPSHOT_NOT_READY)
+    return found
+
+
+@dataclass(frozen=True)
+class PlannedPvc:
+    volume: RestoredVolume
+    body: dict[str, Any]
 
 
 def plan_volumes(
     cluster: Cluster, ns: str, backups: list[dict[str, Any]], owner: str, owner_label: str,
     snapshot: str, snapshot_vm: dict[str, Any], *, target: str,
     policy: str = "RandomizeNames",
-) -> list[RestoredVolume]:
+) -> list[PlannedPvc]:
     """One new PVC per backup (`rules.restored_volumes` names it), labelled with its maker
     and annotated with the workflow that makes it (the orphan sweeper asks that workflow,
     not one guessed from the name). It carries what the source PVC's metadata says about
     its data; a DataVolume template's volume gets CDI's `populatedFor`, so the renamed
     template's DataVolume adopts it. Whether its class binds only for a consumer
-    (WaitForFirstConsumer) is noted: such a PVC stays Pending until the VM runs."""
+    (WaitForFirstConsumer) is noted: such a PVC stays Pending until the VM runs. The
+    bodies stay in the worker: the plan is made again when the PVCs are created."""
     made_by = {record_kinds.WORKFLOW_ID_ANNOTATION: activity.info().workflow_id or ""}
     binding_modes: dict[str, str | None] = {}
-    volumes = []
+    planned = []
     for backup in backups:
         vs_name = backup["volumeSnapshotName"]
         vs = cluster.get_volume_snapshot(ns, vs_name)
@@ -150,12 +188,13 @@ def plan_volumes(
         if storage_class and storage_class not in binding_modes:
             found = cluster.get_storage_class(storage_class)
             binding_modes[storage_class] = (found or {}).get("volumeBindingMode")
-        volumes.append(RestoredVolume(
+        planned.append(PlannedPvc(RestoredVolume(
             volume_name=volume,
             old_claim=str((pvc.get("metadata") or {}).get("name") or ""),
-            volume_snapshot=vs_name, pvc_name=name, pvc_body=body, data_volume=data_volume,
-            waits_for_consumer=binding_modes.get(storage_class) == WAIT_FOR_FIRST_CONSUMER))
-    return volumes
+            volume_snapshot=vs_name, pvc_name=name, data_volume=data_volume,
+            waits_for_consumer=binding_modes.get(storage_class) == WAIT_FOR_FIRST_CONSUMER),
+            body))
+    return planned
 
 
 def refuse_missing_volumes(ns: str, snapshot: str, missing: list[str], policy: str,
@@ -209,7 +248,8 @@ class RestoreActivities:
         Changes nothing."""
         ns = input.namespace
         with cluster_errors():
-            record, snapshot_vm, backups = read_ready_snapshot(self.cluster, ns, input.snapshot)
+            found = read_ready_snapshot(self.cluster, ns, input.snapshot)
+            record, snapshot_vm, backups = found.record, found.vm, found.backups
             target = input.target or record.vm
             restore_name = bounded(f"{target}-restore-{input.stamp}", MAX_LABEL)
             state: VmState | None
@@ -228,9 +268,9 @@ class RestoreActivities:
             if not exists:
                 refuse_missing_volumes(ns, input.snapshot, missing, input.missing_volumes,
                                        f"a new VM {target}")
-            volumes = plan_volumes(self.cluster, ns, backups, restore_name, RESTORE_LABEL,
-                                   input.snapshot, snapshot_vm, target=target,
-                                   policy=input.volume_restore_policy)
+            volumes = [p.volume for p in plan_volumes(
+                self.cluster, ns, backups, restore_name, RESTORE_LABEL, input.snapshot,
+                snapshot_vm, target=target, policy=input.volume_restore_policy)]
             if not exists and missing and not volumes:
                 raise _final(f"snapshot {ns}/{input.snapshot} holds none of the VM's disks "
                              f"({', '.join(missing)} left out): nothing to restore",
@@ -239,8 +279,7 @@ class RestoreActivities:
             original = self.cluster.get_vm(ns, target) if exists else None
         kept = [v for v in missing if original and volume_named(original, v)]
         return RestorePlan(source_vm=record.vm, target=target, restore_name=restore_name,
-                           snapshot_vm=snapshot_vm, target_exists=exists,
-                           target_vm=original,
+                           source=found.source, target_exists=exists,
                            target_running=bool(state and state.vmi_exists), volumes=volumes,
                            missing_volumes=missing, kept_volumes=kept,
                            dropped_volumes=[v for v in missing if v not in kept])
@@ -321,12 +360,24 @@ class RestoreActivities:
             return self.cluster.start_vm(input.namespace, input.vm)
 
     @implements(CREATE_RESTORED_PVCS)
-    def create_restored_pvcs(self, input: PvcsInput) -> list[str]:
-        """Create each PVC (one from the same VolumeSnapshot already there is success)."""
+    def create_restored_pvcs(self, input: CreatePvcsInput) -> list[str]:
+        """Plan the PVCs again from the snapshot's content (the plan the workflow holds by
+        name only) and create each (one from the same VolumeSnapshot already there is
+        success)."""
         made = []
         with cluster_errors():
-            for body in input.pvcs:
-                made.append(self.cluster.create_pvc(input.namespace, body)["metadata"]["name"])
+            found = read_snapshot_copy(self.cluster, input.source)
+            planned = plan_volumes(self.cluster, input.namespace, found.backups, input.owner,
+                                   input.owner_label, input.source.snapshot, found.vm,
+                                   target=input.target, policy=input.volume_restore_policy)
+            names = [p.volume.pvc_name for p in planned]
+            if sorted(names) != sorted(input.names):
+                raise _final(f"snapshot {input.source.namespace}/{input.source.snapshot} now "
+                             f"plans the PVCs {', '.join(names)}, not those planned before "
+                             f"({', '.join(input.names)})", SNAPSHOT_NOT_READY)
+            for pvc in planned:
+                made.append(self.cluster.create_pvc(input.namespace, pvc.body)
+                            ["metadata"]["name"])
         return made
 
     @implements(WAIT_RESTORED_PVCS_BOUND)
@@ -393,11 +444,13 @@ class RestoreActivities:
         ns = input.namespace
         restore_label = {RESTORE_LABEL: label_value(input.restore_name)}
         with cluster_errors(not_found=error_types.VM_NOT_FOUND):
+            snapshot_vm = read_snapshot_copy(self.cluster, input.source).vm
             current = None if input.create else self.cluster.get_vm(ns, input.target)
-            spec = self._restored_spec(input, current)
+            spec = self._restored_spec(input, snapshot_vm, current)
             if current is None:
-                vm = self._create_restored_vm(input, spec, restore_label)
+                vm = self._create_restored_vm(input, snapshot_vm, spec, restore_label)
             else:
+                self._keep_target_before(input, current)
                 spec["runStrategy"] = _run_strategy(current)
                 metadata = {k: v for k, v in (current.get("metadata") or {}).items()
                             if k != "managedFields"}
@@ -411,23 +464,38 @@ class RestoreActivities:
                 self._own_restored_pvcs(ns, vm, input)
         return True
 
+    def _keep_target_before(self, input: ApplyRestoredVmInput, current: dict[str, Any]) -> None:
+        """Before the VM is written, keep it as it is in the restore record, for the undo;
+        a retry that finds the VM already written (it carries this restore's label) keeps
+        what the first attempt kept."""
+        metadata = current.get("metadata") or {}
+        labels = metadata.get("labels") or {}
+        if labels.get(RESTORE_LABEL) == label_value(input.restore_name):
+            return
+        save_target_before(self.cluster, input.namespace, input.restore_name, TargetBefore(
+            resource_version=metadata.get("resourceVersion"),
+            spec=copy.deepcopy(current.get("spec") or {}),
+            restore_label=labels.get(RESTORE_LABEL),
+            restored_from=(metadata.get("annotations") or {}).get(RESTORED_FROM_ANNOTATION)))
+
     @staticmethod
-    def _restored_spec(input: ApplyRestoredVmInput,
+    def _restored_spec(input: ApplyRestoredVmInput, snapshot_vm: dict[str, Any],
                        current: dict[str, Any] | None) -> dict[str, Any]:
         kept_volumes = {name: volume for name in input.keep
                         if current is not None
                         and (volume := volume_named(current, name)) is not None}
         spec = restored_spec(
-            input.snapshot_vm, input.claims, drop=input.drop, keep=kept_volumes,
+            snapshot_vm, input.claims, drop=input.drop, keep=kept_volumes,
             keep_templates=templates_for(current, list(kept_volumes.values()))
             if current is not None else ())
         spec.pop("running", None)
         return spec
 
-    def _create_restored_vm(self, input: ApplyRestoredVmInput, spec: dict[str, Any],
+    def _create_restored_vm(self, input: ApplyRestoredVmInput, snapshot_vm: dict[str, Any],
+                            spec: dict[str, Any],
                             restore_label: dict[str, str]) -> dict[str, Any]:
         ns = input.namespace
-        source_meta = input.snapshot_vm.get("metadata") or {}
+        source_meta = snapshot_vm.get("metadata") or {}
         spec["runStrategy"] = "Halted"
         annotations = {k: v for k, v in (source_meta.get("annotations") or {}).items()
                        if k != LOCK_ANNOTATION}
@@ -441,6 +509,7 @@ class RestoreActivities:
                 new_identity(body, input.new_mac_addresses, input.new_smbios_serial)
             except CloneSpecError as exc:
                 raise _final(str(exc), INVALID_IDENTITY) from exc
+        refuse_added_credentials(snapshot_vm, body, f"the new VM {input.target}")
         try:
             return self.cluster.create_vm(ns, body)
         except AlreadyExists as exc:
@@ -465,9 +534,9 @@ class RestoreActivities:
 
     @implements(PUT_BACK_VM)
     def put_back_vm(self, input: PutBackVmInput) -> bool:
-        """Undo `apply_restored_vm` if it happened: the original spec back (in place, the
-        VM's metadata as it is now, less this restore's marks), or the VM deleted (a new
-        VM this restore made). False when there was nothing to undo."""
+        """Undo `apply_restored_vm` if it happened: a new VM this restore made is deleted; in
+        place, the spec kept in the restore record goes back (with the VM's metadata as it
+        is now, less this restore's marks). False when there was nothing to undo."""
         ns = input.namespace
         with cluster_errors():
             try:
@@ -479,22 +548,24 @@ class RestoreActivities:
             labels = dict(metadata.get("labels") or {})
             if labels.get(RESTORE_LABEL) != label_value(input.restore_name):
                 return False
-            if input.original is None:
+            if input.created:
                 return self.cluster.delete_vm(ns, input.target)
-            original_meta = input.original.get("metadata") or {}
+            before = read_target_before(self.cluster, ns, input.restore_name)
+            if before is None:
+                raise _final(f"VM {ns}/{input.target} was written by restore "
+                             f"{input.restore_name}, whose record no longer holds the VM as "
+                             "it was: put it back by hand", TARGET_NOT_KEPT)
             labels.pop(RESTORE_LABEL, None)
-            before_label = (original_meta.get("labels") or {}).get(RESTORE_LABEL)
-            if before_label is not None:
-                labels[RESTORE_LABEL] = before_label
+            if before.restore_label is not None:
+                labels[RESTORE_LABEL] = before.restore_label
             annotations = {k: v for k, v in (metadata.get("annotations") or {}).items()
                            if k != RESTORED_FROM_ANNOTATION}
-            before = (original_meta.get("annotations") or {}).get(RESTORED_FROM_ANNOTATION)
-            if before is not None:
-                annotations[RESTORED_FROM_ANNOTATION] = before
+            if before.restored_from is not None:
+                annotations[RESTORED_FROM_ANNOTATION] = before.restored_from
             metadata["labels"], metadata["annotations"] = labels, annotations
             self.cluster.replace_vm(ns, input.target, {
                 "apiVersion": current.get("apiVersion"), "kind": current.get("kind"),
-                "metadata": metadata, "spec": copy.deepcopy(input.original.get("spec") or {})})
+                "metadata": metadata, "spec": before.spec})
         return True
 
 

@@ -4,6 +4,11 @@ Created when the restore starts (AlreadyExists of the same restore is success:
 a retried step), its status written through the status subresource as the
 restore goes, and left in place afterwards, Succeeded or Failed, for the user.
 
+In place, the VM as it was before the restore wrote it (its spec, and the restore
+label and annotation it carried) is kept in the record's `status.targetBefore`, so that
+a failed restore can put it back without the spec passing through Temporal's history;
+it is cleared once the restore has succeeded, or failed and been undone.
+
 Knows nothing of Temporal; builds on the adapter's `KubeApis`.
 """
 
@@ -13,7 +18,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from cluster.apis import KubeApis
 from cluster.errors import AlreadyExists
@@ -25,6 +30,17 @@ class RestoreVolumeStatus(BaseModel):
     pvc_name: str
     volume_snapshot: str
     phase: str | None = None
+
+
+class TargetBefore(BaseModel):
+    """What the restore's undo needs of the VM it overwrote."""
+
+    resource_version: str | None = None
+    spec: dict[str, Any]
+    restore_label: str | None = Field(default=None,
+                                      description="the restore label the VM carried")
+    restored_from: str | None = Field(
+        default=None, description="the restored-from-snapshot annotation it carried")
 
 
 class RestoreRecordStatus(BaseModel):
@@ -84,7 +100,15 @@ def restore_status_body(status: RestoreRecordStatus) -> dict[str, Any]:
         "restores": _volumes(status.volumes),
         "error": error,
         "cleanupErrors": list(status.cleanup_errors) or None,
+        **({"targetBefore": None} if _undone_or_kept(status) else {}),
     }
+
+
+def _undone_or_kept(status: RestoreRecordStatus) -> bool:
+    """The saved VM is no longer needed: the restore succeeded, or failed and its undo ran
+    without error (a failed undo keeps it, for a person to put back)."""
+    return status.phase == "Succeeded" or (status.phase == "Failed"
+                                           and not status.cleanup_errors)
 
 
 def _volumes(volumes: Sequence[RestoreVolumeStatus]) -> list[dict[str, Any]]:
@@ -103,3 +127,21 @@ def write_restore_status(
 ) -> dict[str, Any]:
     return patch_status(apis, VIRTUAL_MACHINE_RESTORES, namespace, name,
                         restore_status_body(status))
+
+
+def save_target_before(apis: KubeApis, namespace: str, name: str, before: TargetBefore) -> None:
+    """Keep the VM as it was in the record's status, before the restore writes it."""
+    patch_status(apis, VIRTUAL_MACHINE_RESTORES, namespace, name, {"targetBefore": {
+        "resourceVersion": before.resource_version, "spec": before.spec,
+        "restoreLabel": before.restore_label, "restoredFrom": before.restored_from}})
+
+
+def read_target_before(apis: KubeApis, namespace: str, name: str) -> TargetBefore | None:
+    """The VM as it was before the restore wrote it; None when none was kept."""
+    record = apis.get_custom_or_none(VIRTUAL_MACHINE_RESTORES, namespace, name)
+    saved = ((record or {}).get("status") or {}).get("targetBefore")
+    if not isinstance(saved, dict) or not isinstance(saved.get("spec"), dict):
+        return None
+    return TargetBefore(resource_version=saved.get("resourceVersion"), spec=saved["spec"],
+                        restore_label=saved.get("restoreLabel"),
+                        restored_from=saved.get("restoredFrom"))

@@ -7,7 +7,7 @@ The clone restores PVCs with the restore's steps (`contracts.restore`'s payloads
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import (
     BaseModel,
@@ -25,6 +25,7 @@ from contracts.restore import (
     MissingVolumes,
     RestoredVolumeResult,
     RestorePlan,
+    SnapshotSource,
 )
 
 # The workflow ID (and the label on what it makes), defined with every name in rules.naming.
@@ -135,11 +136,33 @@ class CheckCloneSourceInput(BaseModel):
     target: str
 
 
+class CloneVmOptions(BaseModel):
+    """What of the clone's input shapes its VM (the input's own fields, not a VM spec)."""
+
+    target: str
+    new_mac_addresses: dict[str, str] = Field(default_factory=dict)
+    new_smbios_serial: str | None = None
+    label_filters: list[str] = Field(default_factory=list)
+    annotation_filters: list[str] = Field(default_factory=list)
+    patches: list[str] = Field(default_factory=list)
+    run_strategy: str = "Halted"
+
+    @classmethod
+    def of(cls, input: CloneVirtualMachineInput) -> CloneVmOptions:
+        return cls(target=input.target, new_mac_addresses=input.new_mac_addresses,
+                   new_smbios_serial=input.new_smbios_serial,
+                   label_filters=input.label_filters,
+                   annotation_filters=input.annotation_filters, patches=input.patches,
+                   run_strategy=input.run_strategy)
+
+
 class CreateCloneVmInput(BaseModel):
+    """Create the clone's VM from the snapshot's copy, read by reference (`source`)."""
+
     namespace: str
     clone_name: str
-    spec: CloneVirtualMachineInput
-    snapshot_vm: dict[str, Any]
+    options: CloneVmOptions
+    source: SnapshotSource
     claims: dict[str, str] = Field(description="volume name -> its new PVC")
     drop: list[str] = Field(default_factory=list, description="volumes left out of the clone")
 

@@ -9,7 +9,7 @@ payloads (`PvcsInput`, `RestorePlan`, `SnapshotUserInput`) serve the clone too.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -38,6 +38,7 @@ VM_DID_NOT_STOP = "VmDidNotStop"
 VOLUMES_NOT_IN_SNAPSHOT = "VolumesNotInSnapshot"  # a disk the snapshot left out: refused
 PVC_EXISTS = "RestoredPvcExists"  # the restored PVC's name is another PVC's
 INVALID_IDENTITY = "InvalidIdentity"  # a new MAC for an interface the VM does not have
+TARGET_NOT_KEPT = "TargetNotKept"  # the undo found no saved VM in the restore record
 
 TargetReadinessPolicy = Literal["WaitGracePeriod", "StopTarget", "FailImmediate",
                                 "WaitEventually"]
@@ -145,6 +146,19 @@ class RestoreVirtualMachineInput(BaseModel):
             return self.target_readiness_policy
         return "StopTarget" if self.running_vm_policy == "stop" else "FailImmediate"
 
+class SnapshotSource(BaseModel):
+    """The snapshot's copy of the VM, by reference: every activity that needs the spec
+    reads it again from the snapshot's content, so no VM spec (cloud-init user data,
+    keys) is ever an activity's payload, and none is in the workflow's history. The
+    content's uid pins the copy read at planning: a content made again since is refused."""
+
+    namespace: str
+    snapshot: str
+    content_name: str
+    content_uid: str
+    vm_uid: str | None = Field(default=None, description="the uid of the VM it copied")
+
+
 class RestoredVolume(BaseModel):
     """One backed-up volume and the PVC the restore makes for it."""
 
@@ -152,7 +166,6 @@ class RestoredVolume(BaseModel):
     old_claim: str = Field(description="the PVC (or DataVolume) the VM used at the snapshot")
     volume_snapshot: str
     pvc_name: str
-    pvc_body: dict[str, Any]
     phase: str | None = None
     data_volume: bool = Field(default=False, description="from a DataVolume template: the "
                               "renamed template's DataVolume adopts the PVC")
@@ -160,16 +173,15 @@ class RestoredVolume(BaseModel):
         default=False, description="its class binds only when a pod uses it "
         "(WaitForFirstConsumer): Pending until the VM runs")
 
+
 class RestorePlan(BaseModel):
-    """What `prepare_restore` found: the VM to write and the PVCs to make."""
+    """What `prepare_restore` found: the snapshot to read the VM from and the PVCs to make."""
 
     source_vm: str
     target: str
     restore_name: str = Field(description="`{target}-restore-{stamp}`: the record and PVC label")
-    snapshot_vm: dict[str, Any] = Field(description="the VM copy kept in the snapshot's content")
+    source: SnapshotSource
     target_exists: bool
-    target_vm: dict[str, Any] | None = Field(
-        default=None, description="the target as it was: what a failed restore puts back")
     target_running: bool
     volumes: list[RestoredVolume]
     missing_volumes: list[str] = Field(
@@ -184,6 +196,7 @@ class RestorePlan(BaseModel):
     def waits_for_consumer(self) -> bool:
         return any(v.waits_for_consumer for v in self.volumes)
 
+
 class PrepareRestoreInput(BaseModel):
     namespace: str
     snapshot: str
@@ -192,9 +205,21 @@ class PrepareRestoreInput(BaseModel):
     volume_restore_policy: VolumeRestorePolicy = "RandomizeNames"
     missing_volumes: MissingVolumes = "refuse"
 
+class CreatePvcsInput(BaseModel):
+    """Make the planned PVCs: their bodies are planned again from the snapshot's content
+    (the source PVCs' specs and metadata), never carried in the history."""
+
+    namespace: str
+    source: SnapshotSource
+    owner: str = Field(description="the restore's or clone's name: the PVCs' label")
+    owner_label: str = RESTORE_LABEL
+    target: str
+    volume_restore_policy: VolumeRestorePolicy = "RandomizeNames"
+    names: list[str] = Field(description="the PVCs planned: the plan made again must agree")
+
+
 class PvcsInput(BaseModel):
     namespace: str
-    pvcs: list[dict[str, Any]] = Field(default_factory=list)
     names: list[str] = Field(default_factory=list)
     timeout_seconds: float = DEFAULT_BOUND_WAIT_SECONDS
     pending_for_consumer_is_ready: bool = Field(
@@ -204,6 +229,7 @@ class PvcsInput(BaseModel):
                                      description="only PVCs labelled with it are deleted")
     owner_label: str = Field(default=RESTORE_LABEL,
                              description="the label naming the restore or clone")
+
 
 class VmPowerInput(BaseModel):
     namespace: str
@@ -217,7 +243,7 @@ class ApplyRestoredVmInput(BaseModel):
     target: str
     restore_name: str
     snapshot: str
-    snapshot_vm: dict[str, Any]
+    source: SnapshotSource
     claims: dict[str, str] = Field(description="volume name -> its new PVC")
     create: bool
     drop: list[str] = Field(default_factory=list, description="volumes left out of the VM")
@@ -230,12 +256,14 @@ class ApplyRestoredVmInput(BaseModel):
                                "firmware UUID new (as a clone's)")
 
 class PutBackVmInput(BaseModel):
-    """Undo `ApplyRestoredVmInput`: the spec saved before, or delete a VM the restore made."""
+    """Undo `ApplyRestoredVmInput`: delete a VM the restore made, or put back the spec
+    `apply_restored_vm` saved in the restore record's status (`targetBefore`) before it
+    wrote the VM: the spec stays in the cluster, never in the history."""
 
     namespace: str
     target: str
     restore_name: str
-    original: dict[str, Any] | None
+    created: bool = Field(description="the restore made the VM: delete it")
 
 class SnapshotUserInput(BaseModel):
     namespace: str
@@ -295,7 +323,7 @@ REMOVE_SNAPSHOT_USER = ActivityRef("remove_snapshot_user", SnapshotUserInput, bo
 STOP_VM = ActivityRef("stop_vm_and_wait", VmPowerInput, bool)
 WAIT_VM_STOPPED = ActivityRef("wait_vm_stopped", VmPowerInput, bool)
 START_VM = ActivityRef("start_vm", VmPowerInput, bool)
-CREATE_RESTORED_PVCS = ActivityRef("create_restored_pvcs", PvcsInput, list[str])
+CREATE_RESTORED_PVCS = ActivityRef("create_restored_pvcs", CreatePvcsInput, list[str])
 WAIT_RESTORED_PVCS_BOUND = ActivityRef("wait_restored_pvcs_bound", PvcsInput, list[PvcState])
 DELETE_RESTORED_PVCS = ActivityRef("delete_restored_pvcs", PvcsInput, list[str])
 APPLY_RESTORED_VM = ActivityRef("apply_restored_vm", ApplyRestoredVmInput, bool)

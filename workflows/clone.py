@@ -10,12 +10,13 @@ Steps (`_clone` reads as them), each registering its undo before it runs:
   3. `_register`, `_restore_pvcs`: this run registered as a user of the snapshot; one
      new PVC per volume from its VolumeSnapshot, Bound within `bound_wait`
      (`RestoreInProgress`; `workflows.restored_pvcs`, shared with the restore)
-  4. `_drop_temporary_snapshot`: deleted (child `DeleteVirtualMachineSnapshot`) once the
-     PVCs are Bound, or in the saga when the clone fails before
-  5. `_create_vm`: the snapshot's VM copy transformed by `rules.clone_spec` (MACs,
-     serial, UUID, filters, patches, runStrategy; DataVolume templates renamed to the new
-     PVCs) (`CreatingTargetVM`); a clone that starts by itself binds its
-     WaitForFirstConsumer PVCs, and the clone waits for that
+  4. `_create_vm`: the snapshot's VM copy (read by the activity from the snapshot's
+     content, never carried in the history) transformed by `rules.clone_spec` within the
+     worker's patch policy (MACs, serial, UUID, filters, patches, runStrategy; DataVolume
+     templates renamed to the new PVCs) (`CreatingTargetVM`); a clone that starts by
+     itself binds its WaitForFirstConsumer PVCs, and the clone waits for that
+  5. `_drop_temporary_snapshot`: deleted (child `DeleteVirtualMachineSnapshot`) once the
+     VM is made from its content, or in the saga when the clone fails before
 
 A snapshot that left a disk out (its storage has no VolumeSnapshotClass) is refused
 before anything is made: the clone would share the source's disk. `missing_volumes:
@@ -55,6 +56,7 @@ with workflow.unsafe.imports_passed_through():
         CloneRecordInput,
         CloneVirtualMachineInput,
         CloneVirtualMachineResult,
+        CloneVmOptions,
         CloneVmRef,
         CreateCloneVmInput,
         PrepareCloneInput,
@@ -116,8 +118,8 @@ class CloneVirtualMachine(Operation[CloneVirtualMachineInput, CloneVirtualMachin
         await self._take_temporary_snapshot()
         await self._register()
         await self._restore_pvcs()
-        await self._drop_temporary_snapshot()
         await self._create_vm()
+        await self._drop_temporary_snapshot()
         await self._succeed()
 
     @workflow.query(name="progress")
@@ -192,9 +194,10 @@ class CloneVirtualMachine(Operation[CloneVirtualMachineInput, CloneVirtualMachin
         await self._pvcs.wait_bound(plan, input.bound_wait, pending_for_consumer_is_ready=True)
 
     async def _drop_temporary_snapshot(self) -> None:
-        """The PVCs are Bound, or wait for their first consumer: the temporary snapshot has
-        served (also on later failure). A PVC still to be provisioned from a VolumeSnapshot
-        keeps it, through the snapshotter's source-protection finalizer, until it binds."""
+        """The VM is made from the snapshot's content and its PVCs are Bound, or wait for
+        their first consumer: the temporary snapshot has served. A PVC still to be
+        provisioned from a VolumeSnapshot keeps it, through the snapshotter's
+        source-protection finalizer, until it binds."""
         if self.result.temporary_snapshot:
             self.enter("delete temporary snapshot")
             await self._delete_temporary_snapshot()
@@ -206,8 +209,8 @@ class CloneVirtualMachine(Operation[CloneVirtualMachineInput, CloneVirtualMachin
         self.enter("create VM")
         await self._write_record()
         await saga.step(CREATE_CLONE_VM, CreateCloneVmInput(
-            namespace=input.namespace, clone_name=result.name, spec=input,
-            snapshot_vm=plan.snapshot_vm,
+            namespace=input.namespace, clone_name=result.name,
+            options=CloneVmOptions.of(input), source=plan.source,
             claims={v.volume_name: v.pvc_name for v in plan.volumes},
             drop=plan.dropped_volumes))
         if plan.waits_for_consumer and input.run_strategy in STARTS:

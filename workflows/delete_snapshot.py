@@ -49,9 +49,9 @@ class DeleteVirtualMachineSnapshot(
     async def run(
         self, input: DeleteVirtualMachineSnapshotInput
     ) -> DeleteVirtualMachineSnapshotResult:
-        await admit([input.namespace])
         self.begin(input, DeleteVirtualMachineSnapshotResult(
             namespace=input.namespace, name=input.name))
+        await admit([input.namespace])
         await self.run_steps(self._delete())
         self.result.phase = "Succeeded"
         return self.finish()

@@ -89,11 +89,11 @@ class RestoreVirtualMachine(Operation[RestoreVirtualMachineInput, RestoreVirtual
 
     @workflow.run
     async def run(self, input: RestoreVirtualMachineInput) -> RestoreVirtualMachineResult:
-        await admit([input.namespace])
         self.begin(input, RestoreVirtualMachineResult(
             namespace=input.namespace, name="", snapshot=input.snapshot,
             target=input.target or "?", phase="InProgress",
             workflow_id=workflow.info().workflow_id, started_at=workflow.now()))
+        await admit([input.namespace])
         await self.run_steps(self._restore())
         await self.report()
         return self.result
@@ -132,7 +132,7 @@ class RestoreVirtualMachine(Operation[RestoreVirtualMachineInput, RestoreVirtual
         result.target, result.name = plan.target, plan.restore_name
         result.kept_volumes, result.dropped_volumes = plan.kept_volumes, plan.dropped_volumes
         self._pvcs = RestoredPvcs(input.namespace, plan.restore_name, RESTORE_LABEL,
-                                  "the restored PVCs")
+                                  "the restored PVCs", input.volume_restore_policy)
         result.volumes = self._pvcs.plan(plan)
 
     async def _record(self) -> None:
@@ -194,7 +194,7 @@ class RestoreVirtualMachine(Operation[RestoreVirtualMachineInput, RestoreVirtual
             APPLY_RESTORED_VM,
             ApplyRestoredVmInput(namespace=input.namespace, target=result.target,
                                  restore_name=result.name, snapshot=input.snapshot,
-                                 snapshot_vm=plan.snapshot_vm,
+                                 source=plan.source,
                                  claims={v.volume_name: v.pvc_name for v in plan.volumes},
                                  create=not plan.target_exists, drop=plan.dropped_volumes,
                                  keep=plan.kept_volumes,
@@ -278,7 +278,8 @@ class RestoreVirtualMachine(Operation[RestoreVirtualMachineInput, RestoreVirtual
         await saga.compensation(
             PUT_BACK_VM,
             PutBackVmInput(namespace=self.input.namespace, target=result.target,
-                           restore_name=result.name, original=self._require_plan().target_vm))
+                           restore_name=result.name,
+                           created=not self._require_plan().target_exists))
 
     # ---- helpers --------------------------------------------------------------------------
 

@@ -17,9 +17,11 @@ with workflow.unsafe.imports_passed_through():
         CREATE_RESTORED_PVCS,
         DELETE_RESTORED_PVCS,
         WAIT_RESTORED_PVCS_BOUND,
+        CreatePvcsInput,
         PvcsInput,
         RestoredVolumeResult,
         RestorePlan,
+        VolumeRestorePolicy,
     )
 
 WAIT_GRACE = timedelta(seconds=60)  # past a wait's own bound: the bound decides, not the timeout
@@ -29,8 +31,10 @@ WAIT_HEARTBEAT = timedelta(seconds=30)
 class RestoredPvcs:
     """The PVCs one restore or clone makes, and their undo."""
 
-    def __init__(self, namespace: str, owner: str, owner_label: str, what: str) -> None:
+    def __init__(self, namespace: str, owner: str, owner_label: str, what: str,
+                 policy: VolumeRestorePolicy = "RandomizeNames") -> None:
         self.namespace = namespace
+        self.policy = policy  # how the PVCs are named (the restore's volume_restore_policy)
         self.what = what  # how the saga names them: "the restored PVCs", "the clone's PVCs"
         self.owner = owner  # the restore's or clone's name: the label's value
         self.owner_label = owner_label
@@ -44,10 +48,13 @@ class RestoredPvcs:
         return self.volumes
 
     async def create(self, saga_: saga.Saga, plan: RestorePlan) -> None:
-        """Every PVC at once (AlreadyExists of our own is success); undone by `delete`."""
+        """Every PVC at once (AlreadyExists of our own is success); undone by `delete`. The
+        activity plans their bodies again from the snapshot's content (by reference)."""
         saga_.add(f"delete {self.what}", self.delete)
-        await saga.step(CREATE_RESTORED_PVCS, PvcsInput(
-            namespace=self.namespace, pvcs=[v.pvc_body for v in plan.volumes]))
+        await saga.step(CREATE_RESTORED_PVCS, CreatePvcsInput(
+            namespace=self.namespace, source=plan.source, owner=self.owner,
+            owner_label=self.owner_label, target=plan.target,
+            volume_restore_policy=self.policy, names=[v.pvc_name for v in plan.volumes]))
 
     async def wait_bound(self, plan: RestorePlan, bound_wait: float, *,
                          pending_for_consumer_is_ready: bool = False) -> None:

@@ -83,10 +83,10 @@ class ScheduledVirtualMachineSnapshots(Operation[ScheduledSnapshotInput, Schedul
 
     @workflow.run
     async def run(self, input: ScheduledSnapshotInput) -> ScheduledSnapshotResult:
-        await admit([input.namespace])
         self.begin(input, ScheduledSnapshotResult(
             schedule=input.schedule, namespace=input.namespace, target=input.target,
             started_at=workflow.now()))
+        await admit([input.namespace])
         attributes = [VM_NAMESPACE.value_set(input.namespace), OPERATION.value_set("schedule")]
         if input.vm:
             attributes.append(VM_NAME.value_set(input.vm))

@@ -145,9 +145,9 @@ class SnapshotVirtualMachine(Operation[SnapshotVirtualMachineInput, SnapshotVirt
 
     @workflow.run
     async def run(self, input: SnapshotVirtualMachineInput) -> SnapshotVirtualMachineResult:
-        await admit([input.namespace])
         refuse_schedule_outside_its_run(input)
         self._begin(input)
+        await admit([input.namespace])
         await self.run_steps(self._take_snapshot())
         await self._unlock_vm()
         await self._follow_to_ready()

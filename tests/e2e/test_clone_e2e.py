@@ -132,7 +132,7 @@ async def test_a_patch_outside_the_allowed_paths_is_refused(clone_stack: Stack) 
     refused = await clone_failure(
         clone_stack, source_vm="stopped", target="bad-patch",
         patches=[json.dumps({"op": "replace", "path": "/metadata/name", "value": "x"})])
-    assert refused.type == "InvalidCloneSpec" and "/metadata/name" in refused.message
+    assert refused.type == "PatchNotAllowed" and "/metadata/name" in refused.message
     assert vm_missing(clone_stack, "bad-patch")
 
 

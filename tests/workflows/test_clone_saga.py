@@ -46,9 +46,11 @@ from contracts.restore import (
     DELETE_RESTORED_PVCS,
     REMOVE_SNAPSHOT_USER,
     WAIT_RESTORED_PVCS_BOUND,
+    CreatePvcsInput,
     PvcsInput,
     RestoredVolume,
     RestorePlan,
+    SnapshotSource,
     SnapshotUserInput,
 )
 from contracts.snapshot import SnapshotVirtualMachineInput, SnapshotVirtualMachineResult
@@ -156,15 +158,16 @@ class World:
             pvc = f"{input.clone_name}-root"
             return RestorePlan(
                 source_vm="web", target=input.target, restore_name=input.clone_name,
-                snapshot_vm={"spec": {}}, target_exists=False, target_vm=None,
-                target_running=False,
+                source=SnapshotSource(namespace=NS, snapshot=input.snapshot,
+                                      content_name=f"{input.snapshot}-content",
+                                      content_uid="c-1"),
+                target_exists=False, target_running=False,
                 volumes=[RestoredVolume(volume_name="root", old_claim="web-root",
-                                        volume_snapshot="vs-root", pvc_name=pvc,
-                                        pvc_body={"metadata": {"name": pvc}})])
+                                        volume_snapshot="vs-root", pvc_name=pvc)])
 
         @activity.defn(name=CREATE_RESTORED_PVCS.name)
-        async def create_pvcs(input: PvcsInput) -> list[str]:
-            made = [p["metadata"]["name"] for p in input.pvcs]
+        async def create_pvcs(input: CreatePvcsInput) -> list[str]:
+            made = list(input.names)
             world.step(CREATE_RESTORED_PVCS.name)
             world.pvcs |= set(made)
             return made
@@ -187,7 +190,7 @@ class World:
         async def create_vm(input: CreateCloneVmInput) -> bool:
             world.creating_vm.set()
             await asyncio.sleep(world.vm_create_takes)  # no heartbeat: it never hears a cancel
-            world.vms.add(input.spec.target)
+            world.vms.add(input.options.target)
             world.step(CREATE_CLONE_VM.name)
             return True
 

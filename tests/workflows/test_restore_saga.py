@@ -30,6 +30,7 @@ from contracts.restore import (
     WAIT_RESTORED_PVCS_BOUND,
     WRITE_RESTORE_STATUS,
     ApplyRestoredVmInput,
+    CreatePvcsInput,
     PrepareRestoreInput,
     PutBackVmInput,
     PvcsInput,
@@ -37,6 +38,7 @@ from contracts.restore import (
     RestorePlan,
     RestoreRecordInput,
     RestoreVirtualMachineResult,
+    SnapshotSource,
     SnapshotUserInput,
     VmPowerInput,
 )
@@ -55,6 +57,7 @@ class World:
     fail_at: str | None = None
     running: bool = True
     vm_spec: dict[str, Any] = field(default_factory=lambda: dict(ORIGINAL_SPEC))
+    kept_spec: dict[str, Any] | None = None
     pvcs: set[str] = field(default_factory=set)
     locked: bool = False
     users: int = 0
@@ -78,15 +81,11 @@ class World:
             name = f"web-restore-{input.stamp}"
             return RestorePlan(
                 source_vm="web", target="web", restore_name=name,
-                snapshot_vm={"spec": {"runStrategy": "Always", "template": {"spec": {
-                    "volumes": [{"name": "root",
-                                 "persistentVolumeClaim": {"claimName": "web-root"}}]}}}},
-                target_exists=True, target_vm={"metadata": {"name": "web"},
-                                               "spec": dict(ORIGINAL_SPEC)},
-                target_running=world.running,
+                source=SnapshotSource(namespace=NS, snapshot=input.snapshot,
+                                      content_name="snap-content", content_uid="c-1"),
+                target_exists=True, target_running=world.running,
                 volumes=[RestoredVolume(volume_name="root", old_claim="web-root",
-                                        volume_snapshot="snap-root", pvc_name=f"{name}-root",
-                                        pvc_body={"metadata": {"name": f"{name}-root"}})])
+                                        volume_snapshot="snap-root", pvc_name=f"{name}-root")])
 
         @activity.defn(name=CREATE_RESTORE_RECORD.name)
         async def create_record(input: RestoreRecordInput) -> bool:
@@ -136,8 +135,8 @@ class World:
             return True
 
         @activity.defn(name=CREATE_RESTORED_PVCS.name)
-        async def create_pvcs(input: PvcsInput) -> list[str]:
-            made = [p["metadata"]["name"] for p in input.pvcs]
+        async def create_pvcs(input: CreatePvcsInput) -> list[str]:
+            made = list(input.names)
             world.pvcs.update(made)  # made, then the fault (a timeout after the server acted)
             world.step(CREATE_RESTORED_PVCS.name)
             return made
@@ -158,6 +157,7 @@ class World:
 
         @activity.defn(name=APPLY_RESTORED_VM.name)
         async def apply(input: ApplyRestoredVmInput) -> bool:
+            world.kept_spec = dict(world.vm_spec)  # in the record, as the real one keeps it
             world.vm_spec = {"restored": input.claims}
             world.step(APPLY_RESTORED_VM.name)
             return True
@@ -165,8 +165,8 @@ class World:
         @activity.defn(name=PUT_BACK_VM.name)
         async def put_back(input: PutBackVmInput) -> bool:
             world.calls.append(PUT_BACK_VM.name)
-            assert input.original is not None
-            world.vm_spec = dict(input.original["spec"])
+            assert not input.created and world.kept_spec is not None
+            world.vm_spec = dict(world.kept_spec)
             return True
 
         @activity.defn(name=RECORD_VM_EVENT.name)
