@@ -72,6 +72,7 @@ from contracts.sweep import (
 )
 from contracts.sweep import WORKFLOW as SWEEP_WORKFLOW
 from rules.durations import parse_duration
+from rules.namespace_scope import NamespaceScope
 from starter.boundary import WorkerBoundary
 from starter.connection import connect as connect_temporal
 from starter.connection import load_connection_settings
@@ -213,17 +214,19 @@ async def ensure_sweeper_schedule(
 
 
 async def start_record_reconciler(
-    cluster: Cluster, environ: Mapping[str, str] | None = None
+    cluster: Cluster, environ: Mapping[str, str] | None = None,
+    scope: NamespaceScope | None = None,
 ) -> RecordReconciler | None:
     """Follow the snapshot records' truth (cluster.record_reconciler) unless opted out
-    (`VMSNAP_RECORD_RECONCILER=off`). A failure to start it is logged, not fatal: the
-    workflows do not depend on it."""
+    (`VMSNAP_RECORD_RECONCILER=off`), in the namespaces the worker serves. A failure to
+    start it is logged, not fatal: the workflows do not depend on it."""
     setting = (environ if environ is not None else os.environ).get(
         "VMSNAP_RECORD_RECONCILER", "on").strip().lower()
     if setting in ("off", "false", "0", "no"):
         log.info("snapshot record reconciler: off (VMSNAP_RECORD_RECONCILER)")
         return None
-    reconciler = RecordReconciler(cluster)
+    scope = scope or NamespaceScope()
+    reconciler = RecordReconciler(cluster, None if scope.everything else scope.listed())
     try:
         await asyncio.to_thread(reconciler.start)
     except ClusterError as err:
@@ -248,7 +251,7 @@ async def run_worker(task_queue: str, stop: asyncio.Event) -> None:
              client.service_client.config.target_host, client.namespace)
     await ensure_search_attributes(client)
     await ensure_sweeper_schedule(client, task_queue)
-    reconciler = await start_record_reconciler(cluster)
+    reconciler = await start_record_reconciler(cluster, scope=boundary.scope)
     log.info("worker tuning: %s", tuning.describe())
     with ThreadPoolExecutor(tuning.activity_threads, thread_name_prefix="activity") as pool:
         worker = build_worker(client, cluster, task_queue, pool, tuning, boundary)

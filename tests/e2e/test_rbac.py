@@ -1,31 +1,44 @@
-"""The RBAC proof: deploy/rbac is exactly what the worker needs, no more, no less.
+"""The RBAC proof: deploy/rbac, and the namespaced form generated from a list of
+namespaces (starter/namespaced_deploy.py), are exactly what the worker needs, no more,
+no less.
 
-A real `python worker.py` process runs every workflow it registers against a
-simulator (snapshot with and without guest agent, one failing by its deadline,
-Delete and Retain deletions, scheduled runs with retention, and restore/clone
-once worker.py registers them). Every request the simulator logged from it is
-then checked against the rules bound to the worker's ServiceAccount in
-deploy/rbac, matched as kube-apiserver's RBAC authorizer matches them; every
-(verb, group, resource) a rule grants must have been used.
+A real `python worker.py` process serving one namespace (`VMSNAP_NAMESPACES`) runs every
+workflow it registers against a simulator (snapshot with and without guest agent, one
+failing by its deadline, Delete and Retain deletions, scheduled runs with retention,
+restores and clones, one of each undone by its saga, sweeps of its namespace and of
+"all"), and is asked for one in a namespace it does not serve. Every request the
+simulator logged from it is then checked against the rules bound to the worker's
+ServiceAccount, in both forms, matched as kube-apiserver's RBAC authorizer matches them;
+every (verb, group, resource) a rule grants must have been used.
 """
 
 from __future__ import annotations
 
 import asyncio
+import shutil
+import subprocess
 import urllib.error
 import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from temporalio.client import WorkflowFailureError
 
 import worker as worker_module
 from rules.naming import delete_snapshot_workflow_id, snapshot_workflow_id
 from starter.local_stack import REPO_ROOT
+from starter.namespaced_deploy import write_overlay
 from tests.e2e.conftest import Stack
 from tests.support.background import Background, register
-from tests.support.rbac import Request, check, load_documents, policy_for_service_account
+from tests.support.rbac import (
+    Policy,
+    Request,
+    check,
+    load_documents,
+    policy_for_service_account,
+)
 from tests.support.stacks import OwnStacks, own_stacks
 
 pytestmark = pytest.mark.e2e
@@ -33,6 +46,7 @@ pytestmark = pytest.mark.e2e
 SEED = Path(__file__).parent / "snapshot_seeds" / "snapshot.yaml"
 RBAC_DIR = REPO_ROOT / "deploy" / "rbac"
 NS = "snap"
+OTHER_NS = "elsewhere"  # not served: refused before any request
 BIND_LATENCY = "sim.vmsnap.io/bind-latency"
 
 
@@ -87,6 +101,9 @@ async def exercise_every_workflow(stack: Stack) -> list[str]:
                   {"namespace": NS, "snapshot": with_agent, "running_vm_policy": "stop"},
                   f"rbac-restore-in-place-{suffix}")
         ran += ["restore to a new VM", "restore of a running VM in place (stop, start)"]
+        await cancel_an_in_place_restore_once_its_vm_is_written(stack, with_agent, "eight")
+        ran.append("restore in place cancelled after its VM was written (the saga puts the "
+                   "VM back from the restore record)")
     if "CloneVirtualMachine" in types:
         await run(stack, "CloneVirtualMachine",
                   {"namespace": NS, "source_snapshot": with_agent, "target": f"clone-{suffix}"},
@@ -110,7 +127,15 @@ async def exercise_every_workflow(stack: Stack) -> list[str]:
     if "SweepOrphans" in types:
         await run(stack, "SweepOrphans", {"namespaces": [NS], "grace": "0s", "dry_run": True},
                   f"rbac-sweep-{suffix}")
-        ran.append("orphan sweep (dry run)")
+        await run(stack, "SweepOrphans", {"all_namespaces": True, "grace": "0s",
+                                          "dry_run": True}, f"rbac-sweep-all-{suffix}")
+        ran.append("orphan sweeps (dry run) of the namespace and of all served ones")
+
+    with pytest.raises(WorkflowFailureError) as refused:
+        await run(stack, "SnapshotVirtualMachine", {"namespace": OTHER_NS, "vm": "eight"},
+                  f"rbac-unserved-{suffix}")
+    assert getattr(refused.value.cause, "type", None) == "NamespaceNotServed"
+    ran.append("a snapshot in a namespace the worker does not serve (refused)")
 
     if "ScheduledVirtualMachineSnapshots" in types:
         for attempt in range(2):  # the second run prunes the first run's snapshot (keep 1)
@@ -123,6 +148,37 @@ async def exercise_every_workflow(stack: Stack) -> list[str]:
                    "keep": 1}, f"rbac-scheduled-selector-{suffix}")
         ran.append("scheduled runs with retention (by name and by selector)")
     return ran
+
+
+async def cancel_an_in_place_restore_once_its_vm_is_written(
+    stack: Stack, snapshot: str, vm: str
+) -> None:
+    """A fault holds the restore's write of the VM for a few seconds; the restore is
+    cancelled while it is held, so the write lands and the saga must put the VM back, from
+    the spec the restore kept in its record (not from the workflow's history)."""
+    path = f"/apis/kubevirt.io/v1/namespaces/{NS}/virtualmachines/{vm}"
+    before = (await asyncio.to_thread(stack.sim.request, "GET", path))["spec"]
+    hold = {"verb": "update", "group": "kubevirt.io", "resource": "virtualmachines",
+            "namespace": NS, "name": vm, "subresource": "", "latency": "3s", "count": 1}
+    await asyncio.to_thread(stack.sim.set_faults, {"rules": [hold]})
+    try:
+        handle = await stack.client.start_workflow(
+            "RestoreVirtualMachine",
+            {"namespace": NS, "snapshot": snapshot, "running_vm_policy": "stop"},
+            id=f"rbac-restore-cancelled-{uuid.uuid4().hex[:6]}", task_queue=stack.task_queue)
+        deadline = asyncio.get_running_loop().time() + 60
+        while not (await asyncio.to_thread(stack.sim.request, "GET", "/sim/faults")
+                   )["rules"][0]["fired"]:
+            assert asyncio.get_running_loop().time() < deadline, "the VM write never came"
+            await asyncio.sleep(0.05)
+        await handle.cancel()
+        with pytest.raises(WorkflowFailureError):
+            await handle.result()
+    finally:
+        await asyncio.to_thread(stack.sim.clear_faults)
+    after = (await asyncio.to_thread(stack.sim.request, "GET", path))["spec"]
+    assert after["template"]["spec"]["volumes"] == before["template"]["spec"]["volumes"], \
+        "the cancelled restore's VM was not put back"
 
 
 async def cancel_a_clone_once_its_vm_is_made(stack: Stack, snapshot: str, target: str) -> None:
@@ -155,16 +211,20 @@ async def cancel_a_clone_once_its_vm_is_made(stack: Stack, snapshot: str, target
 @register(__file__, own_stacks)
 async def rbac_worker_requests(stacks: OwnStacks) -> tuple[list[str], list[Request]]:
     """Runs in the background from the session's start (tests/support/background.py)."""
-    stack = await asyncio.to_thread(stacks.start, SEED)
+    stack = await asyncio.to_thread(stacks.start, SEED,
+                                    extra_env={"VMSNAP_NAMESPACES": NS})
     # Restored PVCs bind after a second, so that the restore and clone waits find them
     # pending and watch (else the watch rule's use would depend on the machine's speed).
+    # The test's own kubectl requests are left out; the worker's, from its start-up (the
+    # watches of its copies and of the record reconciler) on, are all checked.
+    before = (await asyncio.to_thread(stack.sim.request, "GET", "/sim/requests"))["next"]
     await asyncio.to_thread(stack.sim.kubectl, "annotate", "volumesnapshotclass", "csi-snap",
                             f"{BIND_LATENCY}=1s", "--overwrite")
-    mark = (await asyncio.to_thread(stack.sim.request, "GET", "/sim/requests"))["next"]
+    after = (await asyncio.to_thread(stack.sim.request, "GET", "/sim/requests"))["next"]
     ran = await exercise_every_workflow(stack)
-    entries = (await asyncio.to_thread(stack.sim.request, "GET",
-                                       f"/sim/requests?since={mark}"))["items"]
-    return ran, [Request.from_log(e) for e in entries]
+    entries = (await asyncio.to_thread(stack.sim.request, "GET", "/sim/requests"))["items"]
+    return ran, [Request.from_log(e) for e in entries
+                 if not before <= int(e["index"]) < after]
 
 
 @pytest.fixture(scope="module")
@@ -175,16 +235,52 @@ async def worker_requests(background: Background) -> list[Request]:
     return list(requests)
 
 
+def cluster_form() -> Policy:
+    return policy_for_service_account(load_documents(RBAC_DIR))
+
+
+def namespaced_form(directory: Path) -> Policy:
+    """The overlay the generator writes for the worker's namespace, rendered by kustomize."""
+    write_overlay(directory, [NS])
+    rendered = subprocess.run(["kubectl", "kustomize", str(directory)], check=True,
+                              capture_output=True, text=True, timeout=60).stdout
+    return policy_for_service_account(d for d in yaml.safe_load_all(rendered) if d)
+
+
+@pytest.fixture(scope="module", params=["cluster", "namespaced"])
+def policy(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Policy:
+    if request.param == "cluster":
+        return cluster_form()
+    if shutil.which("kubectl") is None:
+        pytest.skip("kubectl (with its built-in kustomize) renders the namespaced form")
+    return namespaced_form(tmp_path_factory.mktemp("namespaced"))
+
+
 async def test_every_worker_request_is_allowed_and_every_rule_is_used(
-    worker_requests: list[Request],
+    worker_requests: list[Request], policy: Policy,
 ) -> None:
-    policy = policy_for_service_account(load_documents(RBAC_DIR))
     verdict = check(policy, worker_requests)
     assert worker_requests and verdict.proven, verdict.explain()
 
 
-async def test_removing_any_one_rule_breaks_the_proof(worker_requests: list[Request]) -> None:
-    policy = policy_for_service_account(load_documents(RBAC_DIR))
+async def test_removing_any_one_rule_breaks_the_proof(worker_requests: list[Request],
+                                                      policy: Policy) -> None:
     for rule in policy.rules:
         verdict = check(policy.without(rule), worker_requests)
         assert verdict.denied, f"{rule.label} can be removed: nothing needs it"
+
+
+async def test_the_namespaced_form_grants_nothing_in_another_namespace(
+    worker_requests: list[Request], tmp_path: Path,
+) -> None:
+    """The worker asked nothing of a namespace it does not serve, and the namespaced form
+    would refuse it everything there (the cluster-scoped reads aside)."""
+    assert {r.namespace for r in worker_requests} <= {NS, ""}
+    if shutil.which("kubectl") is None:
+        pytest.skip("kubectl (with its built-in kustomize) renders the namespaced form")
+    elsewhere = [Request(verb=r.verb, path=r.path, group=r.group, resource=r.resource,
+                         subresource=r.subresource, namespace=OTHER_NS, name=r.name)
+                 for r in worker_requests if r.namespace == NS]
+    assert not namespaced_form(tmp_path).allowing(elsewhere[0])
+    verdict = check(namespaced_form(tmp_path / "again"), elsewhere)
+    assert len(verdict.denied) == len(set(elsewhere))
