@@ -20,6 +20,7 @@ from typing import Any
 from rich.console import Console
 
 from demo.story import run_story
+from starter.codec import CodecSettings
 from starter.local_stack import (
     REPO_ROOT,
     ManagedProcess,
@@ -91,6 +92,9 @@ def main() -> int:
             worker: ManagedProcess = start_worker(state, temporal.address, sim.kubeconfig)
         children.append(worker)
         console.print(f"[green]✓[/] vmsnap worker (pid {worker.pid}), logs in {worker.log_path}")
+        if CodecSettings.from_env() is None:
+            console.print("[yellow]![/] payload encryption is off: this demo's Temporal history "
+                          "holds inputs, results and failures in clear (docs/security.md)")
         console.print()
         ok = asyncio.run(run_story(console, temporal.address, sim.kubeconfig, temporal.ui_url))
         if args.keep_running:

@@ -1,14 +1,23 @@
 """Codec server: lets the Temporal UI and CLI show decrypted payloads to key holders.
 
 Implements Temporal's remote codec protocol: `POST /encode` and `POST /decode`
-take and return `{"payloads": [...]}` (protobuf JSON, base64 data). The UI
-calls it from the browser, so it answers CORS for the UI's origin only; when
-`VMSNAP_CODEC_SERVER_AUTH` is set, requests must carry exactly that
-`Authorization` header value (the CLI's `--codec-auth`). The keys are those of
-the worker (`VMSNAP_CODEC_KEY` / `VMSNAP_CODEC_KEY_FILE`), so anyone who can
-reach this server can read the payloads: run it where only key holders can.
+take and return `{"payloads": [...]}` (protobuf JSON, base64 data). The keys are
+those of the worker (`VMSNAP_CODEC_KEY` / `VMSNAP_CODEC_KEY_FILE`), so whoever can
+call it can read every payload; hence:
 
-    python -m starter.codec_server --port 8081 --cors-origin http://localhost:8233
+- requests must carry exactly the `Authorization` header value in
+  `VMSNAP_CODEC_SERVER_AUTH` (the CLI's `--codec-auth`; at least 16 characters), which
+  is required, unless it is started with `--insecure-no-auth` bound to a loopback
+  address (an operator's own machine);
+- it binds to `127.0.0.1` unless told otherwise;
+- the `Host` header must name an allowed host (`--allowed-host`; by default the
+  loopback names when bound to loopback, and required otherwise), so a web page
+  cannot reach it through a name of its own that resolves to this machine (DNS
+  rebinding);
+- it answers CORS for the UI's origins only.
+
+    VMSNAP_CODEC_SERVER_AUTH="Bearer $(openssl rand -hex 24)" \
+      python -m starter.codec_server --port 8081 --cors-origin http://localhost:8233
 """
 
 from __future__ import annotations
@@ -17,6 +26,7 @@ import argparse
 import asyncio
 import contextlib
 import hmac
+import ipaddress
 import json
 import os
 import signal
@@ -31,10 +41,48 @@ from temporalio.api.common.v1 import Payload, Payloads
 from starter.codec import CodecError, CodecSettings, EncryptionCodec
 
 ENV_AUTH = "VMSNAP_CODEC_SERVER_AUTH"
+MIN_AUTH_LENGTH = 16
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 MAX_REQUEST_BYTES = 64 * 1024 * 1024  # many payloads of up to 2 MB each
 ALLOWED_HEADERS = "Content-Type, X-Namespace, Authorization"
 
 Transform = Callable[[Sequence[Payload]], Awaitable[list[Payload]]]
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def host_name(header: str) -> str:
+    """The host of a Host header, without its port (`[::1]:8081` -> `::1`)."""
+    header = header.strip().lower()
+    if header.startswith("["):
+        return header[1:].split("]", 1)[0]
+    return header.rsplit(":", 1)[0] if header.count(":") == 1 else header
+
+
+def is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def access_settings(host: str, auth: str | None, insecure: bool,
+                    allowed_hosts: Sequence[str]) -> tuple[str | None, list[str]]:
+    """The auth value and Host allowlist to serve with; ValueError when unsafe."""
+    if insecure and auth:
+        raise ValueError(f"--insecure-no-auth and {ENV_AUTH} contradict each other")
+    if insecure and not is_loopback(host):
+        raise ValueError(f"--insecure-no-auth is only allowed bound to a loopback address, "
+                         f"not {host}")
+    if not insecure and not auth:
+        raise ValueError(f"set {ENV_AUTH} to the Authorization value clients must send "
+                         '(e.g. "Bearer $(openssl rand -hex 24)"), or bind to 127.0.0.1 '
+                         "with --insecure-no-auth")
+    if auth and len(auth) < MIN_AUTH_LENGTH:
+        raise ValueError(f"{ENV_AUTH} is shorter than {MIN_AUTH_LENGTH} characters")
+    if not allowed_hosts and not is_loopback(host):
+        raise ValueError(f"bound to {host}: name the host names clients use with "
+                         "--allowed-host (the Host header is checked)")
+    return (auth or None), list(allowed_hosts) or list(LOOPBACK_NAMES)
 
 
 def build_app(
@@ -43,10 +91,13 @@ def build_app(
     cors_origins: Iterable[str] = (),
     auth: str | None = None,
     namespaces: Iterable[str] = (),
+    allowed_hosts: Iterable[str] = LOOPBACK_NAMES,
 ) -> web.Application:
-    """The codec server as an aiohttp application (tests run it on a real port)."""
+    """The codec server as an aiohttp application (tests run it on a real port). `auth`
+    None serves without authentication (only `main` decides when that is allowed)."""
     origins = frozenset(cors_origins)
     allowed_namespaces = frozenset(namespaces)
+    hosts = frozenset(h.lower().strip("[]") for h in allowed_hosts)
     for origin in origins:
         if origin == "*" or not origin.startswith(("http://", "https://")):
             raise ValueError(
@@ -74,6 +125,13 @@ def build_app(
             headers[hdrs.ACCESS_CONTROL_ALLOW_HEADERS] = ALLOWED_HEADERS
             headers[hdrs.ACCESS_CONTROL_MAX_AGE] = "600"
         return web.Response(status=204, headers=headers)
+
+    @web.middleware
+    async def known_host(request: web.Request, handler: Handler) -> web.StreamResponse:
+        """A Host header not in the allowlist is refused before anything else."""
+        if host_name(request.headers.get(hdrs.HOST, "")) not in hosts:
+            return web.json_response({"error": "unknown Host"}, status=421)
+        return await handler(request)
 
     def handler(transform: Transform) -> Callable[[web.Request], Awaitable[web.Response]]:
         async def handle(request: web.Request) -> web.Response:
@@ -103,7 +161,7 @@ def build_app(
     async def health(_: web.Request) -> web.Response:
         return web.Response(text="ok\n")
 
-    app = web.Application(client_max_size=MAX_REQUEST_BYTES)
+    app = web.Application(client_max_size=MAX_REQUEST_BYTES, middlewares=[known_host])
     app.router.add_post("/encode", handler(codec.encode))
     app.router.add_post("/decode", handler(codec.decode))
     app.router.add_route("OPTIONS", "/encode", preflight)
@@ -159,6 +217,18 @@ def main(argv: list[str] | None = None, env: Mapping[str, str] | None = None) ->
     parser.add_argument(
         "--key-file", help="codec key file (overrides VMSNAP_CODEC_KEY / VMSNAP_CODEC_KEY_FILE)"
     )
+    parser.add_argument(
+        "--allowed-host",
+        action="append",
+        default=[],
+        help="a host name clients reach it by (Host header; repeatable; default: the "
+        "loopback names, when bound to loopback)",
+    )
+    parser.add_argument(
+        "--insecure-no-auth",
+        action="store_true",
+        help=f"serve without {ENV_AUTH} (only bound to a loopback address)",
+    )
     args = parser.parse_args(argv)
     try:
         settings = (
@@ -167,11 +237,14 @@ def main(argv: list[str] | None = None, env: Mapping[str, str] | None = None) ->
         if settings is None:
             raise CodecError("no codec key: set VMSNAP_CODEC_KEY or VMSNAP_CODEC_KEY_FILE")
         codec = EncryptionCodec(settings.keyring())
+        auth, hosts = access_settings(args.host, env.get(ENV_AUTH) or None,
+                                      args.insecure_no_auth, args.allowed_host)
         app = build_app(
             codec,
             cors_origins=args.cors_origin,
-            auth=env.get(ENV_AUTH) or None,
+            auth=auth,
             namespaces=args.namespace,
+            allowed_hosts=hosts,
         )
         print(
             json.dumps(
@@ -179,7 +252,8 @@ def main(argv: list[str] | None = None, env: Mapping[str, str] | None = None) ->
                     "current_key_id": codec.keyring.current.key_id,
                     "key_ids": codec.keyring.key_ids,
                     "cors_origins": args.cors_origin,
-                    "auth": ENV_AUTH in env and bool(env[ENV_AUTH]),
+                    "auth": auth is not None,
+                    "allowed_hosts": hosts,
                 }
             ),
             flush=True,

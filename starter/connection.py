@@ -42,7 +42,7 @@ from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError, model_va
 from temporalio.bridge.temporal_sdk_bridge import envconfig as _sdk_envconfig
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.converter import DataConverter
+from temporalio.converter import DataConverter, DefaultFailureConverterWithEncodedAttributes
 from temporalio.runtime import Runtime
 from temporalio.service import TLSConfig
 
@@ -162,11 +162,16 @@ class ConnectionSettings(BaseModel):
         return self
 
     def data_converter(self) -> DataConverter:
-        """The pydantic converter, sealed by the payload codec when a key is configured."""
+        """The pydantic converter, sealed by the payload codec when a key is configured.
+
+        With a codec, failures are sealed too: their message and stack trace move into an
+        encoded attribute (Temporal's `encode_common_attributes`), since a message may echo
+        an input value. Only the failure's type stays readable (`Encoded failure`)."""
         if self.codec is None:
             return pydantic_data_converter
         return dataclasses.replace(
-            pydantic_data_converter, payload_codec=EncryptionCodec(self.codec.keyring())
+            pydantic_data_converter, payload_codec=EncryptionCodec(self.codec.keyring()),
+            failure_converter_class=DefaultFailureConverterWithEncodedAttributes,
         )
 
     def describe(self) -> str:
