@@ -16,6 +16,7 @@ watch on them, and unfreezes the guest the moment the last one has
 from __future__ import annotations
 
 import contextlib
+import copy
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -44,10 +45,11 @@ from cluster.snapshot_record import (
     SnapshotSpec,
     WorkflowRun,
 )
+from cluster.vm_revisions import revision_names
 from cluster.vms import vm_state_from
 from cluster.waiting import WaitTimeout
 from contracts import common as error_types
-from contracts.common import ObjectRef
+from contracts.common import VOLUME_NOT_POPULATED, ObjectRef
 from contracts.delete_snapshot import (
     DELETE_SNAPSHOT_RECORD,
     PREPARE_SNAPSHOT_DELETION,
@@ -234,21 +236,47 @@ class SnapshotActivities:
             vm = self.cluster.get_vm(lock.namespace, lock.vm)
             stale = acquire_vm_lock(self.cluster, lock.namespace, lock.vm, holder,
                                     self._is_alive, read=vm)
-            state = vm_state_from(vm, self.cluster.get_vmi(lock.namespace, lock.vm))
+            vmi = self.cluster.get_vmi(lock.namespace, lock.vm)
+            state = vm_state_from(vm, vmi)
             volumes, pvcs = self.cluster.select_volumes_and_pvcs(lock.namespace, vm)
+            self._refuse_unpopulated(lock.namespace, pvcs, volumes.included)
             if input.content is not None and volumes.included:
-                content = self._create_content(lock.namespace, input.content, vm, pvcs,
+                content = self._create_content(lock.namespace, input.content, vm, vmi, pvcs,
                                                volumes.included)
         _log_takeover(lock.namespace, lock.vm, stale)
         return VmInspection(vm=state, volumes=volumes, lock=_lock_written(vm, holder),
                             content_name=content)
 
+    def _refuse_unpopulated(self, namespace: str, pvcs: dict[str, dict[str, Any]],
+                            included: list[IncludedVolume]) -> None:
+        """A disk whose DataVolume still imports holds a half-written image: wait (this
+        error is retried, within the snapshot's deadline) until CDI has populated it."""
+        waiting = self.cluster.unpopulated(
+            namespace, {v.pvc_name: pvcs[v.pvc_name] for v in included if v.pvc_name in pvcs})
+        if waiting:
+            raise ApplicationError(
+                f"waiting for DataVolumes to be populated before the snapshot: "
+                f"{'; '.join(waiting)}", type=VOLUME_NOT_POPULATED,
+                category=ApplicationErrorCategory.BENIGN)
+
     def _create_content(
         self, namespace: str, plan: ContentPlan, vm: dict[str, Any],
-        pvcs: dict[str, dict[str, Any]], included: list[IncludedVolume],
+        vmi: dict[str, Any] | None, pvcs: dict[str, dict[str, Any]],
+        included: list[IncludedVolume],
     ) -> str:
+        """The content, from the VM as it runs (its start revision, when its template has
+        changed since), with its instance type and preference revisions copied for the
+        snapshot (see `cluster.vm_revisions`)."""
+        ran = self.cluster.running_spec(namespace, vm, vmi)
+        copied = {**vm, "spec": copy.deepcopy(ran if ran is not None else vm.get("spec") or {})}
+        revisions = revision_names(vm)
+        if revisions:
+            self.cluster.copy_revisions(
+                namespace, copied["spec"], revisions,
+                str((vm.get("metadata") or {}).get("name")), plan.snapshot,
+                snapshot_record.snapshot_owner_reference(plan.snapshot, plan.snapshot_uid))
         body = snapshot_content.content_body(
-            namespace, plan.name, plan.snapshot, plan.snapshot_uid, vm, pvcs,
+            namespace, plan.name, plan.snapshot, plan.snapshot_uid, copied, pvcs,
             [VolumeBackup(volume_name=v.volume_name, pvc_name=v.pvc_name,
                           volume_snapshot=volume_snapshot_name(plan.snapshot, v.volume_name))
              for v in included],

@@ -26,6 +26,7 @@ from cluster.informer import CollectionCaches, WatchedCollection
 from cluster.pvcs import PvcOperations
 from cluster.rate_limit import ThrottledApiClient, rate_limiter_from_environment
 from cluster.snapshots import SnapshotOperations
+from cluster.vm_revisions import VmRevisionOperations
 from cluster.vms import VmOperations
 from rules.models import VolumeSelection
 from rules.volumes import (
@@ -137,7 +138,7 @@ def _kubeconfig_source(explicit: str | None) -> str | None:
     return str(default) if default.is_file() else None
 
 
-class Cluster(VmOperations, SnapshotOperations, PvcOperations):
+class Cluster(VmOperations, SnapshotOperations, PvcOperations, VmRevisionOperations):
     """Typed Kubernetes operations for vmsnap on one ApiClient.
 
     Objects are plain dicts as the server sent them; states that cross into

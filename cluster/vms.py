@@ -58,6 +58,9 @@ def vm_state_from(vm: Mapping[str, Any], vmi: Mapping[str, Any] | None) -> VmSta
         printable_status=((vm.get("status") or {}).get("printableStatus")) or None,
         vmi_phase=phase,
         resource_version=metadata.get("resourceVersion"),
+        restart_required=any(
+            c.get("type") == "RestartRequired" and c.get("status") == "True"
+            for c in (vm.get("status") or {}).get("conditions") or [] if isinstance(c, dict)),
     )
 
 

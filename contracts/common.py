@@ -23,6 +23,7 @@ VOLUME_SNAPSHOT_CONFLICT = "VolumeSnapshotConflict"
 VOLUME_SNAPSHOT_MISSING = "VolumeSnapshotMissing"
 VOLUME_SNAPSHOTS_NOT_READY = "VolumeSnapshotsNotReady"
 PVC_MISSING = "PvcMissing"
+VOLUME_NOT_POPULATED = "VolumeNotPopulated"  # a DataVolume still imports: retried
 CANCELED = "Canceled"
 INVALID_VALUE = "InvalidValue"  # a step's input could not be computed (overflow, range)
 

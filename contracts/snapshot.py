@@ -53,6 +53,7 @@ PARTIAL_SNAPSHOT = "PartialSnapshot"  # a PVC/DataVolume volume was left out
 QUIESCE_FAILED = "QuiesceFailed"  # quiesce auto: the freeze failed, the cut is crash-consistent
 QUIESCE_SKIPPED = "QuiesceSkipped"  # quiesce skip on a guest that could have been frozen
 QUIESCE_TIMEOUT = "QuiesceTimeout"  # the guest was thawed before the cut (freeze bound passed)
+RESTART_REQUIRED = "RestartRequired"  # changes waited for a restart: the running spec is kept
 
 
 # Error types (ApplicationError.type) of this workflow; activities add those of

@@ -29,6 +29,9 @@ class VmState(BaseModel):
     printable_status: str | None
     vmi_phase: str | None = None
     resource_version: str | None = None
+    restart_required: bool = Field(
+        default=False, description="the VM has template changes waiting for a restart: "
+        "it runs the spec it started with")
 
 
 class IncludedVolume(BaseModel):

@@ -27,6 +27,7 @@ from contracts.snapshot import (
     QUIESCE_FAILED,
     QUIESCE_SKIPPED,
     QUIESCE_TIMEOUT,
+    RESTART_REQUIRED,
     Consistency,
     Quiesce,
 )
@@ -44,6 +45,8 @@ MESSAGES: dict[str, str] = {
     "crash-consistent",
     QUIESCE_TIMEOUT: "the guest was thawed before every volume was cut (the freeze bound "
     "passed): the snapshot is crash-consistent",
+    RESTART_REQUIRED: "the VM had changes waiting for a restart: the snapshot holds the spec "
+    "it ran, not the edited one",
 }
 
 

@@ -77,6 +77,7 @@ with workflow.unsafe.imports_passed_through():
         QUIESCE_FAILED,
         QUIESCE_REQUIRED,
         QUIESCE_TIMEOUT,
+        RESTART_REQUIRED,
         UNFREEZE_VM,
         WORKFLOW,
         WRITE_SNAPSHOT_STATUS,
@@ -219,6 +220,8 @@ class SnapshotVirtualMachine(Operation[SnapshotVirtualMachineInput, SnapshotVirt
         result.indications = list(quiesce.indications)
         if inspection.volumes.partial:
             result.indications.append(PARTIAL_SNAPSHOT)
+        if inspection.vm.vmi_exists and inspection.vm.restart_required:
+            result.indications.append(RESTART_REQUIRED)
         result.excluded_volumes = list(inspection.volumes.excluded)
         self._planned = [
             PlannedVolumeSnapshot(
