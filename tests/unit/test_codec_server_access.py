@@ -65,15 +65,16 @@ def test_auth_is_required_unless_insecure_on_loopback() -> None:
     assert access_settings("127.0.0.1", None, True, [])[0] is None
     assert access_settings("0.0.0.0", AUTH, False, ["codec.internal"]) == (
         AUTH, ["codec.internal"])
-    for host, auth, insecure, hosts, complaint in [
-        ("127.0.0.1", None, False, [], "set VMSNAP_CODEC_SERVER_AUTH"),
-        ("0.0.0.0", None, True, [], "only allowed bound to a loopback"),
-        ("127.0.0.1", AUTH, True, [], "contradict"),
-        ("127.0.0.1", "Bearer short", False, [], "shorter than 16"),
-        ("0.0.0.0", AUTH, False, [], "--allowed-host"),
-    ]:
+    refusals: list[tuple[str, str | None, bool, str]] = [
+        ("127.0.0.1", None, False, "set VMSNAP_CODEC_SERVER_AUTH"),
+        ("0.0.0.0", None, True, "only allowed bound to a loopback"),
+        ("127.0.0.1", AUTH, True, "contradict"),
+        ("127.0.0.1", "Bearer short", False, "shorter than 16"),
+        ("0.0.0.0", AUTH, False, "--allowed-host"),
+    ]
+    for host, auth, insecure, complaint in refusals:
         with pytest.raises(ValueError, match=complaint):
-            access_settings(host, auth, insecure, hosts)
+            access_settings(host, auth, insecure, [])
 
 
 def test_the_process_refuses_to_serve_without_auth(capsys: pytest.CaptureFixture[str]) -> None:
