@@ -15,10 +15,12 @@ from activities.restore import (
     read_snapshot_copy,
     refuse_added_credentials,
     refuse_missing_volumes,
+    vm_owner,
 )
 from cluster.client import Cluster
 from cluster.clone_record import clone_record_body, write_clone_record
 from cluster.errors import AlreadyExists, NotFound
+from cluster.vm_revisions import revision_names
 from contracts import common as error_types
 from contracts.admission import PATCH_NOT_ALLOWED
 from contracts.clone import (
@@ -28,6 +30,7 @@ from contracts.clone import (
     INVALID_CLONE_SPEC,
     PREPARE_CLONE,
     SOURCE_NOT_ELIGIBLE,
+    SOURCE_WITH_PERSISTENT_STATE,
     WRITE_CLONE_RECORD,
     CheckCloneSourceInput,
     CloneRecordInput,
@@ -40,6 +43,7 @@ from rules.clone_spec import CloneSpecError, clone_vm
 from rules.naming import label_value
 from rules.patch_policy import PatchPolicy, PatchRefused
 from rules.restored_volumes import volumes_without_backup
+from rules.volumes import needs_backend_storage
 
 CLONE_LABEL = "vmsnap.io/clone"
 
@@ -85,13 +89,20 @@ class CloneActivities:
         with cluster_errors():
             self._refuse_existing_target(ns, input.target)
             found = read_ready_snapshot(self.cluster, ns, input.snapshot)
+            if needs_backend_storage(found.vm) and not input.fresh_persistent_state:
+                raise _final(
+                    f"the VM of snapshot {ns}/{input.snapshot} keeps persistent TPM/EFI "
+                    "state: a clone would share its TPM identity (and BitLocker keys, "
+                    "measured boot). KubeVirt refuses such a clone; ask for one with a "
+                    "fresh TPM and EFI store (fresh_persistent_state: true)",
+                    SOURCE_WITH_PERSISTENT_STATE)
             missing = volumes_without_backup(found.vm,
                                              [b["volumeName"] for b in found.backups])
             refuse_missing_volumes(ns, input.snapshot, missing, input.missing_volumes,
                                    f"the clone {input.target}")
             volumes = [p.volume for p in plan_volumes(
                 self.cluster, ns, found.backups, input.clone_name, CLONE_LABEL, input.snapshot,
-                found.vm, target=input.target)]
+                found.vm, target=input.target, fresh_state=input.fresh_persistent_state)]
             if missing and not volumes:
                 raise _final(f"snapshot {ns}/{input.snapshot} holds none of the VM's disks "
                              f"({', '.join(missing)} left out): nothing to clone",
@@ -99,7 +110,8 @@ class CloneActivities:
         return RestorePlan(source_vm=found.record.vm, target=input.target,
                            restore_name=input.clone_name, source=found.source,
                            target_exists=False, target_running=False, volumes=volumes,
-                           missing_volumes=missing, dropped_volumes=missing)
+                           missing_volumes=missing, dropped_volumes=missing,
+                           fresh_persistent_state=input.fresh_persistent_state)
 
     @implements(CREATE_CLONE_VM)
     def create_clone_vm(self, input: CreateCloneVmInput) -> bool:
@@ -124,14 +136,20 @@ class CloneActivities:
         refuse_added_credentials(source_vm, body, f"the clone {spec.target}")
         body["metadata"].pop("namespace", None)
         with cluster_errors():
+            revisions = revision_names(body)
+            if revisions:  # the clone's own copies of the snapshot's, as KubeVirt makes them
+                self.cluster.copy_revisions(input.namespace, body["spec"], revisions,
+                                            input.source.snapshot, spec.target, None)
             try:
-                self.cluster.create_vm(input.namespace, body)
+                made = self.cluster.create_vm(input.namespace, body)
             except AlreadyExists as exc:
-                existing = self.cluster.get_vm(input.namespace, spec.target)
-                labels = (existing.get("metadata") or {}).get("labels") or {}
+                made = self.cluster.get_vm(input.namespace, spec.target)
+                labels = (made.get("metadata") or {}).get("labels") or {}
                 if labels.get(CLONE_LABEL) != label_value(input.clone_name):
                     raise _final(f"VM {input.namespace}/{spec.target} already exists",
                                  TARGET_EXISTS) from exc
+            if revisions:
+                self.cluster.own_revisions(input.namespace, body["spec"], vm_owner(made))
         return True
 
     @implements(DELETE_CLONE_VM)

@@ -35,6 +35,7 @@ from cluster.restore_record import (
     save_target_before,
     write_restore_status,
 )
+from cluster.vm_revisions import revision_names
 from cluster.waiting import WaitTimeout
 from contracts import common as error_types
 from contracts.admission import PATCH_NOT_ALLOWED
@@ -89,6 +90,7 @@ from rules.restored_volumes import (
     volume_named,
     volumes_without_backup,
 )
+from rules.volumes import BACKEND_STORAGE_LABEL, backend_volume_name
 
 RESTORED_FROM_ANNOTATION = "vmsnap.io/restored-from-snapshot"
 
@@ -153,7 +155,7 @@ class PlannedPvc:
 def plan_volumes(
     cluster: Cluster, ns: str, backups: list[dict[str, Any]], owner: str, owner_label: str,
     snapshot: str, snapshot_vm: dict[str, Any], *, target: str,
-    policy: str = "RandomizeNames",
+    policy: str = "RandomizeNames", fresh_state: bool = False,
 ) -> list[PlannedPvc]:
     """One new PVC per backup (`rules.restored_volumes` names it), labelled with its maker
     and annotated with the workflow that makes it (the orphan sweeper asks that workflow,
@@ -161,8 +163,13 @@ def plan_volumes(
     its data; a DataVolume template's volume gets CDI's `populatedFor`, so the renamed
     template's DataVolume adopts it. Whether its class binds only for a consumer
     (WaitForFirstConsumer) is noted: such a PVC stays Pending until the VM runs. The
-    bodies stay in the worker: the plan is made again when the PVCs are created."""
+    bodies stay in the worker: the plan is made again when the PVCs are created.
+
+    The VM's persistent TPM/EFI state claim is restored as the target's own (label
+    `persistent-state-for: <target>`, as KubeVirt's restore labels it), or left out with
+    `fresh_state` (a clone that starts with a fresh one)."""
     made_by = {record_kinds.WORKFLOW_ID_ANNOTATION: activity.info().workflow_id or ""}
+    state_volume = backend_volume_name(str((snapshot_vm.get("metadata") or {}).get("name")))
     binding_modes: dict[str, str | None] = {}
     planned = []
     for backup in backups:
@@ -174,9 +181,13 @@ def plan_volumes(
                          SNAPSHOT_NOT_READY)
         pvc = backup.get("persistentVolumeClaim") or {}
         volume = str(backup["volumeName"])
+        if volume == state_volume and fresh_state:
+            continue
         name = restored_pvc_name(owner, target, volume, policy)
         data_volume = is_template_backed(snapshot_vm, volume)
         labels, annotations = carried_metadata(pvc)
+        if volume == state_volume:
+            labels[BACKEND_STORAGE_LABEL] = target
         annotations.update(made_by)
         if data_volume:
             annotations[POPULATED_FOR] = name
@@ -217,6 +228,14 @@ def refuse_added_credentials(source: dict[str, Any], body: dict[str, Any], what:
     if added:
         raise _final(f"{what} would have what its source did not: {'; '.join(added)}; "
                      "refused (docs/security.md)", PATCH_NOT_ALLOWED)
+
+
+def vm_owner(vm: dict[str, Any]) -> dict[str, Any]:
+    """An owner reference to `vm` that makes the garbage collector delete with it."""
+    metadata = vm.get("metadata") or {}
+    return {"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachine",
+            "name": metadata.get("name"), "uid": metadata.get("uid"),
+            "controller": True, "blockOwnerDeletion": True}
 
 
 def _final(message: str, error_type: str) -> ApplicationError:
@@ -369,7 +388,8 @@ class RestoreActivities:
             found = read_snapshot_copy(self.cluster, input.source)
             planned = plan_volumes(self.cluster, input.namespace, found.backups, input.owner,
                                    input.owner_label, input.source.snapshot, found.vm,
-                                   target=input.target, policy=input.volume_restore_policy)
+                                   target=input.target, policy=input.volume_restore_policy,
+                                   fresh_state=input.fresh_persistent_state)
             names = [p.volume.pvc_name for p in planned]
             if sorted(names) != sorted(input.names):
                 raise _final(f"snapshot {input.source.namespace}/{input.source.snapshot} now "
@@ -447,6 +467,10 @@ class RestoreActivities:
             snapshot_vm = read_snapshot_copy(self.cluster, input.source).vm
             current = None if input.create else self.cluster.get_vm(ns, input.target)
             spec = self._restored_spec(input, snapshot_vm, current)
+            revisions = revision_names({"spec": spec})
+            if revisions:  # the VM's own copies, which it points at from the start
+                self.cluster.copy_revisions(ns, spec, revisions, input.snapshot, input.target,
+                                            None)
             if current is None:
                 vm = self._create_restored_vm(input, snapshot_vm, spec, restore_label)
             else:
@@ -460,9 +484,22 @@ class RestoreActivities:
                 vm = self.cluster.replace_vm(ns, input.target, {
                     "apiVersion": current.get("apiVersion"), "kind": current.get("kind"),
                     "metadata": metadata, "spec": spec})
+                self._hand_over_state(ns, input)
+            if revisions:
+                self.cluster.own_revisions(ns, spec, vm_owner(vm))
             if input.own_pvcs:
                 self._own_restored_pvcs(ns, vm, input)
         return True
+
+    def _hand_over_state(self, ns: str, input: ApplyRestoredVmInput) -> None:
+        """In place, the restored state claim becomes the VM's: the label leaves the claim
+        the VM had (marked with this restore, so an undo can put it back), as KubeVirt's
+        restore moves it."""
+        restored = set(input.claims.values())
+        for claim in self.cluster.state_claims(ns, input.target):
+            name = str(claim["metadata"]["name"])
+            if name not in restored:
+                self.cluster.move_state_label(ns, name, None, label_value(input.restore_name))
 
     def _keep_target_before(self, input: ApplyRestoredVmInput, current: dict[str, Any]) -> None:
         """Before the VM is written, keep it as it is in the restore record, for the undo;
@@ -523,14 +560,10 @@ class RestoreActivities:
                            input: ApplyRestoredVmInput) -> None:
         """The VM owns each restored PVC a plain PVC volume uses (a DataVolume owns the
         others), as KubeVirt's volumeOwnershipPolicy VM: deleting the VM deletes them."""
-        metadata = vm.get("metadata") or {}
-        owner = {"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachine",
-                 "name": metadata.get("name"), "uid": metadata.get("uid"),
-                 "controller": True, "blockOwnerDeletion": True}
         templates = set(template_names({"spec": vm.get("spec") or {}}))
         for pvc_name in input.claims.values():
             if pvc_name not in templates:
-                self.cluster.own_pvc(ns, pvc_name, owner)
+                self.cluster.own_pvc(ns, pvc_name, vm_owner(vm))
 
     @implements(PUT_BACK_VM)
     def put_back_vm(self, input: PutBackVmInput) -> bool:
@@ -538,6 +571,10 @@ class RestoreActivities:
         place, the spec kept in the restore record goes back (with the VM's metadata as it
         is now, less this restore's marks). False when there was nothing to undo."""
         ns = input.namespace
+        with cluster_errors():
+            for claim in self.cluster.claims_moved_by(ns, label_value(input.restore_name)):
+                self.cluster.move_state_label(ns, claim, input.target,
+                                              label_value(input.restore_name))
         with cluster_errors():
             try:
                 current = self.cluster.get_vm(ns, input.target)

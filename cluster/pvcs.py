@@ -22,6 +22,8 @@ from cluster.waiting import ListWatch, Objects
 from rules.models import PvcState
 
 SNAPSHOT_API_GROUP = "snapshot.storage.k8s.io"
+STATE_LABEL = "persistent-state-for"  # KubeVirt's, on a VM's TPM/EFI state claim
+STATE_MOVED_BY = "vmsnap.io/state-moved-by"  # the restore that took that label off
 _COPIED_SPEC_FIELDS = ("accessModes", "resources", "storageClassName", "volumeMode")
 
 
@@ -206,6 +208,31 @@ class PvcOperations(KubeApis):
             self.request_json("PATCH", core_path("persistentvolumeclaims", namespace, name),
                               body=operations, content_type="application/json-patch+json")
         return True
+
+    def state_claims(self, namespace: str, vm: str) -> list[dict[str, Any]]:
+        """The claims labelled as the VM's persistent TPM/EFI state (KubeVirt's backend
+        storage, label `persistent-state-for: <vm>`)."""
+        listed = self.request_json("GET", core_path("persistentvolumeclaims", namespace),
+                                   query={"labelSelector": f"{STATE_LABEL}={vm}"})
+        return [dict(item) for item in (listed or {}).get("items") or []]
+
+    def move_state_label(self, namespace: str, name: str, vm: str | None, restore: str) -> None:
+        """Take the state label off a claim (`vm` None), marking it with the restore that
+        did so, or put it back (`vm`) and drop the mark: a restore moves a VM's state to
+        the claim it restored, and its undo moves it back."""
+        labels: dict[str, str | None] = (
+            {STATE_LABEL: None, STATE_MOVED_BY: restore} if vm is None
+            else {STATE_LABEL: vm, STATE_MOVED_BY: None})
+        with translated_errors(f"relabel PersistentVolumeClaim {namespace}/{name}"):
+            self.request_json("PATCH", core_path("persistentvolumeclaims", namespace, name),
+                              body={"metadata": {"labels": labels}},
+                              content_type="application/merge-patch+json")
+
+    def claims_moved_by(self, namespace: str, restore: str) -> list[str]:
+        """The claims whose state label a restore took off."""
+        listed = self.request_json("GET", core_path("persistentvolumeclaims", namespace),
+                                   query={"labelSelector": f"{STATE_MOVED_BY}={restore}"})
+        return [str(i["metadata"]["name"]) for i in (listed or {}).get("items") or []]
 
     def delete_pvc(self, namespace: str, name: str) -> bool:
         """Delete; False when already gone."""

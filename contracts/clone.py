@@ -45,6 +45,7 @@ WORKFLOW = "CloneVirtualMachine"
 # Error types (ApplicationError.type) of the clone, besides contracts.common's.
 INVALID_CLONE_SPEC = "InvalidCloneSpec"
 SOURCE_NOT_ELIGIBLE = "SourceNotEligible"
+SOURCE_WITH_PERSISTENT_STATE = "SourceWithPersistentState"
 
 MAX_FILTERS = 64
 MAX_FILTER_LENGTH = 317  # a qualified key: a 253-character prefix, '/', 63 characters
@@ -72,6 +73,10 @@ class CloneVirtualMachineInput(BaseModel):
     patches: list[str] = Field(default_factory=list, description="JSON patch strings, each "
                                "within the patch policy (workflows/README.md)")
     run_strategy: Literal["Always", "Halted", "Manual", "RerunOnFailure", "Once"] = "Halted"
+    fresh_persistent_state: bool = Field(
+        default=False, description="a source with persistent TPM/EFI state is refused (as "
+        "KubeVirt refuses it: two VMs with one TPM identity); true clones it with a fresh "
+        "TPM and EFI store instead")
     missing_volumes: MissingVolumes = Field(
         default="refuse", description="a disk the snapshot left out: refused (the clone would "
         "share the source's disk), or dropped from the clone")
@@ -128,6 +133,7 @@ class PrepareCloneInput(BaseModel):
     target: str
     clone_name: str
     missing_volumes: MissingVolumes = "refuse"
+    fresh_persistent_state: bool = False
 
 
 class CheckCloneSourceInput(BaseModel):

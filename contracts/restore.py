@@ -184,6 +184,9 @@ class RestorePlan(BaseModel):
     target_exists: bool
     target_running: bool
     volumes: list[RestoredVolume]
+    fresh_persistent_state: bool = Field(
+        default=False, description="the persistent TPM/EFI state is left out (a clone "
+        "with a fresh one)")
     missing_volumes: list[str] = Field(
         default_factory=list, description="disks the snapshot left out (with a PVC)")
     kept_volumes: list[str] = Field(
@@ -216,6 +219,9 @@ class CreatePvcsInput(BaseModel):
     target: str
     volume_restore_policy: VolumeRestorePolicy = "RandomizeNames"
     names: list[str] = Field(description="the PVCs planned: the plan made again must agree")
+    fresh_persistent_state: bool = Field(
+        default=False, description="leave out the persistent TPM/EFI state claim (a clone "
+        "that starts with a fresh one)")
 
 
 class PvcsInput(BaseModel):

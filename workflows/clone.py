@@ -185,7 +185,8 @@ class CloneVirtualMachine(Operation[CloneVirtualMachineInput, CloneVirtualMachin
         await self._write_record()
         plan = await saga.step(PREPARE_CLONE, PrepareCloneInput(
             namespace=input.namespace, snapshot=result.snapshot or "", target=input.target,
-            clone_name=result.name, missing_volumes=input.missing_volumes))
+            clone_name=result.name, missing_volumes=input.missing_volumes,
+            fresh_persistent_state=input.fresh_persistent_state))
         self._plan = plan
         result.dropped_volumes = plan.dropped_volumes
         self._pvcs = RestoredPvcs(input.namespace, result.name, CLONE_LABEL, "the clone's PVCs")

@@ -54,7 +54,8 @@ class RestoredPvcs:
         await saga.step(CREATE_RESTORED_PVCS, CreatePvcsInput(
             namespace=self.namespace, source=plan.source, owner=self.owner,
             owner_label=self.owner_label, target=plan.target,
-            volume_restore_policy=self.policy, names=[v.pvc_name for v in plan.volumes]))
+            volume_restore_policy=self.policy, names=[v.pvc_name for v in plan.volumes],
+            fresh_persistent_state=plan.fresh_persistent_state))
 
     async def wait_bound(self, plan: RestorePlan, bound_wait: float, *,
                          pending_for_consumer_is_ready: bool = False) -> None:

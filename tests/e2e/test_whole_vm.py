@@ -113,3 +113,89 @@ def test_a_vss_limited_guest_on_slow_storage_is_crash_consistent(whole_stack: St
     assert result["quiesced"] is False and result["consistency"] == "crash"
     status = kubectl_json(whole_stack, "get", "vmsnapsnapshots", "-n", NS, "vss-snap")["status"]
     assert "QuiesceTimeout" in status["indications"] and status["consistency"] == "crash"
+
+
+def execute_from_the_cli(stack: Stack, workflow: str, workflow_id: str,
+                         document: dict[str, Any], ok: bool = True) -> dict[str, Any]:
+    """`temporal workflow execute` with plain JSON; the result (or the failure's JSON)."""
+    dev = stack.client.service_client.config.target_host
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "temporal"), "workflow", "execute",
+         "--address", dev, "--namespace", stack.client.namespace, "--type", workflow,
+         "--task-queue", stack.task_queue, "--workflow-id", workflow_id, "-o", "json",
+         "--input", json.dumps(document)],
+        capture_output=True, text=True, timeout=180)
+    assert (done.returncode == 0) == ok, done.stdout + done.stderr
+    return json.loads(done.stdout) if done.stdout.strip().startswith("{") else {
+        "stderr": done.stderr, "stdout": done.stdout}
+
+
+def state_claims(stack: Stack, vm: str) -> list[str]:
+    listed = kubectl_json(stack, "get", "pvc", "-n", NS, "-l", f"persistent-state-for={vm}")
+    return sorted(p["metadata"]["name"] for p in listed["items"])
+
+
+def test_persistent_state_comes_back_with_a_restore_in_place_and_to_a_new_vm(
+    whole_stack: Stack,
+) -> None:
+    running(whole_stack, "tpm")
+    snapshot_from_the_cli(whole_stack, "tpm", "tpm-back")
+    [before] = state_claims(whole_stack, "tpm")
+    restored = execute_from_the_cli(
+        whole_stack, "RestoreVirtualMachine", "restore/whole/tpm",
+        {"namespace": NS, "snapshot": "tpm-back", "running_vm_policy": "stop"})["result"]
+    assert restored["phase"] == "Succeeded"
+    state = next(v for v in restored["volumes"] if v["volume_name"] == "persistent-state-for-tpm")
+    assert state_claims(whole_stack, "tpm") == [state["pvc_name"]]
+    old = kubectl_json(whole_stack, "get", "pvc", "-n", NS, before)["metadata"]["labels"]
+    assert "persistent-state-for" not in old and old["vmsnap.io/state-moved-by"]
+    copy = execute_from_the_cli(
+        whole_stack, "RestoreVirtualMachine", "restore/whole/tpm-copy",
+        {"namespace": NS, "snapshot": "tpm-back", "target": "tpm-copy"})["result"]
+    copy_state = next(v["pvc_name"] for v in copy["volumes"]
+                      if v["volume_name"] == "persistent-state-for-tpm")
+    assert state_claims(whole_stack, "tpm-copy") == [copy_state]
+
+
+def test_a_clone_of_a_vm_with_persistent_state_needs_a_fresh_one(whole_stack: Stack) -> None:
+    running(whole_stack, "tpm")
+    snapshot_from_the_cli(whole_stack, "tpm", "tpm-for-clone")
+    refused = execute_from_the_cli(
+        whole_stack, "CloneVirtualMachine", "clone/whole/tpm-twin",
+        {"namespace": NS, "source_snapshot": "tpm-for-clone", "target": "tpm-twin"}, ok=False)
+    assert "SourceWithPersistentState" in json.dumps(refused)
+    assert whole_stack.sim.kubectl("get", "vm", "-n", NS, "tpm-twin", check=False).returncode
+    fresh = execute_from_the_cli(
+        whole_stack, "CloneVirtualMachine", "clone/whole/tpm-fresh",
+        {"namespace": NS, "source_snapshot": "tpm-for-clone", "target": "tpm-fresh",
+         "fresh_persistent_state": True})["result"]
+    assert fresh["phase"] == "Succeeded"
+    assert {v["volume_name"] for v in fresh["volumes"]} == {"root"}
+    assert state_claims(whole_stack, "tpm-fresh") == []  # KubeVirt makes one at its start
+
+
+def test_an_instance_typed_clone_starts_after_its_source_is_gone(whole_stack: Stack) -> None:
+    running(whole_stack, "typed")
+    snapshot_from_the_cli(whole_stack, "typed", "typed-for-clone")
+    clone = execute_from_the_cli(
+        whole_stack, "CloneVirtualMachine", "clone/whole/typed-twin",
+        {"namespace": NS, "source_snapshot": "typed-for-clone", "target": "typed-twin"})
+    assert clone["result"]["phase"] == "Succeeded"
+    twin = kubectl_json(whole_stack, "get", "vm", "-n", NS, "typed-twin")
+    revision = twin["spec"]["instancetype"]["revisionName"]
+    assert revision.startswith("typed-twin-")
+    owners = kubectl_json(whole_stack, "get", "controllerrevisions", "-n", NS, revision)[
+        "metadata"]["ownerReferences"]
+    assert [(o["kind"], o["name"]) for o in owners] == [("VirtualMachine", "typed-twin")]
+    whole_stack.sim.kubectl("delete", "vm", "-n", NS, "typed", "--wait=true")
+    deadline = time.monotonic() + 20
+    while any(r["metadata"]["name"].startswith("typed-small") or "-typed-" in r["metadata"][
+            "name"] for r in kubectl_json(whole_stack, "get", "controllerrevisions", "-n",
+                                          NS)["items"]
+              if any(o.get("name") == "typed" for o in r["metadata"].get("ownerReferences")
+                     or [])):
+        assert time.monotonic() < deadline, "the source's revisions were never collected"
+        time.sleep(0.1)
+    whole_stack.sim.kubectl("patch", "vm", "-n", NS, "typed-twin", "--type", "merge",
+                            "-p", '{"spec": {"runStrategy": "Always"}}')
+    running(whole_stack, "typed-twin")
