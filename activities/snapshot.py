@@ -51,8 +51,10 @@ from cluster.waiting import WaitTimeout
 from contracts import common as error_types
 from contracts.common import VOLUME_NOT_POPULATED, ObjectRef
 from contracts.delete_snapshot import (
+    CLAIMS_NOT_BOUND,
     DELETE_SNAPSHOT_RECORD,
     PREPARE_SNAPSHOT_DELETION,
+    ClaimsInput,
     DeletionPlan,
 )
 from contracts.lock import LOCK_VM, UNLOCK_VM, VmLockInput
@@ -177,7 +179,7 @@ class SnapshotActivities:
             self.write_snapshot_status, self.unfreeze_vm, self.freeze_and_cut,
             self.check_volume_snapshots_ready, self.delete_volume_snapshots,
             self.delete_snapshot_content, self.prepare_snapshot_deletion,
-            self.delete_snapshot_record,
+            self.delete_snapshot_record, self.claims_not_bound,
         ]
 
     def _is_alive(self, holder: LockHolder) -> bool:
@@ -415,6 +417,15 @@ class SnapshotActivities:
             volume_snapshots=list(dict.fromkeys([*record.volume_snapshots, *labelled])),
             content_name=record.content_name,
         )
+
+    @implements(CLAIMS_NOT_BOUND)
+    def claims_not_bound(self, input: ClaimsInput) -> list[str]:
+        """The PVCs among `names` that exist and are not Bound: one read of them; a claim
+        deleted meanwhile no longer needs its source."""
+        with cluster_errors():
+            found = self.cluster.get_pvcs(input.namespace, input.names)
+        return [name for name in input.names if name in found and (
+            (found[name].get("status") or {}).get("phase") != "Bound")]
 
     @implements(DELETE_SNAPSHOT_RECORD)
     def delete_snapshot_record(self, input: ObjectRef) -> bool:

@@ -188,6 +188,9 @@ class CloneVirtualMachineResult(BaseModel):
     snapshot: str | None = Field(default=None, description="the snapshot the clone reads")
     temporary_snapshot: bool = False
     temporary_snapshot_deleted: bool = False
+    temporary_snapshot_kept_until_bound: list[str] = Field(
+        default_factory=list, description="PVCs waiting for the clone's first start: the "
+        "temporary snapshot is deleted (`delete-snapshot/...` waits) once they are Bound")
     phase: ClonePhase
     workflow_id: str
     started_at: datetime

@@ -18,6 +18,7 @@ from rules.validation import check_dns_label, check_dns_subdomain
 
 WORKFLOW = "DeleteVirtualMachineSnapshot"
 
+MAX_AWAITED_CLAIMS = 256  # a VM's disks: KubeVirt allows far fewer volumes per VM
 
 
 class DeleteVirtualMachineSnapshotInput(BaseModel):
@@ -27,6 +28,11 @@ class DeleteVirtualMachineSnapshotInput(BaseModel):
 
     namespace: str
     name: str
+    after_claims_bound: list[str] = Field(
+        default_factory=list, max_length=MAX_AWAITED_CLAIMS,
+        description="PVCs (in the namespace) provisioned from the snapshot's VolumeSnapshots "
+                    "that may still wait for their first consumer: the deletion waits until "
+                    "each is Bound or gone, as a provisioner refuses a source being deleted")
 
     @field_validator("namespace")
     @classmethod
@@ -37,6 +43,11 @@ class DeleteVirtualMachineSnapshotInput(BaseModel):
     @classmethod
     def _name(cls, value: str) -> str:
         return check_dns_subdomain(value, "name")
+
+    @field_validator("after_claims_bound")
+    @classmethod
+    def _claims(cls, value: list[str]) -> list[str]:
+        return [check_dns_subdomain(claim, "after_claims_bound") for claim in value]
 
 
 class DeleteVirtualMachineSnapshotResult(BaseModel):
@@ -49,6 +60,8 @@ class DeleteVirtualMachineSnapshotResult(BaseModel):
         default=None, description="None until the record is read")
     deleted_volume_snapshots: list[str] = Field(default_factory=list)
     retained_volume_snapshots: list[str] = Field(default_factory=list)
+    awaited_claims: list[str] = Field(
+        default_factory=list, description="PVCs still to bind before the deletion goes on")
     content_deleted: bool = False
     record_deleted: bool = False
     finished_at: datetime | None = None
@@ -67,5 +80,14 @@ class DeletionPlan(BaseModel):
     content_name: str | None
 
 
+class ClaimsInput(BaseModel):
+    """PVCs in one namespace."""
+
+    namespace: str
+    names: list[str]
+
+
 PREPARE_SNAPSHOT_DELETION = ActivityRef("prepare_snapshot_deletion", ObjectRef, DeletionPlan)
 DELETE_SNAPSHOT_RECORD = ActivityRef("delete_snapshot_record", ObjectRef, bool)
+# The PVCs among `names` that exist and are not Bound yet.
+CLAIMS_NOT_BOUND = ActivityRef("claims_not_bound", ClaimsInput, list[str])

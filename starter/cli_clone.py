@@ -133,6 +133,10 @@ def print_clone(out: Console, result: CloneVirtualMachineResult) -> None:
               f"(VM {result.target} from {source})")
     if result.temporary_snapshot:
         gone = "deleted" if result.temporary_snapshot_deleted else "NOT deleted"
+        if result.temporary_snapshot_kept_until_bound:
+            gone = ("kept until the VM's first start binds "
+                    + ", ".join(result.temporary_snapshot_kept_until_bound)
+                    + ", then deleted")
         out.print(f"  temporary snapshot {result.snapshot}: {gone}")
     if result.dropped_volumes:
         out.print(f"  left out (not in the snapshot): {', '.join(result.dropped_volumes)}")

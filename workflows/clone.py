@@ -16,7 +16,11 @@ Steps (`_clone` reads as them), each registering its undo before it runs:
      templates renamed to the new PVCs) (`CreatingTargetVM`); a clone that starts by
      itself binds its WaitForFirstConsumer PVCs, and the clone waits for that
   5. `_drop_temporary_snapshot`: deleted (child `DeleteVirtualMachineSnapshot`) once the
-     VM is made from its content, or in the saga when the clone fails before
+     VM is made from its content, or in the saga when the clone fails before. A clone
+     left stopped on WaitForFirstConsumer storage has PVCs not provisioned yet, and a
+     CSI provisioner refuses a VolumeSnapshot being deleted: the deletion is then
+     started on its own (it outlives the clone) and waits until they are Bound, as
+     KubeVirt's clone keeps its snapshot until its PVCs bind
 
 A snapshot that left a disk out (its storage has no VolumeSnapshotClass) is refused
 before anything is made: the clone would share the source's disk. `missing_volumes:
@@ -195,13 +199,18 @@ class CloneVirtualMachine(Operation[CloneVirtualMachineInput, CloneVirtualMachin
         await self._pvcs.wait_bound(plan, input.bound_wait, pending_for_consumer_is_ready=True)
 
     async def _drop_temporary_snapshot(self) -> None:
-        """The VM is made from the snapshot's content and its PVCs are Bound, or wait for
-        their first consumer: the temporary snapshot has served. A PVC still to be
-        provisioned from a VolumeSnapshot keeps it, through the snapshotter's
-        source-protection finalizer, until it binds."""
-        if self.result.temporary_snapshot:
-            self.enter("delete temporary snapshot")
-            await self._delete_temporary_snapshot()
+        """The VM is made from the snapshot's content: the temporary snapshot has served,
+        unless a PVC still waits for the VM's first start to be provisioned from it."""
+        result, plan = self.result, self._require_plan()
+        if not result.temporary_snapshot:
+            return
+        if plan.waits_for_consumer and self.input.run_strategy not in STARTS:
+            self.enter("hand the temporary snapshot over")
+            await self._delete_temporary_snapshot_after_bound(
+                [v.pvc_name for v in plan.volumes if v.waits_for_consumer])
+            return
+        self.enter("delete temporary snapshot")
+        await self._delete_temporary_snapshot()
 
     async def _create_vm(self) -> None:
         input, result, plan = self.input, self.result, self._require_plan()
@@ -262,7 +271,8 @@ class CloneVirtualMachine(Operation[CloneVirtualMachineInput, CloneVirtualMachin
 
     async def _delete_temporary_snapshot(self) -> None:
         input, result = self.input, self.result
-        if result.temporary_snapshot_deleted or not result.snapshot:
+        if (result.temporary_snapshot_deleted or result.temporary_snapshot_kept_until_bound
+                or not result.snapshot):
             return
         if self._user_registered:
             await self._unregister()
@@ -278,6 +288,22 @@ class CloneVirtualMachine(Operation[CloneVirtualMachineInput, CloneVirtualMachin
                 raise ApplicationError(f"deleting the temporary snapshot: {message}",
                                        type=error_type) from err
         result.temporary_snapshot_deleted = True
+
+    async def _delete_temporary_snapshot_after_bound(self, claims: list[str]) -> None:
+        """Start the deletion on its own (abandoned when the clone ends): it waits until
+        `claims` are Bound or gone. Nothing undoes it: deleting the clone's PVCs lets it
+        go on."""
+        input, result = self.input, self.result
+        assert result.snapshot, "a temporary snapshot was taken"
+        if self._user_registered:
+            await self._unregister()
+        await workflow.start_child_workflow(
+            delete_snapshot.WORKFLOW,
+            DeleteVirtualMachineSnapshotInput(namespace=input.namespace, name=result.snapshot,
+                                              after_claims_bound=claims),
+            id=delete_snapshot.delete_snapshot_workflow_id(input.namespace, result.snapshot),
+            parent_close_policy=workflow.ParentClosePolicy.ABANDON)
+        result.temporary_snapshot_kept_until_bound = claims  # the deletion's now, not ours
 
     async def _delete_vm(self) -> None:
         await saga.compensation(DELETE_CLONE_VM, CloneVmRef(

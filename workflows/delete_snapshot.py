@@ -1,5 +1,11 @@
 """`DeleteVirtualMachineSnapshot`: remove a snapshot's VolumeSnapshots, content and record.
 
+  0. `_wait_for_claims`         with `after_claims_bound`: wait until each of those PVCs
+                                is Bound or gone (a CSI provisioner refuses to provision
+                                from a VolumeSnapshot being deleted, so a PVC waiting for
+                                its first consumer would never bind); checks back off
+                                from 2 s to 5 min, and the run continues as new after
+                                100 of them, so a VM left stopped for months costs little
   1. `_prepare`                 refuse while the snapshot is being taken or is in use by
                                 a running restore/clone; else phase Deleting
   2. `_delete_volume_snapshots` unless the deletion policy is Retain
@@ -21,9 +27,11 @@ with workflow.unsafe.imports_passed_through():
     import workflows.saga as saga
     from contracts.common import ObjectRef
     from contracts.delete_snapshot import (
+        CLAIMS_NOT_BOUND,
         DELETE_SNAPSHOT_RECORD,
         PREPARE_SNAPSHOT_DELETION,
         WORKFLOW,
+        ClaimsInput,
         DeleteVirtualMachineSnapshotInput,
         DeleteVirtualMachineSnapshotResult,
         DeletionPlan,
@@ -35,6 +43,10 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows.admission import admit
     from workflows.frame import Operation
+
+FIRST_CLAIM_CHECK_SECONDS = 2.0
+LAST_CLAIM_CHECK_SECONDS = 300.0
+CLAIM_CHECKS_PER_RUN = 100
 
 
 @workflow.defn(name=WORKFLOW, failure_exception_types=[ValidationError])
@@ -52,6 +64,10 @@ class DeleteVirtualMachineSnapshot(
         self.begin(input, DeleteVirtualMachineSnapshotResult(
             namespace=input.namespace, name=input.name))
         await admit([input.namespace])
+        await self.run_steps(self._wait_for_claims())
+        if self.result.awaited_claims:
+            workflow.continue_as_new(input.model_copy(
+                update={"after_claims_bound": self.result.awaited_claims}))
         await self.run_steps(self._delete())
         self.result.phase = "Succeeded"
         return self.finish()
@@ -67,9 +83,26 @@ class DeleteVirtualMachineSnapshot(
         return self.step
 
     def details(self) -> str:
-        return f"**{self.step}** snapshot {self.input.namespace}/{self.input.name}"
+        awaited = self.result.awaited_claims
+        return (f"**{self.step}** snapshot {self.input.namespace}/{self.input.name}"
+                + (f" · waits for {', '.join(awaited)}" if awaited else ""))
 
     # ---- steps ----------------------------------------------------------------------------
+
+    async def _wait_for_claims(self) -> None:
+        """Until the PVCs named are Bound or gone, or this run has checked enough."""
+        input, result = self.input, self.result
+        result.awaited_claims = list(input.after_claims_bound)
+        delay = FIRST_CLAIM_CHECK_SECONDS
+        for _ in range(CLAIM_CHECKS_PER_RUN):
+            if not result.awaited_claims:
+                return
+            self.enter("wait for PVCs to bind")
+            result.awaited_claims = await saga.step(CLAIMS_NOT_BOUND, ClaimsInput(
+                namespace=input.namespace, names=result.awaited_claims))
+            if result.awaited_claims:
+                await workflow.sleep(delay)
+                delay = min(delay * 2, LAST_CLAIM_CHECK_SECONDS)
 
     async def _prepare(self) -> None:
         self.enter("check")

@@ -23,8 +23,10 @@ from activities.admission import AdmissionActivities
 from contracts.admission import ADMIT_REQUEST, AdmissionRequest
 from contracts.common import ObjectRef
 from contracts.delete_snapshot import (
+    CLAIMS_NOT_BOUND,
     DELETE_SNAPSHOT_RECORD,
     PREPARE_SNAPSHOT_DELETION,
+    ClaimsInput,
     DeletionPlan,
 )
 from contracts.lock import LOCK_VM, UNLOCK_VM, VmLockInput
@@ -122,6 +124,7 @@ class World:
     ready_after_attempts: int | None = 1  # None: never ready
     ready_at_cut: bool = False  # the cut already sees every VolumeSnapshot readyToUse
     live_runs: set[str] = field(default_factory=set)  # holders counted alive; default all
+    binds_after_checks: dict[str, int] = field(default_factory=dict)  # PVC -> checks to Bound
 
     calls: list[str] = field(default_factory=list)
     records: dict[str, Record] = field(default_factory=dict)
@@ -305,6 +308,13 @@ class World:
                                 deletion_policy="Retain" if record.deletion_policy == "Retain"
                                 else "Delete", volume_snapshots=made, content_name=content)
 
+        @activity.defn(name=CLAIMS_NOT_BOUND.name)
+        async def claims_not_bound(input: ClaimsInput) -> list[str]:
+            world.calls.append(CLAIMS_NOT_BOUND.name)
+            for name in input.names:
+                world.binds_after_checks[name] = world.binds_after_checks.get(name, 0) - 1
+            return [n for n in input.names if world.binds_after_checks[n] > 0]
+
         @activity.defn(name=DELETE_SNAPSHOT_RECORD.name)
         async def delete_snapshot_record(input: ObjectRef) -> bool:
             world.calls.append(DELETE_SNAPSHOT_RECORD.name)
@@ -325,7 +335,7 @@ class World:
                 unfreeze_vm, freeze_and_cut,
                 check_volume_snapshots_ready, delete_volume_snapshots,
                 delete_snapshot_content, prepare_snapshot_deletion, delete_snapshot_record,
-                record_vm_event, record_snapshot_metrics, admission()]
+                claims_not_bound, record_vm_event, record_snapshot_metrics, admission()]
 
 
 def _state(name: str, *, cut: bool, ready: bool = False) -> VolumeSnapshotState:

@@ -11,6 +11,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 
 from contracts.delete_snapshot import (
+    CLAIMS_NOT_BOUND,
     DELETE_SNAPSHOT_RECORD,
     PREPARE_SNAPSHOT_DELETION,
     DeleteVirtualMachineSnapshotInput,
@@ -53,6 +54,27 @@ async def test_delete_removes_volume_snapshots_content_and_record(
     assert world.volume_snapshots == {} and world.contents == {} and world.records == {}
     assert world.calls[-4:] == [PREPARE_SNAPSHOT_DELETION.name, DELETE_VOLUME_SNAPSHOTS.name,
                                 DELETE_SNAPSHOT_CONTENT.name, DELETE_SNAPSHOT_RECORD.name]
+
+
+async def test_a_deletion_waits_for_the_claims_provisioned_from_it(
+    env: WorkflowEnvironment, task_queue: str, worker_for: StartWorker
+) -> None:
+    """A PVC waiting for its first consumer still needs the VolumeSnapshot: the deletion
+    checks back (timers skipped here) and continues as new after 100 checks."""
+    world = World(binds_after_checks={"clone-root": 150, "clone-data": 2})
+    async with worker_for(world):
+        await snapshot(env, task_queue, "served", "Delete")
+        handle = await env.client.start_workflow(
+            DeleteVirtualMachineSnapshot.run,
+            DeleteVirtualMachineSnapshotInput(namespace=NS, name="served",
+                                              after_claims_bound=["clone-root", "clone-data"]),
+            id=delete_snapshot_workflow_id(NS, "served"), task_queue=task_queue)
+        result = await handle.result()
+    assert result.record_deleted and world.records == {}
+    checks = [i for i, call in enumerate(world.calls) if call == CLAIMS_NOT_BOUND.name]
+    assert len(checks) == 150
+    assert world.calls.index(PREPARE_SNAPSHOT_DELETION.name) > checks[-1]
+    assert (await handle.describe()).run_id != handle.first_execution_run_id
 
 
 async def test_retain_keeps_the_volume_snapshots(
