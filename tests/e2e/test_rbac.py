@@ -44,6 +44,7 @@ from tests.support.stacks import OwnStacks, own_stacks
 pytestmark = pytest.mark.e2e
 
 SEED = Path(__file__).parent / "snapshot_seeds" / "snapshot.yaml"
+WHOLE_VM_SEED = Path(__file__).parent / "rbac_seeds" / "whole.yaml"
 RBAC_DIR = REPO_ROOT / "deploy" / "rbac"
 NS = "snap"
 OTHER_NS = "elsewhere"  # not served: refused before any request
@@ -117,6 +118,14 @@ async def exercise_every_workflow(stack: Stack) -> list[str]:
                        "new_mac_addresses": {"eth9": "02:00:00:00:00:09"}},
                       f"rbac-clone-fails-{suffix}")
         ran += ["clone from a snapshot", "clone from a VM", "clone failing (compensated)"]
+        typed = f"rbac-typed-{suffix}"
+        await snapshot("typed", typed)
+        await run(stack, "CloneVirtualMachine",
+                  {"namespace": NS, "source_snapshot": typed, "target": f"typed-{suffix}"},
+                  f"rbac-clone-typed-{suffix}")
+        await snapshot("dv", f"rbac-dv-{suffix}")
+        ran += ["snapshot and clone of an instance-typed VM (its revisions copied and owned)",
+                "snapshot of a VM with a DataVolume template (populated or not)"]
         await cancel_a_clone_once_its_vm_is_made(stack, with_agent, f"clone-cx-{suffix}")
         ran.append("clone cancelled after its VM was made (the saga deletes the VM)")
 
@@ -211,7 +220,7 @@ async def cancel_a_clone_once_its_vm_is_made(stack: Stack, snapshot: str, target
 @register(__file__, own_stacks)
 async def rbac_worker_requests(stacks: OwnStacks) -> tuple[list[str], list[Request]]:
     """Runs in the background from the session's start (tests/support/background.py)."""
-    stack = await asyncio.to_thread(stacks.start, SEED,
+    stack = await asyncio.to_thread(stacks.start, SEED, WHOLE_VM_SEED,
                                     extra_env={"VMSNAP_NAMESPACES": NS})
     # Restored PVCs bind after a second, so that the restore and clone waits find them
     # pending and watch (else the watch rule's use would depend on the machine's speed).
