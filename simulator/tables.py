@@ -54,7 +54,7 @@ def human_duration(seconds: float) -> str:
     """k8s.io/apimachinery/pkg/util/duration.HumanDuration, the AGE kubectl prints.
 
     The simulator's own copy (it imports nothing of the product);
-    tests/unit/test_human_duration.py holds it and rules.durations.human_duration to
+    tests/rules/test_human_duration.py holds it and rules.durations.human_duration to
     one table of ages."""
     whole = int(seconds)
     if whole < -1:

@@ -80,7 +80,7 @@ def test_clone_and_restore_with_wait(cli: Cli, snapshot: str) -> None:
     assert "Succeeded" in table and "stopped-new" in vm_names(cli)
 
 
-REFUSED = [  # checked against the cluster: exit 1; the pure checks: tests/unit
+REFUSED = [  # checked against the cluster: exit 1; the pure checks: tests/starter
     (["restore", "no-such-snap"], "snapshot snap/no-such-snap not found"),
     (["clone", "--from-snapshot", "no-such-snap", "x-1"],
      "snapshot snap/no-such-snap not found"),

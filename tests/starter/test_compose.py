@@ -299,7 +299,7 @@ def test_dockerfile_runs_the_worker_as_non_root() -> None:
 
 def test_dockerfile_installs_the_project_with_pip() -> None:
     runs = [args for keyword, args in dockerfile_instructions() if keyword == "RUN"]
-    # the project itself, with an extra at most (tests/unit/test_packaging.py checks which)
+    # the project itself, with an extra at most (tests/repository/test_packaging.py checks which)
     assert any(re.search(r"\bpip install '?\.(\[[a-z0-9,-]+\])?'?(\s|$)", run)
                for run in runs), runs
 
