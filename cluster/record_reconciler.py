@@ -25,7 +25,7 @@ import functools
 import logging
 import threading
 from collections.abc import Callable, Iterable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from cluster.apis import VOLUME_SNAPSHOTS
@@ -48,6 +48,11 @@ from rules.record_truth import (
 )
 
 log = logging.getLogger(__name__)
+
+# A record is created without a status, which its workflow writes a moment later: one
+# without a status is looked at only once it is this old (its status is then gone, not
+# yet to come), so a snapshot being taken costs no read of its content.
+STATUSLESS_GRACE = timedelta(seconds=10)
 
 
 class RecordReconciler:
@@ -169,6 +174,11 @@ class RecordReconciler:
         namespace = str((record.get("metadata") or {}).get("namespace") or "")
         content = None
         if not record.get("status"):
+            young_until = _created(record) + STATUSLESS_GRACE
+            if datetime.now(UTC) < young_until:
+                with self._changed:
+                    self._later[key] = young_until
+                return
             content = self._content_of(record)
         names = volume_snapshots_of(record, content)
         found = {name: self._volume_snapshot(f"{namespace}/{name}") for name in names}
@@ -261,3 +271,12 @@ class RecordReconciler:
             call, what=f"{plural} in {where}", key=namespaced_key, on_event=on_event,
             connect_timeout_seconds=self.cluster.connect_timeout_seconds,
             request_timeout_seconds=self.cluster.request_timeout_seconds)
+
+
+def _created(record: dict[str, Any]) -> datetime:
+    """The record's creationTimestamp (the epoch when unreadable: then it is old)."""
+    stamp = str((record.get("metadata") or {}).get("creationTimestamp") or "")
+    try:
+        return datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    except ValueError:
+        return datetime.fromtimestamp(0, UTC)

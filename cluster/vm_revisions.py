@@ -48,15 +48,25 @@ def revision_names(vm: Mapping[str, Any]) -> dict[str, str]:
     return found
 
 
+def restart_required(vm: Mapping[str, Any]) -> bool:
+    """KubeVirt's RestartRequired condition: the template differs from what runs."""
+    return any(c.get("type") == "RestartRequired" and c.get("status") == "True"
+               for c in (vm.get("status") or {}).get("conditions") or []
+               if isinstance(c, dict))
+
+
 class VmRevisionOperations(KubeApis):
     """Reading a VM's revisions and copying them for a snapshot, a restore or a clone."""
 
     def running_spec(self, namespace: str, vm: Mapping[str, Any],
                      vmi: Mapping[str, Any] | None) -> dict[str, Any] | None:
         """The spec the VMI started from (with today's volumes, disks and DataVolume
-        templates), or None when there is no VMI or no start revision to read."""
+        templates), or None when there is no VMI or no start revision to read, or when
+        the VM's spec is what runs: without a RestartRequired condition every change
+        since the start was applied live, and the VM's spec is read already (a request
+        saved on every snapshot)."""
         revision = ((vmi or {}).get("status") or {}).get("virtualMachineRevisionName")
-        if not revision:
+        if not revision or not restart_required(vm):
             return None
         try:
             stored = self.get_custom(CONTROLLER_REVISIONS, namespace, str(revision))

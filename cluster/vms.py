@@ -23,6 +23,7 @@ from cluster.apis import (
     place_in_namespace,
 )
 from cluster.errors import Conflict
+from cluster.vm_revisions import restart_required
 from cluster.waiting import WaitTimeout, poll_until
 from rules.durations import format_go_duration
 from rules.models import VmState
@@ -58,9 +59,7 @@ def vm_state_from(vm: Mapping[str, Any], vmi: Mapping[str, Any] | None) -> VmSta
         printable_status=((vm.get("status") or {}).get("printableStatus")) or None,
         vmi_phase=phase,
         resource_version=metadata.get("resourceVersion"),
-        restart_required=any(
-            c.get("type") == "RestartRequired" and c.get("status") == "True"
-            for c in (vm.get("status") or {}).get("conditions") or [] if isinstance(c, dict)),
+        restart_required=restart_required(vm),
     )
 
 

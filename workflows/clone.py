@@ -111,7 +111,7 @@ class CloneVirtualMachine(Operation[CloneVirtualMachineInput, CloneVirtualMachin
             snapshot=input.source_snapshot, phase="RestoreInProgress",
             workflow_id=workflow.info().workflow_id, started_at=now))
         self._check_input()
-        await admit([input.namespace], patches=input.patches)
+        await self.admitted(admit([input.namespace], patches=input.patches))
         await self.run_steps(self._clone())
         await self.report()
         return self.result

@@ -63,7 +63,7 @@ class DeleteVirtualMachineSnapshot(
     ) -> DeleteVirtualMachineSnapshotResult:
         self.begin(input, DeleteVirtualMachineSnapshotResult(
             namespace=input.namespace, name=input.name))
-        await admit([input.namespace])
+        await self.admitted(admit([input.namespace]))
         await self.run_steps(self._wait_for_claims())
         if self.result.awaited_claims:
             workflow.continue_as_new(input.model_copy(

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Coroutine
 from datetime import datetime, timedelta
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -149,6 +149,25 @@ class Operation(Generic[InputT, ResultT]):
             await to_completion(self.fail("canceled", CANCELED))
             raise asyncio.CancelledError() from error
         raise await self.fail(f"{self.step}: {message}", error_type) from error
+
+    async def admitted(self, admission: Awaitable[None]) -> None:
+        """The admission, before any step: refused or cancelled there, the operation ends
+        Failed with nothing to undo and nothing reported (nothing was touched)."""
+        try:
+            await admission
+        except asyncio.CancelledError:
+            self._ended("canceled", CANCELED)
+            raise
+        except ApplicationError as error:
+            self._ended(error.message, error.type or "")
+            raise
+
+    def _ended(self, reason: str, error_type: str) -> None:
+        result = self.result
+        result.phase = "Failed"
+        result.error, result.error_type = reason, error_type
+        result.finished_at = workflow.now()
+        self.enter("failed")
 
     async def fail(self, reason: str, error_type: str) -> ApplicationError:
         """Run the saga, report, and return the error the workflow fails with."""

@@ -93,7 +93,7 @@ class RestoreVirtualMachine(Operation[RestoreVirtualMachineInput, RestoreVirtual
             namespace=input.namespace, name="", snapshot=input.snapshot,
             target=input.target or "?", phase="InProgress",
             workflow_id=workflow.info().workflow_id, started_at=workflow.now()))
-        await admit([input.namespace])
+        await self.admitted(admit([input.namespace]))
         await self.run_steps(self._restore())
         await self.report()
         return self.result

@@ -86,7 +86,7 @@ class ScheduledVirtualMachineSnapshots(Operation[ScheduledSnapshotInput, Schedul
         self.begin(input, ScheduledSnapshotResult(
             schedule=input.schedule, namespace=input.namespace, target=input.target,
             started_at=workflow.now()))
-        await admit([input.namespace])
+        await self.admitted(admit([input.namespace]))
         attributes = [VM_NAMESPACE.value_set(input.namespace), OPERATION.value_set("schedule")]
         if input.vm:
             attributes.append(VM_NAME.value_set(input.vm))

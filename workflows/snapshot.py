@@ -148,7 +148,7 @@ class SnapshotVirtualMachine(Operation[SnapshotVirtualMachineInput, SnapshotVirt
     async def run(self, input: SnapshotVirtualMachineInput) -> SnapshotVirtualMachineResult:
         refuse_schedule_outside_its_run(input)
         self._begin(input)
-        await admit([input.namespace])
+        await self.admitted(admit([input.namespace]))
         await self.run_steps(self._take_snapshot())
         await self._unlock_vm()
         await self._follow_to_ready()

@@ -74,7 +74,8 @@ async def test_start_follow_list_get_and_delete_a_snapshot(sdk: VmsnapClient) ->
         await asyncio.sleep(0.05)
     assert progress.vm == "web-1" and len(progress.volumes) == 3
     joined = await sdk.start_snapshot(SnapshotVirtualMachineInput(
-        namespace=NS, vm="web-1", name="sdk-web"), check=False)  # same name: joins the run
+        namespace=NS, vm="web-1", name="sdk-web", labels={"team": "web"}),
+        check=False)  # the same request: joins the run
     assert joined.run_id == handle.run_id
 
     result = await handle.result()

@@ -101,7 +101,8 @@ def test_minus_l_is_a_label_selector_wherever_it_is_a_flag() -> None:
 
 def snapshot(name: str, **fields: Any) -> SnapshotInfo:
     return SnapshotInfo(namespace="demo", name=name, vm="web-1", phase="Succeeded",
-                        ready_to_use=True, created=NOW - timedelta(seconds=12_000),
+                        ready_to_use=True,
+                        created=datetime.now(UTC) - timedelta(seconds=12_000),
                         quiesce="auto", failure_deadline="5m", deletion_policy="Delete",
                         workflow_id=f"snapshot/demo/{name}", **fields)
 
