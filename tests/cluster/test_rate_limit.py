@@ -134,7 +134,7 @@ def test_a_throttled_fleet_finishes_one_operation_after_another_by_start() -> No
 
 def test_the_same_fleet_in_arrival_order_finishes_all_together_at_the_end() -> None:
     fifo = fleet(80, 15, qps=5, burst=5, by_start=False)
-    # What session 2 measured: everyone advances together and nobody is done early.
+    # Arrival order alone: everyone advances together and nobody is done early.
     assert min(fifo) > 200 and max(fifo) == pytest.approx(239, abs=1.5)
 
 
