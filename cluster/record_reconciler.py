@@ -62,6 +62,7 @@ class RecordReconciler:
         self.cluster = cluster
         self._wanted: set[str] = set()
         self._later: dict[str, datetime] = {}  # records to look at again, and when
+        self._record_of: dict[str, str] = {}  # VolumeSnapshot key -> its record's key
         self._changed = threading.Condition()
         self._closed = threading.Event()
         self._thread: threading.Thread | None = None
@@ -113,10 +114,17 @@ class RecordReconciler:
         if kind == "SYNC" or key is None:
             self._want_all()
             return
-        namespace, _, name = key.partition("/")
-        self._want(record_key for record_key, record in self._all_records()
-                   if record_key.startswith(f"{namespace}/")
-                   and name in volume_snapshots_of(record, None))
+        # Its record, from the index the reconciling thread keeps, else from its label:
+        # one lookup per event, not a scan of every record (hundreds change at once).
+        owner = self._record_of.pop(key, None) if kind == "DELETED" else \
+            self._record_of.get(key)
+        if owner is None:
+            labels = ((self._volume_snapshot(key) or {}).get("metadata") or {}).get(
+                "labels") or {}
+            label = labels.get(SNAPSHOT_LABEL)
+            owner = f"{key.partition('/')[0]}/{label}" if label else None
+        if owner is not None:
+            self._want([owner])
 
     def _want(self, keys: Iterable[str]) -> None:
         with self._changed:
@@ -181,6 +189,8 @@ class RecordReconciler:
                 return
             content = self._content_of(record)
         names = volume_snapshots_of(record, content)
+        for name in names:
+            self._record_of[f"{namespace}/{name}"] = key
         found = {name: self._volume_snapshot(f"{namespace}/{name}") for name in names}
         now = datetime.now(UTC)
         truth = record_truth(record, content, found, now)
