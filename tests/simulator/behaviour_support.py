@@ -12,7 +12,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any, cast
@@ -21,6 +21,7 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
 from starter.local_stack import REPO_ROOT
+from tests.conftest import StartSim
 from tests.support.sim import Sim
 
 SEEDS = REPO_ROOT / "simulator" / "seeds"
@@ -309,3 +310,13 @@ def condition(obj: dict[str, Any] | None, kind: str) -> dict[str, Any] | None:
         if cond.get("type") == kind:
             return dict(cond)
     return None
+
+
+def behaviour_cluster(start_sim: StartSim, name: str) -> Iterator[Cluster]:
+    """A module's simulator on the behaviour seeds with the client on it; both stopped when
+    the module is done (the body of each module's `cluster` fixture)."""
+    sim = start_sim(*BEHAVIOUR_SEEDS, name=name)
+    connected = Cluster(sim)
+    yield connected
+    connected.close()
+    sim.process.stop()

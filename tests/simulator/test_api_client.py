@@ -10,13 +10,12 @@ import json
 import ssl
 import urllib.error
 import urllib.request
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import yaml
-from kubernetes import client, config, watch
+from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
 
 from tests.conftest import REFERENCE_EXAMPLES, StartSim
@@ -35,30 +34,6 @@ def sim(start_sim: StartSim) -> Iterator[Sim]:
     started = start_sim(name="api-client")
     yield started
     started.process.stop()
-
-
-@pytest.fixture(scope="module")
-def api(sim: Sim) -> Iterator[client.ApiClient]:
-    api_client = config.new_client_from_config(str(sim.kubeconfig))
-    yield api_client
-    api_client.close()
-
-
-@pytest.fixture
-def core(api: client.ApiClient) -> Api:
-    return client.CoreV1Api(api)
-
-
-@pytest.fixture
-def custom(api: client.ApiClient) -> Api:
-    return client.CustomObjectsApi(api)
-
-
-@pytest.fixture
-def namespace(core: Api) -> str:
-    name = f"t-{uuid.uuid4().hex[:8]}"
-    core.create_namespace({"metadata": {"name": name}})
-    return name
 
 
 def raw(

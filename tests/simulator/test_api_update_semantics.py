@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 import yaml
-from kubernetes import client, config
+from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from tests.conftest import REFERENCE_EXAMPLES, StartSim
@@ -30,30 +30,6 @@ def sim(start_sim: StartSim) -> Iterator[Sim]:
     started = start_sim(name="api-update")
     yield started
     started.process.stop()
-
-
-@pytest.fixture(scope="module")
-def api(sim: Sim) -> Iterator[client.ApiClient]:
-    api_client = config.new_client_from_config(str(sim.kubeconfig))
-    yield api_client
-    api_client.close()
-
-
-@pytest.fixture
-def core(api: client.ApiClient) -> Api:
-    return client.CoreV1Api(api)
-
-
-@pytest.fixture
-def custom(api: client.ApiClient) -> Api:
-    return client.CustomObjectsApi(api)
-
-
-@pytest.fixture
-def namespace(core: Api) -> str:
-    name = f"t-{uuid.uuid4().hex[:8]}"
-    core.create_namespace({"metadata": {"name": name}})
-    return name
 
 
 def body_of(error: ApiException) -> dict[str, Any]:

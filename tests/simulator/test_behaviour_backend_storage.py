@@ -10,9 +10,9 @@ import pytest
 
 from tests.conftest import StartSim
 from tests.simulator.behaviour_support import (
-    BEHAVIOUR_SEEDS,
     KUBEVIRT,
     Cluster,
+    behaviour_cluster,
     condition,
     vm_body,
     wait_for,
@@ -24,11 +24,7 @@ PREFIX = "persistent-state-for"
 
 @pytest.fixture(scope="module")
 def cluster(start_sim: StartSim) -> Iterator[Cluster]:
-    sim = start_sim(*BEHAVIOUR_SEEDS, name="behaviour-backend-storage")
-    connected = Cluster(sim)
-    yield connected
-    connected.close()
-    sim.process.stop()
+    yield from behaviour_cluster(start_sim, "behaviour-backend-storage")
 
 
 def persistent_vm(

@@ -12,10 +12,10 @@ import pytest
 
 from tests.conftest import StartSim
 from tests.simulator.behaviour_support import (
-    BEHAVIOUR_SEEDS,
     KUBEVIRT,
     SNAPSHOT,
     Cluster,
+    behaviour_cluster,
     condition,
     pvc_body,
     snapshot_body,
@@ -30,11 +30,7 @@ DVS = "datavolumes"
 
 @pytest.fixture(scope="module")
 def cluster(start_sim: StartSim) -> Iterator[Cluster]:
-    sim = start_sim(*BEHAVIOUR_SEEDS, name="behaviour-datavolumes")
-    connected = Cluster(sim)
-    yield connected
-    connected.close()
-    sim.process.stop()
+    yield from behaviour_cluster(start_sim, "behaviour-datavolumes")
 
 
 def dv_body(

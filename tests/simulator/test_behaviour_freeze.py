@@ -10,9 +10,9 @@ import pytest
 
 from tests.conftest import StartSim
 from tests.simulator.behaviour_support import (
-    BEHAVIOUR_SEEDS,
     KUBEVIRT,
     Cluster,
+    behaviour_cluster,
     parse_time,
     pvc_body,
     vm_body,
@@ -22,11 +22,7 @@ from tests.simulator.behaviour_support import (
 
 @pytest.fixture(scope="module")
 def cluster(start_sim: StartSim) -> Iterator[Cluster]:
-    sim = start_sim(*BEHAVIOUR_SEEDS, name="behaviour-freeze")
-    connected = Cluster(sim)
-    yield connected
-    connected.close()
-    sim.process.stop()
+    yield from behaviour_cluster(start_sim, "behaviour-freeze")
 
 
 def running_vm(cluster: Cluster, annotations: dict[str, str] | None = None) -> str:

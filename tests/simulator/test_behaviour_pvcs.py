@@ -10,10 +10,10 @@ import pytest
 
 from tests.conftest import StartSim
 from tests.simulator.behaviour_support import (
-    BEHAVIOUR_SEEDS,
     KUBEVIRT,
     SNAPSHOT,
     Cluster,
+    behaviour_cluster,
     pvc_body,
     snapshot_body,
     vm_body,
@@ -23,11 +23,7 @@ from tests.simulator.behaviour_support import (
 
 @pytest.fixture(scope="module")
 def cluster(start_sim: StartSim) -> Iterator[Cluster]:
-    sim = start_sim(*BEHAVIOUR_SEEDS, name="behaviour-pvcs")
-    connected = Cluster(sim)
-    yield connected
-    connected.close()
-    sim.process.stop()
+    yield from behaviour_cluster(start_sim, "behaviour-pvcs")
 
 
 def phase(cluster: Cluster, namespace: str, name: str) -> str | None:

@@ -16,9 +16,9 @@ import pytest
 
 from tests.conftest import StartSim
 from tests.simulator.behaviour_support import (
-    BEHAVIOUR_SEEDS,
     SNAPSHOT,
     Cluster,
+    behaviour_cluster,
     parse_time,
     pvc_body,
     snapshot_body,
@@ -34,11 +34,7 @@ BEING_DELETED = "snapshot.storage.kubernetes.io/volumesnapshot-being-deleted"
 
 @pytest.fixture(scope="module")
 def cluster(start_sim: StartSim) -> Iterator[Cluster]:
-    sim = start_sim(*BEHAVIOUR_SEEDS, name="behaviour-snapshots")
-    connected = Cluster(sim)
-    yield connected
-    connected.close()
-    sim.process.stop()
+    yield from behaviour_cluster(start_sim, "behaviour-snapshots")
 
 
 def bound_pvc(cluster: Cluster, namespace: str, name: str, **options: Any) -> dict[str, Any]:

@@ -11,9 +11,9 @@ from kubernetes import client
 
 from tests.conftest import StartSim
 from tests.simulator.behaviour_support import (
-    BEHAVIOUR_SEEDS,
     KUBEVIRT,
     Cluster,
+    behaviour_cluster,
     condition,
     vm_body,
     wait_for,
@@ -25,11 +25,7 @@ RESTART = "a non-live-updatable field was changed in the template spec"
 
 @pytest.fixture(scope="module")
 def cluster(start_sim: StartSim) -> Iterator[Cluster]:
-    sim = start_sim(*BEHAVIOUR_SEEDS, name="behaviour-vm-revisions")
-    connected = Cluster(sim)
-    yield connected
-    connected.close()
-    sim.process.stop()
+    yield from behaviour_cluster(start_sim, "behaviour-vm-revisions")
 
 
 def apps(cluster: Cluster) -> Any:

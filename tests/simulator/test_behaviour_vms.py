@@ -9,9 +9,9 @@ import pytest
 
 from tests.conftest import StartSim
 from tests.simulator.behaviour_support import (
-    BEHAVIOUR_SEEDS,
     KUBEVIRT,
     Cluster,
+    behaviour_cluster,
     condition,
     pvc_body,
     vm_body,
@@ -23,11 +23,7 @@ VMS = "virtualmachines"
 
 @pytest.fixture(scope="module")
 def cluster(start_sim: StartSim) -> Iterator[Cluster]:
-    sim = start_sim(*BEHAVIOUR_SEEDS, name="behaviour-vms")
-    connected = Cluster(sim)
-    yield connected
-    connected.close()
-    sim.process.stop()
+    yield from behaviour_cluster(start_sim, "behaviour-vms")
 
 
 def vm_status(cluster: Cluster, ns: str, name: str) -> dict[str, Any]:

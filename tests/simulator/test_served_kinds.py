@@ -16,7 +16,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
 from tests.conftest import StartSim
@@ -33,31 +32,6 @@ def sim(start_sim: StartSim) -> Iterator[Sim]:
     started = start_sim(name="served-kinds")
     yield started
     started.process.stop()
-
-
-@pytest.fixture(scope="module")
-def api(sim: Sim) -> Iterator[client.ApiClient]:
-    api_client = config.new_client_from_config(str(sim.kubeconfig))
-    yield api_client
-    api_client.close()
-
-
-@pytest.fixture
-def apps(api: client.ApiClient) -> Api:
-    return client.AppsV1Api(api)
-
-
-@pytest.fixture
-def custom(api: client.ApiClient) -> Api:
-    return client.CustomObjectsApi(api)
-
-
-@pytest.fixture
-def namespace(api: client.ApiClient) -> str:
-    name = f"t-{uuid.uuid4().hex[:8]}"
-    core: Api = client.CoreV1Api(api)
-    core.create_namespace({"metadata": {"name": name}})
-    return name
 
 
 def status_of(error: ApiException) -> dict[str, Any]:
