@@ -14,7 +14,7 @@ from contracts.snapshot import DeletionPolicy
 
 # The workflow ID (and the label on what it makes), defined with every name in rules.naming.
 from rules.naming import delete_snapshot_workflow_id as delete_snapshot_workflow_id
-from rules.validation import check_dns_label, check_dns_subdomain
+from rules.validation import Namespace, check_dns_subdomain
 
 WORKFLOW = "DeleteVirtualMachineSnapshot"
 
@@ -26,18 +26,13 @@ class DeleteVirtualMachineSnapshotInput(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    namespace: str
+    namespace: Namespace
     name: str
     after_claims_bound: list[str] = Field(
         default_factory=list, max_length=MAX_AWAITED_CLAIMS,
         description="PVCs (in the namespace) provisioned from the snapshot's VolumeSnapshots "
                     "that may still wait for their first consumer: the deletion waits until "
                     "each is Bound or gone, as a provisioner refuses a source being deleted")
-
-    @field_validator("namespace")
-    @classmethod
-    def _namespace(cls, value: str) -> str:
-        return check_dns_label(value, "namespace")
 
     @field_validator("name")
     @classmethod

@@ -21,6 +21,7 @@ from rules.naming import RESTORE_LABEL as RESTORE_LABEL
 from rules.naming import restore_workflow_id as restore_workflow_id
 from rules.validation import (
     GracePeriod,
+    Namespace,
     Wait,
     check_dns_label,
     check_dns_subdomain,
@@ -58,7 +59,7 @@ class RestoreVirtualMachineInput(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    namespace: str
+    namespace: Namespace
     snapshot: str
     target: str | None = Field(
         default=None, description="a new VM's name (a DNS label: it is the guest's hostname "
@@ -97,11 +98,6 @@ class RestoreVirtualMachineInput(BaseModel):
     stop_wait: Wait = Field(default=DEFAULT_VM_STOP_WAIT_SECONDS,
                             description="how long a running target may take to stop (1s to "
                             "24h)")
-
-    @field_validator("namespace")
-    @classmethod
-    def _namespace(cls, value: str) -> str:
-        return check_dns_label(value, "namespace")
 
     @field_validator("snapshot")
     @classmethod

@@ -17,10 +17,11 @@ from rules.naming import label_value
 from rules.retention import ScheduledSnapshotRecord
 from rules.validation import (
     Deadline,
+    Labels,
+    Namespace,
     ReadyDeadline,
     check_dns_label,
     check_dns_subdomain,
-    check_labels,
     check_selector,
 )
 
@@ -63,7 +64,7 @@ class ScheduledSnapshotInput(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     schedule: str = Field(description="the schedule's name: labels its snapshots")
-    namespace: str
+    namespace: Namespace
     vm: str | None = Field(default=None, description="one VM by name ...")
     selector: str | None = Field(default=None, description="... or every VM matching it")
     keep: int = Field(ge=1, le=10_000, description="good snapshots kept per VM")
@@ -71,7 +72,7 @@ class ScheduledSnapshotInput(BaseModel):
     ready_deadline: ReadyDeadline = 3600.0
     quiesce: Quiesce = "auto"
     deletion_policy: DeletionPolicy = "Delete"
-    labels: dict[str, str] = Field(default_factory=dict)
+    labels: Labels = Field(default_factory=dict)
     max_parallel: int = Field(default=4, ge=1, le=100,
                               description="VMs snapshotted at the same time")
 
@@ -79,11 +80,6 @@ class ScheduledSnapshotInput(BaseModel):
     @classmethod
     def _schedule(cls, value: str) -> str:
         return check_dns_label(value, "schedule name")
-
-    @field_validator("namespace")
-    @classmethod
-    def _namespace(cls, value: str) -> str:
-        return check_dns_label(value, "namespace")
 
     @field_validator("vm")
     @classmethod
@@ -94,11 +90,6 @@ class ScheduledSnapshotInput(BaseModel):
     @classmethod
     def _selector(cls, value: str | None) -> str | None:
         return None if value is None else check_selector(value)
-
-    @field_validator("labels")
-    @classmethod
-    def _labels(cls, value: dict[str, str]) -> dict[str, str]:
-        return check_labels(value)
 
     @model_validator(mode="after")
     def _one_target(self) -> ScheduledSnapshotInput:

@@ -29,10 +29,11 @@ from rules.models import ExcludedVolume, VmState, VolumeSelection, VolumeSnapsho
 from rules.naming import snapshot_workflow_id as snapshot_workflow_id
 from rules.validation import (
     Deadline,
+    Labels,
+    Namespace,
     ReadyDeadline,
     check_dns_label,
     check_dns_subdomain,
-    check_labels,
 )
 
 WORKFLOW = "SnapshotVirtualMachine"
@@ -69,7 +70,7 @@ class SnapshotVirtualMachineInput(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    namespace: str = Field(description="namespace of the VM; the records are made there")
+    namespace: Namespace = Field(description="namespace of the VM; the records are made there")
     vm: str = Field(description="name of the VirtualMachine")
     name: str | None = Field(
         default=None,
@@ -86,18 +87,13 @@ class SnapshotVirtualMachineInput(BaseModel):
     )
     quiesce: Quiesce = "auto"
     deletion_policy: DeletionPolicy = "Delete"
-    labels: dict[str, str] = Field(
+    labels: Labels = Field(
         default_factory=dict, description="labels for the records and the VolumeSnapshots"
     )
     schedule: str | None = Field(
         default=None, description="the schedule whose run takes this snapshot (its label "
         "hands the snapshot to the schedule's retention); accepted only from a schedule's "
         "run, which starts the snapshot as its child")
-
-    @field_validator("namespace")
-    @classmethod
-    def _namespace(cls, value: str) -> str:
-        return check_dns_label(value, "namespace")
 
     @field_validator("vm")
     @classmethod
@@ -108,11 +104,6 @@ class SnapshotVirtualMachineInput(BaseModel):
     @classmethod
     def _name(cls, value: str | None) -> str | None:
         return None if value is None else check_dns_subdomain(value, "name")
-
-    @field_validator("labels")
-    @classmethod
-    def _labels(cls, value: dict[str, str]) -> dict[str, str]:
-        return check_labels(value)
 
     @field_validator("schedule")
     @classmethod

@@ -13,7 +13,7 @@ import re
 from collections.abc import Callable
 from typing import Annotated
 
-from pydantic import BeforeValidator
+from pydantic import AfterValidator, BeforeValidator
 
 from rules.durations import format_go_duration, parse_duration
 
@@ -189,3 +189,13 @@ def check_selector(selector: str) -> str:
                 "(use key=value, key!=value, key in (a,b), key notin (a,b), key or !key)"
             )
     return text
+
+
+def _namespace(value: str) -> str:
+    return check_dns_label(value, "namespace")
+
+
+# A Kubernetes namespace in an input: a DNS label.
+Namespace = Annotated[str, AfterValidator(_namespace)]
+# Labels for what an operation makes: valid keys and values, none under `vmsnap.io`.
+Labels = Annotated[dict[str, str], AfterValidator(check_labels)]
