@@ -19,7 +19,7 @@ from cluster.client import Cluster
 from contracts.restore import RestoreVirtualMachineInput
 from starter.sdk import AlreadyRunning, VmsnapClient
 from tests.e2e.conftest import Stack, StartStack
-from tests.e2e.test_whole_vm import execute_from_the_cli
+from tests.e2e.test_whole_vm import execute_from_the_cli, kubectl_json
 
 pytestmark = pytest.mark.e2e
 
@@ -34,11 +34,6 @@ def storage_stack(start_stack: StartStack) -> Iterator[Stack]:
     yield stack
     stack.worker.stop()
     stack.sim.process.stop()
-
-
-def kubectl_json(stack: Stack, *args: str) -> dict[str, Any]:
-    loaded: dict[str, Any] = json.loads(stack.sim.kubectl(*args, "-o", "json").stdout)
-    return loaded
 
 
 def eventually(what: str, check: Any, seconds: float = 30) -> None:
