@@ -62,6 +62,7 @@ from activities.snapshot import SnapshotActivities
 from activities.sweeper import SweeperActivities, WorkflowStates
 from cluster.client import Cluster
 from cluster.errors import ClusterError
+from cluster.identity import configured_cluster_id
 from cluster.record_reconciler import RecordReconciler
 from contracts.common import TASK_QUEUE as DEFAULT_TASK_QUEUE
 from contracts.sweep import (
@@ -71,6 +72,7 @@ from contracts.sweep import (
     sweeper_schedule_id,
 )
 from contracts.sweep import WORKFLOW as SWEEP_WORKFLOW
+from rules.cluster_identity import task_queue_for
 from rules.durations import parse_duration
 from rules.namespace_scope import NamespaceScope
 from starter.boundary import WorkerBoundary
@@ -112,7 +114,8 @@ def activities_for(
 ) -> list[Callable[..., Any]]:
     """Every activity, bound to one shared cluster adapter and the worker's boundary."""
     boundary = boundary or WorkerBoundary.from_environment(os.environ)
-    return [*AdmissionActivities(boundary.scope, boundary.policy).all(),
+    return [*AdmissionActivities(boundary.scope, boundary.policy,
+                                         lambda: cluster.cluster_id).all(),
             *SnapshotActivities(cluster, liveness).all(), *RetentionActivities(cluster).all(),
             *RestoreActivities(cluster, liveness).all(),
             *CloneActivities(cluster, boundary.policy).all(),
@@ -159,7 +162,9 @@ def build_worker(
 
 
 
-def sweeper_schedule(task_queue: str, environ: dict[str, str] | None = None) -> Schedule | None:
+def sweeper_schedule(
+    task_queue: str, cluster_id: str, environ: dict[str, str] | None = None
+) -> Schedule | None:
     """The sweeper's schedule as the environment configures it; None when opted out.
 
     A bad VMSNAP_SWEEPER_INTERVAL or VMSNAP_SWEEPER_GRACE is a ValueError naming it.
@@ -183,7 +188,8 @@ def sweeper_schedule(task_queue: str, environ: dict[str, str] | None = None) -> 
     request = SweepOrphansInput(all_namespaces=True, grace=values["VMSNAP_SWEEPER_GRACE"])
     return Schedule(
         action=ScheduleActionStartWorkflow(
-            SWEEP_WORKFLOW, request, id=sweep_workflow_id([], True), task_queue=task_queue),
+            SWEEP_WORKFLOW, request, id=sweep_workflow_id(cluster_id, [], True),
+            task_queue=task_queue),
         spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=timedelta(seconds=interval))]),
         policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
         state=ScheduleState(note=f"created by the vmsnap worker: orphan sweep every "
@@ -191,14 +197,14 @@ def sweeper_schedule(task_queue: str, environ: dict[str, str] | None = None) -> 
 
 
 async def ensure_sweeper_schedule(
-    client: Client, task_queue: str, environ: dict[str, str] | None = None
+    client: Client, task_queue: str, cluster_id: str, environ: dict[str, str] | None = None
 ) -> str | None:
     """Create the sweeper's schedule if missing; its ID, or None when opted out.
 
     A failure to create it is logged, not fatal: sweeping can still be started
     on demand, and snapshots must not wait on it.
     """
-    schedule = sweeper_schedule(task_queue, environ)
+    schedule = sweeper_schedule(task_queue, cluster_id, environ)
     if schedule is None:
         log.info("orphan sweeper schedule: off (VMSNAP_SWEEPER_SCHEDULE)")
         return None
@@ -237,20 +243,25 @@ async def start_record_reconciler(
     return reconciler
 
 
-async def run_worker(task_queue: str, stop: asyncio.Event) -> None:
-    """Connect, serve until `stop` is set, then shut down gracefully."""
-    sweeper_schedule(task_queue)  # bad VMSNAP_SWEEPER_* settings: refuse before connecting
+async def run_worker(task_queue: str | None, stop: asyncio.Event) -> None:
+    """Connect, serve until `stop` is set, then shut down gracefully. Without a task
+    queue, the cluster's own (`vmsnap-{cluster id}`, rules.cluster_identity)."""
+    configured_cluster_id()  # a bad VMSNAP_CLUSTER_ID: refuse before connecting
+    sweeper_schedule(task_queue or DEFAULT_TASK_QUEUE, "")  # likewise bad VMSNAP_SWEEPER_*
     tuning = WorkerTuning.from_environment(os.environ)  # likewise bad VMSNAP_MAX_* settings
     boundary = WorkerBoundary.from_environment(os.environ)  # and the tenant boundary's
     boundary.announce()
     # Watch-fed copies of the PVCs and classes every snapshot reads (cluster.informer).
     cluster = Cluster.from_environment(cache_reads=True)
+    cluster_id = await asyncio.to_thread(lambda: cluster.cluster_id)
+    task_queue = task_queue or task_queue_for(cluster_id)
+    log.info("cluster id: %s", cluster_id)
     # VMSNAP_METRICS_ADDRESS (e.g. 0.0.0.0:9464): Temporal's and vmsnap's Prometheus metrics.
     client = await connect(runtime=runtime_from_environment())
     log.info("connected to Temporal at %s, namespace %s",
              client.service_client.config.target_host, client.namespace)
     await ensure_search_attributes(client)
-    await ensure_sweeper_schedule(client, task_queue)
+    await ensure_sweeper_schedule(client, task_queue, cluster_id)
     reconciler = await start_record_reconciler(cluster, scope=boundary.scope)
     log.info("worker tuning: %s", tuning.describe())
     with ThreadPoolExecutor(tuning.activity_threads, thread_name_prefix="activity") as pool:
@@ -269,8 +280,9 @@ async def run_worker(task_queue: str, stop: asyncio.Event) -> None:
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--task-queue", default=os.environ.get("VMSNAP_TASK_QUEUE",
-                                                                 DEFAULT_TASK_QUEUE))
+    parser.add_argument(
+        "--task-queue", default=os.environ.get("VMSNAP_TASK_QUEUE") or None,
+        help="the task queue to poll (default: $VMSNAP_TASK_QUEUE, else vmsnap-{cluster id})")
     parser.add_argument("--log-level", default=os.environ.get("VMSNAP_LOG_LEVEL", "INFO"))
     return parser.parse_args(argv)
 

@@ -18,6 +18,7 @@ from contracts.admission import (
     ADMIT_REQUEST,
     NAMESPACE_NOT_SERVED,
     PATCH_NOT_ALLOWED,
+    AdmissionGrant,
     AdmissionRequest,
 )
 from rules.namespace_scope import NamespaceScope
@@ -27,16 +28,20 @@ log = logging.getLogger("vmsnap.admission")
 
 
 class AdmissionActivities:
-    def __init__(self, scope: NamespaceScope, policy: PatchPolicy) -> None:
+    def __init__(self, scope: NamespaceScope, policy: PatchPolicy,
+                 cluster_id: Callable[[], str]) -> None:
+        """`cluster_id` answers the worker's cluster id (read once, at the first run)."""
         self.scope = scope
         self.policy = policy
+        self.cluster_id = cluster_id
 
     def all(self) -> list[Callable[..., object]]:
         return [self.admit_request]
 
     @implements(ADMIT_REQUEST)
-    def admit_request(self, request: AdmissionRequest) -> bool:
-        """Refuse a namespace the worker does not serve, or a patch outside its policy."""
+    def admit_request(self, request: AdmissionRequest) -> AdmissionGrant:
+        """Refuse a namespace the worker does not serve, or a patch outside its policy;
+        else name the cluster the run works in."""
         refused = self.scope.refused(request.namespaces)
         if refused:
             info = activity.info()
@@ -54,4 +59,4 @@ class AdmissionActivities:
             except PatchRefused as refusal:
                 raise ApplicationError(str(refusal), type=PATCH_NOT_ALLOWED,
                                        non_retryable=True) from None
-        return True
+        return AdmissionGrant(self.cluster_id())

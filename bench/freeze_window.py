@@ -39,6 +39,7 @@ from rules.naming import snapshot_workflow_id
 from tests.support.sim import Sim
 
 NS, CUT_MS, READY_MS = "bench", 200, 300
+BENCH_CLUSTER = "bench"  # the worker's VMSNAP_CLUSTER_ID: in every workflow ID
 CUT, READY = f"{CUT_MS}ms", f"{READY_MS}ms"
 
 
@@ -119,7 +120,9 @@ async def bench_stack(docs: list[dict[str, Any]],
             started.append(simulator)
             sim = Sim(simulator, state / "sim")
             worker = start_worker(state / "worker", dev.address, sim.kubeconfig,
-                                  task_queue="bench", extra_env=worker_env)
+                                  task_queue="bench",
+                                  extra_env={**(worker_env or {}),
+                                             "VMSNAP_CLUSTER_ID": BENCH_CLUSTER})
             started.append(worker)
             client = await Client.connect(dev.address, namespace=dev.namespace,
                                           data_converter=pydantic_data_converter)
@@ -133,7 +136,7 @@ async def snapshot(stack: BenchStack, vm: str, name: str, namespace: str = NS,
                    **options: str) -> SnapshotVirtualMachineResult:
     handle = await stack.client.start_workflow(
         "SnapshotVirtualMachine", {"namespace": namespace, "vm": vm, "name": name, **options},
-        id=snapshot_workflow_id(namespace, name), task_queue=stack.task_queue,
+        id=snapshot_workflow_id(BENCH_CLUSTER, namespace, name), task_queue=stack.task_queue,
         result_type=SnapshotVirtualMachineResult)
     return await handle.result()
 
@@ -179,7 +182,7 @@ async def snapshot_once(stack: BenchStack, disks: int, name: str, vm: str | None
     if show_timeline and run.window_ms is not None:
         print(timeline(stack, vm, name, log, namespace), flush=True)
     history = await stack.client.get_workflow_handle(
-        snapshot_workflow_id(namespace, name)).fetch_history()
+        snapshot_workflow_id(BENCH_CLUSTER, namespace, name)).fetch_history()
     run.history_events = len(history.events)
     return run
 

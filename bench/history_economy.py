@@ -16,7 +16,14 @@ from collections import Counter
 from temporalio.api.enums.v1 import EventType
 
 from bench import aims
-from bench.freeze_window import CUT_MS, NS, bench_stack, seed_documents, snapshot_once
+from bench.freeze_window import (
+    BENCH_CLUSTER,
+    CUT_MS,
+    NS,
+    bench_stack,
+    seed_documents,
+    snapshot_once,
+)
 from bench.render.economy import HISTORY_KEY
 from bench.report import record
 from bench.stopping import stop_on_sigterm_as_on_ctrl_c
@@ -40,7 +47,7 @@ async def main(disk_counts: list[int], record_figures: bool) -> None:
             name = f"hist-{disks}"
             run = await snapshot_once(stack, disks, name)
             history = await stack.client.get_workflow_handle(
-                snapshot_workflow_id(NS, name)).fetch_history()
+                snapshot_workflow_id(BENCH_CLUSTER, NS, name)).fetch_history()
             kinds = Counter(event_name(e.event_type) for e in history.events)
             size = sum(e.ByteSize() for e in history.events)
             print(f"{disks} disks: {run.history_events} events (aim {budget(disks)}), "

@@ -63,6 +63,7 @@ T = TypeVar("T")
 
 AIM = aims.ORCHESTRATION_AIM_RATIO  # orchestration at most this x the bare-Temporal floor
 DESCRIBE_CONCURRENCY = 50
+BENCH_CLUSTER = "bench"  # the cluster named in the workflow IDs the benchmark starts
 HISTORY_SAMPLE = 20  # histories per wave read for the time breakdown
 
 
@@ -370,7 +371,7 @@ def _snapshot_start(stack: BenchStack, index: int, name: str) -> Callable[[], Aw
     def start() -> Awaitable[Any]:
         return stack.client.start_workflow(
             "SnapshotVirtualMachine", {"namespace": namespace, "vm": vm, "name": name},
-            id=snapshot_workflow_id(namespace, name), task_queue=stack.task_queue,
+            id=snapshot_workflow_id(BENCH_CLUSTER, namespace, name), task_queue=stack.task_queue,
             search_attributes=child_search_attributes(namespace, vm, "snapshot"))
     return start
 

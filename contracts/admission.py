@@ -4,13 +4,13 @@ The workflow cannot read the worker's configuration (a replay on another worker,
 a change of it, would take another path), so it asks: one local activity, whose answer
 is recorded in the history as a marker, checks the request against the worker's
 namespace scope (`VMSNAP_NAMESPACES`) and, for a clone, its patch policy
-(`VMSNAP_CLONE_PATCH_ALLOW`). A refusal ends the run Failed with one of the error
-types below, before any step.
+(`VMSNAP_CLONE_PATCH_ALLOW`), and answers with the worker's cluster id. A refusal ends
+the run Failed with one of the error types below, before any step.
 """
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, RootModel
 
 from contracts.activity import ActivityRef
 
@@ -28,4 +28,17 @@ class AdmissionRequest(BaseModel):
     patches: list[str] = Field(default_factory=list, description="a clone's JSON patches")
 
 
-ADMIT_REQUEST = ActivityRef("admit_request", AdmissionRequest, bool)
+class AdmissionGrant(RootModel[str | bool]):
+    """An admitted run's answer: the id of the cluster the worker serves
+    (`rules.cluster_identity`), which the run's child workflow IDs carry.
+
+    A run admitted before clusters were named recorded `true` in its history, and
+    replays with it: `cluster` is then empty, and its children's IDs are the old ones.
+    """
+
+    @property
+    def cluster(self) -> str:
+        return self.root if isinstance(self.root, str) else ""
+
+
+ADMIT_REQUEST = ActivityRef("admit_request", AdmissionRequest, AdmissionGrant)

@@ -29,14 +29,20 @@ WORKFLOW = "ScheduledVirtualMachineSnapshots"
 SCHEDULE_ID_PREFIX = "vmsnap"
 
 
-def schedule_id(namespace: str, name: str) -> str:
-    """`vmsnap.{namespace}.{name}`: unique per Kubernetes namespace, no slash (UI URLs)."""
-    return f"{SCHEDULE_ID_PREFIX}.{namespace}.{name}"
+def schedule_id(cluster: str, namespace: str, name: str) -> str:
+    """`vmsnap.{cluster}.{namespace}.{name}`: unique per cluster and Kubernetes namespace,
+    no slash (UI URLs); none of the three may hold a dot."""
+    return f"{SCHEDULE_ID_PREFIX}.{cluster}.{namespace}.{name}"
 
 
-def scheduled_workflow_id(namespace: str, name: str) -> str:
+def schedule_id_prefix(cluster: str, namespace: str | None = None) -> str:
+    """What the IDs of a cluster's schedules (of one namespace) start with."""
+    return f"{SCHEDULE_ID_PREFIX}.{cluster}." + (f"{namespace}." if namespace else "")
+
+
+def scheduled_workflow_id(cluster: str, namespace: str, name: str) -> str:
     """The ID of a schedule's runs (Temporal appends the scheduled time)."""
-    return f"scheduled-snapshot/{namespace}/{name}"
+    return f"scheduled-snapshot/{cluster}/{namespace}/{name}"
 
 
 # The label that hands a snapshot to a schedule's retention, `SCHEDULE_LABEL`

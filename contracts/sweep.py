@@ -20,10 +20,11 @@ DEFAULT_GRACE_SECONDS = 3600.0
 MAX_NAMESPACES = 1000
 
 
-def sweep_workflow_id(namespaces: list[str], all_namespaces: bool) -> str:
-    """`sweep-orphans/all` or `sweep-orphans/{sorted namespaces, comma separated}`."""
+def sweep_workflow_id(cluster: str, namespaces: list[str], all_namespaces: bool) -> str:
+    """`sweep-orphans/{cluster}/all` or `sweep-orphans/{cluster}/{sorted namespaces, comma
+    separated}`."""
     scope = "all" if all_namespaces else ",".join(sorted(set(namespaces)))
-    return f"sweep-orphans/{scope}"
+    return f"sweep-orphans/{cluster}/{scope}"
 
 
 def sweeper_schedule_id(task_queue: str) -> str:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import signal
 import sys
 from pathlib import Path
@@ -19,7 +20,7 @@ from typing import Any
 
 from rich.console import Console
 
-from demo.story import run_story
+from demo.story import CLUSTER_ID, run_story
 from starter.codec import CodecSettings
 from starter.local_stack import (
     REPO_ROOT,
@@ -58,6 +59,7 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> int:
     args = parse_args()
+    os.environ["VMSNAP_CLUSTER_ID"] = CLUSTER_ID  # the worker's and every CLI call's
     state: Path = args.state_dir
     state.mkdir(parents=True, exist_ok=True)
     children: list[Any] = []
@@ -89,7 +91,8 @@ def main() -> int:
         console.print(f"[green]✓[/] cluster simulator at {sim.url}")
         console.print(f"    kubectl --kubeconfig {sim.kubeconfig} get vms -A")
         with console.status("starting the vmsnap worker"):
-            worker: ManagedProcess = start_worker(state, temporal.address, sim.kubeconfig)
+            worker: ManagedProcess = start_worker(state, temporal.address, sim.kubeconfig,
+                                                  task_queue=None)
         children.append(worker)
         console.print(f"[green]✓[/] vmsnap worker (pid {worker.pid}), logs in {worker.log_path}")
         if CodecSettings.from_env() is None:

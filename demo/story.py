@@ -25,12 +25,14 @@ from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError, RPCStatusCode
 
-from contracts.common import TASK_QUEUE
 from contracts.schedule import schedule_id
+from rules.cluster_identity import task_queue_for
 from rules.naming import snapshot_workflow_id
 from workflows.search_attributes import OPERATION, VM_NAME, VM_NAMESPACE
 
 NAMESPACE = "demo"
+CLUSTER_ID = "demo"  # VMSNAP_CLUSTER_ID of the demo's worker and CLI: readable IDs
+TASK_QUEUE = task_queue_for(CLUSTER_ID)
 
 
 def _cause(error: BaseException) -> str:
@@ -83,7 +85,7 @@ async def snapshot(console: Console, client: Client, vm: str, note: str) -> str 
             result = await client.execute_workflow(
                 "SnapshotVirtualMachine",
                 payload,
-                id=snapshot_workflow_id(NAMESPACE, name),
+                id=snapshot_workflow_id(CLUSTER_ID, NAMESPACE, name),
                 task_queue=TASK_QUEUE,
                 search_attributes=TypedSearchAttributes(
                     [
@@ -123,7 +125,7 @@ def vmsnap(console: Console, address: str, kubeconfig: Path, *args: str) -> bool
 async def _schedule_exists(client: Client, name: str) -> bool:
     """Whether the demo's schedule is already on the server (an earlier `make demo`)."""
     try:
-        await client.get_schedule_handle(schedule_id(NAMESPACE, name)).describe()
+        await client.get_schedule_handle(schedule_id(CLUSTER_ID, NAMESPACE, name)).describe()
     except RPCError as err:
         if err.status == RPCStatusCode.NOT_FOUND:
             return False

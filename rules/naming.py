@@ -6,10 +6,14 @@ operation's identity (namespace + snapshot name), so "AlreadyExists" means
 workflow code and in clients.
 
 Rules (a contract: the CLI, the README and the records rely on them):
-- workflow ID of a snapshot: `snapshot/{namespace}/{name}`; of its deletion:
-  `delete-snapshot/{namespace}/{name}`; of a restore or clone into a VM:
-  `restore/{namespace}/{target}`, `clone/{namespace}/{target}` (one at a time per
-  target). Each operation's contract module (`contracts/`) offers its own.
+- every ID names the cluster first (`rules.cluster_identity`): two clusters whose
+  workers share a Temporal namespace never join or block each other's runs.
+- workflow ID of a snapshot: `snapshot/{cluster}/{namespace}/{name}`; of its deletion:
+  `delete-snapshot/{cluster}/{namespace}/{name}`; of a restore or clone into a VM:
+  `restore/{cluster}/{namespace}/{target}`, `clone/{cluster}/{namespace}/{target}` (one
+  at a time per target). Each operation's contract module (`contracts/`) offers its own.
+  An empty cluster gives the IDs runs had before clusters were named (`snapshot/
+  {namespace}/{name}`): a workflow replaying such a run derives its children's IDs so.
 - a snapshot started without a name is called `{vm}-{YYYYMMDD-HHMMSS}`, the
   UTC workflow time at its start.
 - VolumeSnapshot of a volume: `{snapshot}-{volume}`; content: `{snapshot}-content`.
@@ -26,30 +30,35 @@ SNAPSHOT_LABEL = "vmsnap.io/snapshot"  # on the records and VolumeSnapshots of a
 VM_LABEL = "vmsnap.io/vm"  # on the same objects: the VM they came from
 RESTORE_LABEL = "vmsnap.io/restore"  # on the PVCs a restore makes: the restore's name
 CLONE_LABEL = "vmsnap.io/clone"  # on the VM and PVCs a clone makes: the clone's name
+CLUSTER_LABEL = "vmsnap.io/cluster"  # on every object vmsnap makes: the cluster's id
 # On a schedule's snapshots: the schedule's name, which hands them to its retention.
 SCHEDULE_LABEL = "schedule.vmsnap.io/name"
 MAX_NAME = 253  # a DNS-1123 subdomain: object names
 MAX_LABEL = 63  # a DNS-1123 label and a label value
 
 
-def snapshot_workflow_id(namespace: str, name: str) -> str:
-    """`snapshot/{namespace}/{name}`: starting the same snapshot twice joins the first."""
-    return f"snapshot/{namespace}/{name}"
+def snapshot_workflow_id(cluster: str, namespace: str, name: str) -> str:
+    """`snapshot/{cluster}/{namespace}/{name}`: starting the same snapshot twice joins the first."""
+    return _workflow_id("snapshot", cluster, namespace, name)
 
 
-def delete_snapshot_workflow_id(namespace: str, name: str) -> str:
-    """`delete-snapshot/{namespace}/{name}`: one deletion of a snapshot at a time."""
-    return f"delete-snapshot/{namespace}/{name}"
+def delete_snapshot_workflow_id(cluster: str, namespace: str, name: str) -> str:
+    """`delete-snapshot/{cluster}/{namespace}/{name}`: one deletion of a snapshot at a time."""
+    return _workflow_id("delete-snapshot", cluster, namespace, name)
 
 
-def restore_workflow_id(namespace: str, target: str) -> str:
-    """`restore/{namespace}/{target}`: one restore per VM at a time."""
-    return f"restore/{namespace}/{target}"
+def restore_workflow_id(cluster: str, namespace: str, target: str) -> str:
+    """`restore/{cluster}/{namespace}/{target}`: one restore per VM at a time."""
+    return _workflow_id("restore", cluster, namespace, target)
 
 
-def clone_workflow_id(namespace: str, target: str) -> str:
-    """`clone/{namespace}/{target}`: one clone into a VM at a time."""
-    return f"clone/{namespace}/{target}"
+def clone_workflow_id(cluster: str, namespace: str, target: str) -> str:
+    """`clone/{cluster}/{namespace}/{target}`: one clone into a VM at a time."""
+    return _workflow_id("clone", cluster, namespace, target)
+
+
+def _workflow_id(operation: str, cluster: str, namespace: str, name: str) -> str:
+    return "/".join([operation, *([cluster] if cluster else []), namespace, name])
 
 
 def generated_snapshot_name(vm: str, at: datetime) -> str:
@@ -65,9 +74,14 @@ def content_name(snapshot: str) -> str:
     return bounded(f"{snapshot}-content", MAX_NAME)
 
 
-def snapshot_labels(snapshot: str, vm: str, user_labels: dict[str, str]) -> dict[str, str]:
-    """Labels of every object a snapshot makes: the user's, plus which snapshot and VM."""
-    return {**user_labels, SNAPSHOT_LABEL: label_value(snapshot), VM_LABEL: label_value(vm)}
+def snapshot_labels(snapshot: str, vm: str, user_labels: dict[str, str],
+                    cluster: str = "") -> dict[str, str]:
+    """Labels of every object a snapshot makes: the user's, plus which snapshot, VM and
+    cluster (none on runs from before clusters were named)."""
+    labels = {**user_labels, SNAPSHOT_LABEL: label_value(snapshot), VM_LABEL: label_value(vm)}
+    if cluster:
+        labels[CLUSTER_LABEL] = label_value(cluster)
+    return labels
 
 
 def snapshot_selector(snapshot: str) -> str:

@@ -30,6 +30,7 @@ from pydantic import BaseModel, Field
 
 from rules.naming import (
     CLONE_LABEL,
+    CLUSTER_LABEL,
     RESTORE_LABEL,
     SNAPSHOT_LABEL,
     clone_workflow_id,
@@ -93,6 +94,7 @@ class OperationRef(BaseModel):
     operation: Operation
     namespace: str
     label: str
+    cluster: str = ""  # the cluster label of the object ("": made before clusters were named)
 
 
 class Verdict(BaseModel):
@@ -122,7 +124,8 @@ def operation_of(obj: LabelledObject) -> OperationRef | None:
     for operation, key in OPERATION_LABELS[obj.kind]:
         value = obj.labels.get(key)
         if value:
-            return OperationRef(operation=operation, namespace=obj.namespace, label=value)
+            return OperationRef(operation=operation, namespace=obj.namespace, label=value,
+                                cluster=obj.labels.get(CLUSTER_LABEL, ""))
     return None
 
 
@@ -147,8 +150,9 @@ def workflow_ids_for(
     if op.operation == "snapshot":
         name = record.name if record is not None else op.label
         own = (record.workflow_id if record is not None and record.workflow_id
-               else snapshot_workflow_id(op.namespace, name))
-        return list(dict.fromkeys([own, delete_snapshot_workflow_id(op.namespace, name)]))
+               else snapshot_workflow_id(op.cluster, op.namespace, name))
+        return list(dict.fromkeys(
+            [own, delete_snapshot_workflow_id(op.cluster, op.namespace, name)]))
     if made_by:
         return [made_by]
     target = (record.target if record is not None and record.target
@@ -156,7 +160,7 @@ def workflow_ids_for(
     if target is None:
         return []
     make = restore_workflow_id if op.operation == "restore" else clone_workflow_id
-    return [make(op.namespace, target)]
+    return [make(op.cluster, op.namespace, target)]
 
 
 def classify(

@@ -58,7 +58,7 @@ def sweep(
         request = SweepOrphansInput(namespaces=namespaces, all_namespaces=all_namespaces,
                                     grace=grace, dry_run=dry_run)  # type: ignore[arg-type]
         temporal = await client.temporal()
-        workflow_id = sweep_workflow_id(namespaces, all_namespaces)
+        workflow_id = sweep_workflow_id(await client.cluster_id(), namespaces, all_namespaces)
         try:
             handle = await temporal.start_workflow(
                 SWEEP_WORKFLOW, request, id=workflow_id, task_queue=client.task_queue,

@@ -315,13 +315,14 @@ def start_worker(
     state_dir: Path,
     temporal_address: str,
     kubeconfig: Path,
-    task_queue: str = TASK_QUEUE,
+    task_queue: str | None = TASK_QUEUE,
     namespace: str = "default",
     name: str = "worker",
     extra_env: dict[str, str] | None = None,
     timeout: float = 30.0,
 ) -> ManagedProcess:
-    """`python worker.py`; ready once it logs that it is polling its task queue."""
+    """`python worker.py`; ready once it logs that it is polling its task queue (None:
+    the cluster's own, `vmsnap-{cluster id}`)."""
     env = {
         "TEMPORAL_ADDRESS": temporal_address,
         "TEMPORAL_NAMESPACE": namespace,
@@ -329,7 +330,8 @@ def start_worker(
         "PYTHONUNBUFFERED": "1",
         **(extra_env or {}),
     }
-    args = [sys.executable, str(REPO_ROOT / "worker.py"), "--task-queue", task_queue]
+    args = [sys.executable, str(REPO_ROOT / "worker.py"),
+            *(["--task-queue", task_queue] if task_queue else [])]
     process = spawn(name, args, state_dir / f"{name}.log", env)
     _wait_until(
         process, lambda: "worker started" in process.log_tail(200).lower(), timeout, "polling"

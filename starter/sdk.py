@@ -67,6 +67,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from cluster.apis import VIRTUAL_MACHINES
 from cluster.client import Cluster
 from cluster.errors import ClusterError, ConfigurationError, NotFound
+from cluster.identity import configured_cluster_id
 from cluster.record_kinds import VIRTUAL_MACHINE_SNAPSHOTS
 from contracts.clone import CloneVirtualMachineInput, CloneVirtualMachineResult
 from contracts.common import TASK_QUEUE as DEFAULT_TASK_QUEUE
@@ -76,16 +77,17 @@ from contracts.delete_snapshot import (
 )
 from contracts.restore import RestoreVirtualMachineInput, RestoreVirtualMachineResult
 from contracts.schedule import (
-    SCHEDULE_ID_PREFIX,
     SCHEDULE_LABEL,
     ScheduledSnapshotInput,
     ScheduledSnapshotResult,
     schedule_id,
+    schedule_id_prefix,
     scheduled_workflow_id,
 )
 from contracts.schedule import WORKFLOW as SCHEDULED_WORKFLOW
 from contracts.snapshot import Quiesce, SnapshotVirtualMachineInput, SnapshotVirtualMachineResult
 from rules import naming
+from rules.cluster_identity import InvalidClusterId, check_cluster_id, task_queue_for
 from starter.connection import (
     ConnectionSettings,
     TemporalUnreachable,
@@ -174,6 +176,7 @@ class VmsnapClient:
         address: str | None = None,
         temporal_namespace: str | None = None,
         profile: str | None = None,
+        cluster_id: str | None = None,
     ) -> None:
         self._temporal = temporal
         self._settings = settings
@@ -184,12 +187,36 @@ class VmsnapClient:
         self._owns_cluster = cluster is None
         self._kubeconfig = kubeconfig
         self._context = context
-        self.task_queue = task_queue or os.environ.get("VMSNAP_TASK_QUEUE") or DEFAULT_TASK_QUEUE
+        self._task_queue = task_queue or os.environ.get("VMSNAP_TASK_QUEUE") or None
+        try:
+            self._cluster_id = (check_cluster_id(cluster_id) if cluster_id
+                                else configured_cluster_id())
+        except InvalidClusterId as error:
+            raise InvalidRequest(str(error)) from None
 
     @classmethod
     def from_environment(cls, **options: Any) -> VmsnapClient:
-        """From TEMPORAL_* (and temporal.toml), KUBECONFIG and VMSNAP_TASK_QUEUE."""
+        """From TEMPORAL_* (and temporal.toml), KUBECONFIG, VMSNAP_CLUSTER_ID and
+        VMSNAP_TASK_QUEUE."""
         return cls(**options)
+
+    async def cluster_id(self) -> str:
+        """The cluster the operations run in (`rules.cluster_identity`): configured, or
+        derived from the cluster's kube-system namespace on first use."""
+        if self._cluster_id is None:
+            self._cluster_id = await self._in_cluster(
+                lambda c: c.cluster_id, "the kube-system namespace (set VMSNAP_CLUSTER_ID)")
+        return self._cluster_id
+
+    @property
+    def task_queue(self) -> str:
+        """The worker's task queue: configured, else the cluster's own (once connected)."""
+        if self._task_queue is not None:
+            return self._task_queue
+        if self._cluster_id is None:
+            raise VmsnapError("the task queue is not known before the cluster id: await "
+                              "cluster_id() first")
+        return task_queue_for(self._cluster_id)
 
     async def __aenter__(self) -> VmsnapClient:
         return self
@@ -251,11 +278,11 @@ class VmsnapClient:
         same ID while it runs joins that run when it asks for the same thing, and is
         refused (AlreadyRunning, naming what runs) when it asks for something else."""
         client = await self.temporal()
-        await self._refuse_another_request(client, operation.workflow_id(namespace, name),
-                                           request, what)
+        workflow_id = operation.workflow_id(await self.cluster_id(), namespace, name)
+        await self._refuse_another_request(client, workflow_id, request, what)
         try:
             handle = await client.start_workflow(
-                operation.workflow, request, id=operation.workflow_id(namespace, name),
+                operation.workflow, request, id=workflow_id,
                 task_queue=self.task_queue,
                 id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
                 search_attributes=attributes, static_summary=summary)
@@ -341,7 +368,8 @@ class VmsnapClient:
     async def snapshot_handle(self, namespace: str, name: str) -> SnapshotHandle:
         """The handle of an existing snapshot's workflow (by its deterministic ID)."""
         client = await self.temporal()
-        handle = client.get_workflow_handle(SNAPSHOT.workflow_id(namespace, name))
+        handle = client.get_workflow_handle(
+            SNAPSHOT.workflow_id(await self.cluster_id(), namespace, name))
         return OperationHandle(handle, SNAPSHOT, namespace, name)
 
     async def cancel_snapshot(self, namespace: str, name: str) -> None:
@@ -557,7 +585,8 @@ class VmsnapClient:
             attributes.append(SearchAttributePair(VM_NAME, request.vm))
         action = ScheduleActionStartWorkflow(
             SCHEDULED_WORKFLOW, request,
-            id=scheduled_workflow_id(request.namespace, request.schedule),
+            id=scheduled_workflow_id(await self.cluster_id(), request.namespace,
+                                     request.schedule),
             task_queue=self.task_queue,
             typed_search_attributes=TypedSearchAttributes(attributes),
             static_summary=f"scheduled snapshots of {request.namespace} {request.target}, "
@@ -568,7 +597,7 @@ class VmsnapClient:
             state=ScheduleState(paused=paused, note=note or (
                 f"created by vmsnap: {request.target}, {timing.describe()}, keep {request.keep}")))
         client = await self.temporal()
-        sid = schedule_id(request.namespace, request.schedule)
+        sid = schedule_id(await self.cluster_id(), request.namespace, request.schedule)
         try:
             await client.create_schedule(
                 sid, schedule, memo={SCHEDULE_MEMO: timing.model_dump(mode="json")})
@@ -579,11 +608,15 @@ class VmsnapClient:
             raise rpc_error(error, f"schedule {request.namespace}/{request.schedule}") from None
         return await self.get_schedule(request.namespace, request.schedule)
 
+    async def _schedule_id(self, namespace: str, name: str) -> str:
+        return schedule_id(await self.cluster_id(), namespace, name)
+
     async def _describe(self, namespace: str, name: str) -> ScheduleDescription:
         check_names(namespace=namespace, schedule_name=name)
         client = await self.temporal()
         try:
-            return await client.get_schedule_handle(schedule_id(namespace, name)).describe()
+            sid = await self._schedule_id(namespace, name)
+            return await client.get_schedule_handle(sid).describe()
         except RPCError as error:
             raise rpc_error(error, f"schedule {namespace}/{name}") from None
 
@@ -606,7 +639,8 @@ class VmsnapClient:
         action = description.schedule.action
         if not isinstance(action, ScheduleActionStartWorkflow) or \
                 action.workflow != SCHEDULED_WORKFLOW:
-            raise VmsnapError(f"schedule {schedule_id(namespace, name)} is not a vmsnap schedule")
+            sid = await self._schedule_id(namespace, name)
+            raise VmsnapError(f"schedule {sid} is not a vmsnap schedule")
         [request] = await client.data_converter.decode(list(action.args),
                                                        [ScheduledSnapshotInput])
         request = ScheduledSnapshotInput.model_validate(request)
@@ -619,12 +653,12 @@ class VmsnapClient:
         """vmsnap's schedules of a Kubernetes namespace (None: all), by name. Listing goes
         through Temporal visibility: a schedule made a moment ago may not show yet."""
         client = await self.temporal()
-        prefix = f"{SCHEDULE_ID_PREFIX}.{namespace}." if namespace else f"{SCHEDULE_ID_PREFIX}."
+        prefix = schedule_id_prefix(await self.cluster_id(), namespace)
         found: list[tuple[str, str]] = []
         try:
             async for entry in await client.list_schedules():
-                if entry.id.startswith(prefix) and entry.id.count(".") == 2:
-                    _, ns, name = entry.id.split(".")
+                if entry.id.startswith(prefix) and entry.id.count(".") == 3:
+                    _, _, ns, name = entry.id.split(".")
                     found.append((ns, name))
         except RPCError as error:
             raise rpc_error(error, "schedule list") from None
@@ -639,7 +673,7 @@ class VmsnapClient:
         await self._describe(namespace, name)  # ObjectNotFound, and never a foreign schedule
         client = await self.temporal()
         try:
-            await client.get_schedule_handle(schedule_id(namespace, name)).delete()
+            await client.get_schedule_handle(await self._schedule_id(namespace, name)).delete()
         except RPCError as error:
             raise rpc_error(error, f"schedule {namespace}/{name}") from None
 
@@ -648,7 +682,7 @@ class VmsnapClient:
         await self._describe(namespace, name)
         client = await self.temporal()
         try:
-            await client.get_schedule_handle(schedule_id(namespace, name)).pause(
+            await client.get_schedule_handle(await self._schedule_id(namespace, name)).pause(
                 note=note or "paused with vmsnap")
         except RPCError as error:
             raise rpc_error(error, f"schedule {namespace}/{name}") from None
@@ -658,7 +692,7 @@ class VmsnapClient:
         await self._describe(namespace, name)
         client = await self.temporal()
         try:
-            await client.get_schedule_handle(schedule_id(namespace, name)).unpause(
+            await client.get_schedule_handle(await self._schedule_id(namespace, name)).unpause(
                 note=note or "unpaused with vmsnap")
         except RPCError as error:
             raise rpc_error(error, f"schedule {namespace}/{name}") from None
@@ -674,7 +708,7 @@ class VmsnapClient:
         busy = bool(before.info.running_actions)
         client = await self.temporal()
         try:
-            await client.get_schedule_handle(schedule_id(namespace, name)).trigger(
+            await client.get_schedule_handle(await self._schedule_id(namespace, name)).trigger(
                 overlap=ScheduleOverlapPolicy.SKIP)
         except RPCError as error:
             raise rpc_error(error, f"schedule {namespace}/{name}") from None

@@ -49,8 +49,8 @@ class Operation(Generic[ResultT, ProgressT]):
     """`snapshot`, `delete`, `restore`, `clone`: the `VmsnapOperation` search attribute's
     value, and the word the SDK's messages use."""
     workflow: str
-    workflow_id: Callable[[str, str], str]
-    """(namespace, the object the ID names) -> the workflow ID."""
+    workflow_id: Callable[[str, str, str], str]
+    """(cluster id, namespace, the object the ID names) -> the workflow ID."""
     result_type: type[ResultT]
     progress_type: type[ProgressT]
     failure: type[WorkflowFailed]

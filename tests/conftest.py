@@ -8,6 +8,7 @@ selected modules start with the session's first test.
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from pathlib import Path
 import pytest
 from temporalio.client import Client
 
+from cluster.client import Cluster
 from simulator.reference import VENDORED_REFERENCE
 from starter.connection import connect, load_connection_settings
 from starter.local_stack import (
@@ -86,6 +88,15 @@ class Stack:
     worker: ManagedProcess
     task_queue: str
     client: Client
+
+    @functools.cached_property
+    def cluster_id(self) -> str:
+        """The id the worker derived for this simulator (from its kube-system namespace)."""
+        cluster = Cluster.from_environment(str(self.sim.kubeconfig))
+        try:
+            return cluster.cluster_id
+        finally:
+            cluster.close()
 
 
 StartStack = Callable[..., Stack]

@@ -1,6 +1,7 @@
 """`admit`: every workflow's first step, the worker's scope and policy applied to its
 request (`contracts.admission`). A refusal fails the run with the admission's error
-type; nothing has been read or written, so nothing is undone."""
+type; nothing has been read or written, so nothing is undone. An admitted run learns
+the id of the cluster it works in, for its children's workflow IDs."""
 
 from __future__ import annotations
 
@@ -21,10 +22,10 @@ ADMISSION_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_att
 
 
 async def admit(namespaces: Sequence[str], *, all_namespaces: bool = False,
-                patches: Sequence[str] = ()) -> None:
-    """One local activity (a marker in the history): raises the refusal, if any."""
+                patches: Sequence[str] = ()) -> str:
+    """One local activity (a marker in the history): the cluster id, or the refusal."""
     try:
-        await saga.local_step(
+        grant = await saga.local_step(
             ADMIT_REQUEST, AdmissionRequest(namespaces=list(namespaces),
                                             all_namespaces=all_namespaces,
                                             patches=list(patches)),
@@ -32,3 +33,4 @@ async def admit(namespaces: Sequence[str], *, all_namespaces: bool = False,
     except ActivityError as err:
         message, error_type = describe(err)
         raise ApplicationError(message, type=error_type, non_retryable=True) from None
+    return grant.cluster

@@ -172,7 +172,7 @@ class CloneVirtualMachine(Operation[CloneVirtualMachineInput, CloneVirtualMachin
             snapshot.WORKFLOW,
             SnapshotVirtualMachineInput(namespace=input.namespace, vm=input.source_vm,
                                         name=name),
-            id=snapshot.snapshot_workflow_id(input.namespace, name),
+            id=snapshot.snapshot_workflow_id(self.cluster, input.namespace, name),
             result_type=SnapshotVirtualMachineResult,
             cancellation_type=workflow.ChildWorkflowCancellationType.WAIT_CANCELLATION_COMPLETED)
 
@@ -281,7 +281,8 @@ class CloneVirtualMachine(Operation[CloneVirtualMachineInput, CloneVirtualMachin
                 delete_snapshot.WORKFLOW,
                 DeleteVirtualMachineSnapshotInput(namespace=input.namespace,
                                                   name=result.snapshot),
-                id=delete_snapshot.delete_snapshot_workflow_id(input.namespace, result.snapshot))
+                id=delete_snapshot.delete_snapshot_workflow_id(self.cluster, input.namespace,
+                                                               result.snapshot))
         except ChildWorkflowError as err:
             message, error_type = describe(err)
             if error_type != SNAPSHOT_NOT_FOUND:
@@ -301,7 +302,8 @@ class CloneVirtualMachine(Operation[CloneVirtualMachineInput, CloneVirtualMachin
             delete_snapshot.WORKFLOW,
             DeleteVirtualMachineSnapshotInput(namespace=input.namespace, name=result.snapshot,
                                               after_claims_bound=claims),
-            id=delete_snapshot.delete_snapshot_workflow_id(input.namespace, result.snapshot),
+            id=delete_snapshot.delete_snapshot_workflow_id(self.cluster, input.namespace,
+                                                           result.snapshot),
             parent_close_policy=workflow.ParentClosePolicy.ABANDON)
         result.temporary_snapshot_kept_until_bound = claims  # the deletion's now, not ours
 

@@ -81,6 +81,7 @@ class Operation(Generic[InputT, ResultT]):
         self._result: ResultT | None = None
         self.deadline_at: datetime | None = None
         self.deadline_seconds = 0.0
+        self.cluster = ""  # the cluster id, once admitted ("" for runs from before ids)
 
     # ---- what each operation says --------------------------------------------------------
 
@@ -150,11 +151,12 @@ class Operation(Generic[InputT, ResultT]):
             raise asyncio.CancelledError() from error
         raise await self.fail(f"{self.step}: {message}", error_type) from error
 
-    async def admitted(self, admission: Awaitable[None]) -> None:
+    async def admitted(self, admission: Awaitable[str]) -> None:
         """The admission, before any step: refused or cancelled there, the operation ends
-        Failed with nothing to undo and nothing reported (nothing was touched)."""
+        Failed with nothing to undo and nothing reported (nothing was touched). Admitted,
+        the run knows its cluster (`self.cluster`)."""
         try:
-            await admission
+            self.cluster = await admission
         except asyncio.CancelledError:
             self._ended("canceled", CANCELED)
             raise

@@ -159,7 +159,7 @@ class ScheduledVirtualMachineSnapshots(Operation[ScheduledSnapshotInput, Schedul
         try:
             child = await workflow.execute_child_workflow(
                 snapshot.WORKFLOW, request,
-                id=snapshot.snapshot_workflow_id(input.namespace, outcome.snapshot),
+                id=snapshot.snapshot_workflow_id(self.cluster, input.namespace, outcome.snapshot),
                 result_type=SnapshotVirtualMachineResult,
                 parent_close_policy=workflow.ParentClosePolicy.REQUEST_CANCEL,
                 search_attributes=child_search_attributes(input.namespace, outcome.vm,
@@ -200,7 +200,8 @@ class ScheduledVirtualMachineSnapshots(Operation[ScheduledSnapshotInput, Schedul
                 await workflow.execute_child_workflow(
                     delete_snapshot.WORKFLOW,
                     DeleteVirtualMachineSnapshotInput(namespace=input.namespace, name=name),
-                    id=delete_snapshot.delete_snapshot_workflow_id(input.namespace, name),
+                    id=delete_snapshot.delete_snapshot_workflow_id(self.cluster, input.namespace,
+                                                                   name),
                     result_type=DeleteVirtualMachineSnapshotResult,
                     parent_close_policy=workflow.ParentClosePolicy.REQUEST_CANCEL,
                     search_attributes=child_search_attributes(input.namespace, outcome.vm,

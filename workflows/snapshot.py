@@ -485,7 +485,7 @@ class SnapshotVirtualMachine(Operation[SnapshotVirtualMachineInput, SnapshotVirt
         labels = dict(self.input.labels)
         if self.input.schedule is not None:
             labels[naming.SCHEDULE_LABEL] = naming.label_value(self.input.schedule)
-        return naming.snapshot_labels(self.result.name, self.input.vm, labels)
+        return naming.snapshot_labels(self.result.name, self.input.vm, labels, self.cluster)
 
     def _lock_input(self) -> VmLockInput:
         return VmLockInput(namespace=self.input.namespace, vm=self.input.vm,

@@ -65,7 +65,7 @@ async def take_snapshot(stack: Stack, vm_name: str) -> str:
     name = f"{vm_name}-{uuid.uuid4().hex[:6]}"
     result = await stack.client.execute_workflow(
         "SnapshotVirtualMachine", {"namespace": NS, "vm": vm_name, "name": name},
-        id=snapshot_workflow_id(NS, name), task_queue=stack.task_queue,
+        id=snapshot_workflow_id(stack.cluster_id, NS, name), task_queue=stack.task_queue,
         result_type=SnapshotVirtualMachineResult)
     assert result.phase == "Succeeded" and result.ready_to_use
     return name
@@ -74,7 +74,7 @@ async def take_snapshot(stack: Stack, vm_name: str) -> str:
 async def clone(stack: Stack, **fields: Any) -> CloneVirtualMachineResult:
     return await stack.client.execute_workflow(
         "CloneVirtualMachine", {"namespace": NS, **fields},
-        id=clone_workflow_id(NS, fields["target"]), task_queue=stack.task_queue,
+        id=clone_workflow_id(stack.cluster_id, NS, fields["target"]), task_queue=stack.task_queue,
         result_type=CloneVirtualMachineResult)
 
 
@@ -215,7 +215,8 @@ async def test_a_cancelled_clone_leaves_nothing_behind(clone_stack: Stack) -> No
             "CloneVirtualMachine",
             {"namespace": NS, "source_vm": "faulty", "target": "faulty-clone",
              "bound_wait": 120},
-            id=clone_workflow_id(NS, "faulty-clone"), task_queue=clone_stack.task_queue,
+            id=clone_workflow_id(clone_stack.cluster_id, NS, "faulty-clone"),
+            task_queue=clone_stack.task_queue,
             result_type=CloneVirtualMachineResult)
         deadline = asyncio.get_running_loop().time() + 60
         progress = await handle.query("progress", result_type=CloneProgress)

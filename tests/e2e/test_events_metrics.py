@@ -55,6 +55,7 @@ class Env:
     client: Client
     task_queue: str
     metrics_url: str
+    cluster_id: str
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +76,8 @@ async def env(start_sim: StartSim, dev_server: DevServerProcess) -> AsyncIterato
             max_concurrent_activities=worker_module.MAX_CONCURRENT_ACTIVITIES,
             max_heartbeat_throttle_interval=worker_module.MAX_HEARTBEAT_THROTTLE,
         ):
-            yield Env(sim, client, task_queue, f"http://{address}/metrics")
+            yield Env(sim, client, task_queue, f"http://{address}/metrics",
+                      cluster.cluster_id)
     cluster.close()
     sim.process.stop()
 
@@ -83,7 +85,7 @@ async def env(start_sim: StartSim, dev_server: DevServerProcess) -> AsyncIterato
 async def reported(env: Env, vm: str, name: str, **fields: Any) -> Any:
     return await env.client.execute_workflow(
         "SnapshotVirtualMachine", {"namespace": NS, "vm": vm, "name": name, **fields},
-        id=snapshot_workflow_id(NS, name), task_queue=env.task_queue)
+        id=snapshot_workflow_id(env.cluster_id, NS, name), task_queue=env.task_queue)
 
 
 def events_on(env: Env, vm: str) -> list[dict[str, Any]]:

@@ -95,24 +95,24 @@ async def test_no_payload_of_any_run_holds_the_vms_secrets(secret_stack: Stack) 
     give_the_vm_secrets(stack)
     snapshot = f"{VM}-secrets"
     await run(stack, "SnapshotVirtualMachine", {"namespace": NS, "vm": VM, "name": snapshot},
-              snapshot_workflow_id(NS, snapshot))
+              snapshot_workflow_id(stack.cluster_id, NS, snapshot))
     await run(stack, "RestoreVirtualMachine",
               {"namespace": NS, "snapshot": snapshot, "target": "eight-restored"},
-              restore_workflow_id(NS, "eight-restored"))
+              restore_workflow_id(stack.cluster_id, NS, "eight-restored"))
     await run(stack, "RestoreVirtualMachine",
               {"namespace": NS, "snapshot": snapshot, "running_vm_policy": "stop"},
-              restore_workflow_id(NS, VM))
+              restore_workflow_id(stack.cluster_id, NS, VM))
     await run(stack, "CloneVirtualMachine",
               {"namespace": NS, "source_snapshot": snapshot, "target": "eight-clone"},
-              clone_workflow_id(NS, "eight-clone"))
+              clone_workflow_id(stack.cluster_id, NS, "eight-clone"))
     await run(stack, "CloneVirtualMachine",
               {"namespace": NS, "source_vm": VM, "target": "eight-vm-clone"},
-              clone_workflow_id(NS, "eight-vm-clone"))
+              clone_workflow_id(stack.cluster_id, NS, "eight-vm-clone"))
     with pytest.raises(WorkflowFailureError):
         await run(stack, "CloneVirtualMachine",
                   {"namespace": NS, "source_snapshot": snapshot, "target": "eight-no-eth",
                    "new_mac_addresses": {"eth9": "02:00:00:00:00:09"}},
-                  clone_workflow_id(NS, "eight-no-eth"))
+                  clone_workflow_id(stack.cluster_id, NS, "eight-no-eth"))
     for made in ("eight-restored", "eight-clone", "eight-vm-clone", VM):
         assert PASSWORD in json.dumps(get_vm(stack, made)), f"{made} lost its cloud-init"
 

@@ -73,11 +73,11 @@ async def exercise_every_workflow(stack: Stack) -> list[str]:
     async def snapshot(vm: str, name: str, **fields: Any) -> Any:
         return await run(stack, "SnapshotVirtualMachine",
                          {"namespace": NS, "vm": vm, "name": name, **fields},
-                         snapshot_workflow_id(NS, name))
+                         snapshot_workflow_id(stack.cluster_id, NS, name))
 
     async def delete(name: str) -> Any:
         return await run(stack, "DeleteVirtualMachineSnapshot", {"namespace": NS, "name": name},
-                         delete_snapshot_workflow_id(NS, name))
+                         delete_snapshot_workflow_id(stack.cluster_id, NS, name))
 
     with_agent = f"rbac-agent-{suffix}"
     assert (await snapshot("eight", with_agent))["quiesced"]

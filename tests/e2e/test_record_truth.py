@@ -56,7 +56,7 @@ async def snapshot_past_its_ready_deadline(stack: Stack, name: str) -> None:
         await stack.client.execute_workflow(
             "SnapshotVirtualMachine",
             {"namespace": NS, "vm": "archive", "name": name, "ready_deadline": "1s"},
-            id=snapshot_workflow_id(NS, name), task_queue=stack.task_queue,
+            id=snapshot_workflow_id(stack.cluster_id, NS, name), task_queue=stack.task_queue,
             result_type=SnapshotVirtualMachineResult,
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING)
     assert getattr(failed.value.cause, "type", None) == SNAPSHOT_NOT_READY

@@ -61,7 +61,7 @@ async def take_snapshot(stack: Stack, vm_name: str) -> str:
     name = f"{vm_name}-{uuid.uuid4().hex[:6]}"
     result = await stack.client.execute_workflow(
         "SnapshotVirtualMachine", {"namespace": NS, "vm": vm_name, "name": name},
-        id=snapshot_workflow_id(NS, name), task_queue=stack.task_queue,
+        id=snapshot_workflow_id(stack.cluster_id, NS, name), task_queue=stack.task_queue,
         result_type=SnapshotVirtualMachineResult)
     assert result.phase == "Succeeded" and result.ready_to_use
     return name
@@ -71,7 +71,7 @@ async def restore(stack: Stack, snapshot: str, **fields: Any) -> RestoreVirtualM
     target = fields.get("target") or fields.pop("_vm")
     return await stack.client.execute_workflow(
         "RestoreVirtualMachine", {"namespace": NS, "snapshot": snapshot, **fields},
-        id=restore_workflow_id(NS, target), task_queue=stack.task_queue,
+        id=restore_workflow_id(stack.cluster_id, NS, target), task_queue=stack.task_queue,
         result_type=RestoreVirtualMachineResult)
 
 
@@ -102,7 +102,7 @@ async def test_restore_in_place_of_a_stopped_vm_from_the_temporal_cli(
     old_pvc = kube_json(restore_stack, "pvc", "stopped-root")
     set_memory(restore_stack, "stopped", "128Mi")
 
-    workflow_id = restore_workflow_id(NS, "stopped")
+    workflow_id = restore_workflow_id(restore_stack.cluster_id, NS, "stopped")
     started = subprocess.run(
         [str(TEMPORAL), "workflow", "start", "--address", dev_server.address,
          "--namespace", dev_server.namespace, "--type", "RestoreVirtualMachine",
@@ -180,7 +180,8 @@ async def test_missing_or_failed_snapshot_refused(restore_stack: Stack) -> None:
     with pytest.raises(WorkflowFailureError):
         await restore_stack.client.execute_workflow(
             "SnapshotVirtualMachine", {"namespace": NS, "vm": "nodisk", "name": failed_snapshot},
-            id=snapshot_workflow_id(NS, failed_snapshot), task_queue=restore_stack.task_queue,
+            id=snapshot_workflow_id(restore_stack.cluster_id, NS, failed_snapshot),
+            task_queue=restore_stack.task_queue,
             result_type=SnapshotVirtualMachineResult)
     refused = await restore_failure(restore_stack, failed_snapshot, _vm="nodisk")
     assert refused.type == "SnapshotNotReady" and "phase Failed" in refused.message
@@ -239,7 +240,8 @@ async def test_a_restore_while_a_snapshot_of_the_vm_runs_is_refused(
         running = f"agentless-{uuid.uuid4().hex[:6]}"
         snapshot = await restore_stack.client.start_workflow(
             "SnapshotVirtualMachine", {"namespace": NS, "vm": "agentless", "name": running},
-            id=snapshot_workflow_id(NS, running), task_queue=restore_stack.task_queue,
+            id=snapshot_workflow_id(restore_stack.cluster_id, NS, running),
+            task_queue=restore_stack.task_queue,
             result_type=SnapshotVirtualMachineResult)
         deadline = asyncio.get_running_loop().time() + 60
         while not restore_stack.sim.request("GET", "/sim/faults")["rules"][0]["fired"]:
@@ -274,7 +276,8 @@ async def test_a_cancelled_restore_leaves_the_vm_as_it_was(restore_stack: Stack)
             "RestoreVirtualMachine",
             {"namespace": NS, "snapshot": snapshot, "running_vm_policy": "stop",
              "bound_wait": 120},
-            id=restore_workflow_id(NS, "faulty"), task_queue=restore_stack.task_queue,
+            id=restore_workflow_id(restore_stack.cluster_id, NS, "faulty"),
+            task_queue=restore_stack.task_queue,
             result_type=RestoreVirtualMachineResult)
         deadline = asyncio.get_running_loop().time() + 60
         progress = await handle.query("progress", result_type=RestoreProgress)

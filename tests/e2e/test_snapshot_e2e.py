@@ -86,7 +86,7 @@ async def snapshot(stack: Stack, vm: str, **fields: Any) -> SnapshotVirtualMachi
     name = fields.pop("name", f"{vm}-{uuid.uuid4().hex[:6]}")
     return await stack.client.execute_workflow(
         "SnapshotVirtualMachine", {"namespace": NS, "vm": vm, "name": name, **fields},
-        id=snapshot_workflow_id(NS, name), task_queue=stack.task_queue,
+        id=snapshot_workflow_id(stack.cluster_id, NS, name), task_queue=stack.task_queue,
         result_type=SnapshotVirtualMachineResult)
 
 
@@ -235,7 +235,8 @@ async def test_a_second_snapshot_of_a_busy_vm_is_refused_and_cancel_cleans_up(
     first = await client.start_workflow(
         "SnapshotVirtualMachine",
         {"namespace": NS, "vm": "stuck", "name": "stuck-long", "failure_deadline": "2m"},
-        id=snapshot_workflow_id(NS, "stuck-long"), task_queue=snap_stack.task_queue)
+        id=snapshot_workflow_id(snap_stack.cluster_id, NS, "stuck-long"),
+        task_queue=snap_stack.task_queue)
     for _ in range(200):
         progress = await first.query("progress", result_type=SnapshotProgress)
         if progress.step == "cut" and volume_snapshots(snap_stack, "stuck-long"):
@@ -272,7 +273,8 @@ async def test_the_same_snapshot_started_twice_is_one_snapshot(snap_stack: Stack
 
     document = {"namespace": NS, "vm": "twice", "name": "twice-1"}
     handles = [await snap_stack.client.start_workflow(
-        "SnapshotVirtualMachine", document, id=snapshot_workflow_id(NS, "twice-1"),
+        "SnapshotVirtualMachine", document, id=snapshot_workflow_id(snap_stack.cluster_id, NS,
+                                                                    "twice-1"),
         task_queue=snap_stack.task_queue,
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING) for _ in range(2)]
     assert handles[0].first_execution_run_id == handles[1].first_execution_run_id
@@ -306,7 +308,8 @@ async def test_delete_workflow_removes_snapshot_and_retain_keeps_volume_snapshot
     for name in ("del-1", "del-2"):
         results.append(await snap_stack.client.execute_workflow(
             "DeleteVirtualMachineSnapshot", {"namespace": NS, "name": name},
-            id=delete_snapshot_workflow_id(NS, name), task_queue=snap_stack.task_queue,
+            id=delete_snapshot_workflow_id(snap_stack.cluster_id, NS, name),
+            task_queue=snap_stack.task_queue,
             result_type=DeleteVirtualMachineSnapshotResult))
     assert results[0].deleted_volume_snapshots == ["del-1-root"]
     assert results[1].retained_volume_snapshots == ["del-2-root"]

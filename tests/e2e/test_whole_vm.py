@@ -54,7 +54,7 @@ def snapshot_from_the_cli(stack: Stack, vm: str, name: str) -> dict[str, Any]:
         [str(Path(sys.executable).parent / "temporal"), "workflow", "execute",
          "--address", dev, "--namespace", stack.client.namespace,
          "--type", "SnapshotVirtualMachine", "--task-queue", stack.task_queue,
-         "--workflow-id", snapshot_workflow_id(NS, name), "-o", "json",
+         "--workflow-id", snapshot_workflow_id(stack.cluster_id, NS, name), "-o", "json",
          "--input", json.dumps({"namespace": NS, "vm": vm, "name": name})],
         capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr

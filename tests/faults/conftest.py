@@ -70,6 +70,9 @@ async def outcome(handle: WorkflowHandle[Any, Any], timeout: float) -> Outcome:
     return Outcome("completed", result)
 
 
+FAULTS_CLUSTER = "faults"  # the workers' VMSNAP_CLUSTER_ID: in every workflow ID
+
+
 @dataclass
 class FaultStack:
     server: DevServerProcess
@@ -83,7 +86,7 @@ class FaultStack:
         worker = start_worker(
             self.state_dir, self.server.address, self.sim.kubeconfig,
             task_queue=self.task_queue, name=f"worker-{len(self.workers)}",
-            extra_env=TEST_WORKER_ENV,
+            extra_env={**TEST_WORKER_ENV, "VMSNAP_CLUSTER_ID": FAULTS_CLUSTER},
         )  # fmt: skip
         self.workers.append(worker)
         return worker
@@ -99,7 +102,7 @@ class FaultStack:
     ) -> WorkflowHandle[Any, Any]:
         return await self.client.start_workflow(
             "SnapshotVirtualMachine", {"namespace": namespace, "vm": vm, "name": name, **fields},
-            id=snapshot_workflow_id(namespace, name), task_queue=self.task_queue,
+            id=snapshot_workflow_id(FAULTS_CLUSTER, namespace, name), task_queue=self.task_queue,
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
         )  # fmt: skip
 

@@ -117,7 +117,8 @@ async def sweep_beside_a_live_snapshot(stacks: OwnStacks) -> None:
             made_at = time.time()
             live = await client.start_workflow(
                 "SnapshotVirtualMachine", {"namespace": NS, "vm": "db-1", "name": "live-snap"},
-                id=snapshot_workflow_id(NS, "live-snap"), task_queue=stack.task_queue)
+                id=snapshot_workflow_id(stack.cluster_id, NS, "live-snap"),
+                task_queue=stack.task_queue)
             await wait_for(lambda: len(cluster.list_volume_snapshots(
                 NS, snapshot_selector("live-snap"))) == 2, 30, "the live VolumeSnapshots")
             # Creation times are whole seconds: one more second makes "older than grace" sure.

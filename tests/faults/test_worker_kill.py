@@ -20,6 +20,7 @@ from typing import Any
 
 from rules.naming import clone_workflow_id, restore_workflow_id
 from tests.faults.conftest import (
+    FAULTS_CLUSTER,
     Background,
     FaultStack,
     Outcome,
@@ -97,10 +98,10 @@ async def kill_at_every_boundary(start: StartFaultStack) -> KillRun:
         for namespace in ("k-record", "k-freeze", "k-partial", "k-cut", "k-ready")
     }
     runs["k-restore"] = await stack.start(
-        "RestoreVirtualMachine", restore_workflow_id("k-restore", "copy"),
+        "RestoreVirtualMachine", restore_workflow_id(FAULTS_CLUSTER, "k-restore", "copy"),
         {"namespace": "k-restore", "snapshot": "base", "target": "copy"})
     runs["k-clone"] = await stack.start(
-        "CloneVirtualMachine", clone_workflow_id("k-clone", "copy"),
+        "CloneVirtualMachine", clone_workflow_id(FAULTS_CLUSTER, "k-clone", "copy"),
         {"namespace": "k-clone", "source_snapshot": "base", "target": "copy"})
 
     def at_ready() -> bool:

@@ -69,6 +69,7 @@ from workflows.scheduled import child_search_attributes
 SEED = Path(__file__).parent / "seed.yaml"
 NS = "replay"
 TASK_QUEUE = "vmsnap"
+CLUSTER = "replay"  # the worker's VMSNAP_CLUSTER_ID: in every workflow ID
 WAIT = 120.0  # seconds for any one run, or for a run to reach a step
 
 
@@ -109,7 +110,7 @@ class Recorder:
         request = snapshot.SnapshotVirtualMachineInput.model_validate(
             {"namespace": NS, "vm": vm, "name": name, **fields})
         return await self.start(snapshot.WORKFLOW, request,
-                                snapshot.snapshot_workflow_id(NS, name), vm, "snapshot")
+                                snapshot.snapshot_workflow_id(CLUSTER, NS, name), vm, "snapshot")
 
     async def snapshot(self, vm: str, name: str, **fields: object) -> Run:
         return await self.closed(await self.start_snapshot(vm, name, **fields))
@@ -120,13 +121,13 @@ class Recorder:
             {"namespace": NS, "snapshot": snapshot, **fields})
         target = request.target or vm
         return await self.start(restore.WORKFLOW, request,
-                                naming.restore_workflow_id(NS, target), target, "restore")
+                                naming.restore_workflow_id(CLUSTER, NS, target), target, "restore")
 
     async def clone(self, target: str, vm: str, **fields: object) -> Run:
         request = clone.CloneVirtualMachineInput.model_validate(
             {"namespace": NS, "target": target, **fields})
         return await self.closed(await self.start(
-            clone.WORKFLOW, request, naming.clone_workflow_id(NS, target), vm, "clone"))
+            clone.WORKFLOW, request, naming.clone_workflow_id(CLUSTER, NS, target), vm, "clone"))
 
     async def cancel_in_activity(self, run: Run, activity: str) -> Run:
         """Cancel the run once `activity` has started and sent a heartbeat, so that the
@@ -208,7 +209,7 @@ async def clone_failed_unknown_interface(r: Recorder) -> Run:
 async def delete_snapshot_succeeded(r: Recorder) -> Run:
     request = delete_snapshot.DeleteVirtualMachineSnapshotInput(namespace=NS, name="web-1")
     return await r.closed(await r.start(
-        delete_snapshot.WORKFLOW, request, naming.delete_snapshot_workflow_id(NS, "web-1"),
+        delete_snapshot.WORKFLOW, request, naming.delete_snapshot_workflow_id(CLUSTER, NS, "web-1"),
         "web", "delete"))
 
 
@@ -217,10 +218,11 @@ async def scheduled_run_succeeded(r: Recorder) -> Run:
     request = schedule.ScheduledSnapshotInput(schedule="nightly", namespace=NS, vm="web",
                                               keep=1)
     handle = await r.client.create_schedule(
-        schedule.schedule_id(NS, "nightly"),
+        schedule.schedule_id(CLUSTER, NS, "nightly"),
         Schedule(
             action=ScheduleActionStartWorkflow(
-                schedule.WORKFLOW, request, id=schedule.scheduled_workflow_id(NS, "nightly"),
+                schedule.WORKFLOW, request, id=schedule.scheduled_workflow_id(CLUSTER, NS,
+                                                                              "nightly"),
                 task_queue=TASK_QUEUE,
                 typed_search_attributes=child_search_attributes(NS, "web", "schedule")),
             spec=ScheduleSpec(cron_expressions=["0 3 * * *"]),
@@ -265,7 +267,7 @@ async def restore_canceled_while_pvcs_bind(r: Recorder) -> Run:
 async def sweep_succeeded(r: Recorder) -> Run:
     handle = await r.client.start_workflow(
         sweep.WORKFLOW, sweep.SweepOrphansInput(namespaces=[NS]),
-        id=sweep.sweep_workflow_id([NS], False), task_queue=TASK_QUEUE)
+        id=sweep.sweep_workflow_id(CLUSTER, [NS], False), task_queue=TASK_QUEUE)
     return await r.closed(Run(handle.id, handle.first_execution_run_id))
 
 
@@ -331,7 +333,8 @@ async def record(out: Path, state: Path) -> None:
         processes.append(sim.process)
         worker = start_worker(state / "worker", server.address, sim.kubeconfig,
                               task_queue=TASK_QUEUE,
-                              extra_env={"VMSNAP_SWEEPER_SCHEDULE": "off"})
+                              extra_env={"VMSNAP_SWEEPER_SCHEDULE": "off",
+                                         "VMSNAP_CLUSTER_ID": CLUSTER})
         processes.append(worker)
         client = await connect(load_connection_settings(address=server.address,
                                                         namespace=server.namespace))

@@ -62,8 +62,16 @@ CLOSED: dict[str, WorkflowState] = {"snapshot/ns/s1": "closed",
 
 
 def test_workflow_id_rules_match_the_workflows() -> None:
-    assert restore_workflow_id("a", "b") == real_restore_workflow_id("a", "b")
-    assert clone_workflow_id("a", "b") == real_clone_workflow_id("a", "b")
+    assert restore_workflow_id("c", "a", "b") == real_restore_workflow_id("c", "a", "b")
+    assert clone_workflow_id("c", "a", "b") == real_clone_workflow_id("c", "a", "b")
+
+
+def test_an_object_of_a_named_cluster_asks_for_that_cluster_s_workflows() -> None:
+    labelled = vs()
+    labelled.labels["vmsnap.io/cluster"] = "east"
+    verdict = decide(labelled, workflows={"snapshot/east/ns/s1": "running"})
+    assert verdict.action == "keep"
+    assert verdict.workflow_ids == ["snapshot/east/ns/s1", "delete-snapshot/east/ns/s1"]
 
 
 def test_record_gone_and_workflow_closed_is_an_orphan() -> None:

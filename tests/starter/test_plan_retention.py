@@ -177,5 +177,6 @@ def test_timing_describes_itself_and_checks_one_spec() -> None:
 
 
 def test_schedule_ids_have_no_slash_and_are_unique_per_namespace() -> None:
-    assert schedule_id("demo", "nightly") == "vmsnap.demo.nightly"
-    assert schedule_id("demo-a", "b") != schedule_id("demo", "a-b")
+    assert schedule_id("east", "demo", "nightly") == "vmsnap.east.demo.nightly"
+    assert schedule_id("east", "demo-a", "b") != schedule_id("east", "demo", "a-b")
+    assert schedule_id("east", "demo", "nightly") != schedule_id("west", "demo", "nightly")

@@ -20,7 +20,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from activities.admission import AdmissionActivities
-from contracts.admission import ADMIT_REQUEST, AdmissionRequest
+from contracts.admission import ADMIT_REQUEST, AdmissionGrant, AdmissionRequest
 from contracts.common import ObjectRef
 from contracts.delete_snapshot import (
     CLAIMS_NOT_BOUND,
@@ -68,6 +68,7 @@ from rules.namespace_scope import NamespaceScope
 from rules.patch_policy import PatchPolicy
 
 NS = "demo"
+CLUSTER = "test-cluster"  # the id the doubles' admission answers: in every child's ID
 BENIGN = ApplicationErrorCategory.BENIGN  # expected retries: not logged as failures
 CUT_TIME = datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC)
 
@@ -76,10 +77,11 @@ def admission(scope: NamespaceScope | None = None,
               policy: PatchPolicy | None = None) -> Callable[..., Any]:
     """The real admission step (a worker serving `scope`, all by default), as an async
     activity: the doubles' workers have no thread pool."""
-    real = AdmissionActivities(scope or NamespaceScope(), policy or PatchPolicy())
+    real = AdmissionActivities(scope or NamespaceScope(), policy or PatchPolicy(),
+                               lambda: CLUSTER)
 
     @activity.defn(name=ADMIT_REQUEST.name)
-    async def admit_request(request: AdmissionRequest) -> bool:
+    async def admit_request(request: AdmissionRequest) -> AdmissionGrant:
         return real.admit_request(request)
 
     return admit_request

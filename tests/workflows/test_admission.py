@@ -18,7 +18,7 @@ from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 from rules.namespace_scope import NamespaceScope
 from rules.naming import snapshot_workflow_id
-from tests.workflows.doubles import NS, World, admission
+from tests.workflows.doubles import CLUSTER, NS, World, admission
 from workflows.delete_snapshot import DeleteVirtualMachineSnapshot
 from workflows.frame import Operation
 from workflows.one_input import ExactlyOneInput
@@ -37,7 +37,7 @@ async def failure(env: WorkflowEnvironment, world: World, *args: Any,
                       interceptors=[ExactlyOneInput()]):
         with pytest.raises(WorkflowFailureError) as caught:
             await env.client.execute_workflow(
-                kind, args=list(args), id=snapshot_workflow_id(NS, uuid.uuid4().hex[:8]),
+                kind, args=list(args), id=snapshot_workflow_id(CLUSTER, NS, uuid.uuid4().hex[:8]),
                 task_queue=queue, execution_timeout=timedelta(minutes=1))
     cause = caught.value.cause
     assert isinstance(cause, ApplicationError), cause

@@ -57,7 +57,7 @@ from contracts.snapshot import SnapshotVirtualMachineInput, SnapshotVirtualMachi
 from rules.models import PvcState
 from rules.naming import clone_workflow_id
 from tests.workflows.conftest import TEST_SERVER
-from tests.workflows.doubles import admission
+from tests.workflows.doubles import CLUSTER, admission
 from workflows.clone import CloneVirtualMachine
 
 NS = "demo"
@@ -239,7 +239,7 @@ async def run_clone(env: WorkflowEnvironment, world: World, **fields: Any) -> An
     async with clone_worker(env, world, queue):
         return await env.client.execute_workflow(
             "CloneVirtualMachine", {"namespace": NS, "target": target, **fields},
-            id=clone_workflow_id(NS, target), task_queue=queue,
+            id=clone_workflow_id(CLUSTER, NS, target), task_queue=queue,
             result_type=CloneVirtualMachineResult)
 
 
@@ -302,7 +302,7 @@ async def test_a_cancel_while_the_vm_is_created_still_undoes_it(
     async with clone_worker(env, world, queue):
         handle = await env.client.start_workflow(
             "CloneVirtualMachine", {"namespace": NS, "target": target, "source_vm": "web"},
-            id=clone_workflow_id(NS, target), task_queue=queue,
+            id=clone_workflow_id(CLUSTER, NS, target), task_queue=queue,
             result_type=CloneVirtualMachineResult)
         await asyncio.wait_for(world.creating_vm.wait(), timeout=30)
         await handle.cancel()

@@ -20,7 +20,7 @@ from contracts.delete_snapshot import (
 from contracts.snapshot import DELETE_SNAPSHOT_CONTENT, DELETE_VOLUME_SNAPSHOTS, FREEZE_AND_CUT
 from rules.naming import delete_snapshot_workflow_id, snapshot_workflow_id
 from tests.workflows.conftest import StartWorker
-from tests.workflows.doubles import NS, World
+from tests.workflows.doubles import CLUSTER, NS, World
 from workflows.delete_snapshot import DeleteVirtualMachineSnapshot
 
 
@@ -28,7 +28,7 @@ async def snapshot(env: WorkflowEnvironment, task_queue: str, name: str, policy:
     await env.client.execute_workflow(
         "SnapshotVirtualMachine",
         {"namespace": NS, "vm": "web", "name": name, "deletion_policy": policy},
-        id=snapshot_workflow_id(NS, name), task_queue=task_queue)
+        id=snapshot_workflow_id(CLUSTER, NS, name), task_queue=task_queue)
 
 
 async def delete(
@@ -37,7 +37,7 @@ async def delete(
     return await env.client.execute_workflow(
         DeleteVirtualMachineSnapshot.run,
         DeleteVirtualMachineSnapshotInput(namespace=NS, name=name),
-        id=f"{delete_snapshot_workflow_id(NS, name)}-{uuid.uuid4().hex[:4]}",
+        id=f"{delete_snapshot_workflow_id(CLUSTER, NS, name)}-{uuid.uuid4().hex[:4]}",
         task_queue=task_queue)
 
 
@@ -68,7 +68,7 @@ async def test_a_deletion_waits_for_the_claims_provisioned_from_it(
             DeleteVirtualMachineSnapshot.run,
             DeleteVirtualMachineSnapshotInput(namespace=NS, name="served",
                                               after_claims_bound=["clone-root", "clone-data"]),
-            id=delete_snapshot_workflow_id(NS, "served"), task_queue=task_queue)
+            id=delete_snapshot_workflow_id(CLUSTER, NS, "served"), task_queue=task_queue)
         result = await handle.result()
     assert result.record_deleted and world.records == {}
     checks = [i for i, call in enumerate(world.calls) if call == CLAIMS_NOT_BOUND.name]
@@ -105,7 +105,7 @@ async def test_delete_refuses_and_changes_nothing(
             running = await env.client.start_workflow(
                 "SnapshotVirtualMachine",
                 {"namespace": NS, "vm": "web", "name": "busy", "failure_deadline": "1h"},
-                id=snapshot_workflow_id(NS, "busy"), task_queue=task_queue)
+                id=snapshot_workflow_id(CLUSTER, NS, "busy"), task_queue=task_queue)
             while FREEZE_AND_CUT.name not in world.calls:
                 await asyncio.sleep(0.02)
         with pytest.raises(WorkflowFailureError) as caught:

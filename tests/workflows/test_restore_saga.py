@@ -44,7 +44,7 @@ from contracts.restore import (
 )
 from rules.models import PvcState
 from rules.naming import restore_workflow_id
-from tests.workflows.doubles import admission
+from tests.workflows.doubles import CLUSTER, admission
 from workflows.restore import RestoreVirtualMachine
 
 NS = "demo"
@@ -186,7 +186,7 @@ async def run_restore(env: WorkflowEnvironment, world: World, **fields: Any) -> 
         return await env.client.execute_workflow(
             "RestoreVirtualMachine",
             {"namespace": NS, "snapshot": "snap", "running_vm_policy": "stop", **fields},
-            id=restore_workflow_id(NS, f"web-{uuid.uuid4().hex[:6]}"), task_queue=queue,
+            id=restore_workflow_id(CLUSTER, NS, f"web-{uuid.uuid4().hex[:6]}"), task_queue=queue,
             result_type=RestoreVirtualMachineResult)
 
 

@@ -30,7 +30,7 @@ from contracts.snapshot import (
 from rules.models import ExcludedVolume
 from rules.naming import snapshot_workflow_id
 from tests.workflows.conftest import StartWorker
-from tests.workflows.doubles import NS, World, disks, vm_state
+from tests.workflows.doubles import CLUSTER, NS, World, disks, vm_state
 
 Handle = WorkflowHandle[Any, SnapshotVirtualMachineResult]
 
@@ -41,7 +41,7 @@ async def start(env: WorkflowEnvironment, task_queue: str, **fields: Any) -> Han
                                 "name": f"snap-{uuid.uuid4().hex[:6]}", **fields}
     return await env.client.start_workflow(
         "SnapshotVirtualMachine", document,
-        id=snapshot_workflow_id(NS, document.get("name") or uuid.uuid4().hex),
+        id=snapshot_workflow_id(CLUSTER, NS, document.get("name") or uuid.uuid4().hex),
         task_queue=task_queue, result_type=SnapshotVirtualMachineResult,
     )
 
@@ -113,7 +113,8 @@ async def test_running_vm_with_agent_is_frozen_once_and_thawed_at_the_cut(
     assert cut.freeze is not None and not cut.freeze.required
     assert cut.freeze.thaw_by - result.started_at == timedelta(minutes=5)
     assert cut.owned_by_snapshot and cut.snapshot_uid == "uid-web-1"
-    assert cut.labels == {"vmsnap.io/snapshot": "web-1", "vmsnap.io/vm": "web"}
+    assert cut.labels == {"vmsnap.io/snapshot": "web-1", "vmsnap.io/vm": "web",
+                          "vmsnap.io/cluster": CLUSTER}
 
 
 async def test_default_deadline_fails_a_never_cut_snapshot_and_cleans_up_in_reverse(
@@ -305,7 +306,7 @@ async def test_the_same_snapshot_started_twice_is_one_snapshot(
         handles = [
             await env.client.start_workflow(
                 "SnapshotVirtualMachine", document,
-                id=snapshot_workflow_id(NS, "twice"), task_queue=task_queue,
+                id=snapshot_workflow_id(CLUSTER, NS, "twice"), task_queue=task_queue,
                 id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
                 result_type=SnapshotVirtualMachineResult)
             for _ in range(2)
@@ -325,9 +326,9 @@ async def test_a_second_snapshot_of_the_same_vm_is_refused_while_one_runs(
         await wait_for_step(first, "cut")
         error = await failure_of(await start(env, task_queue, name="second"))
         assert error.type == "VmLocked"
-        assert "locked by snapshot workflow snapshot/demo/first" in error.message
+        assert f"locked by snapshot workflow snapshot/{CLUSTER}/demo/first" in error.message
         assert world.records["second"].phase == "Failed"
-        assert world.locks["web"][0] == "snapshot/demo/first"  # the holder keeps its lock
+        assert world.locks["web"][0] == f"snapshot/{CLUSTER}/demo/first"  # the holder keeps its lock
         assert (await first.query("progress", result_type=SnapshotProgress)).phase == "InProgress"
         assert world.count("freeze") == 1  # the second never froze the guest
         await first.cancel()

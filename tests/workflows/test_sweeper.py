@@ -31,7 +31,7 @@ from contracts.sweep import SweepOrphansInput, SweepOrphansResult
 from rules.naming import snapshot_workflow_id
 from tests.conftest import SEEDS, StartSim
 from tests.workflows.conftest import TEST_SERVER
-from tests.workflows.doubles import admission
+from tests.workflows.doubles import CLUSTER, admission
 from workflows.sweeper import SweepOrphans
 
 NS = "demo"
@@ -81,7 +81,7 @@ async def sweeper_worker(env: WorkflowEnvironment, cluster: Cluster,
 
 
 def labels(snapshot: str) -> dict[str, str]:
-    return {"vmsnap.io/snapshot": snapshot, "vmsnap.io/vm": "web-1"}
+    return {"vmsnap.io/snapshot": snapshot, "vmsnap.io/vm": "web-1", "vmsnap.io/cluster": CLUSTER}
 
 
 def make_volume_snapshot(cluster: Cluster, name: str, snapshot: str, owned: bool) -> None:
@@ -122,7 +122,7 @@ async def sweep(env: WorkflowEnvironment, task_queue: str, **fields: Any) -> Swe
 async def test_sweeper_removes_only_old_orphans(
     env: WorkflowEnvironment, cluster: Cluster, sweeper_worker: Worker, task_queue: str
 ) -> None:
-    live = await env.client.start_workflow(Hold.run, id=snapshot_workflow_id(NS, "live"),
+    live = await env.client.start_workflow(Hold.run, id=snapshot_workflow_id(CLUSTER, NS, "live"),
                                            task_queue=task_queue,
                                            execution_timeout=timedelta(days=30))
     make_volume_snapshot(cluster, "ghost-root", "ghost", owned=True)
@@ -150,7 +150,7 @@ async def test_sweeper_removes_only_old_orphans(
         assert "record of snapshot demo/ghost is gone" in reasons["ghost-root"]
         assert "record of restore demo/web-9-restore" in reasons["ghost-restore-disk"]
         kept = {v.name: v.reason for v in done.kept}
-        assert kept["live-root"] == "live operation: workflow snapshot/demo/live is running"
+        assert kept["live-root"] == f"live operation: workflow snapshot/{CLUSTER}/demo/live is running"
         assert "Retain" in kept["kept-root"]
         assert cluster.get_volume_snapshot(NS, "ghost-root") is None
         assert cluster.get_custom_or_none(VIRTUAL_MACHINE_SNAPSHOT_CONTENTS, NS,

@@ -12,12 +12,12 @@ from worker import sweeper_schedule
 
 
 def test_default_is_hourly_all_namespaces_overlap_skip() -> None:
-    schedule = sweeper_schedule("q", {})
+    schedule = sweeper_schedule("q", "east", {})
     assert schedule is not None
     action = schedule.action
     assert isinstance(action, ScheduleActionStartWorkflow)
     assert action.workflow == "SweepOrphans" and action.task_queue == "q"
-    assert action.id == "sweep-orphans/all"
+    assert action.id == "sweep-orphans/east/all"
     (request,) = action.args
     assert isinstance(request, SweepOrphansInput)
     assert request.all_namespaces and request.grace == 3600 and not request.dry_run
@@ -27,7 +27,7 @@ def test_default_is_hourly_all_namespaces_overlap_skip() -> None:
 
 
 def test_interval_and_grace_are_settable() -> None:
-    schedule = sweeper_schedule("q", {"VMSNAP_SWEEPER_INTERVAL": "15m",
+    schedule = sweeper_schedule("q", "east", {"VMSNAP_SWEEPER_INTERVAL": "15m",
                                       "VMSNAP_SWEEPER_GRACE": "2h"})
     assert schedule is not None
     assert schedule.spec.intervals[0].every == timedelta(minutes=15)
@@ -39,7 +39,7 @@ def test_interval_and_grace_are_settable() -> None:
 
 @pytest.mark.parametrize("value", ["off", "OFF", "false", "0"])
 def test_opt_out(value: str) -> None:
-    assert sweeper_schedule("q", {"VMSNAP_SWEEPER_SCHEDULE": value}) is None
+    assert sweeper_schedule("q", "east", {"VMSNAP_SWEEPER_SCHEDULE": value}) is None
 
 
 @pytest.mark.parametrize("env, message", [
@@ -50,4 +50,4 @@ def test_opt_out(value: str) -> None:
 ])
 def test_bad_settings_are_refused_by_name(env: dict[str, str], message: str) -> None:
     with pytest.raises(ValueError, match=message):
-        sweeper_schedule("q", env)
+        sweeper_schedule("q", "east", env)

@@ -20,14 +20,21 @@ def vm(*, vmi: bool = True, running: bool = True, agent: bool = True,
 
 
 def test_names_are_deterministic_and_readable() -> None:
-    assert naming.snapshot_workflow_id("demo", "web-1") == "snapshot/demo/web-1"
-    assert naming.delete_snapshot_workflow_id("demo", "web-1") == "delete-snapshot/demo/web-1"
+    assert naming.snapshot_workflow_id("east", "demo", "web-1") == "snapshot/east/demo/web-1"
+    assert naming.delete_snapshot_workflow_id("east", "demo", "web-1") == \
+        "delete-snapshot/east/demo/web-1"
+    assert naming.restore_workflow_id("east", "demo", "web-2") == "restore/east/demo/web-2"
+    assert naming.clone_workflow_id("east", "demo", "web-3") == "clone/east/demo/web-3"
+    # The IDs of runs started before clusters were named, which replays derive again.
+    assert naming.snapshot_workflow_id("", "demo", "web-1") == "snapshot/demo/web-1"
     at = datetime(2030, 1, 2, 3, 4, 5, 678, tzinfo=UTC)
     assert naming.generated_snapshot_name("web", at) == "web-20300102-030405"
     assert naming.volume_snapshot_name("web-1", "rootdisk") == "web-1-rootdisk"
     assert naming.content_name("web-1") == "web-1-content"
     assert naming.snapshot_labels("web-1", "web", {"team": "a"}) == {
         "team": "a", "vmsnap.io/snapshot": "web-1", "vmsnap.io/vm": "web"}
+    assert naming.snapshot_labels("web-1", "web", {}, "east") == {
+        "vmsnap.io/snapshot": "web-1", "vmsnap.io/vm": "web", "vmsnap.io/cluster": "east"}
     assert naming.snapshot_selector("web-1") == "vmsnap.io/snapshot=web-1"
 
 
