@@ -34,9 +34,12 @@ from cluster.errors import AlreadyExists, Conflict, NotFound
 from cluster.lock import (
     LOCK_ANNOTATION,
     LockHolder,
+    LockLost,
     VmLocked,
     acquire_vm_lock,
+    holder_is_alive,
     release_vm_lock,
+    renew_vm_lock,
 )
 from cluster.snapshot_content import VolumeBackup
 from cluster.snapshot_record import (
@@ -57,7 +60,7 @@ from contracts.delete_snapshot import (
     ClaimsInput,
     DeletionPlan,
 )
-from contracts.lock import LOCK_VM, UNLOCK_VM, VmLockInput
+from contracts.lock import LOCK_LOST, LOCK_VM, RENEW_VM_LOCK, UNLOCK_VM, VmLockInput
 from contracts.snapshot import (
     CHECK_VOLUME_SNAPSHOTS_READY,
     CREATE_SNAPSHOT_RECORD,
@@ -174,7 +177,7 @@ class SnapshotActivities:
 
     def all(self) -> list[Callable[..., object]]:
         return [
-            self.create_snapshot_record, self.lock_vm, self.unlock_vm,
+            self.create_snapshot_record, self.lock_vm, self.renew_vm_lock, self.unlock_vm,
             self.lock_and_inspect_vm,
             self.write_snapshot_status, self.unfreeze_vm, self.freeze_and_cut,
             self.check_volume_snapshots_ready, self.delete_volume_snapshots,
@@ -210,13 +213,39 @@ class SnapshotActivities:
         activity.logger.info("recorded snapshot %s/%s", input.namespace, input.name)
         return SnapshotRecordRef(namespace=input.namespace, name=input.name, uid=record.uid)
 
+    def _lock_holder(self, input: VmLockInput) -> LockHolder:
+        """This run as a lock holder: its deployment, and a lease of `lease_seconds`."""
+        holder = _holder(input.operation).model_copy(update={
+            "cluster": self.cluster.cluster_id,
+            "temporal_namespace": activity.info().workflow_namespace})
+        return holder.renewed(input.lease_seconds, _now())
+
+    def _lock_is_held(self, me: LockHolder) -> Callable[[LockHolder], bool]:
+        return lambda current: holder_is_alive(current, me, _now(), self._is_alive)
+
     @implements(LOCK_VM)
     def lock_vm(self, input: VmLockInput) -> None:
-        """Take the VM's operation lock (see cluster.lock); refused if a live run holds it."""
+        """Take the VM's operation lock (see cluster.lock); refused while another claim
+        holds."""
+        holder = self._lock_holder(input)
         with _refused_if_locked(), cluster_errors(not_found=error_types.VM_NOT_FOUND):
-            stale = acquire_vm_lock(self.cluster, input.namespace, input.vm,
-                                    _holder(input.operation), self._is_alive)
+            stale = acquire_vm_lock(self.cluster, input.namespace, input.vm, holder,
+                                    self._lock_is_held(holder))
         _log_takeover(input.namespace, input.vm, stale)
+
+    @implements(RENEW_VM_LOCK)
+    def renew_vm_lock(self, input: VmLockInput) -> str:
+        """Move the end of this run's lease `lease_seconds` from now; LockLost (final)
+        when the lock is no longer this run's."""
+        try:
+            with cluster_errors(not_found=error_types.VM_NOT_FOUND):
+                return renew_vm_lock(self.cluster, input.namespace, input.vm, input.held,
+                                     self._lock_holder(input))
+        except ApplicationError as err:
+            if isinstance(err.__cause__, LockLost):
+                raise ApplicationError(str(err.message), type=LOCK_LOST,
+                                       non_retryable=True) from err
+            raise
 
     @implements(UNLOCK_VM)
     def unlock_vm(self, input: VmLockInput) -> bool:
@@ -232,12 +261,12 @@ class SnapshotActivities:
         content plan, the content too (a copy of that VM and its PVCs, naming the
         VolumeSnapshots the cut will make), when some volume can be snapshotted."""
         lock = input.lock
-        holder = _holder(lock.operation)
+        holder = self._lock_holder(lock)
         content = None
         with _refused_if_locked(), cluster_errors(not_found=error_types.VM_NOT_FOUND):
             vm = self.cluster.get_vm(lock.namespace, lock.vm)
             stale = acquire_vm_lock(self.cluster, lock.namespace, lock.vm, holder,
-                                    self._is_alive, read=vm)
+                                    self._lock_is_held(holder), read=vm)
             vmi = self.cluster.get_vmi(lock.namespace, lock.vm)
             state = vm_state_from(vm, vmi)
             volumes, pvcs = self.cluster.select_volumes_and_pvcs(lock.namespace, vm)

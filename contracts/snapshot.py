@@ -90,6 +90,9 @@ class SnapshotVirtualMachineInput(BaseModel):
     labels: Labels = Field(
         default_factory=dict, description="labels for the records and the VolumeSnapshots"
     )
+    fail_if_locked: bool = Field(
+        default=False, description="fail at once (VmLocked) when another operation holds "
+        "the VM, instead of waiting for it within the failure deadline")
     schedule: str | None = Field(
         default=None, description="the schedule whose run takes this snapshot (its label "
         "hands the snapshot to the schedule's retention); accepted only from a schedule's "

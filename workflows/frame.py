@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from datetime import datetime, timedelta
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -45,6 +45,7 @@ from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from contracts.common import CANCELED, INVALID_VALUE
+    from contracts.lock import RENEW_EVERY_SECONDS
     from rules.durations import format_go_duration
     from workflows.failures import describe
     from workflows.saga import STEP_FAILURES, Saga, to_completion
@@ -82,6 +83,8 @@ class Operation(Generic[InputT, ResultT]):
         self.deadline_at: datetime | None = None
         self.deadline_seconds = 0.0
         self.cluster = ""  # the cluster id, once admitted ("" for runs from before ids)
+        self._lease: asyncio.Task[None] | None = None
+        self._lease_error: BaseException | None = None  # the renewal that failed for good
 
     # ---- what each operation says --------------------------------------------------------
 
@@ -129,15 +132,21 @@ class Operation(Generic[InputT, ResultT]):
         """Run the steps within the deadline; on failure, deadline or cancel, undo and raise."""
         task = asyncio.create_task(steps)
         try:
-            await workflow.wait_condition(task.done, timeout=self.time_left())
+            await workflow.wait_condition(lambda: task.done() or self._lease_lost(),
+                                          timeout=self.time_left())
         except TimeoutError:
+            self.drop_lease()
             await self._stop(task)
             raise await self.fail(self._deadline_message(), self.deadline_error_type) from None
         except asyncio.CancelledError:
+            self.drop_lease()
             await to_completion(self._stop(task))
             await to_completion(self.fail("canceled", CANCELED))
             raise
-        error = task.exception()
+        self.drop_lease()
+        if self._lease_error is not None and not task.done():
+            await self._stop(task)
+        error = self._lease_error or task.exception()
         if error is None:
             return
         if isinstance(error, VALUE_ERRORS) and not isinstance(error, STEP_FAILURES):
@@ -150,6 +159,34 @@ class Operation(Generic[InputT, ResultT]):
             await to_completion(self.fail("canceled", CANCELED))
             raise asyncio.CancelledError() from error
         raise await self.fail(f"{self.step}: {message}", error_type) from error
+
+    # ---- the VM lock's lease ----------------------------------------------------------
+
+    def hold_lease(self, renew: Callable[[], Awaitable[None]]) -> None:
+        """Renew the VM lock's lease every `RENEW_EVERY_SECONDS` beside the steps, until
+        `drop_lease` or the steps end. A renewal that fails for good (LockLost: the
+        lease ended and another operation has the VM) stops the steps and fails the run
+        with its error, saga and all: a run that has lost its VM must not go on."""
+
+        async def renewals() -> None:
+            while True:
+                await workflow.sleep(RENEW_EVERY_SECONDS)
+                try:
+                    await renew()
+                except STEP_FAILURES as error:
+                    self._lease_error = error
+                    return
+
+        self._lease = asyncio.create_task(renewals())
+
+    def drop_lease(self) -> None:
+        """Stop renewing (the lock is about to be released, or the steps have ended)."""
+        if self._lease is not None and not self._lease.done():
+            self._lease.cancel()
+        self._lease = None
+
+    def _lease_lost(self) -> bool:
+        return self._lease_error is not None
 
     async def admitted(self, admission: Awaitable[str]) -> None:
         """The admission, before any step: refused or cancelled there, the operation ends

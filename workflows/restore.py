@@ -41,7 +41,14 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     import workflows.saga as saga
-    from contracts.lock import LOCK_VM, UNLOCK_VM, VmLockInput
+    from contracts.lock import (
+        LEASE_RENEWAL,
+        LOCK_VM,
+        RENEW_VM_LOCK,
+        UNLOCK_VM,
+        VmLockInput,
+        lease_for,
+    )
     from contracts.reporting import (
         RECORD_VM_EVENT,
         RESTORE_FAILED,
@@ -146,6 +153,10 @@ class RestoreVirtualMachine(Operation[RestoreVirtualMachineInput, RestoreVirtual
             self.saga.add("release the VM lock", self._unlock)
             self.enter("lock")
             await saga.step(LOCK_VM, self._lock_input())
+            if lease_for(self.time_left())[1] and workflow.patched(LEASE_RENEWAL):
+                async def renew() -> None:
+                    await saga.local_step(RENEW_VM_LOCK, self._lock_input())
+                self.hold_lease(renew)
         self.saga.add("unregister from the snapshot", self._remove_user)
         await saga.step(ADD_SNAPSHOT_USER, self._user_input())
 
@@ -229,6 +240,7 @@ class RestoreVirtualMachine(Operation[RestoreVirtualMachineInput, RestoreVirtual
         result.finished_at = workflow.now()
         await self._write_status()
         releases = [self._remove_user]
+        self.drop_lease()
         if self._require_plan().target_exists:
             releases.append(self._unlock)
         for release in releases:
@@ -291,7 +303,7 @@ class RestoreVirtualMachine(Operation[RestoreVirtualMachineInput, RestoreVirtual
 
     def _lock_input(self) -> VmLockInput:
         return VmLockInput(namespace=self.input.namespace, vm=self.result.target,
-                           operation="restore")
+                           operation="restore", lease_seconds=lease_for(self.time_left())[0])
 
     def _user_input(self) -> SnapshotUserInput:
         return SnapshotUserInput(namespace=self.input.namespace, snapshot=self.input.snapshot)

@@ -55,7 +55,16 @@ with workflow.unsafe.imports_passed_through():
         VOLUME_SNAPSHOTS_NOT_READY,
         ObjectRef,
     )
-    from contracts.lock import UNLOCK_VM, VmLockInput
+    from contracts.lock import (
+        LEASE_RENEWAL,
+        LOCK_WAIT_FIRST,
+        LOCK_WAIT_MAX,
+        RENEW_VM_LOCK,
+        UNLOCK_VM,
+        VM_LOCKED,
+        VmLockInput,
+        lease_for,
+    )
     from contracts.reporting import (
         RECORD_SNAPSHOT_METRICS,
         RECORD_VM_EVENT,
@@ -209,10 +218,10 @@ class SnapshotVirtualMachine(Operation[SnapshotVirtualMachineInput, SnapshotVirt
         self.enter("lock")
         content = ContentPlan(name=naming.content_name(result.name), snapshot=result.name,
                               snapshot_uid=self._require_record().uid, labels=self._labels())
-        inspection = await saga.local_step(
-            LOCK_AND_INSPECT_VM, LockAndInspectInput(lock=self._lock_input(), content=content))
+        inspection = await self._wait_for_the_lock(content)
         self._inspection = inspection
         self._lock = inspection.lock
+        self._keep_the_lease()
         result.content_name = inspection.content_name
         self.enter("inspect")
         quiesce = plan_quiesce(inspection.vm, input.quiesce)
@@ -246,6 +255,32 @@ class SnapshotVirtualMachine(Operation[SnapshotVirtualMachineInput, SnapshotVirt
                 type=NO_ELIGIBLE_VOLUME, non_retryable=True)
         if quiesce.refusal:
             raise ApplicationError(quiesce.refusal, type=QUIESCE_REQUIRED, non_retryable=True)
+
+    async def _wait_for_the_lock(self, content: ContentPlan) -> VmInspection:
+        """Take the VM's lock; while another operation holds it, wait (as KubeVirt queues
+        a second snapshot of a VM) and try again, within the failure deadline, unless
+        the caller asked to fail at once (`fail_if_locked`)."""
+        pause = LOCK_WAIT_FIRST
+        while True:
+            try:
+                return await saga.local_step(
+                    LOCK_AND_INSPECT_VM,
+                    LockAndInspectInput(lock=self._lock_input(), content=content))
+            except (ActivityError, ApplicationError) as err:
+                if self.input.fail_if_locked or describe(err)[1] != VM_LOCKED:
+                    raise
+                self.enter("waiting for the VM lock")
+                workflow.logger.info("waiting for the lock: %s", describe(err)[0])
+            await workflow.sleep(pause)
+            pause = min(pause * 2, LOCK_WAIT_MAX)
+            self.enter("lock")
+
+    def _keep_the_lease(self) -> None:
+        """A run that may outlive its lock's lease renews it (`contracts.lock.lease_for`)."""
+        if lease_for(self.time_left())[1] and workflow.patched(LEASE_RENEWAL):
+            async def renew() -> None:
+                self._lock = await saga.local_step(RENEW_VM_LOCK, self._lock_input())
+            self.hold_lease(renew)
 
     # ---- steps 3-5: freeze, cut, thaw --------------------------------------------------------
 
@@ -307,6 +342,7 @@ class SnapshotVirtualMachine(Operation[SnapshotVirtualMachineInput, SnapshotVirt
 
     async def _unlock_vm(self) -> None:
         """Release the lock; a failure here is logged (a closed run's lock is taken over)."""
+        self.drop_lease()
         self.enter("unlock")
         try:
             await saga.local_step(UNLOCK_VM, self._lock_input())
@@ -489,7 +525,8 @@ class SnapshotVirtualMachine(Operation[SnapshotVirtualMachineInput, SnapshotVirt
 
     def _lock_input(self) -> VmLockInput:
         return VmLockInput(namespace=self.input.namespace, vm=self.input.vm,
-                           operation="snapshot", held=self._lock)
+                           operation="snapshot", held=self._lock,
+                           lease_seconds=lease_for(self.time_left())[0])
 
     def _status_input(self) -> WriteSnapshotStatusInput:
         """The record's status; the content's too, when the volumes' states changed since

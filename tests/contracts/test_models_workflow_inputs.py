@@ -50,12 +50,13 @@ def test_every_field_from_the_cli() -> None:
         "namespace": "demo", "vm": "web.prod", "name": "web-before-upgrade",
         "failure_deadline": "2m", "ready_deadline": "2h", "quiesce": "required",
         "deletion_policy": "Retain", "labels": {"team": "web", "example.com/tier": "gold"},
+        "fail_if_locked": True,
     }))
     assert parsed.model_dump() == {
         "namespace": "demo", "vm": "web.prod", "name": "web-before-upgrade",
         "failure_deadline": 120.0, "ready_deadline": 7200.0, "quiesce": "required",
         "deletion_policy": "Retain", "labels": {"team": "web", "example.com/tier": "gold"},
-        "schedule": None,
+        "fail_if_locked": True, "schedule": None,
     }
 
 

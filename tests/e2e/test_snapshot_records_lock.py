@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -14,11 +15,14 @@ from cluster.errors import AlreadyExists, Conflict, NotFound
 from cluster.lock import (
     LOCK_ANNOTATION,
     LockHolder,
+    LockLost,
     VmLocked,
     acquire_vm_lock,
+    holder_is_alive,
     now_holder,
     read_vm_lock,
     release_vm_lock,
+    renew_vm_lock,
 )
 from cluster.snapshot_record import SnapshotRecordStatus, SnapshotSpec, WorkflowRun
 from tests.conftest import StartSim
@@ -122,6 +126,31 @@ def test_the_lock_is_refused_to_a_second_live_run_and_taken_over_from_a_dead_one
     assert not release_vm_lock(cluster, NS, "locked", second)
     with pytest.raises(NotFound):
         acquire_vm_lock(cluster, NS, "no-such-vm", first, lambda h: True)
+
+
+def test_a_lease_is_renewed_only_by_its_holder_and_an_expired_one_is_taken_over(
+    cluster: Cluster,
+) -> None:
+    now = datetime.now(UTC)
+    first = holder(A).renewed(60, now).model_copy(
+        update={"cluster": "east", "temporal_namespace": "default"})
+    assert acquire_vm_lock(cluster, NS, "locked", first, lambda h: True) is None
+    held = first.to_annotation()
+    later = first.renewed(600, now)
+    assert renew_vm_lock(cluster, NS, "locked", held, later) == later.to_annotation()
+    assert read_vm_lock(cluster, NS, "locked") == later
+    # Renewed against a stale annotation: read, still ours, written.
+    assert renew_vm_lock(cluster, NS, "locked", held, first) == first.to_annotation()
+    # The lease ends; another deployment's run takes the VM; the first has lost it.
+    second = holder(B, "restore").renewed(60, now).model_copy(
+        update={"cluster": "west", "temporal_namespace": "default"})
+    expired = first.renewed(0, now - timedelta(seconds=1))
+    assert renew_vm_lock(cluster, NS, "locked", None, expired)
+    assert acquire_vm_lock(cluster, NS, "locked", second,
+                           lambda h: holder_is_alive(h, second, now, lambda _: True)) == expired
+    with pytest.raises(LockLost, match="locked by restore workflow snapshot/snap/b"):
+        renew_vm_lock(cluster, NS, "locked", first.to_annotation(), later)
+    assert release_vm_lock(cluster, NS, "locked", second)
 
 
 def test_racing_runs_never_both_get_the_lock(cluster: Cluster) -> None:

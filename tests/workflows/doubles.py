@@ -29,7 +29,7 @@ from contracts.delete_snapshot import (
     ClaimsInput,
     DeletionPlan,
 )
-from contracts.lock import LOCK_VM, UNLOCK_VM, VmLockInput
+from contracts.lock import LOCK_LOST, LOCK_VM, RENEW_VM_LOCK, UNLOCK_VM, VmLockInput
 from contracts.reporting import (
     RECORD_SNAPSHOT_METRICS,
     RECORD_VM_EVENT,
@@ -136,6 +136,9 @@ class World:
     frozen: bool = False
     cut_inputs: list[CutInput] = field(default_factory=list)
     unlock_inputs: list[VmLockInput] = field(default_factory=list)
+    renewals: list[VmLockInput] = field(default_factory=list)  # lease renewals asked
+    # After this many renewals the lease has ended and another operation holds the VM.
+    lock_taken_after_renewals: int | None = None
     status_inputs: list[WriteSnapshotStatusInput] = field(default_factory=list)
     cut_attempts: int = 0
     ready_attempts: int = 0
@@ -203,6 +206,18 @@ class World:
             return VmInspection(vm=world.vms[input.lock.vm], volumes=VolumeSelection(
                 included=world.included, excluded=world.excluded),
                 lock=f"held-by-{run()[1]}", content_name=content)
+
+        @activity.defn(name=RENEW_VM_LOCK.name)
+        async def renew_vm_lock(input: VmLockInput) -> str:
+            world.calls.append(RENEW_VM_LOCK.name)
+            world.renewals.append(input)
+            if world.lock_taken_after_renewals == len(world.renewals):
+                world.locks[input.vm] = ("another/run", "other")
+            if world.locks.get(input.vm) != run():
+                raise ApplicationError(
+                    f"VirtualMachine {NS}/{input.vm} is no longer locked by this run",
+                    type=LOCK_LOST, non_retryable=True)
+            return f"held-by-{run()[1]}-{len(world.renewals)}"
 
         @activity.defn(name=UNLOCK_VM.name)
         async def unlock_vm(input: VmLockInput) -> bool:
@@ -332,7 +347,7 @@ class World:
             world.metrics.append(input)
             record_snapshot(activity.metric_meter(), input)  # the real recording
 
-        return [create_snapshot_record, lock_vm, lock_and_inspect_vm, unlock_vm,
+        return [create_snapshot_record, lock_vm, lock_and_inspect_vm, renew_vm_lock, unlock_vm,
                 write_snapshot_status,
                 unfreeze_vm, freeze_and_cut,
                 check_volume_snapshots_ready, delete_volume_snapshots,

@@ -14,7 +14,7 @@ from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.exceptions import ApplicationError, CancelledError
 from temporalio.testing import WorkflowEnvironment
 
-from contracts.lock import UNLOCK_VM
+from contracts.lock import DEFAULT_LEASE_SECONDS, LOCK_LOST, UNLOCK_VM
 from contracts.snapshot import (
     CHECK_VOLUME_SNAPSHOTS_READY,
     CREATE_SNAPSHOT_RECORD,
@@ -317,24 +317,89 @@ async def test_the_same_snapshot_started_twice_is_one_snapshot(
     assert world.record_creates == 1 and world.count("freeze") == 1
 
 
-async def test_a_second_snapshot_of_the_same_vm_is_refused_while_one_runs(
+async def test_a_second_snapshot_that_may_not_wait_is_refused_while_one_runs(
     env: WorkflowEnvironment, task_queue: str, worker_for: StartWorker
 ) -> None:
     world = World(cut_after_attempts=None)
     async with worker_for(world):
         first = await start(env, task_queue, name="first", failure_deadline="1h")
         await wait_for_step(first, "cut")
-        error = await failure_of(await start(env, task_queue, name="second"))
+        error = await failure_of(await start(env, task_queue, name="second",
+                                             fail_if_locked=True))
         assert error.type == "VmLocked"
         assert f"locked by snapshot workflow snapshot/{CLUSTER}/demo/first" in error.message
         assert world.records["second"].phase == "Failed"
-        assert world.locks["web"][0] == f"snapshot/{CLUSTER}/demo/first"  # the holder keeps its lock
+        # the holder keeps its lock
+        assert world.locks["web"][0] == f"snapshot/{CLUSTER}/demo/first"
         assert (await first.query("progress", result_type=SnapshotProgress)).phase == "InProgress"
         assert world.count("freeze") == 1  # the second never froze the guest
         await first.cancel()
         with pytest.raises(WorkflowFailureError):
             await first.result()
     assert world.locks == {}
+
+
+async def test_a_second_snapshot_waits_for_the_lock_and_then_runs(
+    env: WorkflowEnvironment, task_queue: str, worker_for: StartWorker
+) -> None:
+    world = World(cut_after_attempts=None)
+    async with worker_for(world):
+        first = await start(env, task_queue, name="first", failure_deadline="1h")
+        await wait_for_step(first, "cut")
+        second = await start(env, task_queue, name="second", failure_deadline="1h")
+        await wait_for_step(second, "waiting for the VM lock")
+        assert world.records["second"].phase == "InProgress"
+        world.cut_after_attempts = world.cut_attempts + 1  # the storage cuts from now on
+        await first.cancel()
+        with pytest.raises(WorkflowFailureError):
+            await first.result()
+        result = await second.result()
+    assert result.phase == "Succeeded"
+    assert world.count("freeze") == 2 and world.locks == {}
+
+
+async def test_a_second_snapshot_waits_no_longer_than_its_deadline(
+    env: WorkflowEnvironment, task_queue: str, worker_for: StartWorker
+) -> None:
+    world = World(cut_after_attempts=None)
+    async with worker_for(world):
+        first = await start(env, task_queue, name="first", failure_deadline="1h")
+        await wait_for_step(first, "cut")
+        error = await failure_of(await start(env, task_queue, name="second",
+                                             failure_deadline="2m"))
+        try:
+            assert error.type == "SnapshotDeadlineExceeded"
+            assert world.records["second"].phase == "Failed"
+            assert world.count("freeze") == 1  # the second never froze the guest
+            assert world.locks["web"][0] == f"snapshot/{CLUSTER}/demo/first"
+        finally:
+            await first.cancel()
+        with pytest.raises(WorkflowFailureError):
+            await first.result()
+
+
+async def test_a_run_that_may_outlive_its_lease_renews_it_and_fails_when_it_loses_it(
+    env: WorkflowEnvironment, task_queue: str, worker_for: StartWorker
+) -> None:
+    world = World(cut_after_attempts=None, lock_taken_after_renewals=3)
+    async with worker_for(world):
+        stuck = await start(env, task_queue, name="stuck", failure_deadline="0")
+        error = await failure_of(stuck)
+    assert len(world.renewals) == 3
+    assert all(r.lease_seconds == DEFAULT_LEASE_SECONDS for r in world.renewals)
+    assert error.type == LOCK_LOST
+    assert UNFREEZE_VM.name in world.calls and not world.frozen  # thawed on the way out
+    assert world.records["stuck"].phase == "Failed"
+    assert world.locks["web"] == ("another/run", "other")  # never released another's lock
+
+
+async def test_a_run_whose_deadline_ends_before_the_lease_never_renews(
+    env: WorkflowEnvironment, task_queue: str, worker_for: StartWorker
+) -> None:
+    world = World()
+    async with worker_for(world):
+        result = await (await start(env, task_queue, name="quick")).result()
+    assert result.phase == "Succeeded" and world.renewals == []
 
 
 async def test_an_existing_snapshot_of_that_name_is_left_alone(

@@ -150,7 +150,8 @@ async def test_sweeper_removes_only_old_orphans(
         assert "record of snapshot demo/ghost is gone" in reasons["ghost-root"]
         assert "record of restore demo/web-9-restore" in reasons["ghost-restore-disk"]
         kept = {v.name: v.reason for v in done.kept}
-        assert kept["live-root"] == f"live operation: workflow snapshot/{CLUSTER}/demo/live is running"
+        assert kept["live-root"] == \
+            f"live operation: workflow snapshot/{CLUSTER}/demo/live is running"
         assert "Retain" in kept["kept-root"]
         assert cluster.get_volume_snapshot(NS, "ghost-root") is None
         assert cluster.get_custom_or_none(VIRTUAL_MACHINE_SNAPSHOT_CONTENTS, NS,
