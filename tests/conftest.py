@@ -27,6 +27,7 @@ from starter.local_stack import (
     start_worker,
 )
 from tests.support import background as background_scenarios
+from tests.support.enforced import start_enforced_simulator
 from tests.support.sim import Sim
 
 SEEDS = REPO_ROOT / "simulator" / "seeds"
@@ -43,9 +44,14 @@ def start_sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StartSim]:
     """Start a simulator process on the given seed files; all are stopped at session end."""
     started: list[Sim] = []
 
-    def start(*seeds: Path | str, name: str = "sim") -> Sim:
+    def start(*seeds: Path | str, name: str = "sim", enforce_rbac: bool = False) -> Sim:
+        """`enforce_rbac`: the deploy/ RBAC manifests loaded and enforced, the worker's
+        ServiceAccount given credentials (`Sim.worker_kubeconfig`)."""
         state = tmp_path_factory.mktemp(name)
-        process = start_simulator(state, [Path(s) for s in seeds], name=name)
+        if enforce_rbac:
+            process = start_enforced_simulator(state, [Path(s) for s in seeds], name=name)
+        else:
+            process = start_simulator(state, [Path(s) for s in seeds], name=name)
         sim = Sim(process, state)
         started.append(sim)
         return sim
