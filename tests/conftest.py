@@ -104,16 +104,17 @@ def start_stack(
     start_sim: StartSim,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[StartStack]:
-    """Start a simulator (demo seed by default) and a worker on a task queue of its own."""
+    """Start a simulator (demo seed by default) and a worker on a task queue of its own; the
+    worker runs as its deployed ServiceAccount, refused what deploy/rbac does not grant."""
     workers: list[ManagedProcess] = []
 
     def start(*seeds: Path | str, extra_env: dict[str, str] | None = None) -> Stack:
-        sim = start_sim(*(seeds or (SEEDS / "demo.yaml",)), name="e2e-sim")
+        sim = start_sim(*(seeds or (SEEDS / "demo.yaml",)), name="e2e-sim", enforce_rbac=True)
         task_queue = f"vmsnap-e2e-{uuid.uuid4().hex[:8]}"
         worker = start_worker(
             tmp_path_factory.mktemp("worker"),
             dev_server.address,
-            sim.kubeconfig,
+            sim.worker_kubeconfig,
             task_queue=task_queue,
             extra_env={**TEST_WORKER_ENV, **(extra_env or {})},
         )
