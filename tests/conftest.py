@@ -27,7 +27,7 @@ from starter.local_stack import (
     start_worker,
 )
 from tests.support import background as background_scenarios
-from tests.support.enforced import start_enforced_simulator
+from tests.support.enforced import refused_requests, start_enforced_simulator
 from tests.support.sim import Sim
 
 SEEDS = REPO_ROOT / "simulator" / "seeds"
@@ -128,11 +128,14 @@ def start_stack(
 
 @pytest.fixture
 def stack(start_stack: StartStack) -> Iterator[Stack]:
-    """A fresh simulator on the demo seed and a worker for it, stopped after the test."""
+    """A fresh simulator on the demo seed and a worker for it, stopped after the test; a
+    request the simulator refused the worker (RBAC) fails the test."""
     started = start_stack()
     yield started
     started.worker.stop()
+    refused = refused_requests(started.sim)
     started.sim.process.stop()
+    assert not refused, f"requests refused by the simulator: {refused}"
 
 
 @pytest.fixture(scope="session", autouse=True)

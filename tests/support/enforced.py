@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from starter.local_stack import REPO_ROOT, SimulatorProcess, start_simulator
-from tests.support.sim import WORKER_ACCOUNT
+from tests.support.sim import WORKER_ACCOUNT, Sim
 
 RBAC_DIR = REPO_ROOT / "deploy" / "rbac"
 DEPLOY_RBAC_SEEDS = (
@@ -33,3 +33,12 @@ def start_enforced_simulator(
         state_dir, [*seeds, *DEPLOY_RBAC_SEEDS], name=name, timeout=timeout, rbac=True,
         service_accounts=((namespace, account),),
     )  # fmt: skip
+
+
+def refused_requests(sim: Sim) -> list[str]:
+    """Every request the simulator refused (401, 403), as `METHOD path: message`-ish lines
+    (the log keeps the attributes, not the answer): none may be, under enforcement."""
+    return [
+        f"{e['status']} {e['user'] or 'no user'}: {e['verb']} {e['path']}"
+        for e in sim.requests_log() if e["status"] in (401, 403)
+    ]
