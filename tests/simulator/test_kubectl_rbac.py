@@ -10,7 +10,7 @@ import pytest
 
 from starter.local_stack import REPO_ROOT, start_simulator
 from tests.conftest import SEEDS
-from tests.support.enforced import WORKER_USER
+from tests.support.enforced import WORKER_USER, refused_requests
 from tests.support.sim import WORKER_ACCOUNT, Sim
 
 
@@ -64,6 +64,13 @@ def test_the_worker_is_refused_until_the_manifests_are_applied_then_only_beyond_
         1, forbidden("namespaces", "list", "", "at the cluster scope"))
     assert as_worker(sim, "create", "namespace", "mine") == (
         1, forbidden("namespaces", "create", "", "at the cluster scope"))
+    # The request log keeps each refusal and whose it was (what the e2e and fault suites
+    # check after every stack).
+    refused = refused_requests(sim)
+    assert f"403 {WORKER_USER}: list /apis/vmsnap.io/v1alpha1/namespaces/demo/vmsnapsnapshots" \
+        in refused
+    assert f"403 {WORKER_USER}: create /api/v1/namespaces" in refused
+    assert all(WORKER_USER in line for line in refused)
 
 
 def test_the_bootstrap_policy_is_there_as_on_any_cluster(sim: Sim) -> None:
