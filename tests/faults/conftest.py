@@ -37,7 +37,7 @@ from tests.conftest import TEST_WORKER_ENV
 from tests.faults.seeds import VmSeed, write_seed
 from tests.support.background import Background as Background  # for the scenarios' tests
 from tests.support.background import Scenario, register
-from tests.support.enforced import start_enforced_simulator
+from tests.support.enforced import refused_requests, start_enforced_simulator
 from tests.support.sim import Sim
 
 K = TypeVar("K", bound=Hashable)
@@ -208,6 +208,9 @@ async def fault_environment(state: Path) -> AsyncIterator[StartFaultStack]:
             return stack
 
         yield start
+        refused = [line for stack in stacks if stack.sim.process.process.running()
+                   for line in await asyncio.to_thread(refused_requests, stack.sim)]
+        assert not refused, f"requests refused by RBAC: {refused}"
     finally:
         for stack in stacks:
             await asyncio.to_thread(stack.stop)

@@ -11,7 +11,11 @@ kubeconfig (`system:masters`, never refused).
 
 from __future__ import annotations
 
+import json
+import threading
+import urllib.request
 from pathlib import Path
+from typing import Any
 
 from starter.local_stack import REPO_ROOT, SimulatorProcess, start_simulator
 from tests.support.sim import WORKER_ACCOUNT, Sim
@@ -25,20 +29,55 @@ DEPLOY_RBAC_SEEDS = (
 WORKER_USER = "system:serviceaccount:" + WORKER_ACCOUNT.replace("/", ":")
 
 
+_started: list[SimulatorProcess] = []
+_seen: dict[int, int] = {}  # id of a started simulator -> the log index read up to
+_lock = threading.Lock()  # background scenarios start simulators from their own threads
+
+
 def start_enforced_simulator(
     state_dir: Path, seeds: list[Path], name: str = "simulator", timeout: float = 30.0
 ) -> SimulatorProcess:
+    """A simulator enforcing deploy/rbac; its refusals are reported by `new_refusals`."""
     namespace, account = WORKER_ACCOUNT.split("/")
-    return start_simulator(
+    process = start_simulator(
         state_dir, [*seeds, *DEPLOY_RBAC_SEEDS], name=name, timeout=timeout, rbac=True,
         service_accounts=((namespace, account),),
     )  # fmt: skip
+    with _lock:
+        _started.append(process)
+    return process
+
+
+def _log_since(process: SimulatorProcess, since: int) -> dict[str, Any]:
+    request = urllib.request.Request(f"{process.url}/sim/requests?since={since}",
+                                     headers={"Authorization": f"Bearer {process.token}"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return dict(json.loads(response.read()))
+
+
+def _refusals(entries: list[dict[str, Any]]) -> list[str]:
+    return [f"{e['status']} {e['user'] or 'no user'}: {e['verb']} {e['path']}"
+            for e in entries if e["status"] in (401, 403)]
+
+
+def new_refusals() -> list[str]:
+    """The requests every enforcing simulator still running refused since the last call
+    (a 403 is a right deploy/rbac lacks, on whatever path the worker took)."""
+    found: list[str] = []
+    with _lock:
+        running = [p for p in _started if p.process.running()]
+    for process in running:
+        try:
+            log = _log_since(process, _seen.get(id(process), 0))
+        except OSError:
+            continue  # stopped meanwhile (or killed by a fault test): nothing more to read
+        _seen[id(process)] = int(log["next"])
+        found += [f"{process.process.name} ({process.process.log_path}): {line}"
+                  for line in _refusals(log["items"])]
+    return found
 
 
 def refused_requests(sim: Sim) -> list[str]:
-    """Every request the simulator refused (401, 403), as `METHOD path: message`-ish lines
-    (the log keeps the attributes, not the answer): none may be, under enforcement."""
-    return [
-        f"{e['status']} {e['user'] or 'no user'}: {e['verb']} {e['path']}"
-        for e in sim.requests_log() if e["status"] in (401, 403)
-    ]
+    """Every request `sim` refused (401, 403) in its whole log: none may be, under
+    enforcement."""
+    return _refusals(sim.requests_log())

@@ -21,7 +21,7 @@ from temporalio.client import Client
 from starter.connection import connect, load_connection_settings
 from starter.local_stack import DevServerProcess, start_dev_server, start_worker
 from tests.conftest import SEEDS, TEST_WORKER_ENV, Stack
-from tests.support.enforced import start_enforced_simulator
+from tests.support.enforced import refused_requests, start_enforced_simulator
 from tests.support.sim import Sim
 
 
@@ -41,6 +41,7 @@ async def own_stacks(state: Path) -> AsyncIterator[OwnStacks]:
     server = await asyncio.to_thread(start_dev_server, state)
     stops: list[Callable[[], object]] = [server.stop]
     numbers = itertools.count()
+    sims: list[Sim] = []
     try:
         client = await connect(
             load_connection_settings(address=server.address, namespace=server.namespace)
@@ -58,9 +59,12 @@ async def own_stacks(state: Path) -> AsyncIterator[OwnStacks]:
                                   task_queue=task_queue,
                                   extra_env={**TEST_WORKER_ENV, **(extra_env or {})})
             stops.append(worker.stop)
+            sims.append(sim)
             return Stack(sim, worker, task_queue, client)
 
         yield OwnStacks(server, client, start)
+        refused = [line for sim in sims for line in refused_requests(sim)]
+        assert not refused, f"requests refused by RBAC: {refused}"
     finally:
         for stop in reversed(stops):
             await asyncio.to_thread(stop)
