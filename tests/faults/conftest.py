@@ -208,7 +208,7 @@ async def fault_environment(state: Path) -> AsyncIterator[StartFaultStack]:
             return stack
 
         yield start
-        refused = [line for stack in stacks if stack.sim.process.process.running()
+        refused = [line for stack in stacks
                    for line in await asyncio.to_thread(refused_requests, stack.sim)]
         assert not refused, f"requests refused by RBAC: {refused}"
     finally:
