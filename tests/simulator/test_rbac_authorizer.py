@@ -9,6 +9,8 @@ as tokenfile.NewCSV reads it.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -25,10 +27,18 @@ from simulator.authentication import (
 from simulator.authorization import RbacAuthorizer, forbidden, rule_allows
 from simulator.bootstrap_policy import RBAC_GROUP, bootstrap_documents
 from simulator.errors import ApiError
+from simulator.rbac_rules import (
+    default_binding,
+    validate_cluster_role,
+    validate_cluster_role_binding,
+    validate_role,
+    validate_role_binding,
+)
 from simulator.request_info import RequestInfo
 from simulator.request_paths import resolve
 from simulator.resource_types import ResourceType
 from simulator.store import Store
+from starter.local_stack import REPO_ROOT
 
 WORKER = service_account_user("vmsnap", "vmsnap-worker")
 WORKER_AUTHENTICATED = UserInfo(WORKER.name, "", (*WORKER.groups, "system:authenticated"))
@@ -310,3 +320,54 @@ def test_tokens_map_to_users_and_unknown_ones_are_401() -> None:
         assert refused.value.status() == {
             "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
             "message": "Unauthorized", "reason": "Unauthorized", "code": 401}
+
+
+def test_a_bad_token_file_stops_the_start_with_a_message(tmp_path: Path) -> None:
+    tokens = tmp_path / "tokens.csv"
+    tokens.write_text("only,two\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "simulator", "--kubeconfig", str(tmp_path / "kubeconfig"),
+         "--token-auth-file", str(tokens), "--authorization-mode", "RBAC"],
+        capture_output=True, text=True, timeout=120, cwd=REPO_ROOT)
+    assert done.returncode == 2
+    assert "must have at least 3 columns (token, user name, user uid), found 2" in done.stderr
+    assert not (tmp_path / "kubeconfig").exists()
+
+
+# ---- the RBAC kinds' strategies -------------------------------------------------------------
+
+
+def test_bindings_are_defaulted_and_validated_as_upstream() -> None:
+    body: dict[str, Any] = {
+        "roleRef": {"kind": "ClusterRole", "name": "reader"},
+        "subjects": [{"kind": "User", "name": "alice"},
+                     {"kind": "ServiceAccount", "name": "worker"}],
+    }
+    default_binding(body)
+    assert body["roleRef"]["apiGroup"] == RBAC_GROUP
+    assert body["subjects"][0]["apiGroup"] == RBAC_GROUP
+    assert "apiGroup" not in body["subjects"][1]
+    assert validate_role_binding(body, None) == []
+    # Cluster-wide, a ServiceAccount needs its namespace; and a Role cannot be bound.
+    cluster = {**body, "roleRef": {**body["roleRef"], "kind": "Role"}}
+    assert validate_cluster_role_binding(cluster, None) == [
+        ("roleRef.kind", 'Unsupported value: "Role": supported values: "ClusterRole"'),
+        ("subjects[1].namespace", "Required value"),
+    ]
+    changed = {**body, "roleRef": {**body["roleRef"], "name": "writer"}}
+    assert validate_role_binding(changed, body) == [("roleRef", (
+        'Invalid value: rbac.RoleRef{APIGroup:"rbac.authorization.k8s.io", Kind:"ClusterRole", '
+        'Name:"writer"}: cannot change roleRef'))]
+
+
+def test_role_rules_are_validated_as_upstream() -> None:
+    assert validate_role({"rules": [{"verbs": ["get"], "nonResourceURLs": ["/x"]}]}, None) == [
+        ("rules[0].nonResourceURLs",
+         'Invalid value: []string{"/x"}: namespaced rules cannot apply to non-resource URLs')]
+    assert validate_cluster_role({"rules": [{"verbs": [], "resources": ["a", "b"],
+                                             "resourceNames": ["n"]}]}, None) == [
+        ("rules[0].verbs", "Required value: verbs must contain at least one value"),
+        ("rules[0].apiGroups", "Required value: resource rules must supply at least one api group"),
+        ("rules[0].resourceNames",
+         "Required value: resource names cannot apply to multiple resources"),
+    ]
