@@ -1,4 +1,5 @@
-"""`python -m simulator --port PORT --kubeconfig PATH [--seed FILE.yaml ...]`
+"""`python -m simulator --port PORT --kubeconfig PATH [--seed FILE.yaml ...]
+[--token-auth-file CSV] [--authorization-mode RBAC]`
 
 A stand-in Kubernetes API server with KubeVirt and a CSI snapshotter, for the
 demo and the tests. It writes a kubeconfig once listening, prints
@@ -12,6 +13,7 @@ import asyncio
 import sys
 from pathlib import Path
 
+from simulator.authentication import TokenFileError
 from simulator.reference import ReferenceError
 from simulator.runtime import ListenError, Options, serve
 from simulator.seeding import SeedError
@@ -36,7 +38,22 @@ def parse_args(argv: list[str] | None = None) -> Options:
         default=[],
         help="YAML manifests to load at start (repeatable)",
     )
-    parser.add_argument("--token", default="", help="bearer token to require (default: random)")
+    parser.add_argument(
+        "--token", default="", help="the admin's bearer token (default: random)"
+    )
+    parser.add_argument(
+        "--token-auth-file",
+        type=Path,
+        default=None,
+        help="more bearer tokens, as kube-apiserver's static token file: CSV lines"
+        ' token,user,uid[,"group1,group2"]',
+    )
+    parser.add_argument(
+        "--authorization-mode",
+        choices=("AlwaysAllow", "RBAC"),
+        default="AlwaysAllow",
+        help="RBAC: every request but the admin's (system:masters) needs a role that allows it",
+    )
     parser.add_argument(
         "--reference",
         type=Path,
@@ -53,6 +70,8 @@ def parse_args(argv: list[str] | None = None) -> Options:
     for seed in args.seed:
         if not seed.is_file():
             parser.error(f"--seed {seed}: no such file")
+    if args.token_auth_file is not None and not args.token_auth_file.is_file():
+        parser.error(f"--token-auth-file {args.token_auth_file}: no such file")
     return Options(
         port=args.port,
         kubeconfig=args.kubeconfig,
@@ -61,6 +80,8 @@ def parse_args(argv: list[str] | None = None) -> Options:
         token=args.token,
         reference=args.reference,
         crds=args.crds,
+        token_auth_file=args.token_auth_file,
+        authorization_mode=args.authorization_mode,
     )
 
 
@@ -68,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     options = parse_args(argv)
     try:
         return asyncio.run(serve(options))
-    except (ReferenceError, SeedError, ListenError) as exc:
+    except (ReferenceError, SeedError, ListenError, TokenFileError) as exc:
         print(f"simulator: {exc}", file=sys.stderr, flush=True)
         return 2
 

@@ -18,6 +18,8 @@ from simulator.watch import WatchHub
 from simulator.writes import Writer
 
 if TYPE_CHECKING:
+    from simulator.authentication import Authenticator
+    from simulator.authorization import RbacAuthorizer
     from simulator.controllers import Behaviours
     from simulator.faults import FaultInjector
 
@@ -39,7 +41,10 @@ class SimulatorContext:
     requests: RequestLog
     behaviours: Behaviours
     faults: FaultInjector
-    token: str
+    token: str  # the admin's (what the written kubeconfig holds)
+    authenticator: Authenticator
+    # None: every authenticated request is allowed (`--authorization-mode AlwaysAllow`).
+    authorizer: RbacAuthorizer | None = None
     server_address: str = ""
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
     # Seconds between watch bookmarks when a client allows them.

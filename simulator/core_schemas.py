@@ -188,3 +188,39 @@ CUSTOM_RESOURCE_DEFINITION = top_level(
     ),
 )
 CUSTOM_RESOURCE_DEFINITION["required"] = ["spec"]
+
+# core/v1 ServiceAccount and rbac.authorization.k8s.io/v1 (Kubernetes 1.32 types).
+SERVICE_ACCOUNT = top_level(
+    secrets=list_of(
+        OBJECT_REFERENCE,
+        **{"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+    ),
+    imagePullSecrets=list_of(obj({"name": STRING})),
+    automountServiceAccountToken=BOOLEAN,
+)
+_POLICY_RULE = obj(
+    {
+        "verbs": STRING_LIST,
+        "apiGroups": STRING_LIST,
+        "resources": STRING_LIST,
+        "resourceNames": STRING_LIST,
+        "nonResourceURLs": STRING_LIST,
+    },
+    ["verbs"],
+)
+_LABEL_SELECTOR: dict[str, Any] = {
+    "$ref": _DEF + "k8s.io.apimachinery.pkg.apis.meta.v1.LabelSelector"
+}
+ROLE = top_level(rules=list_of(_POLICY_RULE))
+CLUSTER_ROLE = top_level(
+    rules=list_of(_POLICY_RULE),
+    aggregationRule=obj({"clusterRoleSelectors": list_of(_LABEL_SELECTOR)}),
+)
+_ROLE_REF = obj({"apiGroup": STRING, "kind": STRING, "name": STRING}, ["apiGroup", "kind", "name"])
+_SUBJECT = obj(
+    {"kind": STRING, "apiGroup": STRING, "name": STRING, "namespace": STRING}, ["kind", "name"]
+)
+ROLE_BINDING = top_level(subjects=list_of(_SUBJECT), roleRef=_ROLE_REF)
+ROLE_BINDING["required"] = ["roleRef"]
+CLUSTER_ROLE_BINDING = top_level(subjects=list_of(_SUBJECT), roleRef=_ROLE_REF)
+CLUSTER_ROLE_BINDING["required"] = ["roleRef"]

@@ -29,10 +29,10 @@ class ApiError(Exception):
             "status": "Failure",
             "message": self.message,
             "reason": self.reason,
-            "code": self.code,
         }
-        if self.details:
+        if self.details is not None:  # an empty one is still written, as `details: {}`
             body["details"] = self.details
+        body["code"] = self.code  # after the details, in metav1.Status's field order
         return body
 
 

@@ -16,6 +16,7 @@ import json
 from typing import Any
 
 from simulator import core_schemas
+from simulator.bootstrap_policy import RBAC_GROUP
 from simulator.registry import CRD_GROUP, SWAGGER_DEFINITIONS, Kind, Registry
 
 _QUERY_PARAMETERS = ("dryRun", "fieldManager", "fieldValidation", "pretty")
@@ -26,6 +27,11 @@ _BUILTIN_SCHEMAS = {
     ("storage.k8s.io", "storageclasses"): core_schemas.STORAGE_CLASS,
     ("apps", "controllerrevisions"): core_schemas.CONTROLLER_REVISION,
     (CRD_GROUP, "customresourcedefinitions"): core_schemas.CUSTOM_RESOURCE_DEFINITION,
+    ("", "serviceaccounts"): core_schemas.SERVICE_ACCOUNT,
+    (RBAC_GROUP, "roles"): core_schemas.ROLE,
+    (RBAC_GROUP, "clusterroles"): core_schemas.CLUSTER_ROLE,
+    (RBAC_GROUP, "rolebindings"): core_schemas.ROLE_BINDING,
+    (RBAC_GROUP, "clusterrolebindings"): core_schemas.CLUSTER_ROLE_BINDING,
 }
 _SWAGGER_DEFINITIONS = SWAGGER_DEFINITIONS
 

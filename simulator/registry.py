@@ -16,7 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from simulator import builtin_rules, core_schemas, kubevirt_admission
+from simulator import builtin_rules, core_schemas, kubevirt_admission, rbac_rules
+from simulator.bootstrap_policy import RBAC_GROUP
 from simulator.cel import MISSING
 from simulator.errors import ApiError, invalid
 from simulator.metadata_validation import validate_metadata
@@ -289,6 +290,7 @@ class Registry:
             subresources=resource.subresources,
             categories=resource.categories,
             printer_columns=resource.printer_columns,
+            path_segment_names=resource.path_segment_names,
             validator=validator,
         )
         kind.resource = resource
@@ -382,6 +384,70 @@ class Registry:
                 True,
                 list_kind="ControllerRevisionList",
                 strategy=builtin_rules.validate_controller_revision,
+            ),
+            Kind(
+                ResourceType(
+                    "", "v1", "serviceaccounts", "serviceaccount", "ServiceAccount", True, ("sa",)
+                ),
+                builtin(core_schemas.SERVICE_ACCOUNT),
+                True,
+                list_kind="ServiceAccountList",
+            ),
+            Kind(
+                ResourceType(
+                    RBAC_GROUP, "v1", "roles", "role", "Role", True, path_segment_names=True
+                ),
+                builtin(core_schemas.ROLE),
+                True,
+                list_kind="RoleList",
+                strategy=rbac_rules.validate_role,
+            ),
+            Kind(
+                ResourceType(
+                    RBAC_GROUP,
+                    "v1",
+                    "clusterroles",
+                    "clusterrole",
+                    "ClusterRole",
+                    False,
+                    path_segment_names=True,
+                ),
+                builtin(core_schemas.CLUSTER_ROLE),
+                True,
+                list_kind="ClusterRoleList",
+                strategy=rbac_rules.validate_cluster_role,
+            ),
+            Kind(
+                ResourceType(
+                    RBAC_GROUP,
+                    "v1",
+                    "rolebindings",
+                    "rolebinding",
+                    "RoleBinding",
+                    True,
+                    path_segment_names=True,
+                ),
+                builtin(core_schemas.ROLE_BINDING),
+                True,
+                list_kind="RoleBindingList",
+                defaulter=rbac_rules.default_binding,
+                strategy=rbac_rules.validate_role_binding,
+            ),
+            Kind(
+                ResourceType(
+                    RBAC_GROUP,
+                    "v1",
+                    "clusterrolebindings",
+                    "clusterrolebinding",
+                    "ClusterRoleBinding",
+                    False,
+                    path_segment_names=True,
+                ),
+                builtin(core_schemas.CLUSTER_ROLE_BINDING),
+                True,
+                list_kind="ClusterRoleBindingList",
+                defaulter=rbac_rules.default_binding,
+                strategy=rbac_rules.validate_cluster_role_binding,
             ),
             Kind(
                 ResourceType(

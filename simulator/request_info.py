@@ -23,6 +23,7 @@ class RequestInfo:
     namespace: str = ""
     name: str = ""
     subresource: str = ""
+    user: str = ""  # who made it, as authenticated (empty on the unauthenticated probes)
     status: int = 0
     time: str = ""  # when the request arrived (RFC 3339, microseconds)
     answered: str = ""  # when its answer was ready (a watch: when its stream began)

@@ -4,7 +4,9 @@
 resource request: group `kubevirt.io`, version `v1`, namespace `ns`,
 resource `virtualmachines`, name `vm`, subresource `status`; its verb is
 the RBAC verb (`get`, `list`, `watch`, `create`, `update`, `patch`,
-`delete`, `deletecollection`). Anything else is a non-resource request.
+`delete`, `deletecollection`); a list or watch limited to one name by a
+`metadata.name` field selector has that name. Anything else is a
+non-resource request, its verb the HTTP method in lower case.
 """
 
 from __future__ import annotations
@@ -19,6 +21,19 @@ _NAMESPACE_SUBRESOURCES = ("status", "finalize")
 
 def _is_true(value: str | None) -> bool:
     return (value or "").lower() in ("true", "1")
+
+
+def _selected_name(field_selector: str) -> str:
+    """The name a list or watch is limited to by `metadata.name=X` (RequiresExactMatch),
+    which kube-apiserver takes as the request's name: RBAC's resourceNames apply to it."""
+    for term in field_selector.split(","):
+        key, operator, value = term.partition("==") if "==" in term else term.partition("=")
+        if operator and not key.endswith("!") and key.strip() == "metadata.name":
+            name = value.strip()
+            if name and name not in (".", "..") and "/" not in name and "%" not in name:
+                return name
+            return ""
+    return ""
 
 
 def timestamp() -> str:
@@ -61,6 +76,8 @@ def resolve(method: str, path: str, query: Mapping[str, str]) -> tuple[RequestIn
             info.verb = "watch"
         else:
             info.verb = "get" if info.name else "list"
+        if not info.name and info.verb != "get":
+            info.name = _selected_name(query.get("fieldSelector", ""))
     elif method == "POST":
         info.verb = "create"
     elif method == "PUT":

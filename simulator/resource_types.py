@@ -27,6 +27,9 @@ class ResourceType:
     categories: tuple[str, ...] = ()
     # Printer columns as in a CRD's additionalPrinterColumns (name, type, jsonPath).
     printer_columns: tuple[dict[str, str], ...] = ()
+    # Names are path segments (RBAC's roles and bindings: `system:discovery`), not DNS
+    # subdomains: anything but `.`, `..`, and names holding `/` or `%`.
+    path_segment_names: bool = False
     validator: Validator | None = field(default=None, compare=False, hash=False)
 
     # Worked out once per kind (the store asks on every read and write); `cached_property`

@@ -13,6 +13,9 @@ from pathlib import Path
 
 from aiohttp import web
 
+from simulator.authentication import Authenticator, read_token_file
+from simulator.authorization import RbacAuthorizer
+from simulator.bootstrap_policy import bootstrap_documents
 from simulator.context import SimulatorContext
 from simulator.controllers import Behaviours
 from simulator.discovery import Discovery
@@ -23,7 +26,12 @@ from simulator.openapi import OpenApi
 from simulator.reference import REPO_ROOT, find_reference_dir, load_reference
 from simulator.registry import Registry
 from simulator.request_log import RequestLog
-from simulator.seeding import DEFAULT_NAMESPACES, ensure_namespace, load_seed_files
+from simulator.seeding import (
+    DEFAULT_NAMESPACES,
+    ensure_namespace,
+    load_seed_files,
+    seed_documents,
+)
 from simulator.server import Server
 from simulator.store import Store
 from simulator.tls import TlsIdentity, make_identity
@@ -42,6 +50,10 @@ class Options:
     token: str = ""
     reference: Path | None = None
     crds: Path | None = None
+    # kube-apiserver's --token-auth-file (CSV: token,user,uid[,"group1,group2"]).
+    token_auth_file: Path | None = None
+    # kube-apiserver's --authorization-mode: AlwaysAllow, or RBAC (enforced).
+    authorization_mode: str = "AlwaysAllow"
 
 
 def build_context(options: Options) -> SimulatorContext:
@@ -58,6 +70,8 @@ def build_context(options: Options) -> SimulatorContext:
     registry.install()
     writer = Writer(store, registry)
     behaviours = Behaviours(store)
+    token = options.token or secrets.token_urlsafe(32)
+    tokens = read_token_file(options.token_auth_file) if options.token_auth_file else {}
     ctx = SimulatorContext(
         store=store,
         registry=registry,
@@ -68,7 +82,9 @@ def build_context(options: Options) -> SimulatorContext:
         requests=RequestLog(),
         behaviours=behaviours,
         faults=FaultInjector(),
-        token=options.token or secrets.token_urlsafe(32),
+        token=token,
+        authenticator=Authenticator(token, tokens),
+        authorizer=RbacAuthorizer(store) if options.authorization_mode == "RBAC" else None,
     )
     behaviours.start()
     return ctx
@@ -79,16 +95,22 @@ class ListenError(RuntimeError):
 
 
 async def _undo(ctx: SimulatorContext) -> None:
+    if ctx.authorizer is not None:
+        ctx.authorizer.close()
     await ctx.behaviours.stop()
     ctx.watches.shutdown()
     ctx.registry.close()
 
 
 async def _seed(ctx: SimulatorContext, seeds: list[Path]) -> None:
-    """The namespaces every cluster has, then the seed files; on a bad seed, undo the start."""
+    """The namespaces and the RBAC policy every cluster has, then the seed files; on a bad
+    seed, undo the start."""
     try:
         for namespace in DEFAULT_NAMESPACES:
             ensure_namespace(ctx.writer, ctx.registry, namespace)
+        seed_documents(
+            ctx.writer, ctx.registry, [("bootstrap policy", d) for d in bootstrap_documents()]
+        )
         load_seed_files(ctx.writer, ctx.registry, seeds)
     except BaseException:
         await _undo(ctx)
@@ -130,6 +152,8 @@ class RunningSimulator:
         await self.listener.stop()
         await self.runner.cleanup()
         self.ctx.watches.shutdown()
+        if self.ctx.authorizer is not None:
+            self.ctx.authorizer.close()
         self.ctx.registry.close()
 
 

@@ -1,23 +1,25 @@
 """The simulator's HTTP server: authentication, routing, the request log, admin endpoints.
 
 One aiohttp application on one event loop with the store and the simulated
-controllers. Every request needs the bearer token (except the health
-probes); resource requests go through the fault injector first; every
-request but `/sim/*` lands in the request log with its status code.
+controllers. Every request needs a known bearer token (except the health
+probes) and, under RBAC enforcement, a role that allows it; resource
+requests go through the fault injector next; every request but `/sim/*`
+lands in the request log with its status code and user.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hmac
 import sys
 import traceback
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from simulator.authorization import forbidden
 from simulator.context import INFO, IS_RESOURCE, LOGGED, SimulatorContext
 from simulator.errors import ApiError
+from simulator.request_info import RequestInfo
 from simulator.request_paths import resolve, timestamp
 from simulator.resource_api import ResourceApi
 from simulator.responses import (
@@ -31,15 +33,6 @@ from simulator.responses import (
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 PUBLIC_PATHS = frozenset({"/healthz", "/livez", "/readyz"})
 MAX_BODY_BYTES = 3 * 1024 * 1024 + 1024  # etcd's request limit, as a real server enforces
-_UNAUTHORIZED = ApiError(401, "Unauthorized", "Unauthorized")
-
-
-def _authorized(request: web.Request, token: str) -> bool:
-    header = request.headers.get("Authorization", "")
-    scheme, _, presented = header.partition(" ")
-    if scheme.lower() != "bearer" or not presented:
-        return False
-    return hmac.compare_digest(presented.strip().encode(), token.encode())
 
 
 class Server:
@@ -61,8 +54,8 @@ class Server:
         admin = request.path == "/sim" or request.path.startswith("/sim/")
         counted = False
         try:
-            if request.path not in PUBLIC_PATHS and not _authorized(request, self.ctx.token):
-                raise _UNAUTHORIZED
+            if request.path not in PUBLIC_PATHS:
+                self.authenticate_and_authorize(request, info, is_resource)
             if is_resource:
                 injected = await self.ctx.faults.before(info)
                 if injected is not None:
@@ -94,6 +87,18 @@ class Server:
             info.status, info.answered = response.status, timestamp()
             self.ctx.requests.append(info)
         return response
+
+    def authenticate_and_authorize(
+        self, request: web.Request, info: RequestInfo, is_resource: bool
+    ) -> None:
+        """401 for a missing or unknown token; 403 for what the user's roles do not allow
+        (the admin endpoints are non-resource paths: only `system:masters` reaches them)."""
+        user = self.ctx.authenticator.authenticate(request.headers.get("Authorization", ""))
+        info.user = user.name
+        if self.ctx.authorizer is not None:
+            decision = self.ctx.authorizer.authorize(user, info, is_resource)
+            if not decision.allowed:
+                raise forbidden(user, info, is_resource, decision.reason)
 
     async def dispatch(self, request: web.Request) -> web.StreamResponse:
         path = request.path.rstrip("/") or "/"

@@ -42,6 +42,15 @@ _HISTORY_LIMIT = 20_000
 _GENERATE_SUFFIX = "bcdfghjklmnpqrstvwxz2456789"
 
 
+def path_segment_name_errors(name: str) -> list[str]:
+    """path.IsValidPathSegmentName (apimachinery/pkg/api/validation/path)."""
+    if name in (".", ".."):
+        return [f"Invalid value: {json.dumps(name)}: may not be '{name}'"]
+    return [
+        f"Invalid value: {json.dumps(name)}: may not contain '{c}'" for c in "/%" if c in name
+    ]
+
+
 @dataclass(frozen=True)
 class WatchEvent:
     resource_version: int
@@ -271,7 +280,9 @@ class Store:
         passed (the stored one), whose unchanged top-level properties need no new look."""
         name = obj["metadata"].get("name", "")
         causes: list[tuple[str, str]] = []
-        if not _DNS_SUBDOMAIN.match(name) or len(name) > 253:
+        if resource.path_segment_names:
+            causes.extend(("metadata.name", m) for m in path_segment_name_errors(name))
+        elif not _DNS_SUBDOMAIN.match(name) or len(name) > 253:
             causes.append(
                 (
                     "metadata.name",

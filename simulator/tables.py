@@ -173,7 +173,53 @@ def _event_last_seen(obj: dict[str, Any]) -> str:
     return age(when)
 
 
+def _binding_columns() -> list[Column]:
+    """printRoleBinding / printClusterRoleBinding: the role, then the subjects by kind."""
+
+    def subjects(kind: str) -> Cell:
+        def cell(obj: dict[str, Any]) -> str:
+            names = []
+            for subject in obj.get("subjects") or []:
+                if subject.get("kind") == kind:
+                    name = subject.get("name", "")
+                    if kind == "ServiceAccount":
+                        name = f"{subject.get('namespace', '')}/{name}"
+                    names.append(name)
+            return ", ".join(names)
+
+        return cell
+
+    return [
+        _name_column(),
+        Column(
+            "Role",
+            "string",
+            lambda o: f"{_dig(o, 'roleRef', 'kind') or ''}/{_dig(o, 'roleRef', 'name') or ''}",
+        ),
+        _age_column(),
+        Column("Users", "string", subjects("User"), priority=1),
+        Column("Groups", "string", subjects("Group"), priority=1),
+        Column("ServiceAccounts", "string", subjects("ServiceAccount"), priority=1),
+    ]
+
+
+def _created_at_columns() -> list[Column]:
+    return [
+        _name_column(),
+        Column("Created At", "date", lambda o: o["metadata"].get("creationTimestamp")),
+    ]
+
+
 _BUILTIN_COLUMNS: dict[tuple[str, str], list[Column]] = {
+    ("", "serviceaccounts"): [
+        _name_column(),
+        Column("Secrets", "integer", lambda o: len(o.get("secrets") or [])),
+        _age_column(),
+    ],
+    ("rbac.authorization.k8s.io", "roles"): _created_at_columns(),
+    ("rbac.authorization.k8s.io", "clusterroles"): _created_at_columns(),
+    ("rbac.authorization.k8s.io", "rolebindings"): _binding_columns(),
+    ("rbac.authorization.k8s.io", "clusterrolebindings"): _binding_columns(),
     ("", "namespaces"): [
         _name_column(),
         Column("Status", "string", lambda o: _dig(o, "status", "phase")),

@@ -11,6 +11,7 @@ import contextlib
 import os
 import random
 import re
+import secrets
 import shutil
 import signal
 import socket
@@ -190,11 +191,29 @@ def _wait_until(process: ManagedProcess, ready: object, timeout: float, what: st
 class SimulatorProcess:
     process: ManagedProcess
     url: str
-    kubeconfig: Path
+    kubeconfig: Path  # the admin's (system:masters)
     token: str
+    # "namespace/name" of each ServiceAccount given a token, to a kubeconfig that uses it.
+    service_account_kubeconfigs: dict[str, Path] = field(default_factory=dict)
 
     def stop(self) -> int | None:
         return self.process.stop()
+
+
+def _token_file_line(token: str, namespace: str, name: str) -> str:
+    """A static token file line for a ServiceAccount: the user and groups its token would
+    authenticate as (system:serviceaccount:<ns>:<name>; system:serviceaccounts[:<ns>])."""
+    groups = f"system:serviceaccounts,system:serviceaccounts:{namespace}"
+    return f'{token},system:serviceaccount:{namespace}:{name},,"{groups}"\n'
+
+
+def _service_account_kubeconfig(admin: Path, path: Path, token: str) -> None:
+    """The admin kubeconfig's cluster with the ServiceAccount's token as its user."""
+    config = yaml.safe_load(admin.read_text())
+    for user in config["users"]:
+        user["user"] = {"token": token}
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    path.chmod(0o600)
 
 
 _LISTENING = re.compile(r"simulator listening on (http\S+)")
@@ -206,13 +225,30 @@ def start_simulator(
     port: int = 0,
     name: str = "simulator",
     timeout: float = 30.0,
+    *,
+    rbac: bool = False,
+    service_accounts: tuple[tuple[str, str], ...] = (),
 ) -> SimulatorProcess:
-    """`python -m simulator` on a seed; returns once the kubeconfig is written."""
+    """`python -m simulator` on a seed; returns once the kubeconfig is written.
+
+    `rbac`: requests are authorized by the RBAC objects in the simulator (seed them),
+    the admin's excepted. Each (namespace, name) of `service_accounts` gets a token of its
+    own (a static token file) and a kubeconfig that uses it.
+    """
     kubeconfig = state_dir / f"{name}.kubeconfig"
     kubeconfig.unlink(missing_ok=True)
     args = [sys.executable, "-m", "simulator", "--port", str(port), "--kubeconfig", str(kubeconfig)]
     for seed in seeds or []:
         args += ["--seed", str(seed)]
+    if rbac:
+        args += ["--authorization-mode", "RBAC"]
+    tokens = {f"{ns}/{sa}": secrets.token_urlsafe(32) for ns, sa in service_accounts}
+    if tokens:
+        token_file = state_dir / f"{name}.tokens.csv"
+        token_file.write_text("".join(
+            _token_file_line(token, *account.split("/")) for account, token in tokens.items()))
+        token_file.chmod(0o600)
+        args += ["--token-auth-file", str(token_file)]
     process = spawn(name, args, state_dir / f"{name}.log")
 
     def listening() -> bool:
@@ -223,7 +259,11 @@ def start_simulator(
     assert match is not None
     config = yaml.safe_load(kubeconfig.read_text())
     token = config["users"][0]["user"]["token"]
-    return SimulatorProcess(process, match.group(1), kubeconfig, token)
+    accounts: dict[str, Path] = {}
+    for account, account_token in tokens.items():
+        accounts[account] = state_dir / f"{name}.{account.replace('/', '.')}.kubeconfig"
+        _service_account_kubeconfig(kubeconfig, accounts[account], account_token)
+    return SimulatorProcess(process, match.group(1), kubeconfig, token, accounts)
 
 
 # ---- the Temporal dev server ----------------------------------------------------------

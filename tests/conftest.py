@@ -29,6 +29,7 @@ from starter.local_stack import (
     start_worker,
 )
 from tests.support import background as background_scenarios
+from tests.support.enforced import new_refusals, start_enforced_simulator
 from tests.support.sim import Sim
 
 SEEDS = REPO_ROOT / "simulator" / "seeds"
@@ -45,9 +46,14 @@ def start_sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StartSim]:
     """Start a simulator process on the given seed files; all are stopped at session end."""
     started: list[Sim] = []
 
-    def start(*seeds: Path | str, name: str = "sim") -> Sim:
+    def start(*seeds: Path | str, name: str = "sim", enforce_rbac: bool = False) -> Sim:
+        """`enforce_rbac`: the deploy/ RBAC manifests loaded and enforced, the worker's
+        ServiceAccount given credentials (`Sim.worker_kubeconfig`)."""
         state = tmp_path_factory.mktemp(name)
-        process = start_simulator(state, [Path(s) for s in seeds], name=name)
+        if enforce_rbac:
+            process = start_enforced_simulator(state, [Path(s) for s in seeds], name=name)
+        else:
+            process = start_simulator(state, [Path(s) for s in seeds], name=name)
         sim = Sim(process, state)
         started.append(sim)
         return sim
@@ -109,16 +115,17 @@ def start_stack(
     start_sim: StartSim,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[StartStack]:
-    """Start a simulator (demo seed by default) and a worker on a task queue of its own."""
+    """Start a simulator (demo seed by default) and a worker on a task queue of its own; the
+    worker runs as its deployed ServiceAccount, refused what deploy/rbac does not grant."""
     workers: list[ManagedProcess] = []
 
     def start(*seeds: Path | str, extra_env: dict[str, str] | None = None) -> Stack:
-        sim = start_sim(*(seeds or (SEEDS / "demo.yaml",)), name="e2e-sim")
+        sim = start_sim(*(seeds or (SEEDS / "demo.yaml",)), name="e2e-sim", enforce_rbac=True)
         task_queue = f"vmsnap-e2e-{uuid.uuid4().hex[:8]}"
         worker = start_worker(
             tmp_path_factory.mktemp("worker"),
             dev_server.address,
-            sim.kubeconfig,
+            sim.worker_kubeconfig,
             task_queue=task_queue,
             extra_env={**TEST_WORKER_ENV, **(extra_env or {})},
         )
@@ -137,6 +144,16 @@ def stack(start_stack: StartStack) -> Iterator[Stack]:
     yield started
     started.worker.stop()
     started.sim.process.stop()
+
+
+@pytest.fixture(autouse=True)
+def no_request_refused() -> Iterator[None]:
+    """After each test, no simulator enforcing deploy/rbac refused a request meanwhile: the
+    worker runs as its ServiceAccount there, so a refusal is a right the manifests lack
+    (tests/support/enforced.py). Background scenarios' refusals count where they are seen."""
+    yield
+    refused = new_refusals()
+    assert not refused, "requests refused by RBAC:\n  " + "\n  ".join(refused)
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -2,6 +2,12 @@
 namespaces (starter/namespaced_deploy.py), are exactly what the worker needs, no more,
 no less.
 
+"No less" for the cluster form is enforced by the simulator itself in every e2e and fault
+stack (tests/support/enforced.py: the worker runs as its ServiceAccount and is refused
+what deploy/rbac does not grant); this module adds what enforcement cannot show: that
+every rule is used (none can be removed), and that the namespaced form allows the same
+requests and nothing in a namespace the worker does not serve.
+
 A real `python worker.py` process serving one namespace (`VMSNAP_NAMESPACES`) runs every
 workflow it registers against a simulator (snapshot with and without guest agent, one
 failing by its deadline, Delete and Retain deletions, scheduled runs with retention,
@@ -32,6 +38,7 @@ from starter.local_stack import REPO_ROOT
 from starter.namespaced_deploy import write_overlay
 from tests.e2e.conftest import Stack
 from tests.support.background import Background, register
+from tests.support.enforced import WORKER_USER
 from tests.support.rbac import (
     Policy,
     Request,
@@ -224,16 +231,17 @@ async def rbac_worker_requests(stacks: OwnStacks) -> tuple[list[str], list[Reque
                                     extra_env={"VMSNAP_NAMESPACES": NS})
     # Restored PVCs bind after a second, so that the restore and clone waits find them
     # pending and watch (else the watch rule's use would depend on the machine's speed).
-    # The test's own kubectl requests are left out; the worker's, from its start-up (the
-    # watches of its copies and of the record reconciler) on, are all checked.
-    before = (await asyncio.to_thread(stack.sim.request, "GET", "/sim/requests"))["next"]
+    # The simulator enforces deploy/rbac on the worker, which runs as its ServiceAccount:
+    # its requests, from its start-up (the watches of its copies and of the record
+    # reconciler) on, are those the simulator logged as that user; the test's own (kubectl,
+    # the admin) are not.
     await asyncio.to_thread(stack.sim.kubectl, "annotate", "volumesnapshotclass", "csi-snap",
                             f"{BIND_LATENCY}=1s", "--overwrite")
-    after = (await asyncio.to_thread(stack.sim.request, "GET", "/sim/requests"))["next"]
     ran = await exercise_every_workflow(stack)
     entries = (await asyncio.to_thread(stack.sim.request, "GET", "/sim/requests"))["items"]
-    return ran, [Request.from_log(e) for e in entries
-                 if not before <= int(e["index"]) < after]
+    refused = [e for e in entries if e["status"] in (401, 403)]
+    assert not refused, f"the simulator refused the worker: {refused}"
+    return ran, [Request.from_log(e) for e in entries if e["user"] == WORKER_USER]
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,9 @@ processes that tests kill (-9) and restart by PID.
 
 `FaultStack` is one simulator (on a seed of `tests/faults/seeds.py`) with its own task
 queue and the workers serving it; several scenarios share one stack, each in its own
-namespace.
+namespace. The workers run as their deployed ServiceAccount under RBAC enforcement
+(tests/support/enforced.py): a retry or compensation that needs a right deploy/rbac does
+not grant fails as it would in a cluster.
 """
 
 from __future__ import annotations
@@ -29,13 +31,13 @@ from starter.local_stack import (
     DevServerProcess,
     ManagedProcess,
     start_dev_server,
-    start_simulator,
     start_worker,
 )
 from tests.conftest import TEST_WORKER_ENV
 from tests.faults.seeds import VmSeed, write_seed
 from tests.support.background import Background as Background  # for the scenarios' tests
 from tests.support.background import Scenario, register
+from tests.support.enforced import refused_requests, start_enforced_simulator
 from tests.support.sim import Sim
 
 K = TypeVar("K", bound=Hashable)
@@ -84,7 +86,7 @@ class FaultStack:
 
     def start_worker(self) -> ManagedProcess:
         worker = start_worker(
-            self.state_dir, self.server.address, self.sim.kubeconfig,
+            self.state_dir, self.server.address, self.sim.worker_kubeconfig,
             task_queue=self.task_queue, name=f"worker-{len(self.workers)}",
             extra_env={**TEST_WORKER_ENV, "VMSNAP_CLUSTER_ID": FAULTS_CLUSTER},
         )  # fmt: skip
@@ -209,6 +211,9 @@ async def fault_environment(state: Path) -> AsyncIterator[StartFaultStack]:
             return stack
 
         yield start
+        refused = [line for stack in stacks
+                   for line in await asyncio.to_thread(refused_requests, stack.sim)]
+        assert not refused, f"requests refused by RBAC: {refused}"
     finally:
         for stack in stacks:
             await asyncio.to_thread(stack.stop)
@@ -224,7 +229,7 @@ def _start_stack(
     server: DevServerProcess, client: Client, state: Path, vms: list[VmSeed]
 ) -> FaultStack:
     seed = write_seed(state / "seed.yaml", vms)
-    process = start_simulator(state, [seed], name="faults-sim")
+    process = start_enforced_simulator(state, [seed], name="faults-sim")
     stack = FaultStack(server, client, Sim(process, state), state)
     try:
         stack.start_worker()

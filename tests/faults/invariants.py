@@ -12,6 +12,7 @@ from collections import Counter
 from datetime import datetime
 from typing import Any
 
+from tests.support.enforced import refused_requests
 from tests.support.sim import Sim
 
 SNAPSHOT_LABEL = "vmsnap.io/snapshot"
@@ -180,6 +181,7 @@ def check_invariants(sim: Sim, *, expect_succeeded: dict[tuple[str, str], int] |
                      ) -> None:
     """All of the above; `expect_succeeded` maps (namespace, snapshot) -> its disk count."""
     found = freeze_violations(sim) + lock_violations(sim) + object_violations(sim)
+    found += [f"refused by RBAC: {r}" for r in refused_requests(sim)]
     for (namespace, name), disks in (expect_succeeded or {}).items():
         found += complete_snapshot_violations(sim, namespace, name, disks)
     assert not found, "invariants violated:\n  " + "\n  ".join(found)

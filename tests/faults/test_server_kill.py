@@ -13,7 +13,6 @@ from starter.local_stack import (
     reserved_port,
     restart_dev_server,
     start_dev_server,
-    start_simulator,
 )
 from tests.faults.conftest import (
     Background,
@@ -27,6 +26,7 @@ from tests.faults.conftest import (
 from tests.faults.invariants import check_invariants
 from tests.faults.seeds import SIM, VmSeed, write_seed
 from tests.support.background import Scratch, register, scratch
+from tests.support.enforced import start_enforced_simulator
 from tests.support.sim import Sim
 
 RUNS = scale(3, 10)
@@ -54,7 +54,7 @@ async def kill_the_dev_server_mid_run(given: Scratch) -> ServerKillRun:
     servers = [server]  # the first, then its restart: every one is stopped at the end
     given.stops.append(lambda: [started.stop() for started in servers])
     sim_process = await asyncio.to_thread(
-        start_simulator, tmp_path, [write_seed(tmp_path / "seed.yaml", VMS)])
+        start_enforced_simulator, tmp_path, [write_seed(tmp_path / "seed.yaml", VMS)])
     stack = FaultStack(server, await Client.connect(server.address), Sim(sim_process, tmp_path),
                        tmp_path)
     given.stops.append(stack.stop)

@@ -11,6 +11,8 @@ from typing import Any
 
 from starter.local_stack import SimulatorProcess
 
+WORKER_ACCOUNT = "vmsnap/vmsnap-worker"  # deploy/rbac/serviceaccount.yaml
+
 
 class Sim:
     """A running simulator as tests use it: URL, kubeconfig, `/sim/*` endpoints, kubectl."""
@@ -21,6 +23,10 @@ class Sim:
         self.kubeconfig = process.kubeconfig
         self.token = process.token
         self.home = home
+        # What a vmsnap worker uses: the deployed ServiceAccount's credentials when the
+        # simulator enforces RBAC for it (tests/support/enforced.py), else the admin's.
+        self.worker_kubeconfig = process.service_account_kubeconfigs.get(
+            WORKER_ACCOUNT, process.kubeconfig)
 
     def request(self, method: str, path: str, body: Any = None) -> Any:
         data = None if body is None else json.dumps(body).encode()
@@ -49,10 +55,13 @@ class Sim:
         self.request("DELETE", "/sim/faults")
 
     def kubectl(
-        self, *args: str, input: str | None = None, check: bool = True
+        self, *args: str, input: str | None = None, check: bool = True,
+        kubeconfig: Path | None = None,
     ) -> subprocess.CompletedProcess[str]:
-        """kubectl against this simulator, with a private discovery cache."""
-        env = {**os.environ, "HOME": str(self.home), "KUBECONFIG": str(self.kubeconfig)}
+        """kubectl against this simulator, with a private discovery cache; as the admin
+        unless another `kubeconfig` (a ServiceAccount's) is given."""
+        env = {**os.environ, "HOME": str(self.home),
+               "KUBECONFIG": str(kubeconfig or self.kubeconfig)}
         return subprocess.run(
             ["kubectl", "--cache-dir", str(self.home / "kube-cache"), *args],
             input=input,

@@ -1,4 +1,5 @@
-"""Stacks for background scenarios: a dev server of their own, simulators and workers.
+"""Stacks for background scenarios: a dev server of their own, simulators and workers (each
+worker as its deployed ServiceAccount, under RBAC enforcement: tests/support/enforced.py).
 
 Why not the session's: a background scenario runs on its own thread and event loop, so it
 needs a Temporal client made on that loop, and its load stays off the server that the
@@ -18,8 +19,9 @@ from pathlib import Path
 from temporalio.client import Client
 
 from starter.connection import connect, load_connection_settings
-from starter.local_stack import DevServerProcess, start_dev_server, start_simulator, start_worker
+from starter.local_stack import DevServerProcess, start_dev_server, start_worker
 from tests.conftest import SEEDS, TEST_WORKER_ENV, Stack
+from tests.support.enforced import refused_requests, start_enforced_simulator
 from tests.support.sim import Sim
 
 
@@ -39,6 +41,7 @@ async def own_stacks(state: Path) -> AsyncIterator[OwnStacks]:
     server = await asyncio.to_thread(start_dev_server, state)
     stops: list[Callable[[], object]] = [server.stop]
     numbers = itertools.count()
+    sims: list[Sim] = []
     try:
         client = await connect(
             load_connection_settings(address=server.address, namespace=server.namespace)
@@ -47,17 +50,21 @@ async def own_stacks(state: Path) -> AsyncIterator[OwnStacks]:
         def start(*seeds: Path | str, extra_env: dict[str, str] | None = None) -> Stack:
             home = state / f"stack-{next(numbers)}"
             home.mkdir()
-            process = start_simulator(home, [Path(s) for s in seeds or (SEEDS / "demo.yaml",)],
-                                      name="e2e-sim")
+            process = start_enforced_simulator(
+                home, [Path(s) for s in seeds or (SEEDS / "demo.yaml",)], name="e2e-sim")
             stops.append(process.stop)
             task_queue = f"vmsnap-bg-{uuid.uuid4().hex[:8]}"
-            worker = start_worker(home, server.address, process.kubeconfig,
+            sim = Sim(process, home)
+            worker = start_worker(home, server.address, sim.worker_kubeconfig,
                                   task_queue=task_queue,
                                   extra_env={**TEST_WORKER_ENV, **(extra_env or {})})
             stops.append(worker.stop)
-            return Stack(Sim(process, home), worker, task_queue, client)
+            sims.append(sim)
+            return Stack(sim, worker, task_queue, client)
 
         yield OwnStacks(server, client, start)
+        refused = [line for sim in sims for line in refused_requests(sim)]
+        assert not refused, f"requests refused by RBAC: {refused}"
     finally:
         for stop in reversed(stops):
             await asyncio.to_thread(stop)
