@@ -40,7 +40,7 @@ DEFAULT_BASE = Path(__file__).resolve().parents[1] / "deploy"
 ROLE = "vmsnap-worker"
 SERVICE_ACCOUNT = "vmsnap-worker"
 BASE_NAMESPACE = "vmsnap"  # the base's namespace: the ConfigMap to merge into is there
-CLUSTER_SCOPED = {("storage.k8s.io", "storageclasses"),
+CLUSTER_SCOPED = {("", "namespaces"), ("storage.k8s.io", "storageclasses"),
                   ("snapshot.storage.k8s.io", "volumesnapshotclasses")}
 RBAC = "rbac.authorization.k8s.io"
 LABELS = {"app.kubernetes.io/name": "vmsnap-worker", "app.kubernetes.io/part-of": "vmsnap"}
