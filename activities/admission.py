@@ -1,5 +1,5 @@
-"""The admission step (`contracts.admission`): the worker's namespace scope and patch
-policy applied to a run's request, before the run does anything.
+"""The admission step (`contracts.admission`): the worker's namespace scope, patch policy
+and freeze budget maximum applied to a run's request, before the run does anything.
 
 No Kubernetes request: the answer depends only on the worker's configuration, so the
 step costs one marker in the history and no measurable time (docs/security.md).
@@ -16,10 +16,13 @@ from temporalio.exceptions import ApplicationError
 from activities.registration import implements
 from contracts.admission import (
     ADMIT_REQUEST,
+    FREEZE_BUDGET_TOO_LONG,
     NAMESPACE_NOT_SERVED,
     PATCH_NOT_ALLOWED,
     AdmissionRequest,
 )
+from rules.freeze_budget import DEFAULT_MAX_FREEZE_BUDGET
+from rules.freeze_budget import refusal as budget_refusal
 from rules.namespace_scope import NamespaceScope
 from rules.patch_policy import PatchPolicy, PatchRefused, check_patch_syntax
 
@@ -27,16 +30,19 @@ log = logging.getLogger("vmsnap.admission")
 
 
 class AdmissionActivities:
-    def __init__(self, scope: NamespaceScope, policy: PatchPolicy) -> None:
+    def __init__(self, scope: NamespaceScope, policy: PatchPolicy,
+                 max_freeze_budget: float = DEFAULT_MAX_FREEZE_BUDGET) -> None:
         self.scope = scope
         self.policy = policy
+        self.max_freeze_budget = max_freeze_budget
 
     def all(self) -> list[Callable[..., object]]:
         return [self.admit_request]
 
     @implements(ADMIT_REQUEST)
     def admit_request(self, request: AdmissionRequest) -> bool:
-        """Refuse a namespace the worker does not serve, or a patch outside its policy."""
+        """Refuse a namespace the worker does not serve, a patch outside its policy, or a
+        freeze budget above its maximum."""
         refused = self.scope.refused(request.namespaces)
         if refused:
             info = activity.info()
@@ -54,4 +60,7 @@ class AdmissionActivities:
             except PatchRefused as refusal:
                 raise ApplicationError(str(refusal), type=PATCH_NOT_ALLOWED,
                                        non_retryable=True) from None
+        too_long = budget_refusal(request.freeze_budget, self.max_freeze_budget)
+        if too_long is not None:
+            raise ApplicationError(too_long, type=FREEZE_BUDGET_TOO_LONG, non_retryable=True)
         return True

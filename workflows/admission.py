@@ -21,13 +21,14 @@ ADMISSION_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_att
 
 
 async def admit(namespaces: Sequence[str], *, all_namespaces: bool = False,
-                patches: Sequence[str] = ()) -> None:
+                patches: Sequence[str] = (), freeze_budget: float | None = None) -> None:
     """One local activity (a marker in the history): raises the refusal, if any."""
     try:
         await saga.local_step(
             ADMIT_REQUEST, AdmissionRequest(namespaces=list(namespaces),
                                             all_namespaces=all_namespaces,
-                                            patches=list(patches)),
+                                            patches=list(patches),
+                                            freeze_budget=freeze_budget),
             start_to_close=ADMISSION_TIMEOUT, retry=ADMISSION_RETRY)
     except ActivityError as err:
         message, error_type = describe(err)
