@@ -38,12 +38,14 @@ class BackgroundHeartbeat:
         self._details: dict[str, Any] = {}
         self._lock = threading.Lock()
         self._stopped = threading.Event()
-        # In a copy of the activity's context: activity.heartbeat finds its activity there.
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> BackgroundHeartbeat:
+        """Start, from the activity's thread: the heartbeats are sent in a copy of its
+        context, where activity.heartbeat finds its activity."""
         context = contextvars.copy_context()
         self._thread = threading.Thread(target=context.run, args=(self._beat,),
                                         name="heartbeat", daemon=True)
-
-    def __enter__(self) -> BackgroundHeartbeat:
         self._thread.start()
         return self
 
@@ -69,8 +71,9 @@ class BackgroundHeartbeat:
 
     def stop(self) -> None:
         self._stopped.set()
-        if self._thread.is_alive() and self._thread is not threading.current_thread():
-            self._thread.join(timeout=self.every + 1.0)
+        thread = self._thread
+        if thread is not None and thread.is_alive() and thread is not threading.current_thread():
+            thread.join(timeout=self.every + 1.0)
 
     def _beat(self) -> None:
         quiet = self.began + self.quiet_start - time.monotonic()
