@@ -111,11 +111,13 @@ with workflow.unsafe.imports_passed_through():
     from workflows.saga import to_completion
     from workflows.search_attributes import OPERATION, SNAPSHOT_PHASE, VM_NAME, VM_NAMESPACE
 
-# A worker that dies holding a frozen guest is noticed within CUT_HEARTBEAT and the cut
-# retried at once (CUT_RETRY's first interval) on another worker, which takes the guest
-# over (activities/cut.py). The cut heartbeats from a thread of its own, so a second is
-# enough; the SDK sends at most one heartbeat per min(0.8 x this, the worker's throttle).
-CUT_HEARTBEAT = timedelta(seconds=1)
+# A worker that dies holding a frozen guest is noticed within CUT_HEARTBEAT, and the cut is
+# retried on another worker, which takes the guest over (activities/cut.py). The cut
+# heartbeats from a thread of its own, so well under a second is enough; the SDK sends at
+# most one heartbeat per min(0.8 x this, the worker's throttle, 250 ms). The retry comes
+# about a second after the timeout whatever its interval (the server's timer queue fires
+# a timer due sooner than that about a second late): about 2 s from death to takeover.
+CUT_HEARTBEAT = timedelta(milliseconds=800)
 CUT_RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=100), backoff_coefficient=2.0,
                         maximum_interval=timedelta(seconds=10))
 CUT_GRACE = timedelta(seconds=30)  # past the deadline: the deadline, not the timeout, decides

@@ -7,6 +7,7 @@ that block; an attempt the server timed out leaves the guest to its successor.""
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import threading
 import time
 from collections.abc import Iterator
@@ -173,7 +174,7 @@ def test_the_background_heartbeat_goes_on_while_the_freeze_call_blocks(
     assert beats and beats[0][0] - began >= cut.QUIET_START_SECONDS
     blocked = [at for at, details in beats if "frozen_at" not in details]
     assert len(blocked) >= 3, beats  # while the freeze call blocked, nothing known yet
-    gaps = [b[0] - a[0] for a, b in zip(beats, beats[1:], strict=False)]
+    gaps = [b[0] - a[0] for a, b in itertools.pairwise(beats)]
     assert max(gaps) < 0.5, gaps
     assert "frozen_at" in beats[-1][1]
 

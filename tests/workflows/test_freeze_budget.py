@@ -19,6 +19,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+from activities.cut import QUIET_START_SECONDS
 from contracts.snapshot import FREEZE_AND_CUT
 from rules.naming import snapshot_workflow_id
 from tests.workflows.conftest import StartWorker
@@ -153,6 +154,8 @@ async def test_the_cut_is_scheduled_for_a_quick_takeover(
                  == FREEZE_AND_CUT.name]
     assert len(scheduled) == 1
     cut = scheduled[0]
-    assert cut.heartbeat_timeout.ToTimedelta() == CUT_HEARTBEAT == timedelta(seconds=1)
+    assert cut.heartbeat_timeout.ToTimedelta() == CUT_HEARTBEAT <= timedelta(seconds=1)
+    # the background heartbeat starts before the timeout passes
+    assert timedelta(seconds=QUIET_START_SECONDS) < CUT_HEARTBEAT
     assert cut.retry_policy.initial_interval.ToTimedelta() == CUT_RETRY.initial_interval
     assert CUT_RETRY.initial_interval <= timedelta(milliseconds=200)
