@@ -9,7 +9,8 @@ TEMPORAL_TLS_*, TEMPORAL_PROFILE, temporal.toml); KUBECONFIG (else
 ~/.kube/config, else the in-cluster service account). The tenant boundary
 (starter/boundary.py): VMSNAP_NAMESPACES (the Kubernetes namespaces served;
 default all, with a warning), VMSNAP_CLONE_PATCH_ALLOW (paths a clone's patches
-may touch beyond the default), VMSNAP_PRODUCTION (refuse to start without a
+may touch beyond the default), VMSNAP_MAX_FREEZE_BUDGET (the longest a snapshot may
+keep a guest frozen; default 1m, at most 5m), VMSNAP_PRODUCTION (refuse to start without a
 payload codec key). SIGINT or SIGTERM stop polling, let running activities
 finish (up to a grace period), and exit 0.
 
@@ -91,9 +92,12 @@ from workflows.sweeper import SweepOrphans
 
 MAX_CONCURRENT_ACTIVITIES = DEFAULT_MAX_CONCURRENT_ACTIVITIES  # settable: starter/worker_tuning.py
 GRACEFUL_SHUTDOWN = timedelta(seconds=10)
-# Heartbeats reach the server at most this often: it bounds how late a cancelled
-# activity (the cut wait, holding a frozen guest) learns of the cancellation.
-MAX_HEARTBEAT_THROTTLE = timedelta(seconds=1)
+# Heartbeats reach the server at most this often (the SDK's throttle is the smaller of
+# this and 0.8 x an activity's heartbeat timeout): it bounds how late a cancelled activity
+# (the cut wait, holding a frozen guest) learns of the cancellation, and it leaves the
+# cut's 800 ms heartbeat timeout (workflows.snapshot.CUT_HEARTBEAT) room for a late
+# heartbeat or two before the server hands a live worker's cut to another.
+MAX_HEARTBEAT_THROTTLE = timedelta(milliseconds=250)
 
 WORKFLOWS: list[type] = [
     SnapshotVirtualMachine,
@@ -115,8 +119,10 @@ def activities_for(
     """Every activity, bound to one shared cluster adapter and the worker's boundary."""
     boundary = boundary or WorkerBoundary.from_environment(os.environ)
     return [*AdmissionActivities(boundary.scope, boundary.policy,
-                                         lambda: cluster.cluster_id).all(),
-            *SnapshotActivities(cluster, liveness).all(), *RetentionActivities(cluster).all(),
+                                         lambda: cluster.cluster_id,
+                                         boundary.max_freeze_budget).all(),
+            *SnapshotActivities(cluster, liveness, boundary.max_freeze_budget).all(),
+            *RetentionActivities(cluster).all(),
             *RestoreActivities(cluster, liveness).all(),
             *CloneActivities(cluster, boundary.policy).all(),
             *EventActivities(cluster).all(),

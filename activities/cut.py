@@ -9,15 +9,18 @@ nothing but the cluster's own latency sits between the calls:
      watch-fed cache: no request) and hand every create to its own thread, blocked
      until the freeze is done with (a failed `required` freeze or a cancellation
      abandons them);
-  2. freeze, if planned, up to FREEZE_ATTEMPTS times; when it keeps failing,
-     `required` fails (FreezeFailed) and `auto` goes on crash-consistent;
+  2. freeze, if planned, up to FREEZE_ATTEMPTS times, with the freeze budget (the
+     input's, lowered to the worker's maximum: rules.freeze_budget) as unfreezeTimeout;
+     when it keeps failing, `required` fails (FreezeFailed) and `auto` goes on
+     crash-consistent;
   3. create every VolumeSnapshot at once (threads); transient API errors are
      retried in place, the guest still frozen; from the freeze call to the thaw,
      requests are urgent (`cluster.rate_limit.urgent_requests`): a client-side rate
      limit lets them pass before unfrozen work;
   4. watch them and thaw the moment every one has `status.creationTime` (from
-     inside the watch, before its connection is dropped), or at `thaw_by` if that
-     comes first (then the cut is crash-consistent);
+     inside the watch, before its connection is dropped), or at freeze time + budget
+     (or the failure deadline) if that comes first: the cut is then crash-consistent
+     (QuiesceTimeout), and `required` fails (QuiesceTimedOut) while `auto` goes on;
   5. on any error or cancellation while frozen, thaw before leaving. An error
      once the guest has been frozen is final (CutFailed): a retry could no
      longer prove the cut was taken while it was frozen, so the workflow
@@ -25,6 +28,14 @@ nothing but the cluster's own latency sits between the calls:
 
 The freeze window is measured on the worker's clock, from just before the
 freeze call to the end of the unfreeze call: an upper bound of what the guest saw.
+
+A worker that dies while the guest is frozen: a thread of its own heartbeats every
+HEARTBEAT_EVERY_SECONDS from QUIET_START_SECONDS on (activities/heartbeat.py), with
+what the freeze is (frozen at, thawed at, given up), so the server notices within the
+cut's short heartbeat timeout (workflows.snapshot.CUT_HEARTBEAT), retries at once on
+another worker, and that attempt takes over the guest where the dead one left it
+(`_take_over`): still frozen, it waits for the cut without freezing again and thaws;
+the budget counts from the first freeze.
 """
 
 from __future__ import annotations
@@ -34,13 +45,14 @@ import contextvars
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from datetime import UTC, datetime
-from typing import Any
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.errors import cluster_errors
+from activities.heartbeat import BackgroundHeartbeat
 from cluster import snapshot_record
 from cluster.client import Cluster
 from cluster.errors import ClusterError, Conflict, Invalid, NotFound
@@ -48,16 +60,20 @@ from cluster.rate_limit import urgent_requests
 from cluster.waiting import WaitTimeout
 from contracts import common as error_types
 from contracts.snapshot import CutInput, CutOutcome, PlannedVolumeSnapshot
+from rules.durations import format_go_duration
+from rules.freeze_budget import DEFAULT_MAX_FREEZE_BUDGET, capped
 from rules.models import VolumeSnapshotState
 from rules.naming import snapshot_selector
 
 FREEZE_ATTEMPTS = 3
 FREEZE_RETRY_DELAY_SECONDS = 0.5
 THAW_ATTEMPTS = 6
-MIN_UNFREEZE_TIMEOUT_SECONDS = 1.0
 WATCH_WINDOW_SECONDS = 3600.0
-HEARTBEAT_EVERY_SECONDS = 1.0
-QUIET_START_SECONDS = 1.0  # a cut done sooner sends no heartbeat at all (`_heartbeat`)
+WATCH_PROGRESS_SECONDS = 1.0  # the watch reports what is cut so far (heartbeat details)
+HEARTBEAT_EVERY_SECONDS = 0.2  # the background heartbeat; the SDK throttles what it sends
+# A cut done sooner sends no heartbeat at all: see activities/heartbeat.py. It must stay
+# below the cut's heartbeat timeout (workflows.snapshot.CUT_HEARTBEAT, 800 ms).
+QUIET_START_SECONDS = 0.4
 MAX_PARALLEL_REQUESTS = 32
 
 
@@ -71,16 +87,32 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+@dataclass(frozen=True)
+class EarlierFreeze:
+    """What an earlier attempt of this activity did to the guest, as its last heartbeat
+    (or, without one, the VMI) tells: a retry takes over from there."""
+
+    frozen_at: datetime | None = None
+    thawed_at: datetime | None = None
+    thawed_before_cut: bool = False
+    freeze_error: str | None = None
+
+
 class GuestCut:
     """One run of steps 3-5 for one snapshot (see the module docstring)."""
 
-    def __init__(self, cluster: Cluster, input: CutInput) -> None:
+    def __init__(self, cluster: Cluster, input: CutInput,
+                 max_freeze_budget: float = DEFAULT_MAX_FREEZE_BUDGET) -> None:
         self.cluster = cluster
         self.input = input
         self.frozen_at: datetime | None = None
         self.thawed_at: datetime | None = None
         self.thawed_before_cut = False
         self.freeze_error: str | None = None
+        plan = input.freeze
+        # The budget kept: the one asked for, never above the worker's maximum.
+        self.budget = None if plan is None else capped(plan.budget_seconds, max_freeze_budget)
+        self.thaw_by: datetime | None = None  # set once frozen: freeze time + budget, or sooner
         self._began = time.monotonic()
         self._pool = ThreadPoolExecutor(
             max_workers=max(1, min(len(input.volumes), MAX_PARALLEL_REQUESTS)),
@@ -88,8 +120,20 @@ class GuestCut:
         self._go = threading.Event()  # set once the freeze is done with: the creates leave
         self._abandoned = False  # set before `_go` when the creates must not be made
         self._cut_seen_at: datetime | None = None
+        self._heartbeat = BackgroundHeartbeat(HEARTBEAT_EVERY_SECONDS, QUIET_START_SECONDS,
+                                              self._began)
 
     def run(self) -> CutOutcome:
+        with self._heartbeat:
+            try:
+                return self._run()
+            except BaseException:
+                if self.frozen_at is not None:
+                    # The retry (if any) learns what the guest went through from here.
+                    self._heartbeat.send_now()
+                raise
+
+    def _run(self) -> CutOutcome:
         try:
             self._prepare()
             # Every create waits in its own thread, ready before the freeze: once the freeze
@@ -105,12 +149,16 @@ class GuestCut:
                     cut_at = self._cut_seen_at or _now()
                     if self._frozen:
                         self._thaw()
+                if self.thawed_before_cut:
+                    self._refuse_if_required("the guest thawed itself before the cut (its "
+                                             "own freeze limit passed)")
             except BaseException as err:
                 self._abandoned = True  # creates not sent yet never are
-                if self._frozen:
+                if self._frozen and _still_this_attempts():
                     with self._urgency():
                         self._thaw_on_the_way_out()
-                if self.frozen_at is not None and isinstance(err, ApplicationError | ClusterError):
+                if (self.frozen_at is not None and isinstance(err, ApplicationError | ClusterError)
+                        and getattr(err, "type", None) != error_types.QUIESCE_TIMED_OUT):
                     thawed = ("it is thawed" if self.thawed_at is not None else
                               "the thaw failed too: the guest thaws by itself by its "
                               "unfreezeTimeout")
@@ -126,7 +174,8 @@ class GuestCut:
         return CutOutcome(
             volume_snapshots=states, cut_at=cut_at, frozen_at=self.frozen_at,
             thawed_at=self.thawed_at, thawed_before_cut=self.thawed_before_cut,
-            freeze_window_ms=self._window_ms(), freeze_error=self.freeze_error)
+            freeze_window_ms=self._window_ms(), freeze_error=self.freeze_error,
+            freeze_budget_seconds=self.budget if self.frozen_at is not None else None)
 
     # ---- 1. prepare -----------------------------------------------------------------------
 
@@ -151,23 +200,19 @@ class GuestCut:
         plan = self.input.freeze
         if plan is None:
             return
-        earlier = self._frozen_since_earlier_attempt()
+        if self._take_over(self._earlier_freeze()):
+            return
+        assert self.budget is not None
         for attempt in range(1, FREEZE_ATTEMPTS + 1):
-            left = (plan.thaw_by - _now()).total_seconds()
-            timeout = max(round(left, 3), MIN_UNFREEZE_TIMEOUT_SECONDS)
             started = _now()
             try:
                 with activity.shield_thread_cancel_exception():
-                    self.cluster.freeze(self.input.namespace, plan.vmi, timeout)
-                self.frozen_at = started
-                self._go.set()  # the creates leave now; heartbeat and log after them
-                if earlier is not None and earlier < started:
-                    # A previous attempt froze and died (worker killed) before thawing:
-                    # the guest has been frozen since then.
-                    self.frozen_at = earlier
-                self._heartbeat({"frozen_at": self.frozen_at.isoformat()})
-                activity.logger.info("froze %s/%s (unfreezeTimeout %.3fs)",
-                                     self.input.namespace, plan.vmi, timeout)
+                    # The budget, never the deadline: the guest's own safety net is short.
+                    self.cluster.freeze(self.input.namespace, plan.vmi, self.budget)
+                self._frozen_from(started)
+                self._go.set()  # the creates leave now; log after them
+                activity.logger.info("froze %s/%s (unfreezeTimeout %s)", self.input.namespace,
+                                     plan.vmi, format_go_duration(self.budget))
                 return
             except (Invalid, Conflict, NotFound) as err:
                 # 400: the agent failed to freeze; 409/404: no running instance.
@@ -186,6 +231,70 @@ class GuestCut:
         if plan.required:
             raise ApplicationError(f"quiesce is required and {self.freeze_error}",
                                    type=error_types.FREEZE_FAILED, non_retryable=True)
+        self._heartbeat.update(freeze_error=self.freeze_error)
+
+    def _frozen_from(self, frozen_at: datetime) -> None:
+        """The guest is frozen since `frozen_at`: thawed by its budget at the latest."""
+        plan = self.input.freeze
+        assert plan is not None and self.budget is not None
+        self.frozen_at = frozen_at
+        by = frozen_at + timedelta(seconds=self.budget)
+        self.thaw_by = by if plan.thaw_by is None else min(by, plan.thaw_by)
+        self._heartbeat.update(frozen_at=frozen_at.isoformat())
+
+    def _take_over(self, earlier: EarlierFreeze | None) -> bool:
+        """Carry on from an earlier attempt that died; True when there is nothing to freeze.
+
+        The guest it left frozen is not frozen again (that would restart nothing: the
+        guest's own timer runs from the first freeze) and keeps the first freeze's
+        budget; one it gave up on (thawed before the cut, or never frozen with `auto`) is
+        not frozen now either, since its VolumeSnapshots may be cut already.
+        """
+        if earlier is None:
+            return False
+        plan = self.input.freeze
+        assert plan is not None
+        self.freeze_error = earlier.freeze_error
+        if earlier.frozen_at is None:
+            # It gave up on the freeze and went on crash-consistent; or nothing is known.
+            return earlier.freeze_error is not None
+        self._frozen_from(earlier.frozen_at)
+        if earlier.thawed_at is not None:
+            self.thawed_at = earlier.thawed_at
+            self.thawed_before_cut = earlier.thawed_before_cut
+            self._heartbeat.update(thawed_at=earlier.thawed_at.isoformat(),
+                                   thawed_before_cut=earlier.thawed_before_cut or None)
+            if earlier.thawed_before_cut:
+                self._refuse_if_required("the freeze budget passed before the cut")
+            return True
+        activity.logger.warning("taking over %s/%s, frozen since %s by an earlier attempt",
+                                self.input.namespace, plan.vmi, earlier.frozen_at.isoformat())
+        assert self.thaw_by is not None
+        if _now() >= self.thaw_by:
+            self._thaw_before_cut("the freeze budget passed while no worker held the guest")
+        return True
+
+    def _earlier_freeze(self) -> EarlierFreeze | None:
+        """What an earlier attempt of this activity did to the guest, if this is a retry.
+
+        Its heartbeat says, when it heartbeated. If it did not (it died within
+        QUIET_START_SECONDS), the VMI tells whether the guest is frozen now (we hold the
+        VM's lock: no other operation froze it), and the earliest it can have been
+        frozen is when the first attempt was scheduled: the window and the budget count
+        from there (what the guest paid, never less).
+        """
+        info = activity.info()
+        if info.attempt <= 1:
+            return None
+        heartbeated = _freeze_by_earlier_attempt()
+        if heartbeated is not None:
+            return heartbeated
+        plan = self.input.freeze
+        assert plan is not None
+        with cluster_errors():
+            vmi = self.cluster.get_vmi(self.input.namespace, plan.vmi)
+        frozen = ((vmi or {}).get("status") or {}).get("fsFreezeStatus") == "frozen"
+        return EarlierFreeze(frozen_at=info.scheduled_time) if frozen else None
 
     # ---- 3. create ------------------------------------------------------------------------
 
@@ -199,8 +308,6 @@ class GuestCut:
         input = self.input
         owner = (snapshot_record.snapshot_owner_reference(input.snapshot, input.snapshot_uid)
                  if input.owned_by_snapshot else None)
-        thaw_by = input.freeze.thaw_by if input.freeze else None
-
         def create(volume: PlannedVolumeSnapshot) -> VolumeSnapshotState | None:
             self._go.wait()
             if self._abandoned:
@@ -226,7 +333,10 @@ class GuestCut:
                         raise ApplicationError(err.message, type=type(err).__name__,
                                                non_retryable=True) from err
                     last = err
-                if thaw_by is not None and _now() >= thaw_by:
+                # While frozen, retried up to the thaw; else up to the deadline, if any.
+                limit = self.thaw_by if self._frozen else (
+                    input.freeze.thaw_by if input.freeze else None)
+                if limit is not None and _now() >= limit:
                     raise last
                 time.sleep(delay)
                 delay = min(delay * 2, 1.0)
@@ -243,21 +353,39 @@ class GuestCut:
         plan = self.input.freeze
         while True:
             window = WATCH_WINDOW_SECONDS
-            if plan is not None and self._frozen:
-                window = max((plan.thaw_by - _now()).total_seconds(), 0.001)
+            if plan is not None and self._frozen and self.thaw_by is not None:
+                window = max((self.thaw_by - _now()).total_seconds(), 0.001)
             try:
                 with cluster_errors(not_found=error_types.VOLUME_SNAPSHOT_MISSING):
                     return self.cluster.watch_volume_snapshots(
                         self.input.namespace, names, "cut", window,
                         on_change=self._on_cut_progress,
-                        progress_interval_seconds=HEARTBEAT_EVERY_SECONDS,
+                        progress_interval_seconds=WATCH_PROGRESS_SECONDS,
                         label_selector=snapshot_selector(self.input.snapshot))
             except WaitTimeout:
-                if plan is not None and self._frozen and _now() >= plan.thaw_by:
-                    activity.logger.warning("thawing %s/%s before the cut: the freeze bound "
-                                            "passed", self.input.namespace, plan.vmi)
-                    self._thaw()
-                    self.thawed_before_cut = True
+                if self._frozen and self.thaw_by is not None and _now() >= self.thaw_by:
+                    self._thaw_before_cut("the freeze budget passed before the cut")
+
+    def _thaw_before_cut(self, why: str) -> None:
+        """Thaw first; then `auto` goes on crash-consistent (QuiesceTimeout) and `required`
+        fails (QuiesceTimedOut)."""
+        plan = self.input.freeze
+        assert plan is not None
+        activity.logger.warning("thawing %s/%s before the cut: %s (budget %s)",
+                                self.input.namespace, plan.vmi, why,
+                                format_go_duration(self.budget or 0))
+        self._thaw()
+        self.thawed_before_cut = True
+        self._heartbeat.update(thawed_before_cut=True)
+        self._refuse_if_required(why)
+
+    def _refuse_if_required(self, why: str) -> None:
+        plan = self.input.freeze
+        if plan is not None and plan.required and self.thawed_before_cut:
+            raise ApplicationError(
+                f"quiesce is required and the guest was thawed before every volume was cut: "
+                f"{why}; the cut would be crash-consistent", type=error_types.QUIESCE_TIMED_OUT,
+                non_retryable=True)
 
     def _thaw(self) -> None:
         """Unfreeze, retrying transient API errors a few times: the guest comes first."""
@@ -280,6 +408,7 @@ class GuestCut:
                             "the guest of %s/%s thawed itself before the cut ended (%s)",
                             self.input.namespace, plan.vmi, err.message)
                         self.thawed_before_cut = True
+                        self._heartbeat.update(thawed_before_cut=True)
                         break
                     if isinstance(err, Conflict):
                         # KubeVirt answers 409 for a VMI that is not running (nothing
@@ -297,6 +426,7 @@ class GuestCut:
                 time.sleep(delay)
                 delay = min(delay * 2, 1.0)
         self.thawed_at = _now()
+        self._heartbeat.update(thawed_at=self.thawed_at.isoformat())
 
     def _guest_may_be_frozen(self, vmi: str) -> bool:
         """Whether the VMI still says frozen; an unreadable VMI counts as frozen (retry)."""
@@ -349,60 +479,37 @@ class GuestCut:
         self._heartbeat_states(states)
 
     def _heartbeat_states(self, states: list[VolumeSnapshotState]) -> None:
-        """Heartbeat while watching (cancellation arrives through it), with what is cut so
-        far and when the guest was frozen (a retry after a worker dies reports from there)."""
-        details: dict[str, Any] = {"cut": [s.name for s in states if s.cut],
-                                   "waiting": [s.name for s in states if not s.cut]}
-        if self._frozen and self.frozen_at is not None:
-            details["frozen_at"] = self.frozen_at.isoformat()
-        self._heartbeat(details)
-
-    def _heartbeat(self, details: dict[str, Any]) -> None:
-        """Heartbeat, once the cut has run QUIET_START_SECONDS; before that, nothing.
-
-        Why wait: the first heartbeat goes to the server at once (a write of the run's
-        state), and every call from this thread is a hop through the worker's event loop.
-        A cut on fast storage is over well within the second: with instant storage and 100
-        snapshots at once, heartbeating from the start cost about 2 of the worker's 11 CPU
-        seconds and 2 of the dev server's 9.5 (`bench.orchestration`). Liveness is kept
-        (heartbeat timeout 10 s; the watch calls back every HEARTBEAT_EVERY_SECONDS), a
-        cancellation arrives at most that second later, and a retry after a worker died
-        within it learns the guest's freeze from the VMI (`_frozen_since_earlier_attempt`).
-        """
-        if time.monotonic() - self._began >= QUIET_START_SECONDS:
-            activity.heartbeat(details)
-
-    def _frozen_since_earlier_attempt(self) -> datetime | None:
-        """When this is a retry and an earlier attempt froze the guest and died before
-        thawing it: since when the guest is frozen, for the reported freeze window.
-
-        The earlier attempt's heartbeat says when it froze, if it heartbeated. If it did
-        not (it died within QUIET_START_SECONDS), the VMI tells whether the guest is
-        frozen now (we hold the VM's lock: no other operation froze it), and the earliest
-        it can have been frozen is when the first attempt was scheduled: reported from
-        there, the window covers what the guest paid (never less).
-        """
-        info = activity.info()
-        if info.attempt <= 1:
-            return None
-        heartbeated = _frozen_at_by_earlier_attempt()
-        if heartbeated is not None:
-            return heartbeated
-        plan = self.input.freeze
-        assert plan is not None
-        with cluster_errors():
-            vmi = self.cluster.get_vmi(self.input.namespace, plan.vmi)
-        frozen = ((vmi or {}).get("status") or {}).get("fsFreezeStatus") == "frozen"
-        return info.scheduled_time if frozen else None
+        """What is cut so far, for the background heartbeat's details."""
+        self._heartbeat.update(cut=[s.name for s in states if s.cut],
+                               waiting=[s.name for s in states if not s.cut])
 
 
-def _frozen_at_by_earlier_attempt() -> datetime | None:
-    """The freeze start a previous attempt of this activity heartbeated, if it did."""
+def _still_this_attempts() -> bool:
+    """False when the server has handed this attempt's work on (it timed out: a worker
+    that could not heartbeat in time): the next attempt holds the guest now, and a thaw
+    from here could thaw it under that attempt's cut. The saga thaws if none comes."""
+    details = activity.cancellation_details()
+    return not (details is not None and (details.timed_out or details.not_found))
+
+
+def _freeze_by_earlier_attempt() -> EarlierFreeze | None:
+    """What a previous attempt of this activity heartbeated about the freeze, if it did."""
     details = activity.info().heartbeat_details
     if not details or not isinstance(details[-1], dict):
         return None
-    frozen_at = details[-1].get("frozen_at")
+    last = details[-1]
+    error = last.get("freeze_error")
+    earlier = EarlierFreeze(frozen_at=_instant(last.get("frozen_at")),
+                            thawed_at=_instant(last.get("thawed_at")),
+                            thawed_before_cut=last.get("thawed_before_cut") is True,
+                            freeze_error=error if isinstance(error, str) else None)
+    if earlier.frozen_at is None and earlier.freeze_error is None:
+        return None  # it heartbeated before any freeze: nothing to take over
+    return earlier
+
+
+def _instant(value: object) -> datetime | None:
     try:
-        return datetime.fromisoformat(frozen_at) if isinstance(frozen_at, str) else None
+        return datetime.fromisoformat(value) if isinstance(value, str) else None
     except ValueError:
         return None

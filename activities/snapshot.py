@@ -82,6 +82,7 @@ from contracts.snapshot import (
     VolumeSnapshotsInput,
     WriteSnapshotStatusInput,
 )
+from rules.freeze_budget import DEFAULT_MAX_FREEZE_BUDGET
 from rules.models import IncludedVolume, VolumeSnapshotState
 from rules.naming import snapshot_selector, volume_snapshot_name
 
@@ -171,9 +172,11 @@ class SnapshotActivities:
     still runs; without it every holder counts as alive (nothing is taken over).
     """
 
-    def __init__(self, cluster: Cluster, liveness: WorkflowLiveness | None = None) -> None:
+    def __init__(self, cluster: Cluster, liveness: WorkflowLiveness | None = None,
+                 max_freeze_budget: float = DEFAULT_MAX_FREEZE_BUDGET) -> None:
         self.cluster = cluster
         self.liveness = liveness
+        self.max_freeze_budget = max_freeze_budget  # the worker's VMSNAP_MAX_FREEZE_BUDGET
 
     def all(self) -> list[Callable[..., object]]:
         return [
@@ -359,7 +362,7 @@ class SnapshotActivities:
         """Freeze (if planned), create every VolumeSnapshot at once, thaw at the last cut;
         one activity so that nothing but the cluster's latency is in the freeze window
         (see activities/cut.py)."""
-        return GuestCut(self.cluster, input).run()
+        return GuestCut(self.cluster, input, self.max_freeze_budget).run()
 
     # ---- step 6: readiness --------------------------------------------------------------
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 FREEZE_AIM_DISKS = 8  # the disk count the freeze-window aim is stated for
 FREEZE_AIM_RATIO = 1.25  # window at most this many times the slowest disk's cut
+TAKEOVER_AIM_SECONDS = 2.0  # a worker killed mid-freeze: at most this much frozen past the cut
 ORCHESTRATION_AIM_RATIO = 1.5  # vmsnap's wave at most this many times the bare wave
 
 

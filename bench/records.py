@@ -24,6 +24,7 @@ FORMAT = 1
 # Each stored key and the command that measures it at full size (named in errors).
 COMMANDS: dict[str, str] = {
     "freeze-window": ".venv/bin/python -m bench.freeze_window --runs 20 --disks 1 8 32",
+    "freeze-takeover": ".venv/bin/python -m bench.freeze_takeover --kills 20",
     "history-events": ".venv/bin/python -m bench.history_economy --disks 1 8 64",
     "kubernetes-requests": ".venv/bin/python -m bench.api_economy --disks 1 8 32 --throttled 0",
     "orchestration": ".venv/bin/python -m bench.orchestration --sizes 100 500 --repeat 3",

@@ -27,12 +27,13 @@ from bench.records import (
     rerun_hint,
     save,
 )
-from bench.render import economy, freeze, load, orchestration, transport
+from bench.render import economy, freeze, load, orchestration, takeover, transport
 from bench.render.common import Plot, Section, anchor, compose, table
 
 # The report's sections in order, each with the keys whose files it reads.
 RENDERERS: tuple[tuple[tuple[str, ...], Callable[[RecordSet], Section]], ...] = (
     ((freeze.KEY,), freeze.section),
+    ((takeover.KEY,), takeover.section),
     ((economy.HISTORY_KEY,), economy.history_section),
     ((economy.REQUESTS_KEY,), economy.requests_section),
     ((orchestration.KEY, orchestration.SPREAD_KEY), orchestration.section),

@@ -26,6 +26,7 @@ from cluster.errors import Conflict
 from cluster.vm_revisions import restart_required
 from cluster.waiting import WaitTimeout, poll_until
 from rules.durations import format_go_duration
+from rules.freeze_budget import ANNOTATION as FREEZE_BUDGET_ANNOTATION
 from rules.models import VmState
 
 _RUNNING_STRATEGIES = {"Always", "RerunOnFailure"}
@@ -60,6 +61,7 @@ def vm_state_from(vm: Mapping[str, Any], vmi: Mapping[str, Any] | None) -> VmSta
         vmi_phase=phase,
         resource_version=metadata.get("resourceVersion"),
         restart_required=restart_required(vm),
+        freeze_budget=(metadata.get("annotations") or {}).get(FREEZE_BUDGET_ANNOTATION),
     )
 
 

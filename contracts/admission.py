@@ -3,9 +3,10 @@
 The workflow cannot read the worker's configuration (a replay on another worker, or after
 a change of it, would take another path), so it asks: one local activity, whose answer
 is recorded in the history as a marker, checks the request against the worker's
-namespace scope (`VMSNAP_NAMESPACES`) and, for a clone, its patch policy
-(`VMSNAP_CLONE_PATCH_ALLOW`), and answers with the worker's cluster id. A refusal ends
-the run Failed with one of the error types below, before any step.
+namespace scope (`VMSNAP_NAMESPACES`), for a clone its patch policy
+(`VMSNAP_CLONE_PATCH_ALLOW`), and for a snapshot its freeze budget against the
+worker's maximum (`VMSNAP_MAX_FREEZE_BUDGET`), and answers with the worker's cluster id.
+A refusal ends the run Failed with one of the error types below, before any step.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from contracts.activity import ActivityRef
 # Error types (ApplicationError.type) of a refused admission.
 NAMESPACE_NOT_SERVED = "NamespaceNotServed"
 PATCH_NOT_ALLOWED = "PatchNotAllowed"
+FREEZE_BUDGET_TOO_LONG = "FreezeBudgetTooLong"
 
 
 class AdmissionRequest(BaseModel):
@@ -26,6 +28,9 @@ class AdmissionRequest(BaseModel):
     all_namespaces: bool = Field(
         default=False, description="a sweep of every namespace: narrowed to the served ones")
     patches: list[str] = Field(default_factory=list, description="a clone's JSON patches")
+    freeze_budget: float | None = Field(
+        default=None, description="a snapshot's freeze budget in seconds, when its input "
+        "sets one")
 
 
 class AdmissionGrant(RootModel[str | bool]):

@@ -19,6 +19,9 @@ SNAPSHOT_IN_USE = "SnapshotInUse"
 SNAPSHOT_NOT_READY = "SnapshotNotReady"
 FREEZE_FAILED = "FreezeFailed"
 CUT_FAILED = "CutFailed"
+# quiesce required, and the guest was thawed before the cut (the freeze budget passed, or
+# the guest's own freeze limit): the cut would be crash-consistent
+QUIESCE_TIMED_OUT = "QuiesceTimedOut"
 VOLUME_SNAPSHOT_CONFLICT = "VolumeSnapshotConflict"
 VOLUME_SNAPSHOT_MISSING = "VolumeSnapshotMissing"
 VOLUME_SNAPSHOTS_NOT_READY = "VolumeSnapshotsNotReady"

@@ -10,6 +10,7 @@ never invents one and a retry touches the same objects.
 Example input:
     {"namespace": "demo", "vm": "web", "name": "web-before-upgrade",
      "failure_deadline": "5m", "ready_deadline": "1h", "quiesce": "auto",
+     "freeze_budget": "10s",
      "deletion_policy": "Delete", "labels": {"team": "web"}}
 """
 
@@ -23,12 +24,14 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from contracts.activity import ActivityRef
 from contracts.common import ObjectRef
 from contracts.lock import VmLockInput
+from rules.freeze_budget import DEFAULT_FREEZE_BUDGET
 from rules.models import ExcludedVolume, VmState, VolumeSelection, VolumeSnapshotState
 
 # The workflow ID (and the label on what it makes), defined with every name in rules.naming.
 from rules.naming import snapshot_workflow_id as snapshot_workflow_id
 from rules.validation import (
     Deadline,
+    FreezeBudget,
     Labels,
     Namespace,
     ReadyDeadline,
@@ -53,7 +56,7 @@ PAUSED = "Paused"  # the VM was paused: not frozen, crash-consistent
 PARTIAL_SNAPSHOT = "PartialSnapshot"  # a PVC/DataVolume volume was left out
 QUIESCE_FAILED = "QuiesceFailed"  # quiesce auto: the freeze failed, the cut is crash-consistent
 QUIESCE_SKIPPED = "QuiesceSkipped"  # quiesce skip on a guest that could have been frozen
-QUIESCE_TIMEOUT = "QuiesceTimeout"  # the guest was thawed before the cut (freeze bound passed)
+QUIESCE_TIMEOUT = "QuiesceTimeout"  # the guest was thawed before the cut (freeze budget passed)
 RESTART_REQUIRED = "RestartRequired"  # changes waited for a restart: the running spec is kept
 
 
@@ -86,6 +89,11 @@ class SnapshotVirtualMachineInput(BaseModel):
         'default "1h", 0 = none, at most 7 days',
     )
     quiesce: Quiesce = "auto"
+    freeze_budget: FreezeBudget | None = Field(
+        default=None, description='how long the guest may stay frozen for the cut, from '
+        '"1s" to the worker\'s maximum (VMSNAP_MAX_FREEZE_BUDGET, default "1m"); default: '
+        'the VM\'s annotation vmsnap.io/freeze-budget, else "10s". A cut that outlives it '
+        "is thawed first and crash-consistent (QuiesceTimeout): quiesce required fails")
     deletion_policy: DeletionPolicy = "Delete"
     labels: Labels = Field(
         default_factory=dict, description="labels for the records and the VolumeSnapshots"
@@ -263,12 +271,18 @@ class PlannedVolumeSnapshot(BaseModel):
 
 
 class FreezePlan(BaseModel):
-    """Freeze the guest for the cut; it must be thawed by `thaw_by` at the latest (the
-    unfreezeTimeout sent is the time left, so the guest thaws itself if all else dies)."""
+    """Freeze the guest for the cut, for at most `budget_seconds` (lowered to the worker's
+    maximum): the unfreezeTimeout sent, so the guest thaws itself if all else dies, and
+    the thaw comes at freeze time + budget at the latest, or at `thaw_by` (the failure
+    deadline) if that is sooner (rules.freeze_budget)."""
 
     vmi: str
-    thaw_by: datetime
-    required: bool = Field(description="quiesce required: a failing freeze fails the cut")
+    thaw_by: datetime | None = Field(
+        default=None, description="the failure deadline: thawed by then whatever the budget")
+    budget_seconds: float = Field(default=DEFAULT_FREEZE_BUDGET,
+                                  description="the freeze budget asked for")
+    required: bool = Field(description="quiesce required: a failing freeze fails the cut, "
+                           "and so does a guest thawed before the cut")
 
 
 class CutInput(BaseModel):
@@ -292,9 +306,13 @@ class CutOutcome(BaseModel):
     freeze_error: str | None = Field(
         default=None, description="why the guest could not be frozen (quiesce auto went on)")
     thawed_before_cut: bool = Field(
-        default=False, description="the freeze bound passed first: the cut is crash-consistent"
+        default=False, description="the freeze budget (or the guest's own freeze limit) "
+        "passed first: the cut is crash-consistent"
     )
     freeze_window_ms: int | None = None
+    freeze_budget_seconds: float | None = Field(
+        default=None, description="the budget the cut kept (after the worker's maximum); "
+        "None when not frozen")
 
 
 class UnfreezeVmInput(BaseModel):

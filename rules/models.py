@@ -32,6 +32,9 @@ class VmState(BaseModel):
     restart_required: bool = Field(
         default=False, description="the VM has template changes waiting for a restart: "
         "it runs the spec it started with")
+    freeze_budget: str | None = Field(
+        default=None, description="the VM's annotation vmsnap.io/freeze-budget, as written "
+        "(read by rules.freeze_budget)")
 
 
 class IncludedVolume(BaseModel):

@@ -70,6 +70,8 @@ MAX_WAIT = DAY
 MAX_GRACE_PERIOD = 7 * DAY
 MAX_SWEEP_GRACE = 30 * DAY
 MIN_WAIT = 1.0
+MIN_FREEZE_BUDGET = 1.0  # KubeVirt keeps whole seconds of unfreezeTimeout: less is no self-thaw
+MAX_FREEZE_BUDGET = 5 * MINUTE  # the ceiling of the ceiling: VMSNAP_MAX_FREEZE_BUDGET is below
 
 Deadline = Annotated[float, BeforeValidator(_between(MAX_DEADLINE, zero=True))]
 """A failure deadline: 0 (none) or up to a day."""
@@ -81,6 +83,14 @@ GracePeriod = Annotated[float, BeforeValidator(_between(MAX_GRACE_PERIOD, MIN_WA
 """How long a user is given to act (stop a VM): 1s to a week."""
 SweepGrace = Annotated[float, BeforeValidator(_between(MAX_SWEEP_GRACE))]
 """How old an orphan must be before it goes: 0 to 30 days."""
+FreezeBudget = Annotated[float, BeforeValidator(_between(MAX_FREEZE_BUDGET, MIN_FREEZE_BUDGET))]
+"""How long a guest may stay frozen for one cut: 1s to 5m (the worker's own maximum,
+`VMSNAP_MAX_FREEZE_BUDGET`, is checked at admission)."""
+
+
+def check_freeze_budget(value: object) -> float:
+    """A freeze budget in seconds, or ValueError saying why not (1s to 5m)."""
+    return _between(MAX_FREEZE_BUDGET, MIN_FREEZE_BUDGET)(value)
 
 
 def check_dns_label(value: str, what: str) -> str:

@@ -4,6 +4,9 @@
   serves; every workflow refuses the others before any step (`NamespaceNotServed`);
 - `VMSNAP_CLONE_PATCH_ALLOW` (default: none): JSON pointer patterns a clone's patches
   may touch beyond the default allowlist (`rules.patch_policy`);
+- `VMSNAP_MAX_FREEZE_BUDGET` (default: 1m, at most 5m): the longest a snapshot may keep
+  a guest frozen (`rules.freeze_budget`); a snapshot asking for more is refused
+  (`FreezeBudgetTooLong`), a VM annotation asking for more is lowered to it;
 - `VMSNAP_PRODUCTION` (default: off): `1`/`true` refuses to start without a payload
   codec key (histories would hold inputs and failure messages in clear).
 
@@ -16,6 +19,7 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from rules.freeze_budget import DEFAULT_MAX_FREEZE_BUDGET, max_from_environment
 from rules.namespace_scope import ENV as NAMESPACES_ENV
 from rules.namespace_scope import NamespaceScope
 from rules.patch_policy import ENV as PATCH_ALLOW_ENV
@@ -38,12 +42,14 @@ class WorkerBoundary:
     policy: PatchPolicy
     production: bool
     encrypted: bool
+    max_freeze_budget: float = DEFAULT_MAX_FREEZE_BUDGET
 
     @classmethod
     def from_environment(cls, env: Mapping[str, str]) -> WorkerBoundary:
         try:
             scope = NamespaceScope.parse(env.get(NAMESPACES_ENV))
             policy = PatchPolicy.widened(env.get(PATCH_ALLOW_ENV))
+            max_freeze_budget = max_from_environment(env)
         except ValueError as error:
             raise BoundaryError(str(error)) from None
         switch = (env.get(PRODUCTION_ENV) or "").strip().lower()
@@ -51,7 +57,7 @@ class WorkerBoundary:
             raise BoundaryError(f"{PRODUCTION_ENV} must be 1 or 0 (true or false), not "
                                 f"{switch!r}")
         encrypted = bool(env.get(ENV_KEY) or env.get(ENV_KEY_FILE))
-        boundary = cls(scope, policy, switch in _TRUE, encrypted)
+        boundary = cls(scope, policy, switch in _TRUE, encrypted, max_freeze_budget)
         if boundary.production and not encrypted:
             raise BoundaryError(
                 f"{PRODUCTION_ENV} is on but no payload codec key is configured ({ENV_KEY} "

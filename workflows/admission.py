@@ -22,13 +22,14 @@ ADMISSION_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_att
 
 
 async def admit(namespaces: Sequence[str], *, all_namespaces: bool = False,
-                patches: Sequence[str] = ()) -> str:
+                patches: Sequence[str] = (), freeze_budget: float | None = None) -> str:
     """One local activity (a marker in the history): the cluster id, or the refusal."""
     try:
         grant = await saga.local_step(
             ADMIT_REQUEST, AdmissionRequest(namespaces=list(namespaces),
                                             all_namespaces=all_namespaces,
-                                            patches=list(patches)),
+                                            patches=list(patches),
+                                            freeze_budget=freeze_budget),
             start_to_close=ADMISSION_TIMEOUT, retry=ADMISSION_RETRY)
     except ActivityError as err:
         message, error_type = describe(err)

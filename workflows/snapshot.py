@@ -37,7 +37,7 @@ workflow time at the start).
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from pydantic import ValidationError
 from temporalio import workflow
@@ -50,6 +50,7 @@ with workflow.unsafe.imports_passed_through():
     import workflows.saga as saga
     from contracts.common import (
         CANCELED,
+        QUIESCE_TIMED_OUT,
         SNAPSHOT_NOT_READY,
         VOLUME_SNAPSHOT_MISSING,
         VOLUME_SNAPSHOTS_NOT_READY,
@@ -109,6 +110,7 @@ with workflow.unsafe.imports_passed_through():
         WriteSnapshotStatusInput,
     )
     from rules.durations import format_go_duration
+    from rules.freeze_budget import choose_budget
     from rules.models import VolumeSnapshotState
     from workflows.admission import admit
     from workflows.failures import describe
@@ -118,10 +120,17 @@ with workflow.unsafe.imports_passed_through():
     from workflows.saga import to_completion
     from workflows.search_attributes import OPERATION, SNAPSHOT_PHASE, VM_NAME, VM_NAMESPACE
 
-CUT_HEARTBEAT = timedelta(seconds=10)
+# A worker that dies holding a frozen guest is noticed within CUT_HEARTBEAT, and the cut is
+# retried on another worker, which takes the guest over (activities/cut.py). The cut
+# heartbeats from a thread of its own, so well under a second is enough; the SDK sends at
+# most one heartbeat per min(0.8 x this, the worker's throttle, 250 ms). The retry comes
+# about a second after the timeout whatever its interval (the server's timer queue fires
+# a timer due sooner than that about a second late): about 2 s from death to takeover.
+CUT_HEARTBEAT = timedelta(milliseconds=800)
+CUT_RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=100), backoff_coefficient=2.0,
+                        maximum_interval=timedelta(seconds=10))
 CUT_GRACE = timedelta(seconds=30)  # past the deadline: the deadline, not the timeout, decides
 CUT_ATTEMPT_WITHOUT_DEADLINE = timedelta(hours=1)  # then retried: with deadline 0 it waits on
-FREEZE_BOUND_WITHOUT_DEADLINE = timedelta(minutes=5)  # the guest never stays frozen longer
 READY_POLL = timedelta(seconds=2)  # between attempts; each attempt watches for a while
 READY_HEARTBEAT = timedelta(seconds=15)
 
@@ -157,7 +166,7 @@ class SnapshotVirtualMachine(Operation[SnapshotVirtualMachineInput, SnapshotVirt
     async def run(self, input: SnapshotVirtualMachineInput) -> SnapshotVirtualMachineResult:
         refuse_schedule_outside_its_run(input)
         self._begin(input)
-        await self.admitted(admit([input.namespace]))
+        await self.admitted(admit([input.namespace], freeze_budget=input.freeze_budget))
         await self.run_steps(self._take_snapshot())
         await self._unlock_vm()
         await self._follow_to_ready()
@@ -285,14 +294,20 @@ class SnapshotVirtualMachine(Operation[SnapshotVirtualMachineInput, SnapshotVirt
     # ---- steps 3-5: freeze, cut, thaw --------------------------------------------------------
 
     async def _freeze_cut_and_thaw(self) -> None:
-        """Freeze when the guest can be frozen (it thaws itself by the deadline if all else
-        dies), create every VolumeSnapshot at once, thaw at the last cut: one activity, so
-        that no workflow round trip lengthens the freeze (see activities/cut.py)."""
+        """Freeze when the guest can be frozen, for at most its freeze budget (it thaws
+        itself by then if all else dies), create every VolumeSnapshot at once, thaw at the
+        last cut: one activity, so that no workflow round trip lengthens the freeze (see
+        activities/cut.py). A cut that outlives the budget is thawed first: `auto` goes
+        on crash-consistent (QuiesceTimeout), `required` fails."""
         input, result = self.input, self.result
         record, inspection = self._require_record(), self._require_inspection()
         freeze = None
         if plan_quiesce(inspection.vm, input.quiesce).freeze:
-            freeze = FreezePlan(vmi=input.vm, thaw_by=self._thaw_by(),
+            budget = choose_budget(input.freeze_budget, inspection.vm.freeze_budget)
+            if budget.ignored is not None:
+                workflow.logger.warning("%s", budget.ignored)
+            freeze = FreezePlan(vmi=input.vm, thaw_by=self.deadline_at,
+                                budget_seconds=budget.seconds,
                                 required=input.quiesce == "required")
             self.saga.add("thaw the guest", self._thaw, urgent=True)
         self.saga.add("delete the VolumeSnapshots", self._delete_volume_snapshots)
@@ -303,12 +318,18 @@ class SnapshotVirtualMachine(Operation[SnapshotVirtualMachineInput, SnapshotVirt
         timeout = CUT_ATTEMPT_WITHOUT_DEADLINE
         if self.deadline_at is not None:
             timeout = self.deadline_at - workflow.now() + CUT_GRACE
-        outcome = await saga.step(
-            FREEZE_AND_CUT,
-            CutInput(namespace=input.namespace, snapshot=result.name, snapshot_uid=record.uid,
-                     owned_by_snapshot=input.deletion_policy == "Delete",
-                     volumes=self._planned, labels=self._labels(), freeze=freeze),
-            start_to_close=timeout, heartbeat=CUT_HEARTBEAT)
+        try:
+            outcome = await saga.step(
+                FREEZE_AND_CUT,
+                CutInput(namespace=input.namespace, snapshot=result.name,
+                         snapshot_uid=record.uid,
+                         owned_by_snapshot=input.deletion_policy == "Delete",
+                         volumes=self._planned, labels=self._labels(), freeze=freeze),
+                start_to_close=timeout, heartbeat=CUT_HEARTBEAT, retry=CUT_RETRY)
+        except ActivityError as err:
+            if describe(err)[1] == QUIESCE_TIMED_OUT:  # quiesce required: thawed, then failed
+                result.indications.append(QUIESCE_TIMEOUT)
+            raise
         self._frozen = False
         self._track(outcome.volume_snapshots)
         result.volume_snapshots = [p.name for p in self._planned]
@@ -484,12 +505,6 @@ class SnapshotVirtualMachine(Operation[SnapshotVirtualMachineInput, SnapshotVirt
         self.upsert_search_attributes([
             VM_NAME.value_set(input.vm), VM_NAMESPACE.value_set(input.namespace),
             OPERATION.value_set("snapshot"), SNAPSHOT_PHASE.value_set("InProgress")])
-
-    def _thaw_by(self) -> datetime:
-        """When the guest must be thawed at the latest: the deadline, or a safety bound."""
-        if self.deadline_at is not None:
-            return self.deadline_at
-        return workflow.now() + FREEZE_BOUND_WITHOUT_DEADLINE
 
     def _track(self, states: list[VolumeSnapshotState]) -> None:
         for state in states:

@@ -39,7 +39,8 @@ def test_vm_state_of_a_running_vm_with_agent() -> None:
         "namespace": "ns", "name": "vm1", "uid": "u-1", "run_strategy": "Always",
         "vmi_exists": True, "running": True, "paused": False, "agent_connected": True,
         "fs_freeze_status": "frozen", "printable_status": "Running", "vmi_phase": "Running",
-        "resource_version": "7", "restart_required": False}
+        "resource_version": "7", "restart_required": False,
+        "freeze_budget": None}
 
 
 def test_vm_state_paused_needs_status_true_and_agent_needs_only_the_condition() -> None:

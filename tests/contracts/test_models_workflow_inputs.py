@@ -56,7 +56,7 @@ def test_every_field_from_the_cli() -> None:
         "namespace": "demo", "vm": "web.prod", "name": "web-before-upgrade",
         "failure_deadline": 120.0, "ready_deadline": 7200.0, "quiesce": "required",
         "deletion_policy": "Retain", "labels": {"team": "web", "example.com/tier": "gold"},
-        "fail_if_locked": True, "schedule": None,
+        "fail_if_locked": True, "freeze_budget": None, "schedule": None,
     }
 
 

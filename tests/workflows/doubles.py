@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from temporalio import activity
@@ -57,6 +57,7 @@ from contracts.snapshot import (
     VolumeSnapshotsInput,
     WriteSnapshotStatusInput,
 )
+from rules.freeze_budget import DEFAULT_MAX_FREEZE_BUDGET
 from rules.models import (
     ExcludedVolume,
     IncludedVolume,
@@ -73,12 +74,12 @@ BENIGN = ApplicationErrorCategory.BENIGN  # expected retries: not logged as fail
 CUT_TIME = datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC)
 
 
-def admission(scope: NamespaceScope | None = None,
-              policy: PatchPolicy | None = None) -> Callable[..., Any]:
+def admission(scope: NamespaceScope | None = None, policy: PatchPolicy | None = None,
+              max_freeze_budget: float = DEFAULT_MAX_FREEZE_BUDGET) -> Callable[..., Any]:
     """The real admission step (a worker serving `scope`, all by default), as an async
     activity: the doubles' workers have no thread pool."""
     real = AdmissionActivities(scope or NamespaceScope(), policy or PatchPolicy(),
-                               lambda: CLUSTER)
+                               lambda: CLUSTER, max_freeze_budget)
 
     @activity.defn(name=ADMIT_REQUEST.name)
     async def admit_request(request: AdmissionRequest) -> AdmissionGrant:
@@ -88,9 +89,11 @@ def admission(scope: NamespaceScope | None = None,
 
 
 def vm_state(
-    name: str = "web", *, running: bool = True, agent: bool = True, paused: bool = False
+    name: str = "web", *, running: bool = True, agent: bool = True, paused: bool = False,
+    freeze_budget: str | None = None,
 ) -> VmState:
     return VmState(
+        freeze_budget=freeze_budget,
         namespace=NS, name=name, uid=f"uid-{name}", run_strategy="Always" if running else "Halted",
         vmi_exists=running, running=running, paused=paused, agent_connected=running and agent,
         fs_freeze_status=None, printable_status="Running" if running else "Stopped",
@@ -125,6 +128,7 @@ class World:
     cut_after_attempts: int | None = 1  # None: never cut
     ready_after_attempts: int | None = 1  # None: never ready
     ready_at_cut: bool = False  # the cut already sees every VolumeSnapshot readyToUse
+    cut_outlives_budget: bool = False  # the cut comes after the freeze budget passed
     live_runs: set[str] = field(default_factory=set)  # holders counted alive; default all
     binds_after_checks: dict[str, int] = field(default_factory=dict)  # PVC -> checks to Bound
 
@@ -268,6 +272,21 @@ class World:
                 raise ApplicationError("not cut yet: " + ", ".join(v.name for v in input.volumes),
                                        type="NotCutYet", category=BENIGN)
             frozen_at = thawed_at = None
+            if world.frozen and world.cut_outlives_budget and input.freeze is not None:
+                # As the real cut: thaw first, then `required` fails and `auto` goes on.
+                world.calls.append("thaw-at-budget")
+                world.frozen = False
+                if input.freeze.required:
+                    raise ApplicationError(
+                        "quiesce is required and the guest was thawed before every volume "
+                        "was cut: the freeze budget passed before the cut",
+                        type="QuiesceTimedOut", non_retryable=True)
+                budget = timedelta(seconds=input.freeze.budget_seconds)
+                return CutOutcome(
+                    volume_snapshots=[_state(v.name, cut=True) for v in input.volumes],
+                    cut_at=CUT_TIME + budget, frozen_at=CUT_TIME, thawed_at=CUT_TIME + budget,
+                    thawed_before_cut=True, freeze_window_ms=round(budget.total_seconds() * 1000),
+                    freeze_budget_seconds=input.freeze.budget_seconds)
             if world.frozen:
                 world.calls.append("thaw-at-cut")
                 world.frozen = False
@@ -276,7 +295,9 @@ class World:
                 volume_snapshots=[_state(v.name, cut=True, ready=world.ready_at_cut)
                                   for v in input.volumes],
                 cut_at=CUT_TIME, frozen_at=frozen_at, thawed_at=thawed_at,
-                freeze_window_ms=250 if thawed_at else None, freeze_error=freeze_error)
+                freeze_window_ms=250 if thawed_at else None, freeze_error=freeze_error,
+                freeze_budget_seconds=input.freeze.budget_seconds if thawed_at and input.freeze
+                else None)
 
         @activity.defn(name=CHECK_VOLUME_SNAPSHOTS_READY.name)
         async def check_volume_snapshots_ready(

@@ -1,0 +1,209 @@
+"""The cut's freeze budget and takeover (GuestCut), against a simulator process: the
+unfreezeTimeout sent is the budget, lowered to the worker's maximum; a cut that outlives it
+is thawed at the budget; a retry takes over a guest a dead attempt left frozen, without
+freezing again, and with the first freeze's budget; the background heartbeat covers calls
+that block; an attempt the server timed out leaves the guest to its successor."""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from temporalio.activity import ActivityCancellationDetails
+from temporalio.exceptions import ApplicationError, CancelledError
+from temporalio.testing import ActivityEnvironment
+
+from activities import cut
+from activities.cut import GuestCut
+from cluster.client import Cluster, load_api_client
+from contracts.common import QUIESCE_TIMED_OUT
+from contracts.snapshot import CutInput, CutOutcome, FreezePlan, PlannedVolumeSnapshot
+from rules.naming import SNAPSHOT_LABEL, label_value
+from tests.conftest import StartSim
+from tests.support.sim import Sim
+
+SEED = Path(__file__).resolve().parents[1] / "e2e" / "snapshot_seeds" / "snapshot.yaml"
+CUT_LATENCY = "sim.vmsnap.io/cut-latency"
+
+
+@dataclasses.dataclass
+class CutStack:
+    sim: Sim
+    cluster: Cluster
+
+    def cut(self, name: str, vm: str, budget: float, *, required: bool = False,
+            maximum: float = 60.0, env: ActivityEnvironment | None = None) -> CutOutcome:
+        plan = FreezePlan(vmi=vm, thaw_by=datetime.now(UTC) + timedelta(hours=1),
+                          budget_seconds=budget, required=required)
+        input = CutInput(
+            namespace="snap", snapshot=name, snapshot_uid="uid-" + name,
+            owned_by_snapshot=False, labels={SNAPSHOT_LABEL: label_value(name)},
+            volumes=[PlannedVolumeSnapshot(name=f"{name}-root", volume_name="root",
+                                           pvc_name=f"{vm}-root", snapshot_class="csi-snap")],
+            freeze=plan)
+        environment = env or ActivityEnvironment()
+        return environment.run(lambda: GuestCut(self.cluster, input, maximum).run())
+
+    def freezes(self, vm: str) -> list[dict[str, Any]]:
+        return [e for e in self.sim.freeze_log() if e["vmi"] == vm]
+
+    def slow_cut(self, pvc: str, latency: str) -> None:
+        self.sim.kubectl("annotate", "--overwrite", "pvc", "-n", "snap", pvc,
+                         f"{CUT_LATENCY}={latency}")
+
+
+@pytest.fixture
+def stack(start_sim: StartSim) -> Iterator[CutStack]:
+    sim = start_sim(SEED, name="cut-budget")
+    cluster = Cluster(load_api_client(str(sim.kubeconfig)))
+    try:
+        yield CutStack(sim, cluster)
+    finally:
+        cluster.close()
+        sim.process.stop()
+
+
+def _when(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def _retry(earlier: dict[str, Any] | None, scheduled: datetime | None = None
+           ) -> ActivityEnvironment:
+    """The environment of attempt 2, with what attempt 1 heartbeated last."""
+    env = ActivityEnvironment()
+    env.info = dataclasses.replace(
+        env.info, attempt=2, heartbeat_details=[] if earlier is None else [earlier],
+        scheduled_time=scheduled or datetime.now(UTC))
+    return env
+
+
+def test_the_unfreeze_timeout_is_the_budget_lowered_to_the_workers_maximum(
+    stack: CutStack,
+) -> None:
+    asked = stack.cut("budget-7", "gc", 7.0)
+    lowered = stack.cut("budget-30", "twice", 30.0, maximum=5.0)
+    assert asked.freeze_budget_seconds == 7.0 and not asked.thawed_before_cut
+    assert lowered.freeze_budget_seconds == 5.0
+    # the deadline is an hour away: the guest's own safety net is the budget, not that
+    assert [e["unfreeze_timeout_seconds"] for e in stack.freezes("gc")] == [7]
+    assert [e["unfreeze_timeout_seconds"] for e in stack.freezes("twice")] == [5]
+
+
+def test_a_cut_that_outlives_its_budget_is_thawed_at_the_budget(stack: CutStack) -> None:
+    stack.slow_cut("gc-root", "3s")
+    outcome = stack.cut("slow-auto", "gc", 1.0)
+    [entry] = stack.freezes("gc")
+    window = (_when(entry["thawed_at"]) - _when(entry["frozen_at"])).total_seconds()
+    # The thaw and the guest's own timer (unfreezeTimeout = the budget) meet at the budget;
+    # either may land first. Not at the cut, 3 s in.
+    assert entry["thawed_by"] in ("unfreeze", "timeout") and window < 1.5, entry
+    # auto: thawed first, then the cut went on crash-consistent
+    assert outcome.thawed_before_cut and all(s.cut for s in outcome.volume_snapshots)
+    assert outcome.freeze_window_ms is not None and outcome.freeze_window_ms < 1500
+
+    stack.slow_cut("twice-root", "3s")
+    began = time.monotonic()
+    with pytest.raises(ApplicationError) as refused:
+        stack.cut("slow-required", "twice", 1.0, required=True)
+    assert refused.value.type == QUIESCE_TIMED_OUT and refused.value.non_retryable
+    assert "the freeze budget passed before the cut" in refused.value.message
+    assert time.monotonic() - began < 2.5  # failed at the thaw, not after the cut
+    [entry] = stack.freezes("twice")
+    assert entry["thawed_at"] is not None and entry["thawed_by"] in ("unfreeze", "timeout")
+    window = (_when(entry["thawed_at"]) - _when(entry["frozen_at"])).total_seconds()
+    assert window < 1.5, entry
+
+
+def test_a_retry_takes_over_a_guest_a_dead_attempt_left_frozen(stack: CutStack) -> None:
+    stack.slow_cut("gc-root", "1s")
+    stack.cluster.freeze("snap", "gc", 10)  # the attempt that died, 2 s ago by its heartbeat
+    frozen_at = datetime.now(UTC) - timedelta(seconds=2)
+    outcome = stack.cut("taken-over", "gc", 10.0,
+                        env=_retry({"frozen_at": frozen_at.isoformat(), "cut": []}))
+    assert outcome.frozen_at == frozen_at and not outcome.thawed_before_cut
+    assert outcome.freeze_window_ms is not None and outcome.freeze_window_ms >= 3000
+    # not frozen again: one freeze, thawed by the retry at the cut
+    [entry] = stack.freezes("gc")
+    assert entry["thawed_by"] == "unfreeze"
+    assert sum(1 for e in stack.sim.requests_log() if e["subresource"] == "freeze") == 1
+
+
+def test_a_retry_after_the_budget_passed_thaws_at_once_and_never_refreezes(
+    stack: CutStack,
+) -> None:
+    stack.cluster.freeze("snap", "gc", 30)
+    spent = datetime.now(UTC) - timedelta(seconds=15)
+    outcome = stack.cut("spent", "gc", 10.0, env=_retry({"frozen_at": spent.isoformat()}))
+    assert outcome.thawed_before_cut and outcome.frozen_at == spent
+    [entry] = stack.freezes("gc")
+    assert entry["thawed_by"] == "unfreeze"
+    # an attempt that gave up on the freeze (auto) is not followed by a freeze either
+    gave_up = stack.cut("gave-up", "twice", 10.0,
+                        env=_retry({"freeze_error": "freeze failed: agent busy"}))
+    assert gave_up.frozen_at is None and gave_up.freeze_error == "freeze failed: agent busy"
+    assert stack.freezes("twice") == []
+
+
+def test_without_a_heartbeat_the_retry_counts_the_budget_from_the_first_schedule(
+    stack: CutStack,
+) -> None:
+    stack.cluster.freeze("snap", "gc", 30)
+    scheduled = datetime.now(UTC) - timedelta(seconds=12)
+    outcome = stack.cut("no-word", "gc", 10.0, env=_retry(None, scheduled))
+    assert outcome.frozen_at == scheduled and outcome.thawed_before_cut
+
+
+def test_the_background_heartbeat_goes_on_while_the_freeze_call_blocks(
+    stack: CutStack,
+) -> None:
+    stack.sim.set_faults({"rules": [{"resource": "virtualmachineinstances",
+                                     "subresource": "freeze", "latency": "1s", "count": 1}]})
+    beats: list[tuple[float, dict[str, Any]]] = []
+    env = ActivityEnvironment()
+    env.on_heartbeat = lambda *details: beats.append((time.monotonic(), details[0]))
+    began = time.monotonic()
+    outcome = stack.cut("blocked", "gc", 10.0, env=env)
+    assert outcome.frozen_at is not None
+    assert beats and beats[0][0] - began >= cut.QUIET_START_SECONDS
+    blocked = [at for at, details in beats if "frozen_at" not in details]
+    assert len(blocked) >= 3, beats  # while the freeze call blocked, nothing known yet
+    gaps = [b[0] - a[0] for a, b in itertools.pairwise(beats)]
+    assert max(gaps) < 0.5, gaps
+    assert "frozen_at" in beats[-1][1]
+
+
+def test_an_attempt_the_server_timed_out_leaves_the_guest_to_its_successor(
+    stack: CutStack,
+) -> None:
+    stack.slow_cut("gc-root", "5s")
+    env = ActivityEnvironment()
+    timer = threading.Timer(1.0, env.cancel, kwargs={
+        "cancellation_details": ActivityCancellationDetails(timed_out=True)})
+    timer.start()
+    try:
+        with pytest.raises(CancelledError):
+            stack.cut("zombie", "gc", 10.0, env=env)
+    finally:
+        timer.cancel()
+    [entry] = stack.freezes("gc")
+    assert entry["thawed_at"] is None  # the successor (or the saga) thaws, not this one
+    stack.cluster.unfreeze("snap", "gc")
+    # a cancellation asked for by the workflow thaws on the way out
+    stack.slow_cut("twice-root", "5s")
+    asked = ActivityEnvironment()
+    timer = threading.Timer(1.0, asked.cancel)
+    timer.start()
+    try:
+        with pytest.raises(CancelledError):
+            stack.cut("cancelled", "twice", 10.0, env=asked)
+    finally:
+        timer.cancel()
+    [entry] = stack.freezes("twice")
+    assert entry["thawed_by"] == "unfreeze"
