@@ -28,8 +28,9 @@ several is then easy to seed. A VolumeGroupSnapshot has one cut for all its
 volumes: only its VolumeGroupSnapshotClass steers it, with the same names and
 parser (`first_latency`, `snapshot_failure`); `never-cut` leaves the group
 without `creationTime` or members, `never-ready` cuts it and makes its members
-but never sets `readyToUse`, `error` fails CreateVolumeGroupSnapshot. A value that does not parse is reported (the
-controllers record a Warning Event naming it) and the default is used.
+but never sets `readyToUse`, `error` fails CreateVolumeGroupSnapshot. A value
+that does not parse is reported (the controllers record a Warning Event naming
+it) and the default is used.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ import hashlib
 import json
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from kubernetes.client.exceptions import ApiException
@@ -70,12 +70,14 @@ def bound_pvcs(
         body = pvc_body(name, storage_class=storage_class, size=size)
         body["metadata"]["labels"] = labels
         cluster.create_pvc(namespace, body)
-    for name in names:
-        wait_for(
-            lambda name=name: ((cluster.pvc(namespace, name) or {}).get("status") or {}).get(
-                "phase") == "Bound",
-            what=f"PVC {name} Bound",
-        )
+    wait_for(
+        lambda: all(pvc_phase(cluster, namespace, name) == "Bound" for name in names),
+        what=f"PVCs {names} Bound",
+    )
+
+
+def pvc_phase(cluster: Cluster, namespace: str, name: str) -> str | None:
+    return ((cluster.pvc(namespace, name) or {}).get("status") or {}).get("phase")
 
 
 def group(cluster: Cluster, namespace: str, name: str) -> dict[str, Any] | None:
@@ -92,8 +94,9 @@ def group_content(cluster: Cluster, name: str) -> dict[str, Any] | None:
 
 def members(cluster: Cluster, namespace: str, group_name: str) -> list[dict[str, Any]]:
     found = cluster.custom.list_namespaced_custom_object(*SNAPSHOT, namespace, "volumesnapshots")
+    items: list[dict[str, Any]] = cast(dict[str, Any], found)["items"]
     return [
-        snapshot for snapshot in found["items"]
+        snapshot for snapshot in items
         if any(ref.get("kind") == "VolumeGroupSnapshot" and ref.get("name") == group_name
                for ref in snapshot["metadata"].get("ownerReferences") or [])
     ]
@@ -377,7 +380,7 @@ def test_the_crd_rules_refuse_bad_groups(cluster: Cluster) -> None:
         cluster.patch(GROUP, "volumegroupsnapshots", ns, "g",
                       {"spec": {"source": {"selector": {"matchLabels": {"app": "other"}}}}})
     assert immutable.value.status == 422
-    assert "selector is immutable" in json.loads(immutable.value.body)["message"]
+    assert "selector is immutable" in json.loads(str(immutable.value.body))["message"]
 
 
 def test_kubectl_short_names_and_columns(cluster: Cluster) -> None:
