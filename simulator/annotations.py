@@ -13,6 +13,9 @@ annotations; a real cluster ignores them. Where each one is read:
 | `ready-latency` | VolumeSnapshotClass, or the source PVC | the cut to `readyToUse` (`100ms`) |
 | `bind-latency` | StorageClass, VolumeSnapshotClass, or the PVC | claim to Bound (`50ms`) |
 | `fail` | VolumeSnapshotClass, or the source PVC | `never-cut`, `never-ready`, `error` |
+| `cut-latency` | VolumeGroupSnapshotClass | the group content to its one cut (`50ms`) |
+| `ready-latency` | VolumeGroupSnapshotClass | the cut to `readyToUse`, members first (`100ms`) |
+| `fail` | VolumeGroupSnapshotClass | `never-cut`, `never-ready`, `error` for the group |
 | `import-latency` | DataVolume (or a VM's template) | bind to `Succeeded`: import, copy (`200ms`) |
 | `freeze-limit` | VirtualMachine (or a bare VMI) | a freeze to the guest's own thaw (none) |
 
@@ -21,8 +24,13 @@ guest holds a freeze before it thaws itself, as Windows VSS does after 10s.
 For `bind-latency` the PVC's own annotation comes first, then the
 VolumeSnapshotClass of the snapshot it is restored from, then its StorageClass.
 A PVC's own annotation wins over its class's: one slow or failing disk among
-several is then easy to seed. A value that does not parse is reported (the
-controllers record a Warning Event naming it) and the default is used.
+several is then easy to seed. A VolumeGroupSnapshot has one cut for all its
+volumes: only its VolumeGroupSnapshotClass steers it, with the same names and
+parser (`first_latency`, `snapshot_failure`); `never-cut` leaves the group
+without `creationTime` or members, `never-ready` cuts it and makes its members
+but never sets `readyToUse`, `error` fails CreateVolumeGroupSnapshot. A value
+that does not parse is reported (the controllers record a Warning Event naming
+it) and the default is used.
 """
 
 from __future__ import annotations

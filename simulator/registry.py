@@ -19,6 +19,7 @@ from typing import Any
 from simulator import builtin_rules, core_schemas, kubevirt_admission, rbac_rules
 from simulator.bootstrap_policy import RBAC_GROUP
 from simulator.cel import MISSING
+from simulator.crd_versions import preferred_version
 from simulator.errors import ApiError, invalid
 from simulator.metadata_validation import validate_metadata
 from simulator.reference import Reference
@@ -195,8 +196,7 @@ def _served_version(crd: dict[str, Any]) -> dict[str, Any]:
                 }
             ],
         )
-    storage = [v for v in versions if v.get("storage")]
-    return storage[0] if storage else versions[0]
+    return preferred_version(versions)
 
 
 def crd_errors(crd: dict[str, Any]) -> FieldErrors:

@@ -8,6 +8,8 @@ loop, see `runtime.py`), and answers the KubeVirt subresources.
 | --- | --- |
 | `csi_snapshotter` | the CSI snapshot controller (VolumeSnapshot <-> content) |
 | `csi_driver` | the csi-snapshotter sidecar and the storage: cut, ready, errors |
+| `group_snapshotter` | the CSI snapshot controller's VolumeGroupSnapshots and their members |
+| `group_driver` | the sidecar and storage for group snapshots: one cut, ready, errors |
 | `pvc_binder` | the PV controller and external-provisioner: binding, restores |
 | `datavolumes` | CDI: DataVolumes make their PVCs, with CDI's phases |
 | `vm_controller` | virt-controller's VM loop and virt-api's start/stop/restart |
@@ -28,6 +30,8 @@ from typing import Any
 from simulator.controllers.csi_driver import CsiDriverSidecar
 from simulator.controllers.csi_snapshotter import SnapshotController
 from simulator.controllers.datavolumes import DataVolumes
+from simulator.controllers.group_driver import GroupDriverSidecar
+from simulator.controllers.group_snapshotter import GroupSnapshotController
 from simulator.controllers.guest_agent import GuestAgents
 from simulator.controllers.pvc_binder import PvcBinder
 from simulator.controllers.runtime import Observer, Runtime
@@ -49,6 +53,8 @@ class Behaviours:
         self._observers: list[Observer] = [
             SnapshotController(self.runtime),
             CsiDriverSidecar(self.runtime),
+            GroupSnapshotController(self.runtime),
+            GroupDriverSidecar(self.runtime),
             PvcBinder(self.runtime),
             DataVolumes(self.runtime),
             self.vms,

@@ -21,7 +21,9 @@ A content whose driver does not own the source volume (the class's driver is
 not the PVC's provisioner) fails the way a CSI driver does: NotFound for the
 volume. Deleting a content removes its finalizer once its snapshot is being
 deleted (or it was never bound), as the sidecar does; a bound content deleted
-by hand waits for its snapshot.
+by hand waits for its snapshot. The content of a VolumeGroupSnapshot's member
+(annotated `groupsnapshot.storage.k8s.io/volumeGroupSnapshotHandle`) is cut and
+made ready with its group, by `group_driver`.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from simulator.controllers.csi_snapshotter import (
     CONTENT_FINALIZER,
     source_pvc,
 )
+from simulator.controllers.group_snapshotter import GROUP_HANDLE_ANNOTATION
 from simulator.controllers.runtime import CORE, SNAPSHOT, Index, Runtime, rfc3339_seconds
 from simulator.controllers.storage import (
     StorageView,
@@ -118,6 +121,9 @@ class CsiDriverSidecar:
                 CONTENT_FINALIZER,
             ]
             content = self.rt.write(SNAPSHOT, "volumesnapshotcontents", content)
+        if GROUP_HANDLE_ANNOTATION in (content["metadata"].get("annotations") or {}):
+            self._forget(name)  # a group member: cut and made ready with its group
+            return
         source = spec.get("source") or {}
         status = dict(content.get("status") or {})
         if source.get("snapshotHandle"):

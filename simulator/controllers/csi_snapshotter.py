@@ -29,15 +29,24 @@ messages follow `pkg/common-controller/snapshot_controller.go`:
   with Retain the content stays, still naming the snapshot.
 - A pre-provisioned snapshot (`source.volumeSnapshotContentName`) binds to that
   content when the content's `volumeSnapshotRef` names it.
+- A member of a VolumeGroupSnapshot (owned by it, made by `group_snapshotter`)
+  needs no class and gets no bound finalizer; its status comes from the content
+  the group controller bound it to, with `volumeGroupSnapshotName` (found through
+  the group content with the same `volumeGroupSnapshotHandle`). Deleting it on its
+  own is refused while its group exists (Warning SnapshotDeletePending, the
+  snapshot stays with its deletionTimestamp); once the group is gone its
+  `volumesnapshot-in-group-protection` finalizer goes with the others.
 """
 
 from __future__ import annotations
 
 from typing import Any, cast
 
+from simulator.controllers.group_snapshotter import IN_GROUP_FINALIZER, parent_group
 from simulator.controllers.pvc_binder import snapshot_source
 from simulator.controllers.runtime import (
     CORE,
+    GROUP_SNAPSHOT,
     SNAPSHOT,
     STORAGE,
     Index,
@@ -95,6 +104,8 @@ class SnapshotController:
         self.view = StorageView(runtime)
         # Snapshots by the (namespace, name) of their source PVC.
         self._by_claim = Index()
+        # Member snapshots by the (namespace, name) of their VolumeGroupSnapshot.
+        self._by_group = Index()
         runtime.register(QUEUE, self.reconcile)
         runtime.register(UNBOUND, self._requeue_unbound)
 
@@ -111,6 +122,10 @@ class SnapshotController:
             self._by_claim.update(
                 snapshot, [(namespace, claim)] if claim and event.type != "DELETED" else []
             )
+            group = parent_group(obj)
+            self._by_group.update(
+                snapshot, [(namespace, group)] if group and event.type != "DELETED" else []
+            )
             self.rt.enqueue(QUEUE, snapshot)
         elif key == (SNAPSHOT, "volumesnapshotcontents"):
             ref = (obj.get("spec") or {}).get("volumeSnapshotRef") or {}
@@ -122,6 +137,9 @@ class SnapshotController:
             restored_from = snapshot_source(obj)
             if restored_from is not None:
                 self.rt.enqueue(QUEUE, restored_from)
+        elif key == (GROUP_SNAPSHOT, "volumegroupsnapshots") and event.type == "DELETED":
+            for member in self._by_group.referrers((namespace, metadata["name"])):
+                self.rt.enqueue(QUEUE, member)
         elif key in ((SNAPSHOT, "volumesnapshotclasses"), (STORAGE, "storageclasses")):
             self.rt.enqueue(UNBOUND, None)
 
@@ -146,6 +164,9 @@ class SnapshotController:
         source = (snapshot.get("spec") or {}).get("source") or {}
         if source.get("volumeSnapshotContentName"):
             self._sync_pre_provisioned(snapshot, str(source["volumeSnapshotContentName"]))
+            return
+        if parent_group(snapshot):
+            self._sync_member(snapshot)
             return
         if not source.get("persistentVolumeClaimName"):
             return  # the API server's validation refuses this; nothing to do
@@ -172,6 +193,26 @@ class SnapshotController:
             )
             return
         self._sync_status(snapshot, content)
+
+    def _sync_member(self, snapshot: dict[str, Any]) -> None:
+        """syncUnreadySnapshot for a group member: the status of the content it is bound to."""
+        snapshot = self._ensure_finalizers(snapshot, None)
+        content_name = (snapshot.get("status") or {}).get("boundVolumeSnapshotContentName")
+        content = self.view.content_view(content_name) if content_name else None
+        if content is None:
+            return  # not bound yet, or its content not made yet: their events queue it again
+        self._sync_status(snapshot, content)
+
+    def _group_of(self, content: dict[str, Any]) -> str | None:
+        """The VolumeGroupSnapshot whose content has this member content's group handle."""
+        handle = (content.get("status") or {}).get("volumeGroupSnapshotHandle")
+        if not handle:
+            return None
+        for group_content in self.rt.list_view(GROUP_SNAPSHOT, "volumegroupsnapshotcontents"):
+            if (group_content.get("status") or {}).get("volumeGroupSnapshotHandle") == handle:
+                ref = (group_content.get("spec") or {}).get("volumeGroupSnapshotRef") or {}
+                return str(ref.get("name") or "") or None
+        return None
 
     # ---- class ---------------------------------------------------------------------
 
@@ -412,6 +453,10 @@ class SnapshotController:
             status["error"] = dict(content_status["error"])
         else:
             status.pop("error", None)
+        if not status.get("volumeGroupSnapshotName"):
+            group = self._group_of(content)
+            if group:
+                status["volumeGroupSnapshotName"] = group
         if status == previous:
             return snapshot
         snapshot["status"] = status
@@ -477,6 +522,22 @@ class SnapshotController:
                 COMPONENT,
             )
             return
+        group_name = (snapshot.get("status") or {}).get("volumeGroupSnapshotName")
+        namespace = metadata.get("namespace", "")
+        if group_name and self.rt.view(
+            GROUP_SNAPSHOT, "volumegroupsnapshots", namespace, group_name
+        ):
+            self.rt.record(
+                snapshot,
+                "Warning",
+                "SnapshotDeletePending",
+                f"deletion of the individual volume snapshot {namespace}/{metadata['name']} "
+                f"is not allowed as it belongs to group snapshot {namespace}/{group_name}. "
+                "Deleting the group snapshot will trigger the deletion of all the "
+                "individual volume snapshots that are part of the group.",
+                COMPONENT,
+            )
+            return
         if content is not None:
             if annotations_dict(content).get(BEING_DELETED) != "yes":
                 annotations_dict(content)[BEING_DELETED] = "yes"
@@ -487,19 +548,18 @@ class SnapshotController:
                 )
         self._release_pvc(snapshot, skip_current=True)
         keep_bound = content is not None and delete_content
-        remaining = [
-            f
-            for f in finalizers
-            if f != AS_SOURCE_FINALIZER and (f != BOUND_FINALIZER or keep_bound)
-        ]
+        dropped = {AS_SOURCE_FINALIZER} | ({IN_GROUP_FINALIZER} if group_name else set())
+
+        def kept(finalizer: str) -> bool:
+            return finalizer not in dropped and (finalizer != BOUND_FINALIZER or keep_bound)
+
+        remaining = [f for f in finalizers if kept(f)]
         if remaining != finalizers:
             fresh = self.view.snapshot(metadata.get("namespace", ""), metadata["name"])
             if fresh is None:
                 return
             fresh["metadata"]["finalizers"] = [
-                f
-                for f in fresh["metadata"].get("finalizers") or []
-                if f != AS_SOURCE_FINALIZER and (f != BOUND_FINALIZER or keep_bound)
+                f for f in fresh["metadata"].get("finalizers") or [] if kept(f)
             ]
             self.rt.write(SNAPSHOT, "volumesnapshots", fresh, shared=True)
 

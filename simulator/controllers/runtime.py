@@ -45,6 +45,7 @@ MAX_YIELD_SECONDS = 0.02
 CORE = ""
 STORAGE = "storage.k8s.io"
 SNAPSHOT = "snapshot.storage.k8s.io"
+GROUP_SNAPSHOT = "groupsnapshot.storage.k8s.io"
 KUBEVIRT = "kubevirt.io"
 
 Reconcile = Callable[[Any], None]

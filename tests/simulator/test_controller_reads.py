@@ -159,3 +159,31 @@ async def test_the_keeper_sees_a_version_changed_in_place(
     stored["metadata"]["labels"] = {"changed": "in-place"}
     assert keeper.changed() == ["PersistentVolumeClaim web-1-root rv "
                                 f"{stored['metadata']['resourceVersion']}"]
+
+
+async def test_no_group_snapshot_controller_changes_a_stored_object(
+    demo: tuple[Api, VersionKeeper],
+) -> None:
+    api, keeper = demo
+    groups = "/apis/groupsnapshot.storage.k8s.io/v1/namespaces/demo/volumegroupsnapshots"
+    await api.ok("POST", groups, {
+        "apiVersion": "groupsnapshot.storage.k8s.io/v1", "kind": "VolumeGroupSnapshot",
+        "metadata": {"name": "web"},
+        "spec": {"source": {"selector": {"matchLabels": {"app": "web"}}}}})
+
+    async def ready() -> Any:
+        found = await _get(api, f"{groups}/web")
+        return found if ((found or {}).get("status") or {}).get("readyToUse") else None
+
+    group = await _until(ready, "the group ready")
+    # The demo seed's default class for the hostpath driver is the one found.
+    assert group["spec"]["volumeGroupSnapshotClassName"] == "csi-hostpath-groupsnapclass"
+    assert keeper.changed() == []
+    await api.ok("DELETE", f"{groups}/web")
+
+    async def members_gone() -> bool:
+        found = await _get(api, SNAPSHOTS)
+        return await _get(api, f"{groups}/web") is None and not found["items"]
+
+    await _until(members_gone, "the group and its members deleted")
+    assert keeper.changed() == []

@@ -310,3 +310,11 @@ def test_explain_and_raw_endpoints(sim: Sim) -> None:
     requests = json.loads(sim.kubectl("get", "--raw", "/sim/requests?since=0").stdout)
     assert any(entry["verb"] == "list" for entry in requests["items"])
     assert json.loads(sim.kubectl("get", "--raw", "/sim/freeze-log").stdout)["items"] == []
+
+
+def test_group_snapshot_kinds_are_served_with_no_class_seeded(sim: Sim) -> None:
+    rows = {line.split()[0]: line.split()
+            for line in sim.kubectl("api-resources").stdout.splitlines()[1:]}
+    assert rows["volumegroupsnapshots"][1:3] == ["vgs", "groupsnapshot.storage.k8s.io/v1"]
+    found = sim.kubectl("get", "vgsclass")
+    assert found.stdout == "" and "No resources found" in found.stderr
