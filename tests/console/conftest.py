@@ -71,13 +71,13 @@ def consoles(start_stack: StartStack, dev_server: DevServerProcess,
              tmp_path_factory: pytest.TempPathFactory) -> Iterator[Consoles]:
     stack = start_stack()
     state = tmp_path_factory.mktemp("console")
-    common = dict(task_queue=stack.task_queue, temporal_ui=dev_server.ui_url)
     acting = start_console(state, dev_server.address, stack.sim.kubeconfig,
-                           options=["--allow-actions"], name="console-acting", **common)
+                           task_queue=stack.task_queue, temporal_ui=dev_server.ui_url,
+                           options=["--allow-actions"], name="console-acting")
     guarded = start_console(state, dev_server.address, stack.sim.kubeconfig,
+                            task_queue=stack.task_queue, temporal_ui=dev_server.ui_url,
                             options=["--trusted-user-header", "X-Forwarded-User"],
-                            extra_env={"VMSNAP_CONSOLE_TOKEN": TOKEN}, name="console-guarded",
-                            **common)
+                            extra_env={"VMSNAP_CONSOLE_TOKEN": TOKEN}, name="console-guarded")
     yield Consoles(stack, acting, guarded)
     for process in (guarded, acting, stack.worker, stack.sim.process):
         process.stop()
