@@ -63,7 +63,7 @@ class Consoles:
     acting: ConsoleProcess
     """--allow-actions, no authentication (loopback)."""
     guarded: ConsoleProcess
-    """Read-only, a token and a trusted proxy header."""
+    """Read-only, a token and a trusted proxy header, namespaces demo and team-b."""
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +76,8 @@ def consoles(start_stack: StartStack, dev_server: DevServerProcess,
                            options=["--allow-actions"], name="console-acting")
     guarded = start_console(state, dev_server.address, stack.sim.kubeconfig,
                             task_queue=stack.task_queue, temporal_ui=dev_server.ui_url,
-                            options=["--trusted-user-header", "X-Forwarded-User"],
+                            options=["--trusted-user-header", "X-Forwarded-User",
+                                     "--namespaces", f"{NS},team-b"],
                             extra_env={"VMSNAP_CONSOLE_TOKEN": TOKEN}, name="console-guarded")
     yield Consoles(stack, acting, guarded)
     for process in (guarded, acting, stack.worker, stack.sim.process):

@@ -152,3 +152,11 @@ async def test_trusted_proxy_header_and_the_fleet(consoles: Consoles, page: Page
         .to_be_visible()
     await expect(page.locator("svg.chart")).to_be_visible()
     await screenshot(page, "fleet")
+
+    # Outside the console's namespaces: refused before anything is read.
+    await page.goto(f"{consoles.guarded.url}/ns/kube-system/vms/web-1")
+    await expect(page.get_by_role("alert")).to_contain_text(
+        "namespace kube-system is outside this console's namespaces (demo, team-b)")
+    await page.goto(f"{consoles.guarded.url}/vms?namespace=team-b")
+    await expect(page.get_by_role("table", name="Virtual machines")).to_contain_text(
+        "No VM matches")
