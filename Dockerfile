@@ -3,13 +3,14 @@
 
 # ---- build: install vmsnap and its dependencies into a virtual environment ----
 # The context holds no simulator/ or demo/ (.dockerignore), so neither is installed; the
-# codec-server extra adds aiohttp for `python -m starter.codec_server` (docker-compose.yml).
+# codec-server extra adds aiohttp for `python -m starter.codec_server`, the console extra
+# Starlette, uvicorn and Jinja2 for `vmsnap console` (docker-compose.yml, deploy/console).
 FROM python:3.11.11-slim-bookworm AS build
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
 RUN python -m venv /opt/vmsnap
 WORKDIR /src
 COPY . .
-RUN /opt/vmsnap/bin/pip install '.[codec-server]'
+RUN /opt/vmsnap/bin/pip install '.[codec-server,console]'
 
 # ---- runtime: the environment, the entry script, no build tools, no root ----
 FROM python:3.11.11-slim-bookworm

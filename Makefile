@@ -16,12 +16,12 @@ PYTEST_ARGS ?=
 # run, and without a .pyc (PYTHONDONTWRITEBYTECODE, a read-only tree) it compiles them
 # every time: that was half the worker's CPU per snapshot.
 install: $(STAMP)
-	$(BIN)/python -m compileall -q activities bench cluster contracts demo rules simulator starter workflows worker.py
+	$(BIN)/python -m compileall -q activities bench cluster console contracts demo rules simulator starter workflows worker.py
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,local,bench,simulator,codec-server]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,local,bench,simulator,codec-server,console]'
 	touch $(STAMP)
 
 demo: install

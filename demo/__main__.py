@@ -1,7 +1,8 @@
 """`make demo`: the embedded stack and the main job, told as a short story.
 
 Starts the Temporal dev server (SQLite file and UI), the cluster simulator on
-the sample seed and a vmsnap worker, as real processes; then snapshots the
+the sample seed, a vmsnap worker and the web console (`vmsnap console`), as real
+processes; then snapshots the
 sample VMs through Temporal exactly as a user would from the Temporal CLI,
 and prints what happened. With a terminal attached it keeps the stack up for
 exploring (Temporal UI, kubectl) until Ctrl-C; every child is stopped on exit.
@@ -27,6 +28,7 @@ from starter.local_stack import (
     ManagedProcess,
     StackError,
     port_open,
+    start_console,
     start_dev_server,
     start_simulator,
     start_worker,
@@ -95,13 +97,21 @@ def main() -> int:
                                                   task_queue=None)
         children.append(worker)
         console.print(f"[green]✓[/] vmsnap worker (pid {worker.pid}), logs in {worker.log_path}")
+        with console.status("starting the vmsnap console"):
+            web = start_console(state, temporal.address, sim.kubeconfig,
+                                port=_preferred(8090), temporal_ui=temporal.ui_url,
+                                options=["--allow-actions"])
+        children.append(web)
+        console.print(f"[green]✓[/] vmsnap console at {web.url} (actions enabled, loopback "
+                      f"only), beside the Temporal UI at {temporal.ui_url}")
         if CodecSettings.from_env() is None:
             console.print("[yellow]![/] payload encryption is off: this demo's Temporal history "
                           "holds inputs, results and failures in clear (docs/security.md)")
         console.print()
         ok = asyncio.run(run_story(console, temporal.address, sim.kubeconfig, temporal.ui_url))
         if args.keep_running:
-            console.print("\nThe stack stays up: explore it, then press Ctrl-C to stop everything.")
+            console.print(f"\nThe stack stays up: explore it (console {web.url}, Temporal UI "
+                          f"{temporal.ui_url}), then press Ctrl-C to stop everything.")
             with contextlib.suppress(KeyboardInterrupt):
                 signal.pause()
         return 0 if ok else 1

@@ -6,6 +6,7 @@
     vmsnap schedule create nightly --vm web-1 --cron "0 2 * * *" --keep 7 -n demo
     vmsnap restore web-1-snap -n demo --running-vm-policy stop --wait
     vmsnap clone --from-snapshot web-1-snap web-2 -n demo --wait
+    vmsnap console --allow-actions
     vmsnap worker
     vmsnap version
 
@@ -31,7 +32,7 @@ from rich.table import Table
 from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
 from typer.core import TyperGroup
 
-from starter import cli_clone, cli_restore, cli_schedule, cli_snapshot, cli_sweep
+from starter import cli_clone, cli_console, cli_restore, cli_schedule, cli_snapshot, cli_sweep
 from starter.cli_common import (
     AllNamespacesOption,
     GlobalOptions,
@@ -127,6 +128,7 @@ app.add_typer(cli_schedule.app, name="schedule")
 app.command("restore")(cli_restore.restore)
 app.command("clone")(cli_clone.clone)
 app.command("sweep")(cli_sweep.sweep)
+app.command("console")(cli_console.console)
 
 
 @app.callback()

@@ -1,4 +1,5 @@
-"""The embedded stack as real processes: Temporal dev server, cluster simulator, worker.
+"""The embedded stack as real processes: Temporal dev server, cluster simulator, worker,
+and the web console.
 
 Used by `make demo` and the end-to-end tests. Every process runs in its own
 session so that stopping it (by its own PID) takes its children too, and its
@@ -377,6 +378,54 @@ def start_worker(
         process, lambda: "worker started" in process.log_tail(200).lower(), timeout, "polling"
     )
     return process
+
+
+# ---- the web console --------------------------------------------------------------------
+
+
+@dataclass
+class ConsoleProcess:
+    process: ManagedProcess
+    url: str
+
+    def stop(self) -> int | None:
+        return self.process.stop()
+
+
+_CONSOLE_LISTENING = re.compile(r"vmsnap console listening on (http\S+)")
+
+
+def start_console(
+    state_dir: Path,
+    temporal_address: str,
+    kubeconfig: Path,
+    *,
+    port: int | None = None,
+    task_queue: str = TASK_QUEUE,
+    temporal_ui: str | None = None,
+    options: list[str] | None = None,
+    extra_env: dict[str, str] | None = None,
+    name: str = "console",
+    timeout: float = 30.0,
+) -> ConsoleProcess:
+    """`vmsnap console` on loopback; `options` are the command's own (`--allow-actions`)."""
+    env = {
+        "TEMPORAL_ADDRESS": temporal_address,
+        "KUBECONFIG": str(kubeconfig),
+        "VMSNAP_TASK_QUEUE": task_queue,
+        "PYTHONUNBUFFERED": "1",
+        **(extra_env or {}),
+    }
+    args = [sys.executable, "-m", "starter.cli", "console", "--port",
+            str(port or reserved_port()), *(options or [])]
+    if temporal_ui:
+        args += ["--temporal-ui", temporal_ui]
+    process = spawn(name, args, state_dir / f"{name}.log", env)
+    _wait_until(process, lambda: bool(_CONSOLE_LISTENING.search(process.log_tail(50))),
+                timeout, "listening")
+    match = _CONSOLE_LISTENING.search(process.log_tail(50))
+    assert match is not None
+    return ConsoleProcess(process, match.group(1))
 
 
 def restart_dev_server(

@@ -128,9 +128,11 @@ from starter.sdk_handles import (
 from starter.sdk_views import (
     ExcludedVolumeInfo,
     RunInfo,
+    RunState,
     ScheduleInfo,
     ScheduleRun,
     SnapshotInfo,
+    VmInfo,
     started_workflow_ids,
 )
 from workflows.scheduled import child_search_attributes
@@ -139,6 +141,10 @@ from workflows.search_attributes import OPERATION, VM_NAME, VM_NAMESPACE
 T = TypeVar("T")
 ResultT = TypeVar("ResultT", bound=BaseModel)
 ProgressT = TypeVar("ProgressT")
+
+OPERATIONS: dict[str, Operation[Any, Any]] = {
+    operation.name: operation for operation in (SNAPSHOT, DELETE, RESTORE, CLONE)}
+"""The operations whose runs `run_state` follows, by their `VmsnapOperation` value."""
 
 SCHEDULE_MEMO = "vmsnap-timing"
 """The memo key a schedule keeps its `ScheduleTiming` under, to show it as it was given."""
@@ -442,6 +448,18 @@ class VmsnapClient:
                 info.progress = await handle.progress(timedelta(seconds=3))
         return info
 
+    async def snapshot_sizes(self, info: SnapshotInfo) -> dict[str, str | None]:
+        """Each VolumeSnapshot of a snapshot and its restore size (the CSI driver's
+        `restoreSize`; None while unknown or when the VolumeSnapshot is gone)."""
+        def read(cluster: Cluster) -> dict[str, str | None]:
+            sizes: dict[str, str | None] = {}
+            for name in info.volume_snapshots:
+                state = cluster.get_volume_snapshot(info.namespace, name)
+                sizes[name] = state.restore_size if state is not None else None
+            return sizes
+
+        return await self._in_cluster(read, f"snapshot {info.namespace}/{info.name}")
+
     async def _record_or_none(self, namespace: str, name: str) -> SnapshotInfo | None:
         obj = await self._in_cluster(
             lambda c: c.get_custom_or_none(VIRTUAL_MACHINE_SNAPSHOTS, namespace, name),
@@ -560,6 +578,50 @@ class VmsnapClient:
                     async for e in client.list_workflows(query, limit=limit)]
         except RPCError as error:
             raise rpc_error(error, "workflow list") from None
+
+    async def run_state(self, operation: str, workflow_id: str) -> RunState:
+        """Where one run of `operation` (a `VmsnapOperation` value: snapshot, delete,
+        restore, clone) is: status, live progress, and its result or failure once it ended.
+        `workflow_id` comes from a handle (`handle.workflow_id`) or from `list_runs`."""
+        kind = OPERATIONS.get(operation)
+        if kind is None:
+            raise InvalidRequest(f"operation {operation!r} is not one of "
+                                 f"{', '.join(sorted(OPERATIONS))}")
+        client = await self.temporal()
+        raw = client.get_workflow_handle(workflow_id)
+        try:
+            description = await raw.describe()
+        except RPCError as error:
+            raise rpc_error(error, f"{operation} workflow {workflow_id}") from None
+        attributes = description.typed_search_attributes
+        state = RunState(
+            workflow_id=workflow_id, run_id=description.run_id, operation=operation,
+            namespace=attributes.get(VM_NAMESPACE), vm=attributes.get(VM_NAME),
+            status=description.status.name if description.status else "UNKNOWN",
+            start_time=description.start_time, close_time=description.close_time)
+        handle: OperationHandle[Any, Any] = OperationHandle(
+            raw, kind, state.namespace or "", state.vm or "")
+        with contextlib.suppress(VmsnapError):
+            state.progress = await handle.progress(timedelta(seconds=3))
+        if state.running:
+            return state
+        try:
+            state.result = (await handle.result()).model_dump(mode="json")
+        except WorkflowFailed as failure:
+            state.error, state.error_type = failure.message, failure.error_type
+            if failure.details and isinstance(failure.details[0], dict):
+                state.result = failure.details[0]
+        return state
+
+    async def list_vms(
+        self, namespace: str | None = None, selector: str | None = None
+    ) -> list[VmInfo]:
+        """The VirtualMachines of `namespace` (None: all), by namespace and name."""
+        listed = await self._in_cluster(
+            lambda c: c.list_custom(VIRTUAL_MACHINES, namespace, selector or ""),
+            f"namespace {namespace}" if namespace else "the VMs")
+        infos = [VmInfo.from_object(obj) for obj in listed.get("items") or []]
+        return sorted(infos, key=lambda i: (i.namespace, i.name))
 
     # ---- schedules ---------------------------------------------------------------------------
 
@@ -749,9 +811,10 @@ __all__ = [
     "DEFAULT_TASK_QUEUE", "AlreadyExists", "AlreadyRunning", "CloneFailed", "CloneHandle",
     "DeleteHandle",
     "ExcludedVolumeInfo", "InvalidRequest", "NoClusterAccess", "ObjectNotFound",
-    "OperationHandle", "RestoreFailed", "RestoreHandle", "RunInfo", "ScheduleInfo",
+    "OperationHandle", "RestoreFailed", "RestoreHandle", "RunInfo", "RunState",
+    "ScheduleInfo",
     "ScheduleRun", "ScheduleTiming", "ScheduledRunFailed", "ScheduledSnapshotInput",
     "ScheduledSnapshotResult", "SnapshotFailed", "SnapshotHandle", "SnapshotInfo",
-    "SnapshotPlan", "VmsnapClient", "VmsnapError", "WorkflowFailed", "check_cron",
+    "SnapshotPlan", "VmInfo", "VmsnapClient", "VmsnapError", "WorkflowFailed", "check_cron",
     "schedule_id", "scheduled_workflow_id",
 ]

@@ -22,6 +22,8 @@ from temporalio.client import (
 
 from cluster.record_kinds import WORKFLOW_ID_ANNOTATION
 from cluster.snapshots import parse_time
+from contracts.clone import CloneProgress
+from contracts.restore import RestoreProgress
 from contracts.schedule import SCHEDULE_LABEL, ScheduledSnapshotInput, scheduled_labels
 from contracts.snapshot import SnapshotProgress
 from rules.durations import format_go_duration
@@ -104,6 +106,32 @@ class SnapshotInfo(BaseModel):
             self.phase == "Succeeded" and not self.ready_to_use and not self.error)
 
 
+class VmInfo(BaseModel):
+    """A VirtualMachine as the cluster shows it (what `kubectl get vms` prints)."""
+
+    namespace: str
+    name: str
+    status: str | None = Field(default=None, description="KubeVirt's printableStatus")
+    ready: bool = False
+    run_strategy: str | None = None
+    labels: dict[str, str] = Field(default_factory=dict)
+    created: datetime | None = None
+
+    @classmethod
+    def from_object(cls, obj: Mapping[str, Any]) -> VmInfo:
+        metadata = obj.get("metadata") or {}
+        spec = obj.get("spec") or {}
+        status = obj.get("status") or {}
+        strategy = spec.get("runStrategy") or (
+            None if spec.get("running") is None else
+            "Always" if spec.get("running") else "Halted")
+        return cls(
+            namespace=str(metadata.get("namespace") or ""), name=str(metadata.get("name") or ""),
+            status=status.get("printableStatus") or None, ready=bool(status.get("ready")),
+            run_strategy=strategy, labels=dict(metadata.get("labels") or {}),
+            created=parse_time(metadata.get("creationTimestamp")))
+
+
 class RunInfo(BaseModel):
     """One workflow run, as Temporal visibility lists it."""
 
@@ -129,6 +157,33 @@ class RunInfo(BaseModel):
             vm=attributes.get(VM_NAME), vm_namespace=attributes.get(VM_NAMESPACE),
             operation=attributes.get(OPERATION), snapshot_phase=attributes.get(SNAPSHOT_PHASE),
         )
+
+
+class RunState(BaseModel):
+    """Where one operation's run is: its status, its `progress` query's answer and, once it
+    ended, its result or its failure (a message and the workflow's stable error type)."""
+
+    workflow_id: str
+    run_id: str | None = None
+    operation: str
+    namespace: str | None = Field(default=None, description="its VmNamespace attribute")
+    vm: str | None = Field(default=None, description="its VmName attribute")
+    status: str = Field(description="RUNNING, COMPLETED, FAILED, CANCELED, TERMINATED, ...")
+    start_time: datetime | None = None
+    close_time: datetime | None = None
+    progress: SnapshotProgress | RestoreProgress | CloneProgress | str | None = None
+    result: dict[str, Any] | None = Field(default=None, description="the result as JSON "
+                                          "(on failure: what the workflow attached)")
+    error: str | None = None
+    error_type: str | None = None
+
+    @property
+    def running(self) -> bool:
+        return self.status == "RUNNING"
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status == "COMPLETED"
 
 
 class ScheduleRun(BaseModel):

@@ -2,7 +2,7 @@
 in the worker's own imports.
 
 The image is built from the build context that .dockerignore leaves (`pip install
-'.[codec-server]'` in the Dockerfile). Without a container engine, the tests rebuild
+'.[codec-server,console]'` in the Dockerfile). Without a container engine, the tests rebuild
 that context in a temporary directory, build the wheel from it with the project's own
 build backend, and read the wheel's file list and requirements.
 """
@@ -140,9 +140,11 @@ def test_the_core_requirements_carry_no_simulator_dependency(wheel: zipfile.ZipF
     assert not core & {"aiohttp", "jsonschema"}, core
     assert {"temporalio", "kubernetes", "pycurl", "typer", "jsonpatch"} <= core
     extras = set(wheel_metadata(wheel)["Provides-Extra"])
-    assert {"simulator", "codec-server", "local", "bench", "dev"} <= extras
+    assert {"simulator", "codec-server", "console", "local", "bench", "dev"} <= extras
     assert {"aiohttp", "jsonschema"} <= requirement_names(wheel, "simulator")
     assert requirement_names(wheel, "codec-server") == {"aiohttp"}
+    assert requirement_names(wheel, "console") == {"starlette", "uvicorn", "jinja2",
+                                                   "python-multipart"}
 
 
 # ---- what the Dockerfile installs --------------------------------------------------------
@@ -200,10 +202,12 @@ def requirement_names(wheel: zipfile.ZipFile, extra: str | None = None) -> set[s
 def test_the_image_installs_no_simulator_dependency(wheel: zipfile.ZipFile) -> None:
     """aiohttp may still arrive (the kubernetes client requires it for its asyncio API from
     release 37 on); the worker does not import it (the test below)."""
-    assert dockerfile_extras() == {"codec-server"}
-    image = closure(requirement_names(wheel) | requirement_names(wheel, "codec-server"))
+    assert dockerfile_extras() == {"codec-server", "console"}
+    image = closure(requirement_names(wheel) | requirement_names(wheel, "codec-server")
+                    | requirement_names(wheel, "console"))
     assert not image & NOT_IN_THE_IMAGE, sorted(image & NOT_IN_THE_IMAGE)
     assert "aiohttp" in image  # the codec server, which the image also runs
+    assert {"starlette", "uvicorn", "jinja2"} <= image  # and the console
 
 
 # ---- what the worker imports -------------------------------------------------------------
@@ -253,3 +257,12 @@ def test_the_image_wheel_holds_every_module_the_worker_imports(
     ours = {name.split(".")[0] for name, file in worker_modules.items() if _ours(file)}
     top = {name.split("/")[0].removesuffix(".py") for name in wheel.namelist()}
     assert ours <= top, sorted(ours - top)
+
+
+def test_the_image_wheel_carries_the_console_with_its_templates_and_htmx(
+        wheel: zipfile.ZipFile) -> None:
+    """`vmsnap console` in the image serves its pages and htmx from the package: no CDN."""
+    names = set(wheel.namelist())
+    assert {"console/app.py", "console/templates/base.html", "console/templates/vm.html",
+            "console/static/htmx.min.js", "console/static/htmx.LICENSE",
+            "console/static/PROVENANCE.md", "console/static/console.css"} <= names
