@@ -18,6 +18,7 @@ import pytest
 from temporalio.client import Client
 
 from cluster.client import Cluster
+from rules.cluster_identity import task_queue_for
 from simulator.reference import VENDORED_REFERENCE
 from starter.connection import connect, load_connection_settings
 from starter.local_stack import (
@@ -119,9 +120,12 @@ def start_stack(
     worker runs as its deployed ServiceAccount, refused what deploy/rbac does not grant."""
     workers: list[ManagedProcess] = []
 
-    def start(*seeds: Path | str, extra_env: dict[str, str] | None = None) -> Stack:
+    def start(*seeds: Path | str, extra_env: dict[str, str] | None = None,
+              cluster_task_queue: bool = False) -> Stack:
+        """`cluster_task_queue`: the worker polls its cluster's own task queue
+        (`vmsnap-{cluster id}`), as a deployed worker does, instead of a test's."""
         sim = start_sim(*(seeds or (SEEDS / "demo.yaml",)), name="e2e-sim", enforce_rbac=True)
-        task_queue = f"vmsnap-e2e-{uuid.uuid4().hex[:8]}"
+        task_queue = None if cluster_task_queue else f"vmsnap-e2e-{uuid.uuid4().hex[:8]}"
         worker = start_worker(
             tmp_path_factory.mktemp("worker"),
             dev_server.address,
@@ -130,7 +134,10 @@ def start_stack(
             extra_env={**TEST_WORKER_ENV, **(extra_env or {})},
         )
         workers.append(worker)
-        return Stack(sim, worker, task_queue, client)
+        stack = Stack(sim, worker, task_queue or "", client)
+        if task_queue is None:
+            stack.task_queue = task_queue_for(stack.cluster_id)
+        return stack
 
     yield start
     for worker in workers:

@@ -130,7 +130,7 @@ def test_create_wait_list_get_runs_delete(cli: Cli) -> None:
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert lines[0].startswith("snapshot demo/cli-web of VM web-1 started (workflow "
-                               "snapshot/demo/cli-web")
+                               f"snapshot/{cli.stack.cluster_id}/demo/cli-web")
     progress = [line for line in lines if line.startswith("[")]  # plain: not a terminal
     assert progress and any("cut" in line for line in progress)
     assert "snapshot demo/cli-web: Succeeded, ready to use" in done.stdout
@@ -157,7 +157,8 @@ def test_create_wait_list_get_runs_delete(cli: Cli) -> None:
     deadline = time.monotonic() + 20
     while True:  # visibility is eventually consistent
         runs = json.loads(cli.ok("runs", "--vm", "web-1", "-n", NS, "-o", "json"))
-        if any(r["workflow_id"] == "snapshot/demo/cli-web" for r in runs):
+        if any(r["workflow_id"] == f"snapshot/{cli.stack.cluster_id}/demo/cli-web"
+               for r in runs):
             break
         assert time.monotonic() < deadline, runs
         time.sleep(0.3)

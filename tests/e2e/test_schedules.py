@@ -204,8 +204,10 @@ async def test_runs_snapshot_the_selected_vms_and_prune_beyond_keep(env: Env) ->
     async def db_runs() -> list[Any] | None:
         runs = await sdk.list_runs(NS, vm="db-1")
         ids = {r.workflow_id for r in runs}
-        wanted = {f"snapshot/{NS}/{s}" for s in made["db-1"]} | {
-            f"delete-snapshot/{NS}/{made['db-1'][0]}", f"delete-snapshot/{NS}/{failed_snapshot}"}
+        cluster = await sdk.cluster_id()
+        wanted = {f"snapshot/{cluster}/{NS}/{s}" for s in made["db-1"]} | {
+            f"delete-snapshot/{cluster}/{NS}/{made['db-1'][0]}",
+            f"delete-snapshot/{cluster}/{NS}/{failed_snapshot}"}
         return runs if wanted <= ids else None
 
     runs = await eventually(db_runs, "db-1's runs in visibility")

@@ -64,7 +64,8 @@ async def eventually(check: Callable[[], Awaitable[T | None]], what: str,
 async def test_start_follow_list_get_and_delete_a_snapshot(sdk: VmsnapClient) -> None:
     handle = await sdk.start_snapshot(SnapshotVirtualMachineInput(
         namespace=NS, vm="web-1", name="sdk-web", labels={"team": "web"}))
-    assert handle.workflow_id == "snapshot/demo/sdk-web"
+    cluster = await sdk.cluster_id()
+    assert handle.workflow_id == f"snapshot/{cluster}/demo/sdk-web"
     steps = set()
     while True:  # the progress query, typed, while it runs
         progress = await handle.progress()
@@ -114,7 +115,7 @@ async def test_start_follow_list_get_and_delete_a_snapshot(sdk: VmsnapClient) ->
     async def web_runs() -> list[Any] | None:
         runs = await sdk.list_runs(NS, vm="web-1")
         ids = {r.workflow_id for r in runs}
-        wanted = {"snapshot/demo/sdk-web", "delete-snapshot/demo/sdk-web"}
+        wanted = {f"snapshot/{cluster}/demo/sdk-web", f"delete-snapshot/{cluster}/demo/sdk-web"}
         return runs if wanted <= ids else None
 
     runs = await eventually(web_runs, "web-1's runs in visibility")
