@@ -25,8 +25,8 @@ objects behind with nobody to remove them. This module decides, for each one:
 
 Contents go only after their VolumeSnapshots (`plan_sweep`): a content is
 kept while its snapshot record or any of its VolumeSnapshots still exists.
-Pure (pydantic and rules.naming only): the sweeper activity gathers the
-facts, the unit tests feed them by hand.
+Pure (pydantic, rules.naming and rules.creation_marks only): the sweeper
+activity gathers the facts, the unit tests feed them by hand.
 """
 
 from __future__ import annotations

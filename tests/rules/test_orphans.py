@@ -290,7 +290,7 @@ def test_a_mark_names_the_maker_of_a_pvc_whose_name_names_none() -> None:
 
 # ---- a PVC in use is never an orphan -------------------------------------------------------
 
-ORPHAN_PVC = {"restore/ns/web": "closed"}
+ORPHAN_PVC: dict[str, WorkflowState] = {"restore/ns/web": "closed"}
 
 
 @pytest.mark.parametrize("use, reason", [
