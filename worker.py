@@ -19,7 +19,9 @@ At start-up the worker creates the orphan sweeper's Temporal Schedule
 skip) if it is missing: VMSNAP_SWEEPER_SCHEDULE=off opts out,
 VMSNAP_SWEEPER_INTERVAL (default 1h) and VMSNAP_SWEEPER_GRACE (default 1h)
 set it up. An existing schedule is left as it is (edit or delete it with the
-Temporal CLI). It also follows every snapshot record's truth (readiness that comes late,
+Temporal CLI). Its creation time is the sweeper's install: orphans made before it
+are only reported unless a sweep includes them (contracts.sweep).
+It also follows every snapshot record's truth (readiness that comes late,
 a VolumeSnapshot deleted or in error: `cluster.record_reconciler`) with two watches;
 VMSNAP_RECORD_RECONCILER=off opts out.
 """

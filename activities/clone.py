@@ -140,6 +140,8 @@ class CloneActivities:
             if revisions:  # the clone's own copies of the snapshot's, as KubeVirt makes them
                 self.cluster.copy_revisions(input.namespace, body["spec"], revisions,
                                             input.source.snapshot, spec.target, None)
+            # Before the VM names them: a PVC a VM was given is never the sweeper's.
+            self.cluster.give_to_vm(input.namespace, input.claims.values(), spec.target)
             try:
                 made = self.cluster.create_vm(input.namespace, body)
             except AlreadyExists as exc:

@@ -471,6 +471,8 @@ class RestoreActivities:
             if revisions:  # the VM's own copies, which it points at from the start
                 self.cluster.copy_revisions(ns, spec, revisions, input.snapshot, input.target,
                                             None)
+            # Before the VM names them: a PVC a VM was given is never the sweeper's.
+            self.cluster.give_to_vm(ns, input.claims.values(), input.target)
             if current is None:
                 vm = self._create_restored_vm(input, snapshot_vm, spec, restore_label)
             else:

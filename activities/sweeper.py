@@ -2,9 +2,15 @@
 
 Listing, classifying and removing happen in one activity so that the facts a
 removal rests on are seconds old, not minutes; just before each removal the
-object is read again (same uid, not being deleted) and its workflows asked
-again, so an operation that started meanwhile keeps its objects. Every
-removal is logged with its reason; already gone is not an error.
+object is read again (same uid, same creation mark, not given to a VM, not being
+deleted) and its workflows asked again, so an operation that started meanwhile
+keeps its objects; and the delete itself carries the judged uid as a
+precondition, so an object made again under the name in between is not the one
+removed. A PVC is never removed while a Pod mounts it, a VM or VMI names it, a VM
+owns it, or once a restore or clone gave it to a VM. Only what this cluster's
+vmsnap made (`rules.creation_marks`) is removed, and only what was made after the
+sweeper was installed (its schedule's creation) unless the sweep includes older
+objects. Every removal is logged with its reason; already gone is not an error.
 """
 
 from __future__ import annotations
@@ -12,6 +18,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from temporalio import activity
@@ -21,9 +29,14 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from activities.errors import application_error
 from activities.registration import implements
-from cluster.apis import VIRTUAL_MACHINES, VOLUME_SNAPSHOTS, CustomResource
+from cluster.apis import (
+    VIRTUAL_MACHINE_INSTANCES,
+    VIRTUAL_MACHINES,
+    VOLUME_SNAPSHOTS,
+    CustomResource,
+)
 from cluster.client import Cluster
-from cluster.errors import ClusterError, translated_errors
+from cluster.errors import ClusterError, Replaced, translated_errors
 from cluster.record_kinds import (
     RUN_ID_ANNOTATION,
     VIRTUAL_MACHINE_CLONES,
@@ -34,7 +47,14 @@ from cluster.record_kinds import (
 )
 from cluster.snapshots import parse_time
 from contracts.admission import NAMESPACE_NOT_SERVED
-from contracts.sweep import SWEEP_ORPHANED_OBJECTS, Removal, SweepOrphansResult, SweepRequest
+from contracts.sweep import (
+    SWEEP_ORPHANED_OBJECTS,
+    Removal,
+    SweepOrphansResult,
+    SweepRequest,
+    sweeper_schedule_id,
+)
+from rules.creation_marks import CREATED_BY_ANNOTATION, GIVEN_TO_VM_ANNOTATION
 from rules.namespace_scope import NamespaceScope
 from rules.naming import SNAPSHOT_LABEL
 from rules.orphans import (
@@ -42,6 +62,7 @@ from rules.orphans import (
     RESTORE_LABEL,
     LabelledObject,
     RecordFacts,
+    SweepBounds,
     Verdict,
     WorkflowState,
     plan_sweep,
@@ -87,6 +108,27 @@ class WorkflowStates:
     def states(self, workflow_ids: Iterable[str]) -> dict[str, WorkflowState]:
         return {i: self.state(i) for i in workflow_ids}
 
+    def installed_at(self, task_queue: str) -> datetime | None:
+        """When the sweeper of the worker on `task_queue` was installed: the creation of its
+        schedule (`vmsnap-sweeper-{task queue}`); None when there is none or Temporal
+        cannot say (then every orphan counts as older: only reported)."""
+        future = asyncio.run_coroutine_threadsafe(self._schedule_created(task_queue), self._loop)
+        try:
+            return future.result(self._timeout)
+        except Exception as err:
+            log.warning("cannot tell when the sweeper was installed (schedule %s): %s",
+                        sweeper_schedule_id(task_queue), err)
+            return None
+
+    async def _schedule_created(self, task_queue: str) -> datetime | None:
+        handle = self._client.get_schedule_handle(sweeper_schedule_id(task_queue))
+        try:
+            return (await handle.describe()).info.created_at
+        except RPCError as err:
+            if err.status == RPCStatusCode.NOT_FOUND:
+                return None
+            raise
+
 
 # ---- facts from the cluster -----------------------------------------------------------------
 
@@ -99,18 +141,24 @@ def labelled_object(kind: str, obj: Mapping[str, Any]) -> LabelledObject:
     """A listed object as the classifier sees it."""
     meta = _meta(obj)
     spec = obj.get("spec") or {}
+    annotations = meta.get("annotations") or {}
+    owners = meta.get("ownerReferences") or []
+    pvc = kind == "PersistentVolumeClaim"
     return LabelledObject(
         kind=kind,  # type: ignore[arg-type]
         namespace=str(meta.get("namespace") or ""), name=str(meta.get("name") or ""),
         uid=str(meta.get("uid") or ""), created=parse_time(meta.get("creationTimestamp")),
         labels=dict(meta.get("labels") or {}),
-        owner_uids=[str(r.get("uid")) for r in meta.get("ownerReferences") or []
+        owner_uids=[str(r.get("uid")) for r in owners
                     if r.get("kind") == VIRTUAL_MACHINE_SNAPSHOTS.kind],
+        owner_vms=[str(r.get("name")) for r in owners if r.get("kind") == VIRTUAL_MACHINES.kind]
+        if pvc else [],
+        given_to_vm=annotations.get(GIVEN_TO_VM_ANNOTATION) or None if pvc else None,
         deleting=bool(meta.get("deletionTimestamp")),
         volume_snapshots=[str(b.get("volumeSnapshotName")) for b in spec.get("volumeBackups") or []
                           if b.get("volumeSnapshotName")],
-        workflow_id=(meta.get("annotations") or {}).get(WORKFLOW_ID_ANNOTATION) or None
-        if kind == "PersistentVolumeClaim" else None,
+        workflow_id=annotations.get(WORKFLOW_ID_ANNOTATION) or None if pvc else None,
+        created_by=annotations.get(CREATED_BY_ANNOTATION) or None,
     )
 
 
@@ -140,6 +188,15 @@ def record_facts(operation: str, obj: Mapping[str, Any]) -> RecordFacts:
         workflow_id=annotations.get(WORKFLOW_ID_ANNOTATION) if annotations.get(
             RUN_ID_ANNOTATION) else None,
         target=target)
+
+
+@dataclass
+class ClaimUsers:
+    """Who names one claim: VMs, VMIs (their specs) and Pods (their volumes)."""
+
+    vms: list[str] = field(default_factory=list)
+    vmis: list[str] = field(default_factory=list)
+    pods: list[str] = field(default_factory=list)
 
 
 class ClusterFacts:
@@ -178,23 +235,40 @@ class ClusterFacts:
                   for o in self._custom(VIRTUAL_MACHINE_SNAPSHOT_CONTENTS, SNAPSHOT_LABEL)]
         pvcs = {(_meta(o).get("namespace"), _meta(o).get("name")): o
                 for label in (RESTORE_LABEL, CLONE_LABEL) for o in self._pvcs(label)}
-        users = self._claim_users({str(ns) for ns, _ in pvcs})
+        users = self.claim_users({str(ns) for ns, _ in pvcs})
         for (ns, name), obj in pvcs.items():
             pvc = labelled_object("PersistentVolumeClaim", obj)
-            pvc.used_by_vms = sorted(users.get((str(ns), str(name)), []))
+            used = users.get((str(ns), str(name))) or ClaimUsers()
+            pvc.used_by_vms = sorted(used.vms)
+            pvc.used_by_vmis = sorted(used.vmis)
+            pvc.used_by_pods = sorted(used.pods)
             found.append(pvc)
         return found
 
-    def _claim_users(self, namespaces: set[str]) -> dict[tuple[str, str], list[str]]:
-        """(namespace, claim) -> the VMs whose spec names that claim."""
-        users: dict[tuple[str, str], list[str]] = {}
+    def claim_users(self, namespaces: set[str]) -> dict[tuple[str, str], ClaimUsers]:
+        """(namespace, claim) -> the VMs and VMIs whose spec names that claim (a PVC or a
+        DataVolume volume) and the Pods that mount it, in each namespace holding a PVC
+        the sweeper looks at."""
+        users: dict[tuple[str, str], ClaimUsers] = {}
+
+        def add(ns: str, claim: str | None, kind: str, name: Any) -> None:
+            if claim:
+                getattr(users.setdefault((ns, claim), ClaimUsers()), kind).append(str(name))
+
         for ns in sorted(namespaces):
             for vm in self.cluster.list_custom(VIRTUAL_MACHINES, ns).get("items") or []:
                 template = ((vm.get("spec") or {}).get("template") or {}).get("spec") or {}
                 for volume in template.get("volumes") or []:
-                    claim = claim_name(volume)
-                    if claim:
-                        users.setdefault((ns, claim), []).append(str(_meta(vm).get("name")))
+                    add(ns, claim_name(volume), "vms", _meta(vm).get("name"))
+            for vmi in self.cluster.list_custom(VIRTUAL_MACHINE_INSTANCES, ns).get("items") or []:
+                for volume in (vmi.get("spec") or {}).get("volumes") or []:
+                    add(ns, claim_name(volume), "vmis", _meta(vmi).get("name"))
+            with translated_errors(f"list Pods {ns}"):
+                pods = self.cluster.call_json(self.cluster.core.list_namespaced_pod, ns)
+            for pod in (pods or {}).get("items") or []:
+                for volume in (pod.get("spec") or {}).get("volumes") or []:
+                    claim = (volume.get("persistentVolumeClaim") or {}).get("claimName")
+                    add(ns, claim, "pods", _meta(pod).get("name"))
         return users
 
     def records(self) -> list[RecordFacts]:
@@ -206,12 +280,21 @@ class ClusterFacts:
 # ---- the activity ---------------------------------------------------------------------------
 
 
+InstallTime = Callable[[str], datetime | None]
+
+
 class SweeperActivities:
+    """`installed_at(task queue)`: when the sweeper was installed (default: its schedule's
+    creation, asked of Temporal; None: not known)."""
+
     def __init__(self, cluster: Cluster, states: WorkflowStates | None,
-                 scope: NamespaceScope | None = None) -> None:
+                 scope: NamespaceScope | None = None,
+                 installed_at: InstallTime | None = None) -> None:
         self.cluster = cluster
         self.workflow_states = states
         self.scope = scope or NamespaceScope()
+        self.installed_at = installed_at or (
+            states.installed_at if states is not None else lambda _queue: None)
 
     def all(self) -> list[Callable[..., object]]:
         return [self.sweep_orphaned_objects]
@@ -233,14 +316,22 @@ class SweeperActivities:
         except ClusterError as err:
             raise application_error(err) from err
         states = self._states(workflow_ids_to_ask(objects, records))
-        verdicts = plan_sweep(objects, records, states, request.now, sweep.grace)
+        bounds = SweepBounds(cluster=self._cluster_id(),
+                             installed_at=self.installed_at(activity.info().task_queue),
+                             include_older_than_install=sweep.include_older_than_install)
+        verdicts = plan_sweep(objects, records, states, request.now, sweep.grace, bounds)
         by_ref = {(o.kind, o.namespace, o.name): o for o in objects}
         result = SweepOrphansResult(scope=sweep.scope, dry_run=sweep.dry_run,
-                                    grace_seconds=sweep.grace, swept_at=request.now)
+                                    grace_seconds=sweep.grace, swept_at=request.now,
+                                    installed_at=bounds.installed_at)
         for verdict in verdicts:
             activity.heartbeat(verdict.name)
             if verdict.action == "too_young":
                 result.too_young.append(verdict)
+            elif verdict.action == "report":
+                log.info("older than the sweeper, reported only: %s %s/%s: %s", verdict.kind,
+                         verdict.namespace, verdict.name, verdict.reason)
+                result.reported.append(verdict)
             elif verdict.action == "keep":
                 result.kept.append(verdict)
             elif sweep.dry_run:
@@ -252,6 +343,12 @@ class SweeperActivities:
                              result)
         log.info("orphan sweep of %s: %s", sweep.scope, result.summary())
         return result
+
+    def _cluster_id(self) -> str:
+        try:
+            return self.cluster.cluster_id
+        except ClusterError as err:
+            raise application_error(err) from err
 
     def _namespaces(self, named: list[str], everywhere: bool) -> list[str] | None:
         """Where to look: the named namespaces the worker serves; "all" is every namespace
@@ -265,25 +362,28 @@ class SweeperActivities:
         return named
 
     def _remove(self, verdict: Verdict, obj: LabelledObject, result: SweepOrphansResult) -> None:
-        """Re-check (same object, no workflow started meanwhile), then delete."""
+        """Re-check (same object, same mark, not given to a VM meanwhile, no workflow started
+        meanwhile), then delete that object and no other (uid precondition)."""
         live = [i for i, s in self._states(verdict.workflow_ids).items() if s != "closed"
                 and s != "not_found"]
         if live:
-            result.kept.append(verdict.model_copy(update={
-                "action": "keep", "reason": f"workflow {live[0]} is running again (or cannot "
-                                            "be asked) since the sweep looked"}))
+            result.kept.append(_kept(verdict, f"workflow {live[0]} is running again (or cannot "
+                                              "be asked) since the sweep looked"))
             return
         try:
             current = self._read(obj)
             if current is None:
                 result.removed.append(_removal(verdict, removed=False))
                 return
-            if str(_meta(current).get("uid") or "") != obj.uid:
-                result.kept.append(verdict.model_copy(update={
-                    "action": "keep", "reason": "replaced by a new object of the same name "
-                                                "since the sweep looked"}))
+            changed = _changed(obj, labelled_object(obj.kind, current))
+            if changed:
+                result.kept.append(_kept(verdict, f"{changed} since the sweep looked"))
                 return
             removed = self._delete(obj)
+        except Replaced:
+            result.kept.append(_kept(verdict, "replaced by a new object of the same name "
+                                              "since the sweep looked (uid precondition)"))
+            return
         except ClusterError as err:
             result.errors.append(f"{obj.ref}: {err.message}")
             return
@@ -296,9 +396,30 @@ class SweeperActivities:
         return self.cluster.get_custom_or_none(_RESOURCES[obj.kind], obj.namespace, obj.name)
 
     def _delete(self, obj: LabelledObject) -> bool:
+        """Delete the object judged, by its uid: one made again under the name meanwhile is
+        left alone (`Replaced`)."""
         if obj.kind == "PersistentVolumeClaim":
-            return self.cluster.delete_pvc(obj.namespace, obj.name)
-        return self.cluster.delete_custom(_RESOURCES[obj.kind], obj.namespace, obj.name)
+            return self.cluster.delete_pvc(obj.namespace, obj.name, uid=obj.uid)
+        return self.cluster.delete_custom(_RESOURCES[obj.kind], obj.namespace, obj.name,
+                                          uid=obj.uid)
+
+
+def _changed(judged: LabelledObject, now: LabelledObject) -> str | None:
+    """What changed on an object between its verdict and its removal that voids the
+    verdict."""
+    if now.uid != judged.uid:
+        return "replaced by a new object of the same name"
+    if now.deleting:
+        return "being deleted by someone else"
+    if now.created_by != judged.created_by:
+        return "its creation mark changed"
+    if now.owner_vms or now.given_to_vm:
+        return "given to a VirtualMachine"
+    return None
+
+
+def _kept(verdict: Verdict, reason: str) -> Verdict:
+    return verdict.model_copy(update={"action": "keep", "reason": reason})
 
 
 def _removal(verdict: Verdict, removed: bool) -> Removal:

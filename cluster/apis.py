@@ -9,6 +9,7 @@ Every call carries a `_request_timeout`, and every error leaves as a
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -18,7 +19,9 @@ from urllib.parse import quote, urlencode
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from cluster.errors import NotFound, translated_errors
+from cluster.creation_marks import marked
+from cluster.errors import Conflict, NotFound, Replaced, translated_errors
+from cluster.identity import resolve_cluster_id
 from cluster.transport import CurlTransport
 
 PatchType = Literal["merge", "json"]
@@ -90,6 +93,21 @@ def place_in_namespace(metadata: dict[str, Any], namespace: str, what: str) -> N
         )
 
 
+def delete_options(uid: str | None) -> dict[str, Any] | None:
+    """DeleteOptions with a uid precondition (the API server then deletes only the object
+    of that uid, else answers 409 Conflict), or None for a plain delete."""
+    if not uid:
+        return None
+    return {"apiVersion": "v1", "kind": "DeleteOptions", "preconditions": {"uid": uid}}
+
+
+def replaced(err: Conflict, uid: str | None) -> Conflict:
+    """A delete's Conflict as `Replaced` when it came with a uid precondition."""
+    if uid is None:
+        return err
+    return Replaced(err.message, status=err.status, reason=err.reason)
+
+
 class KubeApis:
     """One shared `ApiClient` (thread-safe: urllib3 pools) and the typed APIs on it."""
 
@@ -128,6 +146,12 @@ class KubeApis:
         the two transports on one configuration)."""
         self.close_transport()
         self.transport = None
+
+    @functools.cached_property
+    def cluster_id(self) -> str:
+        """The id of the cluster this adapter speaks to (`cluster.identity`): read once. It
+        names the cluster in the creation mark of everything created for a workflow run."""
+        return resolve_cluster_id(self)
 
     @property
     def timeout(self) -> tuple[float, float]:
@@ -222,6 +246,7 @@ class KubeApis:
         self, resource: CustomResource, namespace: str, body: dict[str, Any]
     ) -> dict[str, Any]:
         name = (body.get("metadata") or {}).get("name", "")
+        body = marked(body, lambda: self.cluster_id)
         with translated_errors(f"create {resource.kind} {namespace}/{name}"):
             return dict(self.request_json("POST", custom_path(resource, namespace), body=body))
 
@@ -254,13 +279,19 @@ class KubeApis:
                 "PATCH", custom_path(resource, namespace, name, subresource), body=patch,
                 content_type=_PATCH_CONTENT_TYPES[patch_type]))
 
-    def delete_custom(self, resource: CustomResource, namespace: str, name: str) -> bool:
-        """Delete; False when it was already gone."""
+    def delete_custom(self, resource: CustomResource, namespace: str, name: str,
+                      uid: str | None = None) -> bool:
+        """Delete; False when it was already gone. With `uid`, only the object of that uid
+        (`cluster.apis.delete_options`): one deleted and made again under the same name
+        meanwhile is left alone, as `Replaced`."""
         try:
             with translated_errors(f"delete {resource.kind} {namespace}/{name}"):
-                self.request_json("DELETE", custom_path(resource, namespace, name))
+                self.request_json("DELETE", custom_path(resource, namespace, name),
+                                  body=delete_options(uid))
         except NotFound:
             return False
+        except Conflict as err:
+            raise replaced(err, uid) from err
         return True
 
     # ---- paths without a generated method (KubeVirt subresources) ---------------------

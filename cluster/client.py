@@ -22,7 +22,6 @@ from urllib3.util.retry import Retry
 
 from cluster.apis import CONNECTION_POOL_SIZE, VOLUME_SNAPSHOT_CLASSES, core_path
 from cluster.errors import ConfigurationError, NotFound
-from cluster.identity import resolve_cluster_id
 from cluster.informer import CollectionCaches, WatchedCollection
 from cluster.pvcs import PvcOperations
 from cluster.rate_limit import ThrottledApiClient, rate_limiter_from_environment
@@ -183,11 +182,6 @@ class Cluster(VmOperations, SnapshotOperations, PvcOperations, VmRevisionOperati
         return WatchedCollection(
             list_call, what=what, connect_timeout_seconds=self.connect_timeout_seconds,
             request_timeout_seconds=self.request_timeout_seconds)
-
-    @functools.cached_property
-    def cluster_id(self) -> str:
-        """The id of the cluster this adapter speaks to (`cluster.identity`): read once."""
-        return resolve_cluster_id(self)
 
     def pvc_cache(self, namespace: str) -> WatchedCollection | None:
         return None if self._pvc_caches is None else self._pvc_caches.get(namespace)

@@ -50,6 +50,11 @@ class Conflict(ClusterError):
     (freeze of a VMI that is not running, start of a running VM)."""
 
 
+class Replaced(Conflict):
+    """A delete with a uid precondition found another object under the name: the one the
+    caller judged is gone, and a new one (never judged) is there."""
+
+
 class Invalid(ClusterError):
     """400/422: the server refused the request as written (a failed freeze is a 400 too;
     its message is the server's)."""

@@ -8,10 +8,17 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from typing import Any, Protocol
 
-from cluster.apis import KubeApis
 from cluster.errors import ClusterError, translated_errors
 from rules.cluster_identity import ENV, check_cluster_id, derived_cluster_id
+
+
+class _Requests(Protocol):
+    """What reading the id needs of the adapter (`cluster.apis.KubeApis`, which asks this
+    module for its own id)."""
+
+    def request_json(self, method: str, path: str) -> Any: ...
 
 
 def configured_cluster_id(environ: Mapping[str, str] | None = None) -> str | None:
@@ -20,7 +27,7 @@ def configured_cluster_id(environ: Mapping[str, str] | None = None) -> str | Non
     return check_cluster_id(value) if value else None
 
 
-def resolve_cluster_id(apis: KubeApis, environ: Mapping[str, str] | None = None) -> str:
+def resolve_cluster_id(apis: _Requests, environ: Mapping[str, str] | None = None) -> str:
     """The configured id, else the one derived from the kube-system namespace's uid."""
     configured = configured_cluster_id(environ)
     if configured is not None:

@@ -15,10 +15,12 @@ from urllib.parse import quote
 
 from kubernetes.utils.quantity import parse_quantity
 
-from cluster.apis import KubeApis, core_path, place_in_namespace
+from cluster.apis import KubeApis, core_path, delete_options, place_in_namespace, replaced
+from cluster.creation_marks import marked
 from cluster.errors import AlreadyExists, Conflict, NotFound, translated_errors
 from cluster.informer import WatchedCollection
 from cluster.waiting import ListWatch, Objects
+from rules.creation_marks import GIVEN_TO_VM_ANNOTATION
 from rules.models import PvcState
 
 SNAPSHOT_API_GROUP = "snapshot.storage.k8s.io"
@@ -165,6 +167,7 @@ class PvcOperations(KubeApis):
         name = str(metadata.get("name") or "")
         if not name:
             raise ValueError("a PVC body needs metadata.name")
+        body = marked(body, lambda: self.cluster_id)
         try:
             with translated_errors(f"create PersistentVolumeClaim {namespace}/{name}"):
                 return dict(self.request_json(
@@ -209,6 +212,16 @@ class PvcOperations(KubeApis):
                               body=operations, content_type="application/json-patch+json")
         return True
 
+    def give_to_vm(self, namespace: str, names: Collection[str], vm: str) -> None:
+        """Note on each PVC that a VM's spec is pointed at it (`GIVEN_TO_VM_ANNOTATION`),
+        before the VM is written: such a PVC is a VM's disk, never an orphan."""
+        for name in sorted(set(names)):
+            with translated_errors(f"annotate PersistentVolumeClaim {namespace}/{name}"):
+                self.request_json(
+                    "PATCH", core_path("persistentvolumeclaims", namespace, name),
+                    body={"metadata": {"annotations": {GIVEN_TO_VM_ANNOTATION: vm}}},
+                    content_type="application/merge-patch+json")
+
     def state_claims(self, namespace: str, vm: str) -> list[dict[str, Any]]:
         """The claims labelled as the VM's persistent TPM/EFI state (KubeVirt's backend
         storage, label `persistent-state-for: <vm>`)."""
@@ -234,13 +247,17 @@ class PvcOperations(KubeApis):
                                    query={"labelSelector": f"{STATE_MOVED_BY}={restore}"})
         return [str(i["metadata"]["name"]) for i in (listed or {}).get("items") or []]
 
-    def delete_pvc(self, namespace: str, name: str) -> bool:
-        """Delete; False when already gone."""
+    def delete_pvc(self, namespace: str, name: str, uid: str | None = None) -> bool:
+        """Delete; False when already gone. With `uid`, only the PVC of that uid (else
+        `Replaced`: one made again under the name meanwhile is left alone)."""
         try:
             with translated_errors(f"delete PersistentVolumeClaim {namespace}/{name}"):
-                self.request_json("DELETE", core_path("persistentvolumeclaims", namespace, name))
+                self.request_json("DELETE", core_path("persistentvolumeclaims", namespace, name),
+                                  body=delete_options(uid))
         except NotFound:
             return False
+        except Conflict as err:
+            raise replaced(err, uid) from err
         return True
 
     def get_storage_class(self, name: str) -> dict[str, Any] | None:

@@ -3,6 +3,7 @@
 Input (JSON at the Temporal CLI, UI or from a schedule):
     {"namespaces": ["demo"], "grace": "1h", "dry_run": true}
     {"all_namespaces": true}
+    {"all_namespaces": true, "include_older_than_install": true}
 """
 
 from __future__ import annotations
@@ -33,7 +34,12 @@ def sweeper_schedule_id(task_queue: str) -> str:
 
 
 class SweepOrphansInput(BaseModel):
-    """Where to sweep, how old an orphan must be, and whether to only report."""
+    """Where to sweep, how old an orphan must be, and whether to only report.
+
+    An orphan made before the sweeper was installed (its schedule created) is only
+    reported unless `include_older_than_install`: a sweeper new to a cluster removes
+    nothing it finds there, until an operator has read the report and asks.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
@@ -41,6 +47,7 @@ class SweepOrphansInput(BaseModel):
     all_namespaces: bool = False
     grace: SweepGrace = DEFAULT_GRACE_SECONDS
     dry_run: bool = False
+    include_older_than_install: bool = False
 
     @model_validator(mode="after")
     def _scope(self) -> SweepOrphansInput:
@@ -82,12 +89,16 @@ class SweepOrphansResult(BaseModel):
     too_young: list[Verdict] = Field(default_factory=list)
     kept: list[Verdict] = Field(default_factory=list)
     errors: list[str] = Field(default_factory=list)
+    # Orphans made before the sweeper was installed: only reported (see the input).
+    reported: list[Verdict] = Field(default_factory=list)
+    installed_at: datetime | None = None  # when the sweeper was installed, if known
 
     def summary(self) -> str:
         verb = "would remove" if self.dry_run else "removed"
         done = [r for r in self.removed if r.removed or self.dry_run]
         return (f"{verb} {len(done)} orphan(s) in {self.scope}; {len(self.too_young)} inside "
-                f"the grace period, {len(self.kept)} kept, {len(self.errors)} error(s)")
+                f"the grace period, {len(self.reported)} older than the sweeper (reported "
+                f"only), {len(self.kept)} kept, {len(self.errors)} error(s)")
 
 
 SWEEP_ORPHANED_OBJECTS = ActivityRef("SweepOrphanedObjects", SweepRequest, SweepOrphansResult)

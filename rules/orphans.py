@@ -7,17 +7,26 @@ compensation, a terminated workflow or a hand-made object can leave such
 objects behind with nobody to remove them. This module decides, for each one:
 
 - keep: a live operation (its workflow is running), a record that exists and
-  claims it, a PVC a VM uses, a VolumeSnapshot kept by deletionPolicy Retain,
-  or we cannot tell (Temporal did not answer): never guess towards deletion;
+  claims it, a PVC in use (a Pod mounts it, a VM or VMI names it, a VM owns it,
+  or a restore or clone once gave it to a VM), a VolumeSnapshot kept by
+  deletionPolicy Retain, or we cannot tell (Temporal did not answer): never
+  guess towards deletion;
+- keep, whatever else holds: an object that would be an orphan by its labels
+  but whose creation mark (`rules.creation_marks`) does not say this cluster's
+  vmsnap made it: no mark (made by hand, or by vmsnap before it marked what it
+  makes: reported with what its labels say, never removed), or another
+  cluster's mark;
 - orphan: its record is gone, or its workflow is closed and the record does
-  not claim it;
+  not claim it, and its mark's workflow is closed or unknown to Temporal;
 - too young: it would be an orphan, but it is inside the grace period (an
-  operation may be between creating it and recording it).
+  operation may be between creating it and recording it);
+- report: it would be an orphan, but it was made before the sweeper was
+  installed: only reported, unless the sweep is asked to include such objects.
 
 Contents go only after their VolumeSnapshots (`plan_sweep`): a content is
 kept while its snapshot record or any of its VolumeSnapshots still exists.
-Pure (pydantic and rules.naming only): the sweeper activity gathers the
-facts, the unit tests feed them by hand.
+Pure (pydantic, rules.naming and rules.creation_marks only): the sweeper
+activity gathers the facts, the unit tests feed them by hand.
 """
 
 from __future__ import annotations
@@ -28,6 +37,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from rules.creation_marks import CreationMark, read_mark
 from rules.naming import (
     CLONE_LABEL,
     CLUSTER_LABEL,
@@ -43,7 +53,7 @@ from rules.naming import (
 ObjectKind = Literal["VolumeSnapshot", "VirtualMachineSnapshotContent", "PersistentVolumeClaim"]
 Operation = Literal["snapshot", "restore", "clone"]
 WorkflowState = Literal["running", "closed", "not_found", "unknown"]
-Action = Literal["keep", "orphan", "too_young"]
+Action = Literal["keep", "orphan", "too_young", "report"]
 
 # Which label names the operation of each kind (PVCs also carry the snapshot label:
 # the restore or clone that made them is their owner, not the snapshot).
@@ -68,8 +78,17 @@ class LabelledObject(BaseModel):
     owner_uids: list[str] = Field(default_factory=list)  # owner refs to snapshot records
     deleting: bool = False
     used_by_vms: list[str] = Field(default_factory=list)  # PVCs: VMs whose spec names it
+    used_by_vmis: list[str] = Field(default_factory=list)  # PVCs: VMIs whose spec names it
+    used_by_pods: list[str] = Field(default_factory=list)  # PVCs: Pods that mount it
+    owner_vms: list[str] = Field(default_factory=list)  # PVCs: VMs among its owners
+    given_to_vm: str | None = None  # PVCs: the VM a restore or clone pointed at it
     volume_snapshots: list[str] = Field(default_factory=list)  # contents: their backups
     workflow_id: str | None = None  # restored / cloned PVCs: the workflow that made it
+    created_by: str | None = None  # its creation mark, as written (`rules.creation_marks`)
+
+    @property
+    def mark(self) -> CreationMark | None:
+        return read_mark(self.created_by)
 
     @property
     def ref(self) -> str:
@@ -138,15 +157,26 @@ def _target_from_name(op: OperationRef) -> str | None:
 
 
 def workflow_ids_for(
-    op: OperationRef, record: RecordFacts | None, made_by: str | None = None
+    op: OperationRef, record: RecordFacts | None, made_by: str | None = None,
+    mark: CreationMark | None = None,
 ) -> list[str]:
     """The workflows that may be working on the operation's objects right now.
 
     A snapshot: its own workflow (the record's, else the deterministic id) and
     its deletion. A restore or clone: the workflow the object names as its maker
     (`vmsnap.io/workflow-id`), else the one per target VM, the target taken from
-    the record or, without one, from the operation's name.
+    the record or, without one, from the operation's name. And, first, the
+    workflow its creation mark names.
     """
+    ids = _operation_workflow_ids(op, record, made_by)
+    if mark is not None:
+        return list(dict.fromkeys([mark.workflow_id, *ids]))
+    return ids
+
+
+def _operation_workflow_ids(
+    op: OperationRef, record: RecordFacts | None, made_by: str | None
+) -> list[str]:
     if op.operation == "snapshot":
         name = record.name if record is not None else op.label
         own = (record.workflow_id if record is not None and record.workflow_id
@@ -163,14 +193,25 @@ def workflow_ids_for(
     return [make(op.cluster, op.namespace, target)]
 
 
+class SweepBounds(BaseModel):
+    """What a sweep may remove at all: only what this cluster's vmsnap made (its creation
+    mark says so), and only what was made after the sweeper was installed unless the
+    operator includes older objects."""
+
+    cluster: str  # the sweeping worker's cluster id
+    installed_at: datetime | None = None  # None: not known, every object counts as older
+    include_older_than_install: bool = False
+
+
 def classify(
     obj: LabelledObject,
     records: RecordIndex,
     workflows: Mapping[str, WorkflowState],
     now: datetime,
     grace_seconds: float,
+    bounds: SweepBounds,
 ) -> Verdict:
-    """keep / orphan / too_young for one object (contents: see `plan_sweep` too)."""
+    """keep / orphan / too_young / report for one object (contents: see `plan_sweep` too)."""
     op = operation_of(obj)
     age = (now - obj.created).total_seconds() if obj.created is not None else None
     base: dict[str, Any] = {"kind": obj.kind, "namespace": obj.namespace, "name": obj.name,
@@ -178,7 +219,8 @@ def classify(
     if op is None:
         return Verdict(**base, action="keep", reason="carries no vmsnap operation label")
     record = records.get((op.operation, op.namespace, op.label))
-    ids = workflow_ids_for(op, record, obj.workflow_id)
+    mark = obj.mark
+    ids = workflow_ids_for(op, record, obj.workflow_id, mark)
     common: dict[str, Any] = {**base, "operation": op.operation, "operation_name": op.label,
                               "workflow_ids": ids}
 
@@ -190,8 +232,9 @@ def classify(
     running = [i for i in ids if workflows.get(i) == "running"]
     if running:
         return keep(f"live operation: workflow {running[0]} is running")
-    if obj.used_by_vms:
-        return keep(f"in use by VirtualMachine {obj.namespace}/{obj.used_by_vms[0]}")
+    in_use = _in_use(obj)
+    if in_use:
+        return keep(in_use)
     what = f"{op.operation} {op.namespace}/{op.label}"
     if not ids:
         return keep(f"cannot tell which workflow made it ({what} names no target VM)")
@@ -212,12 +255,58 @@ def classify(
         if unknown:
             return keep(f"cannot tell whether workflow {unknown[0]} is running")
         reason = f"the record of {what} is gone and no workflow of it is running"
+    not_ours = _not_made_here(op, mark, bounds.cluster)
+    if not_ours:
+        return keep(f"{not_ours}; by its labels alone: {reason}")
     if age is None or age < grace_seconds:
         shown = "unknown" if age is None else f"{age:.0f}s"
         return Verdict(**common, action="too_young",
                        reason=f"{reason}; but its age ({shown}) is inside the grace period "
                               f"({grace_seconds:.0f}s)")
+    if not bounds.include_older_than_install and _older_than_install(obj, bounds):
+        installed = (bounds.installed_at.isoformat() if bounds.installed_at is not None
+                     else "not known")
+        return Verdict(**common, action="report",
+                       reason=f"{reason}; but it was made before the sweeper was installed "
+                              f"({installed}): only reported (include_older_than_install "
+                              "removes it)")
     return Verdict(**common, action="orphan", reason=reason)
+
+
+def _in_use(obj: LabelledObject) -> str | None:
+    """Why a PVC is in use, if it is: a disk is never the sweeper's while anything holds
+    it, nor once a restore or clone gave it to a VM."""
+    where = obj.namespace
+    if obj.used_by_pods:
+        return f"in use: Pod {where}/{obj.used_by_pods[0]} mounts it"
+    if obj.used_by_vmis:
+        return f"in use by VirtualMachineInstance {where}/{obj.used_by_vmis[0]}"
+    if obj.used_by_vms:
+        return f"in use by VirtualMachine {where}/{obj.used_by_vms[0]}"
+    if obj.owner_vms:
+        return f"in use: owned by VirtualMachine {where}/{obj.owner_vms[0]}"
+    if obj.given_to_vm:
+        return (f"a VM's disk: given to VirtualMachine {where}/{obj.given_to_vm} by a "
+                "restore or clone")
+    return None
+
+
+def _not_made_here(op: OperationRef, mark: CreationMark | None, cluster: str) -> str | None:
+    """Why vmsnap in this cluster did not make an object, by its creation mark."""
+    if mark is None:
+        return ("not made by vmsnap in this cluster: it has no creation mark (made by hand, "
+                "or by vmsnap before it marked what it makes), so it is never removed")
+    if mark.cluster != cluster:
+        return (f"not made by vmsnap in this cluster: its creation mark names cluster "
+                f"{mark.cluster!r}, not {cluster!r}")
+    if op.cluster and op.cluster != mark.cluster:
+        return (f"its cluster label ({op.cluster!r}) and its creation mark "
+                f"({mark.cluster!r}) disagree")
+    return None
+
+
+def _older_than_install(obj: LabelledObject, bounds: SweepBounds) -> bool:
+    return bounds.installed_at is None or obj.created is None or obj.created < bounds.installed_at
 
 
 def plan_sweep(
@@ -226,6 +315,7 @@ def plan_sweep(
     workflows: Mapping[str, WorkflowState],
     now: datetime,
     grace_seconds: float,
+    bounds: SweepBounds,
 ) -> list[Verdict]:
     """A verdict per object, in removal order: VolumeSnapshots, then contents, then PVCs.
 
@@ -240,7 +330,7 @@ def plan_sweep(
     verdicts: list[Verdict] = []
     staying: set[tuple[str, str]] = set()
     for obj in ordered:
-        verdict = classify(obj, index, workflows, now, grace_seconds)
+        verdict = classify(obj, index, workflows, now, grace_seconds, bounds)
         if obj.kind == "VolumeSnapshot" and verdict.action != "orphan":
             staying.add((obj.namespace, obj.name))
         if obj.kind == "VirtualMachineSnapshotContent" and verdict.action == "orphan":
@@ -264,7 +354,7 @@ def workflow_ids_to_ask(
         op = operation_of(obj)
         if op is not None:
             ids += workflow_ids_for(op, index.get((op.operation, op.namespace, op.label)),
-                                    obj.workflow_id)
+                                    obj.workflow_id, obj.mark)
     return list(dict.fromkeys(ids))
 
 

@@ -192,6 +192,36 @@ def _go_bytes(data: Any) -> str:
     )
 
 
+def validate_pod(new: dict[str, Any], old: dict[str, Any] | None) -> FieldErrors:
+    """The part of ValidatePodCreate (pkg/apis/core/validation) a claim's reader relies on:
+    at least one container, each named with an image; volumes named once; a claim
+    source names its claim."""
+    errors: FieldErrors = []
+    spec = new.get("spec") or {}
+    containers = spec.get("containers") or []
+    if not containers:
+        errors.append(("spec.containers", "Required value"))
+    for i, container in enumerate(containers):
+        if not (container or {}).get("name"):
+            errors.append((f"spec.containers[{i}].name", "Required value"))
+        if not (container or {}).get("image"):
+            errors.append((f"spec.containers[{i}].image", "Required value"))
+    seen: set[str] = set()
+    for i, volume in enumerate(spec.get("volumes") or []):
+        name = str((volume or {}).get("name") or "")
+        if name in seen:
+            errors.append((f"spec.volumes[{i}].name", f'Duplicate value: "{name}"'))
+        seen.add(name)
+    if old is not None and (old.get("spec") or {}).get("volumes") != spec.get("volumes"):
+        errors.append(("spec", "Forbidden: pod updates may not change fields other than "
+                               "`spec.containers[*].image`, `spec.initContainers[*].image`, "
+                               "`spec.activeDeadlineSeconds`, `spec.tolerations` (only "
+                               "additions to existing tolerations), "
+                               "`spec.terminationGracePeriodSeconds` (allow it to be set to 1 "
+                               "if it was previously negative)"))
+    return errors
+
+
 def validate_controller_revision(new: dict[str, Any], old: dict[str, Any] | None) -> FieldErrors:
     """ValidateControllerRevision(Update) of pkg/apis/apps/validation."""
     errors: FieldErrors = []

@@ -128,6 +128,23 @@ EVENT["required"] = ["involvedObject", "metadata"]
 
 _PRESERVE: dict[str, Any] = {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
 
+# v1 Pod, as far as a client reads a Pod's claims: `spec.volumes[]` is typed (name, and a
+# persistentVolumeClaim source); the rest of the spec and the status are kept as sent. Nothing
+# runs a Pod here: tests make them to stand for what mounts a claim (a virt-launcher).
+_POD_VOLUME = obj(
+    {
+        "name": STRING,
+        "persistentVolumeClaim": obj({"claimName": STRING, "readOnly": BOOLEAN}, ["claimName"]),
+    },
+    ["name"],
+)
+_POD_VOLUME["x-kubernetes-preserve-unknown-fields"] = True
+_POD_SPEC = obj({"volumes": list_of(_POD_VOLUME), "containers": list_of(_PRESERVE)},
+                ["containers"])
+_POD_SPEC["x-kubernetes-preserve-unknown-fields"] = True
+POD = top_level(spec=_POD_SPEC, status=_PRESERVE)
+POD["required"] = ["spec"]
+
 # apps/v1 ControllerRevision: `data` is a runtime.RawExtension (any object), `revision` int64.
 CONTROLLER_REVISION = top_level(data=_PRESERVE, revision=INTEGER)
 _CRD_COLUMN = obj(

@@ -65,6 +65,29 @@ def conflict(group: str, plural: str, name: str) -> ApiError:
     )
 
 
+def precondition_failed(
+    group: str, kind: str, name: str, field: str, sent: str, stored: str
+) -> ApiError:
+    """A delete whose precondition (uid or resourceVersion) names another object, as
+    `rest.BeforeDelete` (apiserver/pkg/registry/rest/delete.go) answers it: a Conflict on
+    the kind (not the resource), e.g. `Operation cannot be fulfilled on
+    PersistentVolumeClaim "p": the UID in the precondition (a) does not match the UID in
+    record (b). The object might have been deleted and then recreated`."""
+    resource = f"{kind}.{group}" if group else kind
+    if field == "UID":
+        why = ("the UID in the precondition ({}) does not match the UID in record ({}). "
+               "The object might have been deleted and then recreated")
+    else:
+        why = ("the ResourceVersion in the precondition ({}) does not match the "
+               "ResourceVersion in record ({}). The object might have been modified")
+    return ApiError(
+        409,
+        "Conflict",
+        f'Operation cannot be fulfilled on {resource} "{name}": {why.format(sent, stored)}',
+        _details(kind, name, group),
+    )
+
+
 # field.ErrorType of a message, by the words `field.Error.ErrorBody` starts it with.
 _CAUSE_TYPES = (
     ("Required value", "FieldValueRequired"),

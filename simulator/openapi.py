@@ -24,6 +24,7 @@ _BUILTIN_SCHEMAS = {
     ("", "namespaces"): core_schemas.NAMESPACE,
     ("", "persistentvolumeclaims"): core_schemas.PERSISTENT_VOLUME_CLAIM,
     ("", "events"): core_schemas.EVENT,
+    ("", "pods"): core_schemas.POD,
     ("storage.k8s.io", "storageclasses"): core_schemas.STORAGE_CLASS,
     ("apps", "controllerrevisions"): core_schemas.CONTROLLER_REVISION,
     (CRD_GROUP, "customresourcedefinitions"): core_schemas.CUSTOM_RESOURCE_DEFINITION,

@@ -335,6 +335,14 @@ class Registry:
                 strategy=builtin_rules.validate_persistent_volume_claim,
             ),
             Kind(
+                ResourceType("", "v1", "pods", "pod", "Pod", True, ("po",), ("status",),
+                             ("all",)),
+                builtin(core_schemas.POD),
+                True,
+                list_kind="PodList",
+                strategy=builtin_rules.validate_pod,
+            ),
+            Kind(
                 ResourceType("", "v1", "events", "event", "Event", True, ("ev",)),
                 builtin(core_schemas.EVENT),
                 True,

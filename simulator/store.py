@@ -30,6 +30,7 @@ from simulator.errors import (
     gone,
     invalid,
     not_found,
+    precondition_failed,
 )
 from simulator.patches import PatchKind, apply_patch
 from simulator.resource_types import ResourceType
@@ -558,10 +559,13 @@ class Store:
         current = self._bucket(resource).get((scope, name))
         if current is None:
             raise not_found(resource.group, resource.plural, name)
-        if precondition_uid and precondition_uid != current["metadata"]["uid"]:
-            raise conflict(resource.group, resource.plural, name)
-        if precondition_rv and precondition_rv != current["metadata"]["resourceVersion"]:
-            raise conflict(resource.group, resource.plural, name)
+        meta = current["metadata"]
+        if precondition_uid and precondition_uid != meta["uid"]:
+            raise precondition_failed(resource.group, resource.kind, name, "UID",
+                                      precondition_uid, meta["uid"])
+        if precondition_rv and precondition_rv != meta["resourceVersion"]:
+            raise precondition_failed(resource.group, resource.kind, name, "ResourceVersion",
+                                      precondition_rv, meta["resourceVersion"])
         if dry_run:
             return _copy(current)
         if resource.key == ("", "namespaces"):

@@ -1,4 +1,8 @@
-"""`vmsnap sweep [--dry-run] [--grace 1h] [-n NS | -A]`: remove what vmsnap made and nobody owns.
+"""`vmsnap sweep [--dry-run] [--grace 1h] [--include-older-than-install] [-n NS | -A]`: remove
+what vmsnap made and nobody owns.
+
+Orphans made before the sweeper was installed are only reported unless
+`--include-older-than-install` (contracts.sweep).
 
 Starts the `SweepOrphans` workflow under its deterministic ID
 (`sweep-orphans/{all | namespaces}`) and waits for it: a second sweep of the
@@ -44,6 +48,10 @@ def sweep(
     grace: Annotated[str, typer.Option(
         help="leave objects younger than this (an operation may be about to record them)")
     ] = "1h",
+    include_older_than_install: Annotated[bool, typer.Option(
+        "--include-older-than-install",
+        help="remove orphans made before the sweeper was installed too (else only reported)")
+    ] = False,
     namespace: NamespaceOption = None,
     all_namespaces: AllNamespacesOption = False,
     output: OutputOption = Output.table,
@@ -56,7 +64,8 @@ def sweep(
 
     async def work(client: VmsnapClient) -> int:
         request = SweepOrphansInput(namespaces=namespaces, all_namespaces=all_namespaces,
-                                    grace=grace, dry_run=dry_run)  # type: ignore[arg-type]
+                                    grace=grace, dry_run=dry_run,  # type: ignore[arg-type]
+                                    include_older_than_install=include_older_than_install)
         temporal = await client.temporal()
         workflow_id = sweep_workflow_id(await client.cluster_id(), namespaces, all_namespaces)
         try:
@@ -90,5 +99,7 @@ def _print(result: SweepOrphansResult) -> None:
     for v in result.too_young:
         typer.echo(f"not yet: {v.kind} {v.namespace}/{v.name} "
                    f"({age(v.age_seconds)} old): {v.reason}", err=True)
+    for v in result.reported:
+        typer.echo(f"reported only: {v.kind} {v.namespace}/{v.name}: {v.reason}", err=True)
     for message in result.errors:
         typer.echo(f"error: {message}", err=True)

@@ -4,7 +4,7 @@ A real worker sweeps (namespaced and cluster-wide, dry run and for real) a
 simulator holding hand-made orphans, so each kind is listed, read again and
 deleted. Every request the simulator logged during the sweeps is matched
 against the rules bound to the worker's ServiceAccount; and the sweeper's own
-rules (list of contents, restores, clones) are each shown to be needed.
+rules (list of contents, restores, clones, Pods and VMIs) are each shown to be needed.
 """
 
 from __future__ import annotations
@@ -43,8 +43,11 @@ async def sweeper_requests(sweeper_stack: Stack) -> list[Request]:
         make_restore_pvc(cluster, "ghost-restore-disk", "web-9-restore-20260101-000000-abcd")
     mark = sweeper_stack.sim.request("GET", "/sim/requests")["next"]
     removed: list[str] = []
+    # The worker runs without its schedule, so the sweeper's install is not known: every
+    # orphan counts as older than it and is removed only when the sweep includes those.
     for document in ({"namespaces": [NS], "grace": "0s", "dry_run": True},
-                     {"all_namespaces": True, "grace": "0s"}):
+                     {"all_namespaces": True, "grace": "0s",
+                      "include_older_than_install": True}):
         result = await sweeper_stack.client.execute_workflow(
             "SweepOrphans", document, id=f"rbac-sweep-{uuid.uuid4().hex[:6]}",
             task_queue=sweeper_stack.task_queue)
@@ -62,6 +65,7 @@ async def test_every_sweeper_request_is_allowed(sweeper_requests: list[Request])
     for needed in [("list", "volumesnapshots"), ("list", "vmsnapcontents"),
                    ("list", "persistentvolumeclaims"), ("list", "vmsnaprestores"),
                    ("list", "vmsnapclones"), ("list", "vmsnapsnapshots"),
+                   ("list", "pods"), ("list", "virtualmachineinstances"),
                    ("delete", "volumesnapshots"), ("delete", "vmsnapcontents"),
                    ("delete", "persistentvolumeclaims")]:
         assert needed in kinds, f"the sweep never made {needed}: the proof would be hollow"
@@ -69,8 +73,8 @@ async def test_every_sweeper_request_is_allowed(sweeper_requests: list[Request])
 
 async def test_the_sweepers_list_rules_are_needed(sweeper_requests: list[Request]) -> None:
     policy = policy_for_service_account(load_documents(RBAC_DIR))
-    for resource in ("vmsnapcontents", "vmsnaprestores",
-                     "vmsnapclones"):
+    for resource in ("vmsnapcontents", "vmsnaprestores", "vmsnapclones", "pods",
+                     "virtualmachineinstances"):
         rule = next(r for r in policy.rules if resource in r.resources and "list" in r.verbs)
         verdict = check(policy.without(rule), sweeper_requests)
         assert any(d.resource == resource and d.verb == "list" for d in verdict.denied), rule

@@ -1,14 +1,19 @@
 """The orphan sweeper under real processes: it removes what a broken run leaves, and never
-touches a live operation's objects.
+touches a live operation's objects, nor anything it did not make or that is in use.
 
-A dev server, a simulator and a worker run as real processes. Objects are made by
-hand with vmsnap's labels and no record (what a crashed or half-compensated run
-leaves), then a snapshot is started on a disk whose cut the simulator holds for
-seconds. While that snapshot waits for its cut, `vmsnap sweep` (the CLI, a real
-process) removes exactly the hand-made orphans, with reasons; the simulator's own
-request log shows that nothing of the live snapshot was deleted, and the snapshot
-then completes with all its VolumeSnapshots ready. The worker's start-up schedule
-and a Temporal CLI start are checked on the way.
+A dev server, a simulator and a worker run as real processes. Objects are made as a
+crashed or half-compensated run of this cluster leaves them (vmsnap's labels and
+creation mark, no record), then a snapshot is started on a disk whose cut the
+simulator holds for seconds. While that snapshot waits for its cut, `vmsnap sweep`
+(the CLI, a real process) removes exactly those orphans, with reasons; it keeps a PVC
+a user labelled as vmsnap's (no mark), one marked by another cluster, and a marked
+orphan a Pod mounts; and the one it is about to delete when, meanwhile, it is deleted
+and made again under the same name (the simulator holds that delete) survives: the
+delete's uid precondition names the old one. The simulator's own request log shows
+that nothing else was deleted, and the snapshot then completes with all its
+VolumeSnapshots ready. Last, an orphan made before the sweeper's schedule was
+(re)created is only reported until the sweep includes older objects. The worker's
+start-up schedule and a Temporal CLI start are checked on the way.
 """
 
 from __future__ import annotations
@@ -31,22 +36,34 @@ from temporalio.client import (
     WorkflowExecutionStatus,
 )
 
+import worker as worker_module
 from cluster.client import Cluster
 from contracts.sweep import sweeper_schedule_id
-from rules.naming import snapshot_selector, snapshot_workflow_id
+from rules.creation_marks import CreationMark
+from rules.naming import restore_workflow_id, snapshot_selector, snapshot_workflow_id
 from starter.local_stack import REPO_ROOT, DevServerProcess
 from tests.conftest import Stack
 from tests.support.background import Background, register
+from tests.support.enforced import WORKER_USER
 from tests.support.stacks import OwnStacks, own_stacks
-from tests.workflows.test_sweeper import make_content, make_restore_pvc, make_volume_snapshot
+from tests.workflows.test_sweeper import (
+    GHOST_RUN,
+    make_content,
+    make_pod,
+    make_restore_pvc,
+    make_volume_snapshot,
+    restore_pvc_body,
+)
 
 pytestmark = pytest.mark.e2e
 
 NS = "demo"
 CUT_HOLD = "15s"  # the live snapshot waits this long for its cut: the sweep runs meanwhile
 GRACE_SECONDS = 2
+RESTORE = "web-9-restore-20260101-000000-ab"
 ORPHANS = {("VolumeSnapshot", "ghost-root"), ("VirtualMachineSnapshotContent", "ghost-content"),
            ("PersistentVolumeClaim", "ghost-restore-disk")}
+HELD_DELETE = "3s"  # the sweeper's delete of `recreated-disk` waits this long: it is made again
 
 
 async def wait_for(condition: Any, timeout: float, what: str) -> None:
@@ -85,9 +102,22 @@ def temporal_cli_sweep(stack: Stack, server: DevServerProcess, document: dict[st
 
 
 def deletes(stack: Stack, since: int) -> set[tuple[str, str]]:
+    """What the worker deleted (successfully) since the mark."""
     entries = stack.sim.request("GET", f"/sim/requests?since={since}")["items"]
     return {(str(e.get("resource")), str(e.get("name"))) for e in entries
-            if e.get("verb") == "delete"}
+            if e.get("verb") == "delete" and e.get("user") == WORKER_USER
+            and int(e.get("status") or 0) < 300}
+
+
+def recreate(cluster: Cluster, name: str) -> str:
+    """Delete a PVC as someone else would and make it again, alike but for its uid; the new
+    uid."""
+    cluster.delete_pvc(NS, name)
+    deadline = time.monotonic() + 20
+    while cluster.get_pvc(NS, name) is not None:
+        assert time.monotonic() < deadline, f"{name} was not deleted"
+        time.sleep(0.05)
+    return make_restore_pvc(cluster, name, RESTORE)
 
 
 @register(__file__, own_stacks)
@@ -108,12 +138,25 @@ async def sweep_beside_a_live_snapshot(stacks: OwnStacks) -> None:
         assert described.schedule.spec.intervals[0].every == timedelta(hours=1)
         assert described.schedule.policy.overlap == ScheduleOverlapPolicy.SKIP
 
+        # Creation times are whole seconds: what is made in the schedule's second would
+        # count as older than the sweeper's install.
+        installed = described.info.created_at.timestamp()
+        await wait_for(lambda: time.time() > installed + 1.1, 5, "a second after the install")
+
         stack.sim.kubectl("annotate", "pvc", "-n", NS, "db-1-root",
                           f"sim.vmsnap.io/cut-latency={CUT_HOLD}")
         with Cluster.from_environment(str(stack.sim.kubeconfig)) as cluster:
+            assert cluster.cluster_id == stack.cluster_id
             make_volume_snapshot(cluster, "ghost-root", "ghost", owned=True)
             make_content(cluster, "ghost-content", "ghost", "ghost-root")
-            make_restore_pvc(cluster, "ghost-restore-disk", "web-9-restore-20260101-000000-ab")
+            make_restore_pvc(cluster, "ghost-restore-disk", RESTORE)
+            make_restore_pvc(cluster, "users-disk", RESTORE, marked=False)
+            west = CreationMark(cluster="west", run_id=GHOST_RUN,
+                                workflow_id=restore_workflow_id("west", NS, "web-9")).text()
+            cluster.create_pvc(NS, restore_pvc_body("west-disk", RESTORE, "west", mark=west))
+            make_restore_pvc(cluster, "mounted-disk", RESTORE)
+            make_pod(cluster, "virt-launcher-web-9-x", "mounted-disk")
+            first_uid = make_restore_pvc(cluster, "recreated-disk", RESTORE)
             made_at = time.time()
             live = await client.start_workflow(
                 "SnapshotVirtualMachine", {"namespace": NS, "vm": "db-1", "name": "live-snap"},
@@ -124,8 +167,17 @@ async def sweep_beside_a_live_snapshot(stacks: OwnStacks) -> None:
             # Creation times are whole seconds: one more second makes "older than grace" sure.
             await wait_for(lambda: time.time() > made_at + GRACE_SECONDS + 1.5, 10, "the grace")
             mark = stack.sim.request("GET", "/sim/requests")["next"]
+            stack.sim.set_faults({"rules": [{
+                "verb": "delete", "resource": "persistentvolumeclaims", "namespace": NS,
+                "name": "recreated-disk", "latency": HELD_DELETE, "count": 1}]})
 
-            swept = cli_sweep(stack, dev_server, "--grace", f"{GRACE_SECONDS}s", "-n", NS)
+            sweeping = asyncio.create_task(asyncio.to_thread(
+                cli_sweep, stack, dev_server, "--grace", f"{GRACE_SECONDS}s", "-n", NS))
+            await wait_for(lambda: stack.sim.request("GET", "/sim/faults")["rules"][0]["fired"],
+                           60, "the sweeper's delete of recreated-disk")
+            second_uid = await asyncio.to_thread(recreate, cluster, "recreated-disk")
+            swept = await sweeping
+            stack.sim.clear_faults()
 
             assert (await live.describe()).status == WorkflowExecutionStatus.RUNNING, \
                 "the snapshot finished before the sweep: the live case was not tested"
@@ -137,12 +189,30 @@ async def sweep_beside_a_live_snapshot(stacks: OwnStacks) -> None:
             live_names = {s.name for s in cluster.list_volume_snapshots(
                 NS, snapshot_selector("live-snap"))}
             for name in live_names:
-                assert kept[name] == "live operation: workflow snapshot/demo/live-snap is running"
-            # The simulator's word: exactly the orphans were deleted, nothing of the live run.
+                assert kept[name] == ("live operation: workflow "
+                                      f"snapshot/{stack.cluster_id}/demo/live-snap is running")
+            assert kept["users-disk"].startswith(
+                "not made by vmsnap in this cluster: it has no creation mark")
+            assert kept["west-disk"].startswith(
+                "not made by vmsnap in this cluster: its creation mark names cluster 'west'")
+            assert kept["mounted-disk"] == "in use: Pod demo/virt-launcher-web-9-x mounts it"
+            assert kept["recreated-disk"] == ("replaced by a new object of the same name since "
+                                              "the sweep looked (uid precondition)")
+            survivor = cluster.get_pvc(NS, "recreated-disk")
+            assert survivor is not None and second_uid != first_uid
+            assert survivor["metadata"]["uid"] == second_uid
+            for name in ("users-disk", "west-disk", "mounted-disk"):
+                assert cluster.get_pvc(NS, name) is not None, name
+            # The simulator's word: exactly the orphans were deleted, nothing of the live run,
+            # and the sweeper's delete of the old recreated-disk was refused (409).
             assert deletes(stack, mark) == {
                 ("volumesnapshots", "ghost-root"),
                 ("vmsnapcontents", "ghost-content"),
                 ("persistentvolumeclaims", "ghost-restore-disk")}
+            refused = [e for e in stack.sim.request("GET", f"/sim/requests?since={mark}")["items"]
+                       if e.get("verb") == "delete" and e.get("name") == "recreated-disk"
+                       and e.get("user") == WORKER_USER]
+            assert [e["status"] for e in refused] == [409]
 
             result = await live.result()
             assert result["phase"] == "Succeeded" and result["ready_to_use"]
@@ -152,10 +222,29 @@ async def sweep_beside_a_live_snapshot(stacks: OwnStacks) -> None:
             # Afterwards its record claims them: a sweep with no grace still keeps them.
             after = temporal_cli_sweep(stack, dev_server,
                                        {"namespaces": [NS], "grace": 0, "dry_run": True})
-            assert not after["removed"]  # the CLI prints an empty list as null
+            # (recreated-disk, made again alike, is an orphan of its own: a later sweep's)
+            assert [r["name"] for r in after["removed"]] == ["recreated-disk"]
             reasons = {v["name"]: v["reason"] for v in after["kept"]}
             assert all(reasons[n].startswith("owned by VirtualMachineSnapshot demo/live-snap")
                        for n in live_names)
+
+            # An orphan older than the sweeper's install (its schedule made again after it)
+            # is only reported, until the sweep includes older objects.
+            make_restore_pvc(cluster, "older-disk", RESTORE)
+            await asyncio.sleep(1.1)
+            await schedule.delete()
+            assert await worker_module.ensure_sweeper_schedule(
+                client, stack.task_queue, stack.cluster_id, {"VMSNAP_SWEEPER_SCHEDULE": "on"})
+            reported = cli_sweep(stack, dev_server, "--grace", "0s", "-n", NS)
+            assert not reported["removed"]
+            older = {v["name"]: v["reason"] for v in reported["reported"]}
+            assert "made before the sweeper was installed" in older["older-disk"], older
+            assert cluster.get_pvc(NS, "older-disk") is not None
+            asked = cli_sweep(stack, dev_server, "--grace", "0s", "-n", NS,
+                              "--include-older-than-install")
+            assert {(r["name"], r["removed"]) for r in asked["removed"]} >= {
+                ("older-disk", True)}
+            assert cluster.get_pvc(NS, "older-disk") is None
     finally:
         await schedule.delete()
         stack.worker.stop()

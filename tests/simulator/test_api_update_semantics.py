@@ -9,6 +9,7 @@ and CRDs (strategies without AllowUnconditionalUpdate) refuse a PUT without
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -206,3 +207,62 @@ def test_no_finalizer_may_be_added_once_deleting(core: Api, namespace: str) -> N
     with pytest.raises(ApiException) as gone:
         core.read_namespaced_persistent_volume_claim("held", namespace)
     assert gone.value.status == 404
+
+
+def _claim(name: str) -> dict[str, Any]:
+    return {"metadata": {"name": name},
+            "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "",
+                     "resources": {"requests": {"storage": "1Gi"}}}}
+
+
+def test_a_delete_with_another_uid_is_a_conflict_and_deletes_nothing(
+    core: Api, namespace: str
+) -> None:
+    """DeleteOptions.preconditions.uid: the object of that uid or none (`rest.BeforeDelete`):
+    a PVC made again under the same name is not the one a stale delete removes."""
+    first = core.create_namespaced_persistent_volume_claim(namespace, _claim("again"))
+    core.delete_namespaced_persistent_volume_claim("again", namespace)
+    second = core.create_namespaced_persistent_volume_claim(namespace, _claim("again"))
+    stale = first.metadata.uid
+    with pytest.raises(ApiException) as refused:
+        core.delete_namespaced_persistent_volume_claim(
+            "again", namespace, body=client.V1DeleteOptions(
+                preconditions=client.V1Preconditions(uid=stale)))
+    status = body_of(refused.value)
+    assert refused.value.status == 409 and status["reason"] == "Conflict"
+    assert status["message"] == (
+        f'Operation cannot be fulfilled on PersistentVolumeClaim "again": the UID in the '
+        f"precondition ({stale}) does not match the UID in record ({second.metadata.uid}). "
+        "The object might have been deleted and then recreated")
+    assert status["details"] == {"name": "again", "group": "", "kind": "PersistentVolumeClaim"}
+    kept = core.read_namespaced_persistent_volume_claim("again", namespace)
+    assert kept.metadata.uid == second.metadata.uid and kept.metadata.deletion_timestamp is None
+
+    core.delete_namespaced_persistent_volume_claim(
+        "again", namespace, body=client.V1DeleteOptions(
+            preconditions=client.V1Preconditions(uid=second.metadata.uid)))
+    with pytest.raises(ApiException) as gone:
+        core.read_namespaced_persistent_volume_claim("again", namespace)
+    assert gone.value.status == 404
+
+
+def test_a_custom_resource_delete_with_a_stale_resource_version_is_a_conflict(
+    custom: Api, namespace: str
+) -> None:
+    vm = example("vm-cirros.yaml")
+    made = custom.create_namespaced_custom_object(*KUBEVIRT, namespace, "virtualmachines", vm)
+    name, stored = made["metadata"]["name"], made["metadata"]["resourceVersion"]
+    with pytest.raises(ApiException) as refused:
+        custom.delete_namespaced_custom_object(
+            *KUBEVIRT, namespace, "virtualmachines", name,
+            body={"preconditions": {"resourceVersion": "1"}})
+    status = body_of(refused.value)
+    assert refused.value.status == 409
+    # The VM controller writes the status meanwhile: the record's version is any newer one.
+    found = re.fullmatch(
+        rf'Operation cannot be fulfilled on VirtualMachine\.kubevirt\.io "{name}": the '
+        r"ResourceVersion in the precondition \(1\) does not match the ResourceVersion in "
+        r"record \((\d+)\)\. The object might have been modified", status["message"])
+    assert found is not None, status["message"]
+    assert int(found.group(1)) >= int(stored)
+    assert custom.get_namespaced_custom_object(*KUBEVIRT, namespace, "virtualmachines", name)

@@ -7,10 +7,11 @@ really running under the snapshot's deterministic ID.
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -24,11 +25,13 @@ from temporalio.worker import Worker
 from activities.sweeper import SweeperActivities, WorkflowStates
 from cluster.apis import VOLUME_SNAPSHOTS
 from cluster.client import Cluster
+from cluster.creation_marks import creating_for
 from cluster.record_kinds import VIRTUAL_MACHINE_SNAPSHOT_CONTENTS
 from cluster.snapshot_content import VolumeBackup, content_body
 from cluster.snapshot_record import snapshot_owner_reference
 from contracts.sweep import SweepOrphansInput, SweepOrphansResult
-from rules.naming import snapshot_workflow_id
+from rules.creation_marks import CREATED_BY_ANNOTATION, CreationMark
+from rules.naming import restore_workflow_id, snapshot_workflow_id
 from tests.conftest import SEEDS, StartSim
 from tests.workflows.conftest import TEST_SERVER
 from tests.workflows.doubles import CLUSTER, admission
@@ -36,6 +39,7 @@ from workflows.sweeper import SweepOrphans
 
 NS = "demo"
 GHOST_UID = "00000000-0000-4000-8000-000000000001"
+GHOST_RUN = "00000000-0000-4000-8000-0000000000aa"  # the run of a workflow Temporal never saw
 
 
 @workflow.defn(name="HoldForSweeperTest", sandboxed=False)
@@ -59,35 +63,67 @@ async def env() -> AsyncIterator[WorkflowEnvironment]:
 
 
 @pytest.fixture
-def cluster(start_sim: StartSim) -> Iterator[Cluster]:
+def cluster(start_sim: StartSim, monkeypatch: pytest.MonkeyPatch) -> Iterator[Cluster]:
+    """The sweeper's cluster, named as the doubles' admission names it (`CLUSTER`)."""
     sim = start_sim(SEEDS / "demo.yaml", name="sweeper-wf-sim")
+    monkeypatch.setenv("VMSNAP_CLUSTER_ID", CLUSTER)
     with Cluster.from_environment(str(sim.kubeconfig)) as made:
+        assert made.cluster_id == CLUSTER
         yield made
     sim.process.stop()
 
 
+class Install:
+    """When the sweeper counts as installed: a minute before the test starts, unless a test
+    moves it (the time-skipping server has no schedules to ask)."""
+
+    def __init__(self) -> None:
+        self.at: datetime | None = datetime.now(UTC) - timedelta(minutes=1)
+
+    def __call__(self, task_queue: str) -> datetime | None:
+        return self.at
+
+
 @pytest.fixture
-async def sweeper_worker(env: WorkflowEnvironment, cluster: Cluster,
-                         task_queue: str) -> AsyncIterator[Worker]:
+def install() -> Install:
+    return Install()
+
+
+@pytest.fixture
+async def sweeper_worker(env: WorkflowEnvironment, cluster: Cluster, task_queue: str,
+                         install: Install) -> AsyncIterator[Worker]:
     import asyncio
 
     states = WorkflowStates(env.client, asyncio.get_running_loop())
     with ThreadPoolExecutor(4) as pool:
         worker = Worker(env.client, task_queue=task_queue, workflows=[SweepOrphans, Hold],
-                        activities=[*SweeperActivities(cluster, states).all(), admission()],
+                        activities=[*SweeperActivities(cluster, states, installed_at=install)
+                                    .all(), admission()],
                         activity_executor=pool)
         async with worker:
             yield worker
 
 
-def labels(snapshot: str) -> dict[str, str]:
-    return {"vmsnap.io/snapshot": snapshot, "vmsnap.io/vm": "web-1", "vmsnap.io/cluster": CLUSTER}
+def labels(snapshot: str, cluster_id: str = CLUSTER) -> dict[str, str]:
+    return {"vmsnap.io/snapshot": snapshot, "vmsnap.io/vm": "web-1",
+            "vmsnap.io/cluster": cluster_id}
+
+
+def made_by(workflow_id: str, made_in: str | None) -> Any:
+    """Create as the activities of `workflow_id` in cluster `made_in` do (its creation mark,
+    `cluster.creation_marks`); None: as a user does, with no mark. `made_in` must be the
+    adapter's own cluster: the adapter writes its own id into the mark."""
+    if made_in is None:
+        return contextlib.nullcontext()
+    return creating_for(workflow_id, GHOST_RUN)
 
 
 def make_volume_snapshot(cluster: Cluster, name: str, snapshot: str, owned: bool) -> None:
+    """A VolumeSnapshot as a snapshot run of this cluster makes it (marked)."""
     owner = snapshot_owner_reference(snapshot, GHOST_UID) if owned else None
-    cluster.create_volume_snapshot(NS, name, "web-1-root", "csi-hostpath-snapclass",
-                                   labels(snapshot), owner)
+    with made_by(snapshot_workflow_id(cluster.cluster_id, NS, snapshot), cluster.cluster_id):
+        cluster.create_volume_snapshot(NS, name, "web-1-root", "csi-hostpath-snapclass",
+                                       labels(snapshot, cluster.cluster_id), owner)
 
 
 def make_content(cluster: Cluster, name: str, snapshot: str, volume_snapshot: str) -> None:
@@ -95,15 +131,34 @@ def make_content(cluster: Cluster, name: str, snapshot: str, volume_snapshot: st
         NS, name, snapshot, GHOST_UID, cluster.get_vm(NS, "web-1"),
         {"web-1-root": cluster.get_pvc(NS, "web-1-root") or {}},
         [VolumeBackup(volume_name="rootdisk", pvc_name="web-1-root",
-                      volume_snapshot=volume_snapshot)], labels(snapshot))
-    cluster.create_custom(VIRTUAL_MACHINE_SNAPSHOT_CONTENTS, NS, body)
+                      volume_snapshot=volume_snapshot)], labels(snapshot, cluster.cluster_id))
+    with made_by(snapshot_workflow_id(cluster.cluster_id, NS, snapshot), cluster.cluster_id):
+        cluster.create_custom(VIRTUAL_MACHINE_SNAPSHOT_CONTENTS, NS, body)
 
 
-def make_restore_pvc(cluster: Cluster, name: str, restore: str) -> None:
-    cluster.create_pvc(NS, {"metadata": {"name": name, "labels": {
-        "vmsnap.io/restore": restore, "vmsnap.io/snapshot": "gone"}},
-        "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "csi-hostpath-sc",
-                 "resources": {"requests": {"storage": "1Gi"}}}})
+def restore_pvc_body(name: str, restore: str, cluster_id: str | None,
+                     mark: str | None = None) -> dict[str, Any]:
+    """A restored PVC's body: labelled for `restore` (and cluster `cluster_id` when given);
+    `mark`: a creation mark written as is (another cluster's)."""
+    meta: dict[str, Any] = {"name": name, "labels": {
+        "vmsnap.io/restore": restore, "vmsnap.io/snapshot": "gone",
+        **({"vmsnap.io/cluster": cluster_id} if cluster_id else {})}}
+    if mark is not None:
+        meta["annotations"] = {CREATED_BY_ANNOTATION: mark}
+    return {"metadata": meta,
+            "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "csi-hostpath-sc",
+                     "resources": {"requests": {"storage": "1Gi"}}}}
+
+
+def make_restore_pvc(cluster: Cluster, name: str, restore: str, *, marked: bool = True) -> str:
+    """A restored PVC as a restore run of this cluster makes it (`marked`), or a PVC a user
+    labelled so (not marked); its uid."""
+    target = restore.split("-restore-")[0]
+    with made_by(restore_workflow_id(cluster.cluster_id, NS, target),
+                 cluster.cluster_id if marked else None):
+        made = cluster.create_pvc(NS, restore_pvc_body(
+            name, restore, cluster.cluster_id if marked else None))
+    return str(made["metadata"]["uid"])
 
 
 def names(items: list[Any]) -> set[str]:
@@ -166,6 +221,56 @@ async def test_sweeper_removes_only_old_orphans(
     finally:
         await live.cancel()
     assert len(cluster.list_custom(VOLUME_SNAPSHOTS, NS).get("items") or []) == 2
+
+
+def make_pod(cluster: Cluster, name: str, claim: str) -> None:
+    """A Pod that mounts `claim` (as a virt-launcher mounts a VM's disks)."""
+    cluster.call_json(cluster.core.create_namespaced_pod, NS, {
+        "metadata": {"name": name},
+        "spec": {"containers": [{"name": "compute", "image": "example.org/launcher:1"}],
+                 "volumes": [{"name": "disk", "persistentVolumeClaim": {"claimName": claim}}]}})
+
+
+async def test_only_unused_orphans_this_cluster_made_since_its_install_go(
+    env: WorkflowEnvironment, cluster: Cluster, sweeper_worker: Worker, task_queue: str,
+    install: Install,
+) -> None:
+    restore = "web-9-restore-20260101-000000-abcd"
+    make_restore_pvc(cluster, "orphan-disk", restore)
+    make_restore_pvc(cluster, "users-disk", restore, marked=False)
+    west = CreationMark(cluster="west", workflow_id=restore_workflow_id("west", NS, "web-9"),
+                        run_id=GHOST_RUN).text()
+    cluster.create_pvc(NS, restore_pvc_body("west-disk", restore, "west", mark=west))
+    make_restore_pvc(cluster, "mounted-disk", restore)
+    make_pod(cluster, "virt-launcher-web-9-x", "mounted-disk")
+    await env.sleep(timedelta(hours=2))
+
+    done = await sweep(env, task_queue, grace="1h")
+    assert [(r.name, r.removed) for r in done.removed] == [("orphan-disk", True)]
+    kept = {v.name: v.reason for v in done.kept}
+    assert kept["users-disk"].startswith(
+        "not made by vmsnap in this cluster: it has no creation mark")
+    assert "by its labels alone: the record of restore demo/web-9-restore" in kept["users-disk"]
+    assert kept["west-disk"].startswith(
+        f"not made by vmsnap in this cluster: its creation mark names cluster 'west', not "
+        f"'{CLUSTER}'")
+    assert kept["mounted-disk"] == "in use: Pod demo/virt-launcher-web-9-x mounts it"
+    assert cluster.get_pvc(NS, "orphan-disk") is None
+    for name in ("users-disk", "west-disk", "mounted-disk"):
+        assert cluster.get_pvc(NS, name) is not None
+
+    # Installed after the next orphan was made: it is only reported, until asked for.
+    make_restore_pvc(cluster, "older-disk", restore)
+    install.at = datetime.now(UTC) + timedelta(seconds=1)
+    await env.sleep(timedelta(hours=2))
+    reported = await sweep(env, task_queue, grace="1h")
+    assert reported.removed == [] and reported.installed_at == install.at
+    (older,) = reported.reported
+    assert older.name == "older-disk" and "made before the sweeper was installed" in older.reason
+    assert cluster.get_pvc(NS, "older-disk") is not None
+    asked = await sweep(env, task_queue, grace="1h", include_older_than_install=True)
+    assert [(r.name, r.removed) for r in asked.removed] == [("older-disk", True)]
+    assert cluster.get_pvc(NS, "older-disk") is None
 
 
 async def test_second_sweep_with_the_same_id_is_refused(
