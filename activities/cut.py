@@ -68,6 +68,7 @@ from rules.naming import snapshot_selector
 FREEZE_ATTEMPTS = 3
 FREEZE_RETRY_DELAY_SECONDS = 0.5
 THAW_ATTEMPTS = 6
+MIN_UNFREEZE_TIMEOUT_SECONDS = 1.0  # a deadline almost spent still gives the guest this
 WATCH_WINDOW_SECONDS = 3600.0
 WATCH_PROGRESS_SECONDS = 1.0  # the watch reports what is cut so far (heartbeat details)
 HEARTBEAT_EVERY_SECONDS = 0.2  # the background heartbeat; the SDK throttles what it sends
@@ -205,14 +206,16 @@ class GuestCut:
         assert self.budget is not None
         for attempt in range(1, FREEZE_ATTEMPTS + 1):
             started = _now()
+            timeout = self._unfreeze_timeout(started)
             try:
                 with activity.shield_thread_cancel_exception():
-                    # The budget, never the deadline: the guest's own safety net is short.
-                    self.cluster.freeze(self.input.namespace, plan.vmi, self.budget)
+                    # The budget, or less when the deadline comes sooner; never the
+                    # deadline's whole span: the guest's own safety net stays short.
+                    self.cluster.freeze(self.input.namespace, plan.vmi, timeout)
                 self._frozen_from(started)
                 self._go.set()  # the creates leave now; log after them
                 activity.logger.info("froze %s/%s (unfreezeTimeout %s)", self.input.namespace,
-                                     plan.vmi, format_go_duration(self.budget))
+                                     plan.vmi, format_go_duration(timeout))
                 return
             except (Invalid, Conflict, NotFound) as err:
                 # 400: the agent failed to freeze; 409/404: no running instance.
@@ -232,6 +235,16 @@ class GuestCut:
             raise ApplicationError(f"quiesce is required and {self.freeze_error}",
                                    type=error_types.FREEZE_FAILED, non_retryable=True)
         self._heartbeat.update(freeze_error=self.freeze_error)
+
+    def _unfreeze_timeout(self, now: datetime) -> float:
+        """The guest's self-thaw bound for a freeze at `now`: the budget, cut to what is
+        left of the failure deadline (at least MIN_UNFREEZE_TIMEOUT_SECONDS)."""
+        plan = self.input.freeze
+        assert plan is not None and self.budget is not None
+        if plan.thaw_by is None:
+            return self.budget
+        left = round((plan.thaw_by - now).total_seconds(), 3)
+        return max(min(self.budget, left), MIN_UNFREEZE_TIMEOUT_SECONDS)
 
     def _frozen_from(self, frozen_at: datetime) -> None:
         """The guest is frozen since `frozen_at`: thawed by its budget at the latest."""

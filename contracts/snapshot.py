@@ -272,7 +272,8 @@ class PlannedVolumeSnapshot(BaseModel):
 
 class FreezePlan(BaseModel):
     """Freeze the guest for the cut, for at most `budget_seconds` (lowered to the worker's
-    maximum): the unfreezeTimeout sent, so the guest thaws itself if all else dies, and
+    maximum): the unfreezeTimeout sent (less when the deadline is sooner), so the guest
+    thaws itself if all else dies, and
     the thaw comes at freeze time + budget at the latest, or at `thaw_by` (the failure
     deadline) if that is sooner (rules.freeze_budget)."""
 

@@ -66,6 +66,12 @@ SAMPLE: dict[str, dict[str, Any]] = {
                          "window_worst_ms": 300, "window_ratio_median": 1.05,
                          "window_ratio_worst": 1.5,
                          "failures": {"ApplicationError: deadline exceeded": 1}},
+    # The worst kill 2.10 s past the cut -> over the 2 s aim.
+    "freeze-takeover": {"cut_s": 6.0, "kills": 3, "seed": 1, "extra_median_ms": 12.0,
+                        "extra_worst_ms": 2100.0, "succeeded": 3, "quiesced": 3, "runs": [
+                            {"killed_after_s": k, "extra_ms": e, "thawed_by": "unfreeze",
+                             "phase": "Succeeded"}
+                            for k, e in ((0.1, 12.0), (3.0, 10.0), (5.9, 2100.0))]},
     "request-transport": {"requests": 100, "rounds": 1, "rows": [
         {"transport": t, "threads": n, "cpu_ms_per_request": cpu,
          "requests_per_second": 1000, "probe_p50_ms": 0.1, "probe_p90_ms": late}
@@ -99,20 +105,22 @@ def test_every_section_is_rendered_with_its_verdict_computed_from_the_figures(
         rendered: Path) -> None:
     markdown = report.doc_for(rendered).read_text()
     titles = re.findall(r"^## (.+)$", markdown, re.MULTILINE)
-    assert titles == ["Summary", "Freeze window", "History events per snapshot",
+    assert titles == ["Summary", "Freeze window", "Freeze takeover",
+                      "History events per snapshot",
                       "Kubernetes requests per snapshot",
                       "Orchestration cost against bare Temporal",
                       "Worker load: 50 concurrent snapshots",
                       "Throttled client: 4 snapshots at 5 QPS",
                       "Request transport: urllib3 against libcurl"]
     assert _summary(markdown) == {
-        "Freeze window": "no", "History events per snapshot": "yes",
+        "Freeze window": "no", "Freeze takeover": "no", "History events per snapshot": "yes",
         "Kubernetes requests per snapshot": "no",
         "Orchestration cost against bare Temporal": "yes",
         "Worker load: 50 concurrent snapshots": "-",
         "Throttled client: 4 snapshots at 5 QPS": "no",
         "Request transport: urllib3 against libcurl": "-"}
     assert "Met: **no**: median 1.05, worst 1.30 of 5 runs." in markdown
+    assert "median 0.01 s, worst 2.10 s of 3 kills" in markdown
     assert "Met: **yes**: N=100 1.50, N=500 1.30 (median ratio per N)." in markdown
     assert "- 1 \N{MULTIPLICATION SIGN} ApplicationError: deadline exceeded" in markdown
     assert "    .venv/bin/python -m bench.freeze-window\n" in markdown

@@ -176,7 +176,7 @@ def test_errors_are_one_line(cli: Cli) -> None:
     assert cli.error(2, "snapshot", "create", "nodisk-1", "-n", NS).startswith(
         "error: cannot snapshot VM demo/nodisk-1: no eligible disk")
     assert cli.error(1, "snapshot", "cancel", "nope", "-n", NS) == \
-        "error: snapshot workflow snapshot/demo/nope not found"
+        f"error: snapshot workflow snapshot/{cli.stack.cluster_id}/demo/nope not found"
 
 
 def test_wait_exits_non_zero_with_the_reason(cli: Cli) -> None:

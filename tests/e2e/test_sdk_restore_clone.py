@@ -68,7 +68,8 @@ async def test_restore_and_clone_start_follow_and_await(
 ) -> None:
     restore = await sdk.start_restore(RestoreVirtualMachineInput(namespace=NS,
                                                                   snapshot=snapshot))
-    assert restore.workflow_id == "restore/snap/stopped" and restore.target == "stopped"
+    assert restore.workflow_id == f"restore/{sdk_stack.cluster_id}/snap/stopped"
+    assert restore.target == "stopped"
     progress = await restore.progress()
     assert progress.result.snapshot == snapshot and progress.step
     result = await restore.result()
@@ -77,7 +78,7 @@ async def test_restore_and_clone_start_follow_and_await(
 
     clone = await sdk.start_clone(CloneVirtualMachineInput(
         namespace=NS, source_snapshot=snapshot, target="stopped-sdk-copy"))
-    assert clone.workflow_id == "clone/snap/stopped-sdk-copy"
+    assert clone.workflow_id == f"clone/{sdk_stack.cluster_id}/snap/stopped-sdk-copy"
     cloned = await clone.result()
     assert cloned.phase == "Succeeded" and cloned.source_snapshot == snapshot
     assert "stopped-sdk-copy" in vms(sdk_stack)

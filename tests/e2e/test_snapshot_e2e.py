@@ -228,7 +228,7 @@ async def test_a_short_deadline_thaws_cleans_up_and_keeps_a_failed_record(
     assert kubectl.returncode != 0 and "NotFound" in kubectl.stderr
 
 
-async def test_a_second_snapshot_of_a_busy_vm_is_refused_and_cancel_cleans_up(
+async def test_a_second_snapshot_of_a_busy_vm_waits_or_is_refused_and_cancel_cleans_up(
     snap_stack: Stack,
 ) -> None:
     client = snap_stack.client
@@ -243,9 +243,16 @@ async def test_a_second_snapshot_of_a_busy_vm_is_refused_and_cancel_cleans_up(
             break
         await asyncio.sleep(0.05)
     assert lock_annotation(snap_stack, "stuck") is not None
-    error = await snapshot_failure(snap_stack, "stuck", name="stuck-second")
-    assert error.type == "VmLocked" and "snapshot/snap/stuck-long" in error.message
+    error = await snapshot_failure(snap_stack, "stuck", name="stuck-second",
+                                   fail_if_locked=True)
+    assert error.type == "VmLocked"
+    assert f"snapshot/{snap_stack.cluster_id}/snap/stuck-long" in error.message
     assert record(snap_stack, "stuck-second")["status"]["phase"] == "Failed"
+    # Without fail_if_locked it waits, within its own deadline, and so never cuts.
+    waited = await snapshot_failure(snap_stack, "stuck", name="stuck-third",
+                                    failure_deadline="3s")
+    assert waited.type == "SnapshotDeadlineExceeded"
+    assert volume_snapshots(snap_stack, "stuck-third") == []
 
     await first.cancel()
     with pytest.raises(WorkflowFailureError):
