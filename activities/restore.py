@@ -7,10 +7,10 @@ that label: a restore never deletes the VM's old PVCs, nor a VM it did not make.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from temporalio import activity
@@ -19,10 +19,11 @@ from temporalio.exceptions import ApplicationError
 from activities.errors import cluster_errors
 from activities.liveness import WorkflowLiveness
 from activities.registration import implements
+from activities.vm_locking import leased_holder, run_holder, take_vm_lock
 from cluster import record_kinds, snapshot_content, snapshot_record, snapshot_users
 from cluster.client import Cluster
-from cluster.errors import AlreadyExists, NotFound
-from cluster.lock import LOCK_ANNOTATION, LockHolder
+from cluster.errors import AlreadyExists, ClusterError, NotFound
+from cluster.lock import LOCK_ANNOTATION, LockHolder, release_vm_lock
 from cluster.pvcs import pvc_from_snapshot
 from cluster.record_kinds import VIRTUAL_MACHINE_RESTORES
 from cluster.restore_record import (
@@ -93,12 +94,6 @@ from rules.restored_volumes import (
 from rules.volumes import BACKEND_STORAGE_LABEL, backend_volume_name
 
 RESTORED_FROM_ANNOTATION = "vmsnap.io/restored-from-snapshot"
-
-
-def _holder(operation: str) -> LockHolder:
-    info = activity.info()
-    return LockHolder(workflow_id=info.workflow_id or "", run_id=info.workflow_run_id or "",
-                      operation=operation, since=datetime.now(UTC).replace(microsecond=0))
 
 
 @dataclass(frozen=True)
@@ -268,8 +263,39 @@ class RestoreActivities:
         ns = input.namespace
         with cluster_errors():
             found = read_ready_snapshot(self.cluster, ns, input.snapshot)
+            target = input.target or found.record.vm
+        locked = self._lock_target(ns, target, input.lock_lease_seconds)
+        try:
+            return self._plan(input, found, target)
+        except BaseException:
+            if locked is not None:
+                with contextlib.suppress(ClusterError):
+                    release_vm_lock(self.cluster, ns, target, locked)
+            raise
+
+    def _lock_target(self, ns: str, target: str,
+                     lease_seconds: float | None) -> LockHolder | None:
+        """The target's lock, before the plan reads the VM and its disks, when asked and
+        the VM exists: nothing changes the VM between the plan and the restore."""
+        if lease_seconds is None:
+            return None
+        holder = leased_holder(self.cluster, "restore", lease_seconds)
+        try:
+            take_vm_lock(self.cluster, ns, target, holder, self._is_alive)
+        except ApplicationError as err:
+            if err.type == error_types.VM_NOT_FOUND:
+                return None  # a new VM: nothing to lock (the plan says what else it needs)
+            raise
+        return holder
+
+    def _is_alive(self, holder: LockHolder) -> bool:
+        return True if self.liveness is None else self.liveness.is_running(holder)
+
+    def _plan(self, input: PrepareRestoreInput, found: SnapshotCopy,
+              target: str) -> RestorePlan:
+        ns = input.namespace
+        with cluster_errors():
             record, snapshot_vm, backups = found.record, found.vm, found.backups
-            target = input.target or record.vm
             restore_name = bounded(f"{target}-restore-{input.stamp}", MAX_LABEL)
             state: VmState | None
             try:
@@ -350,14 +376,14 @@ class RestoreActivities:
         """Register this run as a user of the snapshot: deletion refuses while it runs."""
         with cluster_errors(not_found=error_types.SNAPSHOT_NOT_FOUND):
             snapshot_users.add_snapshot_user(self.cluster, input.namespace, input.snapshot,
-                                             _holder(input.operation))
+                                             run_holder(input.operation))
         return True
 
     @implements(REMOVE_SNAPSHOT_USER)
     def remove_snapshot_user(self, input: SnapshotUserInput) -> bool:
         with cluster_errors():
             return snapshot_users.remove_snapshot_user(
-                self.cluster, input.namespace, input.snapshot, _holder(input.operation))
+                self.cluster, input.namespace, input.snapshot, run_holder(input.operation))
 
     @implements(STOP_VM)
     def stop_vm_and_wait(self, input: VmPowerInput) -> bool:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -28,6 +28,14 @@ from activities.cut import GuestCut
 from activities.errors import cluster_errors
 from activities.liveness import WorkflowLiveness
 from activities.registration import implements
+from activities.vm_locking import (
+    claim_holds,
+    leased_holder,
+    log_takeover,
+    refused_if_locked,
+    run_holder,
+    take_vm_lock,
+)
 from cluster import snapshot_content, snapshot_record, snapshot_users
 from cluster.client import Cluster
 from cluster.errors import AlreadyExists, Conflict, NotFound
@@ -35,9 +43,7 @@ from cluster.lock import (
     LOCK_ANNOTATION,
     LockHolder,
     LockLost,
-    VmLocked,
     acquire_vm_lock,
-    holder_is_alive,
     release_vm_lock,
     renew_vm_lock,
 )
@@ -101,30 +107,6 @@ def _this_run() -> WorkflowRun:
     """The workflow run this activity works for (activities here run only in workflows)."""
     info = activity.info()
     return WorkflowRun(workflow_id=info.workflow_id or "", run_id=info.workflow_run_id or "")
-
-
-def _holder(operation: str) -> LockHolder:
-    run = _this_run()
-    return LockHolder(workflow_id=run.workflow_id, run_id=run.run_id,
-                      operation=operation, since=_now().replace(microsecond=0))
-
-
-@contextlib.contextmanager
-def _refused_if_locked() -> Iterator[None]:
-    """A lock held by a live run (VmLocked) fails the step for good, as VmLocked."""
-    try:
-        yield
-    except ApplicationError as err:
-        if isinstance(err.__cause__, VmLocked):
-            raise ApplicationError(str(err.message), type=error_types.VM_LOCKED,
-                                   non_retryable=True) from err
-        raise
-
-
-def _log_takeover(namespace: str, vm: str, stale: LockHolder | None) -> None:
-    if stale is not None:
-        activity.logger.warning("took over the lock of %s/%s from closed %s",
-                                namespace, vm, stale.describe())
 
 
 def _lock_written(vm: dict[str, Any], holder: LockHolder) -> str:
@@ -218,23 +200,14 @@ class SnapshotActivities:
 
     def _lock_holder(self, input: VmLockInput) -> LockHolder:
         """This run as a lock holder: its deployment, and a lease of `lease_seconds`."""
-        holder = _holder(input.operation).model_copy(update={
-            "cluster": self.cluster.cluster_id,
-            "temporal_namespace": activity.info().workflow_namespace})
-        return holder.renewed(input.lease_seconds, _now())
-
-    def _lock_is_held(self, me: LockHolder) -> Callable[[LockHolder], bool]:
-        return lambda current: holder_is_alive(current, me, _now(), self._is_alive)
+        return leased_holder(self.cluster, input.operation, input.lease_seconds)
 
     @implements(LOCK_VM)
     def lock_vm(self, input: VmLockInput) -> None:
         """Take the VM's operation lock (see cluster.lock); refused while another claim
         holds."""
-        holder = self._lock_holder(input)
-        with _refused_if_locked(), cluster_errors(not_found=error_types.VM_NOT_FOUND):
-            stale = acquire_vm_lock(self.cluster, input.namespace, input.vm, holder,
-                                    self._lock_is_held(holder))
-        _log_takeover(input.namespace, input.vm, stale)
+        take_vm_lock(self.cluster, input.namespace, input.vm, self._lock_holder(input),
+                     self._is_alive)
 
     @implements(RENEW_VM_LOCK)
     def renew_vm_lock(self, input: VmLockInput) -> str:
@@ -255,7 +228,7 @@ class SnapshotActivities:
         """Release the lock if this run holds it; False when it did not."""
         with cluster_errors():
             return release_vm_lock(self.cluster, input.namespace, input.vm,
-                                   _holder(input.operation), held=input.held)
+                                   run_holder(input.operation), held=input.held)
 
     @implements(LOCK_AND_INSPECT_VM)
     def lock_and_inspect_vm(self, input: LockAndInspectInput) -> VmInspection:
@@ -266,10 +239,10 @@ class SnapshotActivities:
         lock = input.lock
         holder = self._lock_holder(lock)
         content = None
-        with _refused_if_locked(), cluster_errors(not_found=error_types.VM_NOT_FOUND):
+        with refused_if_locked(), cluster_errors(not_found=error_types.VM_NOT_FOUND):
             vm = self.cluster.get_vm(lock.namespace, lock.vm)
             stale = acquire_vm_lock(self.cluster, lock.namespace, lock.vm, holder,
-                                    self._lock_is_held(holder), read=vm)
+                                    claim_holds(holder, self._is_alive), read=vm)
             vmi = self.cluster.get_vmi(lock.namespace, lock.vm)
             state = vm_state_from(vm, vmi)
             volumes, pvcs = self.cluster.select_volumes_and_pvcs(lock.namespace, vm)
@@ -277,7 +250,7 @@ class SnapshotActivities:
             if input.content is not None and volumes.included:
                 content = self._create_content(lock.namespace, input.content, vm, vmi, pvcs,
                                                volumes.included)
-        _log_takeover(lock.namespace, lock.vm, stale)
+        log_takeover(lock.namespace, lock.vm, stale)
         return VmInspection(vm=state, volumes=volumes, lock=_lock_written(vm, holder),
                             content_name=content)
 

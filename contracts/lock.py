@@ -8,6 +8,8 @@ from contracts.activity import ActivityRef
 from contracts.common import VM_LOCKED as VM_LOCKED
 
 LEASE_RENEWAL = "lock-lease-renewal"  # the patch (workflow.patched) that added renewals
+LOCK_BEFORE_PLANNING = "restore-locks-before-planning"  # the patch: a restore's plan is
+# read under the target's lock, taken by the planning step
 LOCK_WAIT_FIRST = 1.0  # seconds a snapshot waits before asking for a held lock again
 LOCK_WAIT_MAX = 30.0
 LOCK_LOST = "LockLost"  # a holder's lease ended and the lock is another's (ApplicationError)

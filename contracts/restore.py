@@ -203,6 +203,11 @@ class PrepareRestoreInput(BaseModel):
     stamp: str = Field(description="the workflow's start (UTC, YYYYMMDD-HHMMSS) in the name")
     volume_restore_policy: VolumeRestorePolicy = "RandomizeNames"
     missing_volumes: MissingVolumes = "refuse"
+    lock_lease_seconds: float | None = Field(
+        default=None, gt=0, le=86400,
+        description="take the target VM's lock (when it exists) with this lease before "
+        "reading anything the plan is made from; None: the lock is a later step")
+
 
 class CreatePvcsInput(BaseModel):
     """Make the planned PVCs: their bodies are planned again from the snapshot's content

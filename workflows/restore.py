@@ -2,11 +2,14 @@
 
 Steps (`_restore` reads as them), each registering its undo before it runs:
 
-  1. `_prepare`        the snapshot must be Succeeded and ready; plan one PVC per volume
+  1. `_prepare`        the target's operation lock (in place only: an existing VM), then,
+                       under it, the snapshot must be Succeeded and ready; plan one PVC
+                       per volume (the plan is never read from a VM another operation
+                       is changing)
   2. `_record`         the VirtualMachineRestore record (InProgress)
-  3. `_lock`           the target's operation lock (in place only) and this run registered
-                       as a user of the snapshot, so neither a snapshot nor a deletion
-                       interleaves
+  3. `_lock`           this run registered as a user of the snapshot, so neither a
+                       snapshot nor a deletion interleaves (runs started before the plan
+                       took the lock take it here)
   4. `_make_target_ready` a running target, by the target readiness policy: refused
                        (FailImmediate), stopped (StopTarget), or waited for until its
                        user stops it (WaitGracePeriod, WaitEventually)
@@ -43,6 +46,7 @@ with workflow.unsafe.imports_passed_through():
     import workflows.saga as saga
     from contracts.lock import (
         LEASE_RENEWAL,
+        LOCK_BEFORE_PLANNING,
         LOCK_VM,
         RENEW_VM_LOCK,
         UNLOCK_VM,
@@ -93,6 +97,7 @@ class RestoreVirtualMachine(Operation[RestoreVirtualMachineInput, RestoreVirtual
         super().__init__()
         self._plan: RestorePlan | None = None
         self._pvcs: RestoredPvcs | None = None
+        self._locked_in_prepare = False  # the plan was made under the target's lock
 
     @workflow.run
     async def run(self, input: RestoreVirtualMachineInput) -> RestoreVirtualMachineResult:
@@ -134,8 +139,12 @@ class RestoreVirtualMachine(Operation[RestoreVirtualMachineInput, RestoreVirtual
                                 target=input.target,
                                 stamp=f"{result.started_at:%Y%m%d-%H%M%S}-{saga.run_suffix()}",
                                 volume_restore_policy=input.volume_restore_policy,
-                                missing_volumes=input.missing_volumes))
+                                missing_volumes=input.missing_volumes,
+                                lock_lease_seconds=self._lock_lease_in_prepare()))
         self._plan = plan
+        if self._locked_in_prepare and plan.target_exists:
+            self.saga.add("release the VM lock", self._unlock)
+            self._keep_the_lease()
         result.target, result.name = plan.target, plan.restore_name
         result.kept_volumes, result.dropped_volumes = plan.kept_volumes, plan.dropped_volumes
         self._pvcs = RestoredPvcs(input.namespace, plan.restore_name, RESTORE_LABEL,
@@ -148,15 +157,25 @@ class RestoreVirtualMachine(Operation[RestoreVirtualMachineInput, RestoreVirtual
         await saga.step(CREATE_RESTORE_RECORD, self._record_input())
         await self._write_status()
 
+    def _lock_lease_in_prepare(self) -> float | None:
+        """The lease of the lock the plan is made under (the target's, taken by the
+        planning step itself); None for runs started before the plan took the lock."""
+        self._locked_in_prepare = workflow.patched(LOCK_BEFORE_PLANNING)
+        return lease_for(self.time_left())[0] if self._locked_in_prepare else None
+
+    def _keep_the_lease(self) -> None:
+        """A run that may outlive its lock's lease renews it (`contracts.lock.lease_for`)."""
+        if lease_for(self.time_left())[1] and workflow.patched(LEASE_RENEWAL):
+            async def renew() -> None:
+                await saga.local_step(RENEW_VM_LOCK, self._lock_input())
+            self.hold_lease(renew)
+
     async def _lock(self) -> None:
-        if self._require_plan().target_exists:
+        if self._require_plan().target_exists and not self._locked_in_prepare:
             self.saga.add("release the VM lock", self._unlock)
             self.enter("lock")
             await saga.step(LOCK_VM, self._lock_input())
-            if lease_for(self.time_left())[1] and workflow.patched(LEASE_RENEWAL):
-                async def renew() -> None:
-                    await saga.local_step(RENEW_VM_LOCK, self._lock_input())
-                self.hold_lease(renew)
+            self._keep_the_lease()
         self.saga.add("unregister from the snapshot", self._remove_user)
         await saga.step(ADD_SNAPSHOT_USER, self._user_input())
 

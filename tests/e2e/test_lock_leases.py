@@ -15,8 +15,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from cluster.lock import LOCK_ANNOTATION, LockHolder
+from contracts.restore import RestoreVirtualMachineInput
 from contracts.snapshot import SnapshotVirtualMachineInput
-from starter.sdk import SnapshotFailed, VmsnapClient
+from starter.sdk import RestoreFailed, SnapshotFailed, VmsnapClient
 from tests.conftest import Stack, StartStack
 
 pytestmark = pytest.mark.e2e
@@ -123,3 +124,26 @@ async def test_a_waiting_snapshot_runs_as_soon_as_the_holder_releases(
     result = await waiting.result()
     assert result.phase == "Succeeded"
     assert description.id == f"snapshot/{await sdk.cluster_id()}/{NS}/seen"
+
+
+async def test_a_restore_plans_under_the_lock_and_a_held_vm_is_refused_before_any_record(
+    lease_stack: Stack, sdk: VmsnapClient
+) -> None:
+    taken = await sdk.snapshot(request("legacy-1", "before-restore"))
+    assert taken.phase == "Succeeded"
+    lock(lease_stack, "legacy-1", holder("restore/elsewhere/demo/legacy-1", "run-r",
+                                         "elsewhere", "default", timedelta(minutes=10)))
+    handle = await sdk.start_restore(RestoreVirtualMachineInput.model_validate(
+        {"namespace": NS, "snapshot": "before-restore", "running_vm_policy": "stop"}))
+    with pytest.raises(RestoreFailed) as refused:
+        await handle.result()
+    assert refused.value.error_type == "VmLocked"
+    assert refused.value.message.startswith("prepare: ")
+    records = json.loads(lease_stack.sim.kubectl(
+        "get", "vmsnaprestores", "-n", NS, "-o", "json").stdout)["items"]
+    assert records == []  # refused before anything was recorded or planned
+    lock(lease_stack, "legacy-1", None)
+    again = await sdk.start_restore(RestoreVirtualMachineInput.model_validate(
+        {"namespace": NS, "snapshot": "before-restore", "running_vm_policy": "stop"}))
+    assert (await again.result()).phase == "Succeeded"
+    assert lock_of(lease_stack, "legacy-1") is None

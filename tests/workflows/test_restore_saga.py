@@ -14,7 +14,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from contracts.lock import LOCK_VM, UNLOCK_VM, VmLockInput
+from contracts.lock import DEFAULT_LEASE_SECONDS, LOCK_VM, UNLOCK_VM, VmLockInput
 from contracts.reporting import RECORD_VM_EVENT, VmEventInput
 from contracts.restore import (
     ADD_SNAPSHOT_USER,
@@ -60,6 +60,7 @@ class World:
     kept_spec: dict[str, Any] | None = None
     pvcs: set[str] = field(default_factory=set)
     locked: bool = False
+    prepare_inputs: list[PrepareRestoreInput] = field(default_factory=list)
     users: int = 0
     record_phase: str | None = None
     calls: list[str] = field(default_factory=list)
@@ -78,6 +79,8 @@ class World:
         @activity.defn(name=PREPARE_RESTORE.name)
         async def prepare(input: PrepareRestoreInput) -> RestorePlan:
             world.step(PREPARE_RESTORE.name)
+            world.prepare_inputs.append(input)
+            world.locked = input.lock_lease_seconds is not None  # the plan under the lock
             name = f"web-restore-{input.stamp}"
             return RestorePlan(
                 source_vm="web", target="web", restore_name=name,
@@ -199,7 +202,7 @@ async def test_a_restore_without_faults_succeeds(env: WorkflowEnvironment) -> No
     assert not world.locked and world.users == 0 and world.record_phase == "Succeeded"
 
 
-STEPS = [CREATE_RESTORE_RECORD.name, LOCK_VM.name, ADD_SNAPSHOT_USER.name,
+STEPS = [CREATE_RESTORE_RECORD.name, ADD_SNAPSHOT_USER.name,
          STOP_VM.name, CREATE_RESTORED_PVCS.name, WAIT_RESTORED_PVCS_BOUND.name,
          APPLY_RESTORED_VM.name, START_VM.name]
 
@@ -221,6 +224,16 @@ async def test_a_fault_at_each_step_leaves_the_cluster_as_it_was(
     assert world.record_phase == "Failed"
     # the old PVC is never touched: only the restore's own names reach the delete
     assert "web-root" not in world.pvcs
+
+
+async def test_the_plan_is_made_under_the_target_s_lock(env: WorkflowEnvironment) -> None:
+    world = World()
+    result = await run_restore(env, world)
+    assert result.phase == "Succeeded"
+    [prepared] = world.prepare_inputs
+    assert prepared.lock_lease_seconds == DEFAULT_LEASE_SECONDS  # no deadline: renewed
+    assert LOCK_VM.name not in world.calls  # taken by the planning step itself
+    assert UNLOCK_VM.name in world.calls and not world.locked
 
 
 async def test_a_running_vm_under_policy_fail_is_refused_before_any_change(
