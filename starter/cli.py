@@ -145,7 +145,8 @@ def main(
     profile: Annotated[str | None, typer.Option(
         help="temporal.toml profile (default: $TEMPORAL_PROFILE)")] = None,
     task_queue: Annotated[str | None, typer.Option(
-        help="task queue of the vmsnap worker (default: $VMSNAP_TASK_QUEUE, vmsnap)")] = None,
+        help="task queue of the vmsnap worker (default: $VMSNAP_TASK_QUEUE, else "
+        "vmsnap-{cluster id})")] = None,
 ) -> None:
     """Durable snapshots of KubeVirt VMs, run as Temporal workflows."""
     ctx.obj = GlobalOptions(kubeconfig=kubeconfig, context=context, address=address,
@@ -222,6 +223,23 @@ def runs_table(found: list[RunInfo], *, wide: bool = False) -> Table:
 
 def _ago(when: datetime | None, now: datetime) -> str:
     return f"{age((now - when).total_seconds())} ago" if when else "-"
+
+
+@app.command("cluster")
+def cluster_command(ctx: typer.Context, output: OutputOption = Output.table) -> None:
+    """Print the cluster id (VMSNAP_CLUSTER_ID, else derived from the kube-system
+    namespace) and the task queue its workers poll: what Temporal CLI users need."""
+
+    async def work(client: VmsnapClient) -> int:
+        identity = {"cluster_id": await client.cluster_id(), "task_queue": client.task_queue}
+        if output is not Output.table:
+            emit_data(identity, output)
+        else:
+            typer.echo(f"cluster id  {identity['cluster_id']}")
+            typer.echo(f"task queue  {identity['task_queue']}")
+        return 0
+
+    run(ctx, work)
 
 
 @app.command("version")

@@ -46,7 +46,8 @@ app = typer.Typer(help="Take, list, inspect and delete VM snapshots.", no_args_i
 SNAPSHOT_FLAGS = {"namespace": "--namespace", "vm": "", "name": "--name",
                   "failure_deadline": "--deadline", "ready_deadline": "--ready-deadline",
                   "labels": "--label", "quiesce": "--quiesce",
-                  "deletion_policy": "--deletion-policy"}
+                  "deletion_policy": "--deletion-policy", "freeze_budget": "--freeze-budget",
+                  "fail_if_locked": "--fail-if-locked"}
 
 QuiesceOption = Annotated[str, typer.Option(
     "--quiesce", help="auto (freeze when possible) | required | skip")]
@@ -76,6 +77,12 @@ def create(
     label: Annotated[list[str] | None, typer.Option(
         "--label", help="key=value on the records (repeatable; -l selects, on list verbs)")
     ] = None,
+    freeze_budget: Annotated[str | None, typer.Option(
+        help="longest the guest may stay frozen (Go duration, 1s-5m; default: the VM's "
+        "vmsnap.io/freeze-budget annotation, else 10s)")] = None,
+    fail_if_locked: Annotated[bool, typer.Option(
+        "--fail-if-locked", help="fail at once when another operation holds the VM, "
+        "instead of waiting for it within the deadline")] = False,
     wait: Annotated[bool, typer.Option(
         "--wait", help="follow progress and wait until ready; non-zero exit on failure")
     ] = False,
@@ -88,6 +95,8 @@ def create(
     ns = resolve_namespace(ctx, namespace)
     check_duration(deadline, "--deadline")
     check_duration(ready_deadline, "--ready-deadline")
+    if freeze_budget is not None:
+        check_duration(freeze_budget, "--freeze-budget")
     if deletion_policy not in ("Delete", "Retain"):
         typer.echo(f"error: --deletion-policy {deletion_policy!r}: use Delete or Retain",
                    err=True)
@@ -96,7 +105,8 @@ def create(
     request = build(SnapshotVirtualMachineInput, SNAPSHOT_FLAGS, namespace=ns, vm=vm, name=name,
                     failure_deadline=deadline, ready_deadline=ready_deadline,
                     quiesce=_quiesce(quiesce), deletion_policy=policy,
-                    labels=parse_labels(label))
+                    labels=parse_labels(label), freeze_budget=freeze_budget,
+                    fail_if_locked=fail_if_locked)
 
     async def work(client: VmsnapClient) -> int:
         handle = await client.start_snapshot(request, check=check)

@@ -34,6 +34,7 @@ SEARCH_ATTRIBUTES = {
     "VmNamespace": "Keyword",
     "SnapshotPhase": "Keyword",
     "VmsnapOperation": "Keyword",
+    "VmsnapCluster": "Keyword",
 }
 
 

@@ -136,7 +136,7 @@ from starter.sdk_views import (
     started_workflow_ids,
 )
 from workflows.scheduled import child_search_attributes
-from workflows.search_attributes import OPERATION, VM_NAME, VM_NAMESPACE
+from workflows.search_attributes import CLUSTER, OPERATION, VM_NAME, VM_NAMESPACE
 
 T = TypeVar("T")
 ResultT = TypeVar("ResultT", bound=BaseModel)
@@ -284,7 +284,10 @@ class VmsnapClient:
         same ID while it runs joins that run when it asks for the same thing, and is
         refused (AlreadyRunning, naming what runs) when it asks for something else."""
         client = await self.temporal()
-        workflow_id = operation.workflow_id(await self.cluster_id(), namespace, name)
+        cluster = await self.cluster_id()
+        workflow_id = operation.workflow_id(cluster, namespace, name)
+        attributes = TypedSearchAttributes(
+            [*attributes.search_attributes, SearchAttributePair(CLUSTER, cluster)])
         await self._refuse_another_request(client, workflow_id, request, what)
         try:
             handle = await client.start_workflow(
@@ -557,7 +560,8 @@ class VmsnapClient:
         search attributes (the query the Temporal UI takes, e.g. `VmName = "web-1"`);
         `selector` keeps the runs of the VMs that label selector matches now."""
         terms = []
-        for attribute, value in (("VmNamespace", namespace), ("VmName", vm),
+        for attribute, value in (("VmsnapCluster", await self.cluster_id()),
+                                 ("VmNamespace", namespace), ("VmName", vm),
                                  ("VmsnapOperation", operation)):
             if value is not None:
                 terms.append(f'{attribute} = "{query_name(attribute, value)}"')
@@ -642,7 +646,8 @@ class VmsnapClient:
             await self._in_cluster(lambda c: c.get_vm(request.namespace, request.vm or ""),
                                    f"VirtualMachine {request.namespace}/{request.vm}")
         attributes = [SearchAttributePair(VM_NAMESPACE, request.namespace),
-                      SearchAttributePair(OPERATION, "schedule")]
+                      SearchAttributePair(OPERATION, "schedule"),
+                      SearchAttributePair(CLUSTER, await self.cluster_id())]
         if request.vm:
             attributes.append(SearchAttributePair(VM_NAME, request.vm))
         action = ScheduleActionStartWorkflow(

@@ -140,7 +140,8 @@ def rpc_error(error: RPCError, what: str) -> VmsnapError:
         return VmsnapError(
             f"{error.message}: register vmsnap's search attributes (the worker does it at "
             "start-up, or: temporal operator search-attribute create --name VmName --type "
-            "Keyword, and the same for VmNamespace, SnapshotPhase, VmsnapOperation)")
+            "Keyword, and the same for VmNamespace, SnapshotPhase, VmsnapOperation, "
+            "VmsnapCluster)")
     if error.status == RPCStatusCode.DEADLINE_EXCEEDED:
         return VmsnapError(f"{what}: no answer in time (is a worker polling the task queue?)")
     return VmsnapError(f"{what}: {error.message}")

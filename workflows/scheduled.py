@@ -61,18 +61,21 @@ with workflow.unsafe.imports_passed_through():
     from workflows.admission import admit
     from workflows.failures import describe
     from workflows.frame import Operation
-    from workflows.search_attributes import OPERATION, VM_NAME, VM_NAMESPACE
+    from workflows.search_attributes import CLUSTER, OPERATION, VM_NAME, VM_NAMESPACE
 
 STEP_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), backoff_coefficient=2.0,
                          maximum_interval=timedelta(seconds=10), maximum_attempts=10)
 
 
-def child_search_attributes(namespace: str, vm: str, operation: str) -> TypedSearchAttributes:
-    return TypedSearchAttributes([
-        SearchAttributePair(VM_NAME, vm),
-        SearchAttributePair(VM_NAMESPACE, namespace),
-        SearchAttributePair(OPERATION, operation),
-    ])
+def child_search_attributes(namespace: str, vm: str, operation: str,
+                            cluster: str = "") -> TypedSearchAttributes:
+    """The attributes a run starts with: its VM, namespace, operation and cluster (none
+    for runs from before clusters were named)."""
+    pairs = [SearchAttributePair(VM_NAME, vm), SearchAttributePair(VM_NAMESPACE, namespace),
+             SearchAttributePair(OPERATION, operation)]
+    if cluster:
+        pairs.append(SearchAttributePair(CLUSTER, cluster))
+    return TypedSearchAttributes(pairs)
 
 
 @workflow.defn(name=WORKFLOW, failure_exception_types=[ValidationError])
@@ -163,7 +166,7 @@ class ScheduledVirtualMachineSnapshots(Operation[ScheduledSnapshotInput, Schedul
                 result_type=SnapshotVirtualMachineResult,
                 parent_close_policy=workflow.ParentClosePolicy.REQUEST_CANCEL,
                 search_attributes=child_search_attributes(input.namespace, outcome.vm,
-                                                          "snapshot"),
+                                                          "snapshot", self.cluster),
                 static_summary=f"snapshot {input.namespace}/{outcome.vm} -> {outcome.snapshot}"
                 f" (schedule {input.schedule})")
         except ChildWorkflowError as err:
@@ -205,7 +208,7 @@ class ScheduledVirtualMachineSnapshots(Operation[ScheduledSnapshotInput, Schedul
                     result_type=DeleteVirtualMachineSnapshotResult,
                     parent_close_policy=workflow.ParentClosePolicy.REQUEST_CANCEL,
                     search_attributes=child_search_attributes(input.namespace, outcome.vm,
-                                                              "delete"),
+                                                              "delete", self.cluster),
                     static_summary=f"delete snapshot {input.namespace}/{name} "
                     f"(retention of schedule {input.schedule}, keep {input.keep})")
             except ChildWorkflowError as err:

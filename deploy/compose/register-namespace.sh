@@ -11,7 +11,7 @@ NAMESPACE="${VMSNAP_NAMESPACE:-default}"
 RETENTION="${VMSNAP_RETENTION:-7d}"
 ATTEMPTS="${VMSNAP_REGISTER_ATTEMPTS:-30}"
 # Keep in step with starter/local_stack.py SEARCH_ATTRIBUTES (a test checks it).
-SEARCH_ATTRIBUTES="VmName VmNamespace SnapshotPhase VmsnapOperation"
+SEARCH_ATTRIBUTES="VmName VmNamespace SnapshotPhase VmsnapOperation VmsnapCluster"
 
 retry() {
   attempt=1

@@ -201,3 +201,11 @@ def test_vmsnap_worker_runs_the_worker(cli: Cli, dev_server: DevServerProcess) -
     finally:
         code = process.stop()
     assert code == 0, process.log_tail()
+
+
+def test_cluster_names_the_id_the_worker_derived_and_the_task_queue(cli: Cli) -> None:
+    identity = json.loads(cli.ok("cluster", "-o", "json"))
+    assert identity == {"cluster_id": cli.stack.cluster_id,
+                        "task_queue": cli.stack.task_queue}
+    assert cli.error(2, "snapshot", "create", "web-1", "-n", NS, "--freeze-budget",
+                     "soon").startswith("error: --freeze-budget")

@@ -327,9 +327,11 @@ async def test_the_scheduled_workflow_takes_plain_json_from_the_temporal_cli(env
         "--type", "ScheduledVirtualMachineSnapshots", "--task-queue", env.task_queue,
         "--workflow-id", "scheduled-snapshot/demo/by-hand-manual",
         "--input", json.dumps(document),
-        # Started with one of vmsnap's attributes, the run keeps the others current (one
-        # started without is left unfiltered: it cannot tell whether they are registered).
+        # Started with vmsnap's attributes, the run keeps the others current (one started
+        # without is left unfiltered: it cannot tell whether they are registered); the
+        # cluster's is what `vmsnap runs` lists by.
         "--search-attribute", f'VmNamespace="{NS}"',
+        "--search-attribute", f'VmsnapCluster="{await env.vmsnap.cluster_id()}"',
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     _, err = await asyncio.wait_for(process.communicate(), 60)
     assert process.returncode == 0, err.decode()

@@ -240,17 +240,19 @@ async def test_list_snapshots_sends_the_selector_to_the_api_server() -> None:
 async def test_list_runs_asks_for_the_runs_of_the_matching_vms() -> None:
     temporal = Temporal()
     cluster = Cluster([vm("demo", "web-2"), vm("demo", "web-1"), vm("prod", "web-9")])
-    client = VmsnapClient(cast(Any, temporal), cluster=cast(Any, cluster))
+    client = VmsnapClient(cast(Any, temporal), cluster=cast(Any, cluster), cluster_id="east")
     assert await client.list_runs(None, selector="app=web") == []
     assert cluster.selectors == ["app=web"]
     assert temporal.queries == [
+        'VmsnapCluster = "east" AND '
         '((VmNamespace = "demo" AND VmName IN ("web-1", "web-2")) OR '
         '(VmNamespace = "prod" AND VmName IN ("web-9")))']
 
 
 async def test_list_runs_of_a_selector_that_matches_nothing_asks_temporal_nothing() -> None:
     temporal = Temporal()
-    client = VmsnapClient(cast(Any, temporal), cluster=cast(Any, Cluster([])))
+    client = VmsnapClient(cast(Any, temporal), cluster=cast(Any, Cluster([])),
+                          cluster_id="east")
     assert await client.list_runs("demo", selector="app=none") == []
     assert temporal.queries == []
 
