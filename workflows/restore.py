@@ -98,6 +98,7 @@ class RestoreVirtualMachine(Operation[RestoreVirtualMachineInput, RestoreVirtual
         self._plan: RestorePlan | None = None
         self._pvcs: RestoredPvcs | None = None
         self._locked_in_prepare = False  # the plan was made under the target's lock
+        self._renews_lease = False  # a run started before leases never renews
 
     @workflow.run
     async def run(self, input: RestoreVirtualMachineInput) -> RestoreVirtualMachineResult:
@@ -105,6 +106,10 @@ class RestoreVirtualMachine(Operation[RestoreVirtualMachineInput, RestoreVirtual
             namespace=input.namespace, name="", snapshot=input.snapshot,
             target=input.target or "?", phase="InProgress",
             workflow_id=workflow.info().workflow_id, started_at=workflow.now()))
+        # Which path a run takes is decided before its first command: a patch asked later,
+        # in the task that resolves a local activity, does not replay.
+        self._locked_in_prepare = workflow.patched(LOCK_BEFORE_PLANNING)
+        self._renews_lease = workflow.patched(LEASE_RENEWAL)
         await self.admitted(admit([input.namespace]))
         await self.run_steps(self._restore())
         await self.report()
@@ -160,12 +165,11 @@ class RestoreVirtualMachine(Operation[RestoreVirtualMachineInput, RestoreVirtual
     def _lock_lease_in_prepare(self) -> float | None:
         """The lease of the lock the plan is made under (the target's, taken by the
         planning step itself); None for runs started before the plan took the lock."""
-        self._locked_in_prepare = workflow.patched(LOCK_BEFORE_PLANNING)
         return lease_for(self.time_left())[0] if self._locked_in_prepare else None
 
     def _keep_the_lease(self) -> None:
         """A run that may outlive its lock's lease renews it (`contracts.lock.lease_for`)."""
-        if lease_for(self.time_left())[1] and workflow.patched(LEASE_RENEWAL):
+        if self._renews_lease and lease_for(self.time_left())[1]:
             async def renew() -> None:
                 await saga.local_step(RENEW_VM_LOCK, self._lock_input())
             self.hold_lease(renew)

@@ -160,12 +160,17 @@ class SnapshotVirtualMachine(Operation[SnapshotVirtualMachineInput, SnapshotVirt
         self._volume_steps: dict[str, VolumeStep] = {}
         self._frozen = False  # a freeze is (or may be) in force
         self._lock: str | None = None  # the lock annotation written (one-request release)
+        self._renews_lease = False  # the run renews its lock's lease beside its steps
         self._content_states: list[VolumeSnapshotState] = []  # last written to the content
 
     @workflow.run
     async def run(self, input: SnapshotVirtualMachineInput) -> SnapshotVirtualMachineResult:
         refuse_schedule_outside_its_run(input)
         self._begin(input)
+        # Decided before the first command: a patch asked later, in the task that
+        # resolves a local activity, does not replay. Only a run that may outlive the
+        # default lease asks (no marker in the others' histories).
+        self._renews_lease = lease_for(self.time_left())[1] and workflow.patched(LEASE_RENEWAL)
         await self.admitted(admit([input.namespace], freeze_budget=input.freeze_budget))
         await self.run_steps(self._take_snapshot())
         await self._unlock_vm()
@@ -286,7 +291,7 @@ class SnapshotVirtualMachine(Operation[SnapshotVirtualMachineInput, SnapshotVirt
 
     def _keep_the_lease(self) -> None:
         """A run that may outlive its lock's lease renews it (`contracts.lock.lease_for`)."""
-        if lease_for(self.time_left())[1] and workflow.patched(LEASE_RENEWAL):
+        if self._renews_lease:
             async def renew() -> None:
                 self._lock = await saga.local_step(RENEW_VM_LOCK, self._lock_input())
             self.hold_lease(renew)
