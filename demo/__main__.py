@@ -99,7 +99,8 @@ def main() -> int:
         console.print(f"[green]✓[/] vmsnap worker (pid {worker.pid}), logs in {worker.log_path}")
         with console.status("starting the vmsnap console"):
             web = start_console(state, temporal.address, sim.kubeconfig,
-                                port=_preferred(8090), temporal_ui=temporal.ui_url,
+                                port=_preferred(8090), task_queue=None,
+                                temporal_ui=temporal.ui_url,
                                 options=["--allow-actions"])
         children.append(web)
         console.print(f"[green]✓[/] vmsnap console at {web.url} (actions enabled, loopback "

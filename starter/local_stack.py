@@ -402,18 +402,20 @@ def start_console(
     kubeconfig: Path,
     *,
     port: int | None = None,
-    task_queue: str = TASK_QUEUE,
+    task_queue: str | None = TASK_QUEUE,
     temporal_ui: str | None = None,
     options: list[str] | None = None,
     extra_env: dict[str, str] | None = None,
     name: str = "console",
     timeout: float = 30.0,
 ) -> ConsoleProcess:
-    """`vmsnap console` on loopback; `options` are the command's own (`--allow-actions`)."""
+    """`vmsnap console` on loopback; `options` are the command's own (`--allow-actions`).
+    Without a task queue it starts runs on the cluster's own (`vmsnap-{cluster id}`), as
+    a worker started without one polls."""
     env = {
         "TEMPORAL_ADDRESS": temporal_address,
         "KUBECONFIG": str(kubeconfig),
-        "VMSNAP_TASK_QUEUE": task_queue,
+        **({"VMSNAP_TASK_QUEUE": task_queue} if task_queue else {}),
         "PYTHONUNBUFFERED": "1",
         **(extra_env or {}),
     }
