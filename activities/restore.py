@@ -19,7 +19,7 @@ from temporalio.exceptions import ApplicationError
 from activities.errors import cluster_errors
 from activities.liveness import WorkflowLiveness
 from activities.registration import implements
-from activities.vm_locking import leased_holder, run_holder, take_vm_lock
+from activities.vm_locking import leased_holder, run_holder, run_is_open, take_vm_lock
 from cluster import record_kinds, snapshot_content, snapshot_record, snapshot_users
 from cluster.client import Cluster
 from cluster.errors import AlreadyExists, ClusterError, NotFound
@@ -281,15 +281,12 @@ class RestoreActivities:
             return None
         holder = leased_holder(self.cluster, "restore", lease_seconds)
         try:
-            take_vm_lock(self.cluster, ns, target, holder, self._is_alive)
+            take_vm_lock(self.cluster, ns, target, holder, run_is_open(self.liveness))
         except ApplicationError as err:
             if err.type == error_types.VM_NOT_FOUND:
                 return None  # a new VM: nothing to lock (the plan says what else it needs)
             raise
         return holder
-
-    def _is_alive(self, holder: LockHolder) -> bool:
-        return True if self.liveness is None else self.liveness.is_running(holder)
 
     def _plan(self, input: PrepareRestoreInput, found: SnapshotCopy,
               target: str) -> RestorePlan:

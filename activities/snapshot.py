@@ -34,6 +34,7 @@ from activities.vm_locking import (
     log_takeover,
     refused_if_locked,
     run_holder,
+    run_is_open,
     take_vm_lock,
 )
 from cluster import snapshot_content, snapshot_record, snapshot_users
@@ -171,7 +172,7 @@ class SnapshotActivities:
         ]
 
     def _is_alive(self, holder: LockHolder) -> bool:
-        return True if self.liveness is None else self.liveness.is_running(holder)
+        return run_is_open(self.liveness)(holder)
 
     # ---- step 1: the record and the lock ------------------------------------------------
 

@@ -16,6 +16,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.errors import cluster_errors
+from activities.liveness import WorkflowLiveness
 from cluster.client import Cluster
 from cluster.lock import LockHolder, VmLocked, acquire_vm_lock, holder_is_alive
 from contracts import common as error_types
@@ -40,6 +41,12 @@ def leased_holder(cluster: Cluster, operation: str, lease_seconds: float) -> Loc
         "cluster": cluster.cluster_id,
         "temporal_namespace": activity.info().workflow_namespace})
     return holder.renewed(lease_seconds, _now())
+
+
+def run_is_open(liveness: WorkflowLiveness | None) -> Callable[[LockHolder], bool]:
+    """Whether a holder's run is still open, asked of Temporal; without `liveness` every
+    holder counts as open (nothing is taken over)."""
+    return (lambda _: True) if liveness is None else liveness.is_running
 
 
 def claim_holds(me: LockHolder,

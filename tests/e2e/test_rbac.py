@@ -176,25 +176,33 @@ async def cancel_an_in_place_restore_once_its_vm_is_written(
     before = (await asyncio.to_thread(stack.sim.request, "GET", path))["spec"]
     hold = {"verb": "update", "group": "kubevirt.io", "resource": "virtualmachines",
             "namespace": NS, "name": vm, "subresource": "", "latency": "3s", "count": 1}
+    await cancel_while_held(
+        stack, hold, "RestoreVirtualMachine",
+        {"namespace": NS, "snapshot": snapshot, "running_vm_policy": "stop"},
+        f"rbac-restore-cancelled-{uuid.uuid4().hex[:6]}", "the VM write never came")
+    after = (await asyncio.to_thread(stack.sim.request, "GET", path))["spec"]
+    assert after["template"]["spec"]["volumes"] == before["template"]["spec"]["volumes"], \
+        "the cancelled restore's VM was not put back"
+
+
+async def cancel_while_held(stack: Stack, hold: dict[str, Any], workflow: str,
+                            document: dict[str, Any], workflow_id: str, never: str) -> None:
+    """Start `workflow` with the simulator holding one request (`hold`), cancel it once that
+    request has come in, and wait until it has failed (its saga run)."""
     await asyncio.to_thread(stack.sim.set_faults, {"rules": [hold]})
     try:
         handle = await stack.client.start_workflow(
-            "RestoreVirtualMachine",
-            {"namespace": NS, "snapshot": snapshot, "running_vm_policy": "stop"},
-            id=f"rbac-restore-cancelled-{uuid.uuid4().hex[:6]}", task_queue=stack.task_queue)
+            workflow, document, id=workflow_id, task_queue=stack.task_queue)
         deadline = asyncio.get_running_loop().time() + 60
         while not (await asyncio.to_thread(stack.sim.request, "GET", "/sim/faults")
                    )["rules"][0]["fired"]:
-            assert asyncio.get_running_loop().time() < deadline, "the VM write never came"
+            assert asyncio.get_running_loop().time() < deadline, never
             await asyncio.sleep(0.05)
         await handle.cancel()
         with pytest.raises(WorkflowFailureError):
             await handle.result()
     finally:
         await asyncio.to_thread(stack.sim.clear_faults)
-    after = (await asyncio.to_thread(stack.sim.request, "GET", path))["spec"]
-    assert after["template"]["spec"]["volumes"] == before["template"]["spec"]["volumes"], \
-        "the cancelled restore's VM was not put back"
 
 
 async def cancel_a_clone_once_its_vm_is_made(stack: Stack, snapshot: str, target: str) -> None:
@@ -202,22 +210,10 @@ async def cancel_a_clone_once_its_vm_is_made(stack: Stack, snapshot: str, target
     cancelled while it is held, so the create lands and the saga must delete the VM."""
     hold = {"verb": "create", "group": "kubevirt.io", "resource": "virtualmachines",
             "namespace": NS, "latency": "3s", "count": 1}
-    await asyncio.to_thread(stack.sim.set_faults, {"rules": [hold]})
-    try:
-        handle = await stack.client.start_workflow(
-            "CloneVirtualMachine",
-            {"namespace": NS, "source_snapshot": snapshot, "target": target},
-            id=f"rbac-clone-cancelled-{target}", task_queue=stack.task_queue)
-        deadline = asyncio.get_running_loop().time() + 60
-        while not (await asyncio.to_thread(stack.sim.request, "GET", "/sim/faults")
-                   )["rules"][0]["fired"]:
-            assert asyncio.get_running_loop().time() < deadline, "the VM create never came"
-            await asyncio.sleep(0.05)
-        await handle.cancel()
-        with pytest.raises(WorkflowFailureError):
-            await handle.result()
-    finally:
-        await asyncio.to_thread(stack.sim.clear_faults)
+    await cancel_while_held(
+        stack, hold, "CloneVirtualMachine",
+        {"namespace": NS, "source_snapshot": snapshot, "target": target},
+        f"rbac-clone-cancelled-{target}", "the VM create never came")
     with pytest.raises(urllib.error.HTTPError) as missing:
         await asyncio.to_thread(stack.sim.request, "GET",
                                 f"/apis/kubevirt.io/v1/namespaces/{NS}/virtualmachines/{target}")

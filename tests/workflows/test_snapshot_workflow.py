@@ -317,13 +317,19 @@ async def test_the_same_snapshot_started_twice_is_one_snapshot(
     assert world.record_creates == 1 and world.count("freeze") == 1
 
 
+async def holding_the_vm(env: WorkflowEnvironment, task_queue: str) -> Handle:
+    """A first snapshot of `web` that holds its lock, waiting for a cut that never comes."""
+    first = await start(env, task_queue, name="first", failure_deadline="1h")
+    await wait_for_step(first, "cut")
+    return first
+
+
 async def test_a_second_snapshot_that_may_not_wait_is_refused_while_one_runs(
     env: WorkflowEnvironment, task_queue: str, worker_for: StartWorker
 ) -> None:
     world = World(cut_after_attempts=None)
     async with worker_for(world):
-        first = await start(env, task_queue, name="first", failure_deadline="1h")
-        await wait_for_step(first, "cut")
+        first = await holding_the_vm(env, task_queue)
         error = await failure_of(await start(env, task_queue, name="second",
                                              fail_if_locked=True))
         assert error.type == "VmLocked"
@@ -344,8 +350,7 @@ async def test_a_second_snapshot_waits_for_the_lock_and_then_runs(
 ) -> None:
     world = World(cut_after_attempts=None)
     async with worker_for(world):
-        first = await start(env, task_queue, name="first", failure_deadline="1h")
-        await wait_for_step(first, "cut")
+        first = await holding_the_vm(env, task_queue)
         second = await start(env, task_queue, name="second", failure_deadline="1h")
         await wait_for_step(second, "waiting for the VM lock")
         assert world.records["second"].phase == "InProgress"
@@ -363,8 +368,7 @@ async def test_a_second_snapshot_waits_no_longer_than_its_deadline(
 ) -> None:
     world = World(cut_after_attempts=None)
     async with worker_for(world):
-        first = await start(env, task_queue, name="first", failure_deadline="1h")
-        await wait_for_step(first, "cut")
+        first = await holding_the_vm(env, task_queue)
         error = await failure_of(await start(env, task_queue, name="second",
                                              failure_deadline="2m"))
         try:
