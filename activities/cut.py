@@ -36,6 +36,15 @@ cut's short heartbeat timeout (workflows.snapshot.CUT_HEARTBEAT), retries at onc
 another worker, and that attempt takes over the guest where the dead one left it
 (`_take_over`): still frozen, it waits for the cut without freezing again and thaws;
 the budget counts from the first freeze.
+
+VolumeGroupSnapshots (`input.groups`, activities/group_cut.py) take part in every step:
+their PVCs are labelled in step 1, each group is created with the VolumeSnapshots in
+step 3 (same threads, same start signal), and step 4 thaws when every group and every
+VolumeSnapshot is cut (a second watch, on its own thread, follows the groups). A group
+that fails is deleted: `auto` cuts its disks per disk, in the window while the budget
+lasts; `required` thaws and fails (GroupSnapshotFailed). After the thaw each group's
+members are found, checked against the planned PVCs and labelled; the labels come off
+the PVCs at the end, in every case.
 """
 
 from __future__ import annotations
@@ -44,22 +53,33 @@ import contextlib
 import contextvars
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import TypeVar
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.errors import cluster_errors
+from activities.group_cut import GroupCut
 from activities.heartbeat import BackgroundHeartbeat
 from cluster import snapshot_record
 from cluster.client import Cluster
 from cluster.errors import ClusterError, Conflict, Invalid, NotFound
+from cluster.group_snapshots import GroupSnapshotState
 from cluster.rate_limit import urgent_requests
 from cluster.waiting import WaitTimeout
 from contracts import common as error_types
-from contracts.snapshot import CutInput, CutOutcome, PlannedVolumeSnapshot
+from contracts.snapshot import (
+    CutInput,
+    CutOutcome,
+    GroupResult,
+    PlannedGroup,
+    PlannedVolumeSnapshot,
+)
 from rules.durations import format_go_duration
 from rules.freeze_budget import DEFAULT_MAX_FREEZE_BUDGET, capped
 from rules.models import VolumeSnapshotState
@@ -76,6 +96,7 @@ HEARTBEAT_EVERY_SECONDS = 0.2  # the background heartbeat; the SDK throttles wha
 # below the cut's heartbeat timeout (workflows.snapshot.CUT_HEARTBEAT, 800 ms).
 QUIET_START_SECONDS = 0.4
 MAX_PARALLEL_REQUESTS = 32
+GROUP_WAIT_POLL_SECONDS = 0.05  # the thread that waits for the groups checks the budget so
 
 
 # What the QEMU guest agent answers an unfreeze when Windows VSS could not hold the freeze
@@ -86,6 +107,13 @@ VSS_FREEZE_LIMIT = "fsfreeze is limited"
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+_T = TypeVar("_T")
+
+
+class _Stopped(Exception):
+    """The cut is over (failed or cancelled): the groups' watch stops."""
 
 
 @dataclass(frozen=True)
@@ -115,9 +143,21 @@ class GuestCut:
         self.budget = None if plan is None else capped(plan.budget_seconds, max_freeze_budget)
         self.thaw_by: datetime | None = None  # set once frozen: freeze time + budget, or sooner
         self._began = time.monotonic()
+        # Per-disk VolumeSnapshots and groups; a group's disks are cut by the group.
+        self._per_disk = [v for v in input.volumes if v.group is None]
+        self._groups = GroupCut(cluster, input)
         self._pool = ThreadPoolExecutor(
-            max_workers=max(1, min(len(input.volumes), MAX_PARALLEL_REQUESTS)),
+            max_workers=max(1, min(len(self._per_disk) + 2 * len(input.groups),
+                                   MAX_PARALLEL_REQUESTS)),
             thread_name_prefix="cut")
+        # What is not cut yet; the thaw comes when both are empty (under `_cut_lock`: the
+        # groups' watch thread and this one both look).
+        self._not_cut = {v.name for v in self._per_disk}
+        self._groups_not_cut = {g.name for g in input.groups}
+        self._cut_lock = threading.RLock()
+        self._stop = threading.Event()
+        self._fallback: list[str] = []
+        self._fallback_errors: list[str] = []
         self._go = threading.Event()  # set once the freeze is done with: the creates leave
         self._abandoned = False  # set before `_go` when the creates must not be made
         self._cut_seen_at: datetime | None = None
@@ -135,6 +175,8 @@ class GuestCut:
                 raise
 
     def _run(self) -> CutOutcome:
+        groups: list[GroupResult] = []
+        cut_names: dict[str, str] = {}
         try:
             self._prepare()
             # Every create waits in its own thread, ready before the freeze: once the freeze
@@ -146,20 +188,29 @@ class GuestCut:
                     self._go.set()
                     for creating in pending:
                         creating.result()
-                    states = self._wait_for_cut()
+                    if self.input.groups:
+                        group_states = self._wait_for_groups_and_cut()
+                    else:
+                        group_states, states = [], self._wait_for_cut()
                     cut_at = self._cut_seen_at or _now()
                     if self._frozen:
                         self._thaw()
                 if self.thawed_before_cut:
                     self._refuse_if_required("the guest thawed itself before the cut (its "
                                              "own freeze limit passed)")
+                if self.input.groups:
+                    if group_states:
+                        groups, cut_names = self._take_members(group_states)
+                    states = self._final_states(cut_names)
             except BaseException as err:
                 self._abandoned = True  # creates not sent yet never are
+                self._stop.set()
                 if self._frozen and _still_this_attempts():
                     with self._urgency():
                         self._thaw_on_the_way_out()
                 if (self.frozen_at is not None and isinstance(err, ApplicationError | ClusterError)
-                        and getattr(err, "type", None) != error_types.QUIESCE_TIMED_OUT):
+                        and getattr(err, "type", None) not in (
+                            error_types.QUIESCE_TIMED_OUT, error_types.GROUP_SNAPSHOT_FAILED)):
                     thawed = ("it is thawed" if self.thawed_at is not None else
                               "the thaw failed too: the guest thaws by itself by its "
                               "unfreezeTimeout")
@@ -170,10 +221,16 @@ class GuestCut:
         finally:
             # Creates still waiting (the freeze failed for good, or cancellation) never start.
             self._abandoned = self._abandoned or not self._go.is_set()
+            self._stop.set()
             self._go.set()
             self._pool.shutdown(wait=False, cancel_futures=True)
+            if self.input.groups:
+                with activity.shield_thread_cancel_exception():
+                    self._groups.unlabel_pvcs()
         return CutOutcome(
-            volume_snapshots=states, cut_at=cut_at, frozen_at=self.frozen_at,
+            volume_snapshots=states, cut_names=cut_names, groups=groups,
+            fallback=self._fallback, fallback_errors=self._fallback_errors,
+            cut_at=cut_at, frozen_at=self.frozen_at,
             thawed_at=self.thawed_at, thawed_before_cut=self.thawed_before_cut,
             freeze_window_ms=self._window_ms(), freeze_error=self.freeze_error,
             freeze_budget_seconds=self.budget if self.frozen_at is not None else None)
@@ -190,6 +247,10 @@ class GuestCut:
                     f"PVC {self.input.namespace}/{volume.pvc_name} of volume "
                     f"{volume.volume_name} is gone", type=error_types.PVC_MISSING,
                     non_retryable=True)
+        if self.input.groups:
+            # The groups select their PVCs by this label: on them before the freeze.
+            with cluster_errors():
+                self._groups.label_pvcs()
 
     # ---- 2. freeze ------------------------------------------------------------------------
 
@@ -311,8 +372,9 @@ class GuestCut:
 
     # ---- 3. create ------------------------------------------------------------------------
 
-    def _create_volume_snapshots(self) -> list[Future[VolumeSnapshotState | None]]:
-        """Submit one create per volume; each waits for `_go` (None if abandoned).
+    def _create_volume_snapshots(self) -> list[Future[object]]:
+        """Submit one create per per-disk volume and per group; each waits for `_go`
+        (None if abandoned).
 
         They are submitted before the freeze so that the pool has started one thread per
         create (up to MAX_PARALLEL_REQUESTS) and each is blocked, ready to send: a pool
@@ -321,48 +383,72 @@ class GuestCut:
         input = self.input
         owner = (snapshot_record.snapshot_owner_reference(input.snapshot, input.snapshot_uid)
                  if input.owned_by_snapshot else None)
-        def create(volume: PlannedVolumeSnapshot) -> VolumeSnapshotState | None:
+        def create(volume: PlannedVolumeSnapshot) -> object:
             self._go.wait()
             if self._abandoned:
                 return None
             with self._urgency():
-                return create_one(volume)
+                return self._create_one(volume)
 
-        def create_one(volume: PlannedVolumeSnapshot) -> VolumeSnapshotState:
-            delay = 0.05
-            while True:
-                try:
-                    return self.cluster.create_volume_snapshot(
-                        input.namespace, volume.name, volume.pvc_name, volume.snapshot_class,
-                        input.labels, owner)
-                except Conflict as err:
-                    if err.reason == "AlreadyExists":  # same name, another PVC or class
-                        raise ApplicationError(
-                            f"volume {volume.volume_name}: {err.message}",
-                            type=error_types.VOLUME_SNAPSHOT_CONFLICT, non_retryable=True) from err
-                    last: ClusterError = err
-                except ClusterError as err:
-                    if not err.retryable:
-                        raise ApplicationError(err.message, type=type(err).__name__,
-                                               non_retryable=True) from err
-                    last = err
-                # While frozen, retried up to the thaw; else up to the deadline, if any.
-                limit = self.thaw_by if self._frozen else (
-                    input.freeze.thaw_by if input.freeze else None)
-                if limit is not None and _now() >= limit:
-                    raise last
-                time.sleep(delay)
-                delay = min(delay * 2, 1.0)
+        def create_group(group: PlannedGroup) -> object:
+            self._go.wait()
+            if self._abandoned:
+                return None
+            with self._urgency():
+                return self._retried(lambda: self._groups.create(group, owner))
 
         # Each in a copy of this thread's context: the request priority of the run (set by
         # activities/request_priority.py) goes with the creates of a crash-consistent cut.
-        return [self._pool.submit(contextvars.copy_context().run, create, volume)
-                for volume in input.volumes]
+        return [*(self._pool.submit(contextvars.copy_context().run, create, volume)
+                  for volume in self._per_disk),
+                *(self._pool.submit(contextvars.copy_context().run, create_group, group)
+                  for group in input.groups)]
+
+    def _create_one(self, volume: PlannedVolumeSnapshot) -> VolumeSnapshotState:
+        """One VolumeSnapshot, transient errors retried (see `_retried`)."""
+        input = self.input
+        owner = (snapshot_record.snapshot_owner_reference(input.snapshot, input.snapshot_uid)
+                 if input.owned_by_snapshot else None)
+
+        def once() -> VolumeSnapshotState:
+            try:
+                return self.cluster.create_volume_snapshot(
+                    input.namespace, volume.name, volume.pvc_name, volume.snapshot_class,
+                    input.labels, owner)
+            except Conflict as err:
+                if err.reason == "AlreadyExists":  # same name, another PVC or class
+                    raise ApplicationError(
+                        f"volume {volume.volume_name}: {err.message}",
+                        type=error_types.VOLUME_SNAPSHOT_CONFLICT, non_retryable=True) from err
+                raise
+
+        return self._retried(once)
+
+    def _retried(self, call: Callable[[], _T]) -> _T:
+        """`call`, its transient API errors retried: while frozen up to the thaw, else up to
+        the deadline, if any."""
+        delay = 0.05
+        while True:
+            try:
+                return call()
+            except ClusterError as err:
+                if not err.retryable:
+                    raise ApplicationError(err.message, type=type(err).__name__,
+                                           non_retryable=True) from err
+                last = err
+            limit = self.thaw_by if self._frozen else (
+                self.input.freeze.thaw_by if self.input.freeze else None)
+            if limit is not None and _now() >= limit:
+                raise last
+            time.sleep(delay)
+            delay = min(delay * 2, 1.0)
 
     # ---- 4. wait for the cut, thaw --------------------------------------------------------
 
-    def _wait_for_cut(self) -> list[VolumeSnapshotState]:
-        names = [v.name for v in self.input.volumes]
+    def _wait_for_cut(self, names: list[str] | None = None) -> list[VolumeSnapshotState]:
+        """Watch the per-disk VolumeSnapshots (or `names`) until cut; the thaw comes from
+        inside the watch (`_on_cut_progress`), or at the budget."""
+        names = [v.name for v in self._per_disk] if names is None else names
         plan = self.input.freeze
         while True:
             window = WATCH_WINDOW_SECONDS
@@ -376,8 +462,125 @@ class GuestCut:
                         progress_interval_seconds=WATCH_PROGRESS_SECONDS,
                         label_selector=snapshot_selector(self.input.snapshot))
             except WaitTimeout:
-                if self._frozen and self.thaw_by is not None and _now() >= self.thaw_by:
-                    self._thaw_before_cut("the freeze budget passed before the cut")
+                self._thaw_if_budget_passed()
+
+    def _thaw_if_budget_passed(self) -> None:
+        if self._frozen and self.thaw_by is not None and _now() >= self.thaw_by:
+            self._thaw_before_cut("the freeze budget passed before the cut")
+
+    def _wait_for_groups_and_cut(self) -> list[GroupSnapshotState]:
+        """The groups' watch on a thread of its own, the per-disk VolumeSnapshots' here;
+        whichever sees the last cut thaws. A group that fails: `required` thaws and fails,
+        `auto` deletes it and cuts its disks per disk (in the window, while it lasts)."""
+        watching = self._pool.submit(contextvars.copy_context().run, self._watch_groups)
+        if self._per_disk:
+            self._wait_for_cut()
+        while True:
+            try:
+                states = watching.result(timeout=GROUP_WAIT_POLL_SECONDS)
+                break
+            except FutureTimeout:
+                self._thaw_if_budget_passed()
+        failed = [s for s in states if not s.cut]
+        if not failed:
+            return states
+        why = "; ".join(f"VolumeGroupSnapshot {self.input.namespace}/{s.name}: {s.error}"
+                        for s in failed)
+        if self.input.group_required:
+            if self._frozen:
+                self._thaw()
+            raise ApplicationError(f"group snapshots are required and {why}",
+                                   type=error_types.GROUP_SNAPSHOT_FAILED, non_retryable=True)
+        activity.logger.warning("cutting per disk instead: %s", why)
+        self._fall_back([s.name for s in failed], why)
+        return [s for s in states if s.cut]
+
+    def _watch_groups(self) -> list[GroupSnapshotState]:
+        def on_change(states: list[GroupSnapshotState]) -> None:
+            if self._stop.is_set():
+                raise _Stopped()
+            with self._cut_lock:
+                self._groups_not_cut -= {s.name for s in states if s.cut}
+            self._thaw_if_all_cut()
+            self._heartbeat.update(groups_cut=[s.name for s in states if s.cut])
+
+        with cluster_errors(not_found=error_types.VOLUME_SNAPSHOT_MISSING):
+            return self._groups.watch(WATCH_WINDOW_SECONDS, on_change, WATCH_PROGRESS_SECONDS,
+                                      snapshot_selector(self.input.snapshot))
+
+    def _fall_back(self, groups: list[str], why: str) -> None:
+        """Delete failed groups and cut their disks by VolumeSnapshots of their own; the
+        thaw waits for them too (in the window, while the budget lasts)."""
+        volumes = [v for v in self.input.volumes if v.group in groups]
+        with self._cut_lock:
+            self._not_cut |= {v.name for v in volumes}
+            self._groups_not_cut -= set(groups)
+        self._groups.delete_quietly(groups)
+        with self._urgency():
+            for creating in [self._pool.submit(contextvars.copy_context().run,
+                                               self._create_one, v) for v in volumes]:
+                creating.result()
+        self._fallback += [v.volume_name for v in volumes]
+        self._fallback_errors.append(why)
+        self._wait_for_cut([v.name for v in volumes])
+
+    def _take_members(self, states: list[GroupSnapshotState]
+                      ) -> tuple[list[GroupResult], dict[str, str]]:
+        """After the thaw: each group's members, checked and labelled; a group that took
+        other PVCs than planned is deleted and its disks cut per disk (`auto`: after the
+        thaw, so crash-consistent) or the cut fails (`required`)."""
+        planned = {g.name: g for g in self.input.groups}
+        results: list[GroupResult] = []
+        cut_names: dict[str, str] = {}
+        wrong: list[str] = []
+        for state in states:
+            group = planned[state.name]
+            with cluster_errors():
+                by_pvc, problem = self._groups.members(group, state)
+            if problem is not None:
+                wrong.append(group.name)
+                self._fallback_errors.append(problem)
+                continue
+            with cluster_errors():
+                self._groups.label_members(list(by_pvc.values()))
+            for volume, pvc in zip(group.volumes, group.pvcs, strict=True):
+                cut_names[volume] = by_pvc[pvc].name
+            results.append(GroupResult(name=group.name, group_class=group.group_class,
+                                       driver=group.driver, volumes=list(group.volumes),
+                                       creation_time=state.creation_time))
+        if wrong:
+            if self.input.group_required:
+                raise ApplicationError("group snapshots are required and "
+                                       + "; ".join(self._fallback_errors),
+                                       type=error_types.GROUP_SNAPSHOT_FAILED,
+                                       non_retryable=True)
+            activity.logger.warning("cutting per disk instead: %s",
+                                    "; ".join(self._fallback_errors))
+            volumes = [v for v in self.input.volumes if v.group in wrong]
+            with cluster_errors():
+                self._groups.delete(wrong, wait=True)
+            for creating in [self._pool.submit(contextvars.copy_context().run,
+                                               self._create_one, v) for v in volumes]:
+                creating.result()
+            self._fallback += [v.volume_name for v in volumes]
+            self._wait_for_cut([v.name for v in volumes])
+            self.thawed_before_cut = self.thawed_before_cut or self.frozen_at is not None
+            self._refuse_if_required("a VolumeGroupSnapshot took other PVCs than planned "
+                                     "and its disks were cut after the thaw")
+        return results, cut_names
+
+    def _final_states(self, cut_names: dict[str, str]) -> list[VolumeSnapshotState]:
+        """Every disk's VolumeSnapshot as it is now, in the order of the volumes."""
+        names = [cut_names.get(v.volume_name, v.name) for v in self.input.volumes]
+        with cluster_errors(not_found=error_types.VOLUME_SNAPSHOT_MISSING):
+            found = {s.name: s for s in self.cluster.list_volume_snapshots(
+                self.input.namespace, snapshot_selector(self.input.snapshot))}
+        missing = [n for n in names if n not in found]
+        if missing:
+            raise ApplicationError(f"VolumeSnapshots {', '.join(missing)} in "
+                                   f"{self.input.namespace} are gone after the cut",
+                                   type=error_types.VOLUME_SNAPSHOT_MISSING, non_retryable=True)
+        return [found[n] for n in names]
 
     def _thaw_before_cut(self, why: str) -> None:
         """Thaw first; then `auto` goes on crash-consistent (QuiesceTimeout) and `required`
@@ -484,12 +687,20 @@ class GuestCut:
         order still saves the close). A thaw that fails raises out of the watch, to the
         same handling as before.
         """
-        if len(states) == len(self.input.volumes) and all(s.cut for s in states):
+        with self._cut_lock:
+            self._not_cut -= {s.name for s in states if s.cut}
+        self._thaw_if_all_cut()
+        self._heartbeat_states(states)
+
+    def _thaw_if_all_cut(self) -> None:
+        """Thaw the moment nothing is left to cut (per-disk VolumeSnapshots and groups)."""
+        with self._cut_lock:
+            if self._not_cut or self._groups_not_cut:
+                return
             if self._cut_seen_at is None:
                 self._cut_seen_at = _now()
             if self._frozen:
                 self._thaw()
-        self._heartbeat_states(states)
 
     def _heartbeat_states(self, states: list[VolumeSnapshotState]) -> None:
         """What is cut so far, for the background heartbeat's details."""

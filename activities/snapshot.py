@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -51,6 +52,7 @@ from cluster.lock import (
 from cluster.snapshot_content import VolumeBackup
 from cluster.snapshot_record import (
     ExcludedVolumeReason,
+    RecordGroup,
     SnapshotRecordStatus,
     SnapshotSpec,
     WorkflowRun,
@@ -90,10 +92,12 @@ from contracts.snapshot import (
     WriteSnapshotStatusInput,
 )
 from rules.freeze_budget import DEFAULT_MAX_FREEZE_BUDGET
+from rules.group_plan import GroupPlan, plan_groups
 from rules.models import IncludedVolume, VolumeSnapshotState
 from rules.naming import snapshot_selector, volume_snapshot_name
 
 READY_WATCH_SECONDS = 10.0
+GROUPS_GONE_SECONDS = 20.0  # a compensation waits this long, then is retried
 
 
 def _heartbeat_ready(states: list[VolumeSnapshotState]) -> None:
@@ -141,11 +145,39 @@ def record_status_from(
         volume_snapshots=result.volume_snapshots,
         freeze_window_ms=result.freeze_window_ms,
         consistency=result.consistency,
+        groups=[RecordGroup(name=g.name, group_class=g.group_class, driver=g.driver,
+                            volumes=g.volumes, creation_time=g.creation_time)
+                for g in result.groups],
+        volume_consistency=result.volume_consistency,
         started_at=result.started_at,
         succeeded_at=result.succeeded_at,
         ready_at=result.ready_at,
         finished_at=result.finished_at,
     )
+
+
+def delete_groups(cluster: Cluster, namespace: str, snapshot: str | None,
+                  names: list[str]) -> list[str]:
+    """Delete the named VolumeGroupSnapshots and those labelled with `snapshot`, and wait
+    (retryable GroupSnapshotsNotGone after a while) until they and their members are gone;
+    the names that were there."""
+    groups = list(dict.fromkeys(names))
+    if snapshot is not None:
+        groups += [n for g in cluster.list_group_snapshots(namespace, snapshot_selector(snapshot))
+                   if (n := str(g["metadata"]["name"])) not in groups]
+    present = [n for n in groups if cluster.delete_group_snapshot(namespace, n)
+               or cluster.get_group_snapshot(namespace, n) is not None]
+    deadline = time.monotonic() + GROUPS_GONE_SECONDS
+    while True:
+        left = [n for n in present if cluster.get_group_snapshot(namespace, n) is not None
+                or cluster.group_members(namespace, n)]
+        if not left:
+            return present
+        if time.monotonic() >= deadline:
+            raise ApplicationError(
+                f"VolumeGroupSnapshots {', '.join(left)} in {namespace} (or their members) "
+                "are not gone yet", type=error_types.GROUP_SNAPSHOTS_NOT_GONE)
+        time.sleep(0.1)
 
 
 class SnapshotActivities:
@@ -248,12 +280,19 @@ class SnapshotActivities:
             state = vm_state_from(vm, vmi)
             volumes, pvcs = self.cluster.select_volumes_and_pvcs(lock.namespace, vm)
             self._refuse_unpopulated(lock.namespace, pvcs, volumes.included)
-            if input.content is not None and volumes.included:
+            groups = GroupPlan()
+            if (input.group_snapshot != "never" and input.content is not None
+                    and volumes.included):
+                groups = plan_groups(input.content.snapshot, lock.namespace, volumes.included,
+                                     self.cluster.group_snapshot_classes(),
+                                     input.group_snapshot)
+            if input.content is not None and volumes.included and groups.refusal is None:
                 content = self._create_content(lock.namespace, input.content, vm, vmi, pvcs,
                                                volumes.included)
         log_takeover(lock.namespace, lock.vm, stale)
         return VmInspection(vm=state, volumes=volumes, lock=_lock_written(vm, holder),
-                            content_name=content)
+                            content_name=content, groups=groups.groups,
+                            group_refusal=groups.refusal)
 
     def _refuse_unpopulated(self, namespace: str, pvcs: dict[str, dict[str, Any]],
                             included: list[IncludedVolume]) -> None:
@@ -308,6 +347,11 @@ class SnapshotActivities:
                     uid=input.record_uid)
             except NotFound:
                 return False  # never made (step 1 failed), or deleted by a user
+            if written and result.content_name and input.content_volume_snapshots:
+                with contextlib.suppress(NotFound):
+                    snapshot_content.name_volume_snapshots(
+                        self.cluster, result.namespace, result.content_name,
+                        input.content_volume_snapshots)
             if written and result.content_name and input.volume_snapshot_states:
                 # NotFound: compensation removed it, or it was never made.
                 with contextlib.suppress(NotFound):
@@ -368,9 +412,16 @@ class SnapshotActivities:
     @implements(DELETE_VOLUME_SNAPSHOTS)
     def delete_volume_snapshots(self, input: VolumeSnapshotsInput) -> list[str]:
         """Delete the named VolumeSnapshots (and any labelled with the snapshot);
-        the names that were deleted."""
+        the names that were deleted. Groups go first (planned or labelled with the
+        snapshot), waited for until gone (their members with them: a member cannot be
+        deleted while its group exists); their labels come off their PVCs."""
         names = list(dict.fromkeys(input.names))
         with cluster_errors():
+            delete_groups(self.cluster, input.namespace, input.snapshot,
+                          [g.name for g in input.groups])
+            for group in input.groups:
+                for pvc in group.pvcs:
+                    self.cluster.label_pvc(input.namespace, pvc, group.label_key, None)
             if input.snapshot is not None:
                 labelled = self.cluster.list_volume_snapshots(
                     input.namespace, snapshot_selector(input.snapshot))

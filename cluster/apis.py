@@ -57,6 +57,17 @@ VOLUME_SNAPSHOT_CLASSES = CustomResource(
     "snapshot.storage.k8s.io", "v1", "volumesnapshotclasses", "VolumeSnapshotClass",
     namespaced=False,
 )
+VOLUME_GROUP_SNAPSHOTS = CustomResource(
+    "groupsnapshot.storage.k8s.io", "v1", "volumegroupsnapshots", "VolumeGroupSnapshot"
+)
+VOLUME_GROUP_SNAPSHOT_CLASSES = CustomResource(
+    "groupsnapshot.storage.k8s.io", "v1", "volumegroupsnapshotclasses",
+    "VolumeGroupSnapshotClass", namespaced=False,
+)
+VOLUME_GROUP_SNAPSHOT_CONTENTS = CustomResource(
+    "groupsnapshot.storage.k8s.io", "v1", "volumegroupsnapshotcontents",
+    "VolumeGroupSnapshotContent", namespaced=False,
+)
 KUBEVIRT_SUBRESOURCES = "/apis/subresources.kubevirt.io/v1"
 # Enough connections for every VolumeSnapshot of a 32-disk cut at once, plus the watch and
 # the other activities' requests: a request that finds the pool empty opens and drops a

@@ -20,8 +20,14 @@ from kubernetes import client, config
 from kubernetes.config.config_exception import ConfigException
 from urllib3.util.retry import Retry
 
-from cluster.apis import CONNECTION_POOL_SIZE, VOLUME_SNAPSHOT_CLASSES, core_path
+from cluster.apis import (
+    CONNECTION_POOL_SIZE,
+    VOLUME_GROUP_SNAPSHOT_CLASSES,
+    VOLUME_SNAPSHOT_CLASSES,
+    core_path,
+)
 from cluster.errors import ConfigurationError, NotFound
+from cluster.group_snapshots import GroupSnapshotOperations
 from cluster.informer import CollectionCaches, WatchedCollection
 from cluster.pvcs import PvcOperations
 from cluster.rate_limit import ThrottledApiClient, rate_limiter_from_environment
@@ -138,7 +144,8 @@ def _kubeconfig_source(explicit: str | None) -> str | None:
     return str(default) if default.is_file() else None
 
 
-class Cluster(VmOperations, SnapshotOperations, PvcOperations, VmRevisionOperations):
+class Cluster(VmOperations, SnapshotOperations, GroupSnapshotOperations, PvcOperations,
+              VmRevisionOperations):
     """Typed Kubernetes operations for vmsnap on one ApiClient.
 
     Objects are plain dicts as the server sent them; states that cross into
@@ -173,6 +180,13 @@ class Cluster(VmOperations, SnapshotOperations, PvcOperations, VmRevisionOperati
     def _watch_classes(self, plural: str) -> WatchedCollection:
         if plural == STORAGE_CLASSES:
             return self._watched(self.storage.list_storage_class, "StorageClasses")
+        if plural == VOLUME_GROUP_SNAPSHOT_CLASSES.plural:
+            return self._watched(
+                functools.partial(self.custom.list_cluster_custom_object,
+                                  VOLUME_GROUP_SNAPSHOT_CLASSES.group,
+                                  VOLUME_GROUP_SNAPSHOT_CLASSES.version,
+                                  VOLUME_GROUP_SNAPSHOT_CLASSES.plural),
+                "VolumeGroupSnapshotClasses")
         return self._watched(
             functools.partial(self.custom.list_cluster_custom_object,
                               VOLUME_SNAPSHOT_CLASSES.group, VOLUME_SNAPSHOT_CLASSES.version,
@@ -190,6 +204,13 @@ class Cluster(VmOperations, SnapshotOperations, PvcOperations, VmRevisionOperati
         """The cache of `storageclasses` or `volumesnapshotclasses` when kept and following
         the server; None: read from the server."""
         return None if self._class_caches is None else self._class_caches.get(plural)
+
+    def group_snapshot_classes(self) -> list[dict[str, Any]]:
+        """Every VolumeGroupSnapshotClass, from the watch-fed copy when one is kept."""
+        cache = self.class_cache(VOLUME_GROUP_SNAPSHOT_CLASSES.plural)
+        if cache is not None:
+            return cache.values()
+        return self.list_group_snapshot_classes()
 
     @classmethod
     def from_environment(

@@ -139,6 +139,25 @@ def content_status_body(
     }
 
 
+def name_volume_snapshots(apis: KubeApis, namespace: str, name: str,
+                          volume_snapshots: Mapping[str, str]) -> bool:
+    """Write which VolumeSnapshot holds each volume (volume name -> VolumeSnapshot) into
+    the content's `volumeBackups`: a group's members are named by the group snapshot
+    controller, after the content was made. False when nothing changed."""
+    content = apis.get_custom(VIRTUAL_MACHINE_SNAPSHOT_CONTENTS, namespace, name)
+    backups = copy.deepcopy(list((content.get("spec") or {}).get("volumeBackups") or []))
+    changed = False
+    for backup in backups:
+        wanted = volume_snapshots.get(str(backup.get("volumeName")))
+        if wanted and backup.get("volumeSnapshotName") != wanted:
+            backup["volumeSnapshotName"] = wanted
+            changed = True
+    if changed:
+        apis.patch_custom(VIRTUAL_MACHINE_SNAPSHOT_CONTENTS, namespace, name,
+                          {"spec": {"volumeBackups": backups}})
+    return changed
+
+
 def get_snapshot_content(apis: KubeApis, namespace: str, name: str) -> dict[str, Any] | None:
     return apis.get_custom_or_none(VIRTUAL_MACHINE_SNAPSHOT_CONTENTS, namespace, name)
 

@@ -61,6 +61,16 @@ class ExcludedVolumeReason(BaseModel):
     reason: str
 
 
+class RecordGroup(BaseModel):
+    """A VolumeGroupSnapshot that cut some of the snapshot's disks at one point in time."""
+
+    name: str
+    group_class: str
+    driver: str
+    volumes: list[str]
+    creation_time: datetime | None = None
+
+
 class SnapshotRecordStatus(BaseModel):
     """What the record's status says; written whole each time."""
 
@@ -78,6 +88,8 @@ class SnapshotRecordStatus(BaseModel):
     volume_snapshots: list[str] = Field(default_factory=list)
     freeze_window_ms: int | None = None
     consistency: Literal["application", "filesystem", "crash"] | None = None
+    groups: list[RecordGroup] = Field(default_factory=list)
+    volume_consistency: Literal["group", "per-disk"] | None = None
     # When the phases began, as the workflow saw them: the conditions' lastTransitionTime
     # when the status is written without reading the previous one first.
     started_at: datetime | None = None
@@ -97,6 +109,7 @@ class SnapshotRecord(BaseModel):
     phase: str | None
     ready_to_use: bool
     volume_snapshots: list[str]
+    groups: list[str] = Field(default_factory=list)
     content_name: str | None
     owner: WorkflowRun | None
     users: list[LockHolder]
@@ -183,6 +196,8 @@ def snapshot_record_from(obj: Mapping[str, Any]) -> SnapshotRecord:
         phase=status.get("phase"),
         ready_to_use=bool(status.get("readyToUse")),
         volume_snapshots=list(status.get("volumeSnapshots") or []),
+        groups=[str(g["name"]) for g in status.get("volumeGroupSnapshots") or []
+                if isinstance(g, dict) and g.get("name")],
         content_name=status.get("virtualMachineSnapshotContentName"),
         owner=owner,
         users=_users(annotations),
@@ -270,6 +285,13 @@ def snapshot_status_body(
         "volumeSnapshots": list(status.volume_snapshots),
         "freezeWindowMilliseconds": status.freeze_window_ms,
         "consistency": status.consistency,
+        "volumeGroupSnapshots": [
+            {"name": g.name, "volumeGroupSnapshotClassName": g.group_class,
+             "driver": g.driver, "volumes": list(g.volumes),
+             "creationTime": k8s_time(g.creation_time) if g.creation_time else None}
+            for g in status.groups
+        ],
+        "volumeConsistency": status.volume_consistency,
     }
 
 

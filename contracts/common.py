@@ -22,6 +22,11 @@ CUT_FAILED = "CutFailed"
 # quiesce required, and the guest was thawed before the cut (the freeze budget passed, or
 # the guest's own freeze limit): the cut would be crash-consistent
 QUIESCE_TIMED_OUT = "QuiesceTimedOut"
+# group_snapshot required: some disk's driver has no default VolumeGroupSnapshotClass
+NO_GROUP_SNAPSHOT_CLASS = "NoGroupSnapshotClass"
+# group_snapshot required: a VolumeGroupSnapshot failed (driver error) or took other PVCs
+GROUP_SNAPSHOT_FAILED = "GroupSnapshotFailed"
+GROUP_SNAPSHOTS_NOT_GONE = "GroupSnapshotsNotGone"  # retried: a deleted group still goes
 VOLUME_SNAPSHOT_CONFLICT = "VolumeSnapshotConflict"
 VOLUME_SNAPSHOT_MISSING = "VolumeSnapshotMissing"
 VOLUME_SNAPSHOTS_NOT_READY = "VolumeSnapshotsNotReady"

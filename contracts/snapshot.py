@@ -10,7 +10,7 @@ never invents one and a retry touches the same objects.
 Example input:
     {"namespace": "demo", "vm": "web", "name": "web-before-upgrade",
      "failure_deadline": "5m", "ready_deadline": "1h", "quiesce": "auto",
-     "freeze_budget": "10s",
+     "freeze_budget": "10s", "group_snapshot": "auto",
      "deletion_policy": "Delete", "labels": {"team": "web"}}
 """
 
@@ -25,6 +25,7 @@ from contracts.activity import ActivityRef
 from contracts.common import ObjectRef
 from contracts.lock import VmLockInput
 from rules.freeze_budget import DEFAULT_FREEZE_BUDGET
+from rules.group_plan import GroupSnapshotMode, PlannedGroup
 from rules.models import ExcludedVolume, VmState, VolumeSelection, VolumeSnapshotState
 
 # The workflow ID (and the label on what it makes), defined with every name in rules.naming.
@@ -47,6 +48,7 @@ Quiesce = Literal["auto", "required", "skip"]
 Consistency = Literal["application", "filesystem", "crash"]
 DeletionPolicy = Literal["Delete", "Retain"]
 Phase = Literal["InProgress", "Succeeded", "Failed"]
+VolumeConsistency = Literal["group", "per-disk"]
 
 # Indications, as KubeVirt's (first five) plus the quiesce outcomes of vmsnap.
 ONLINE = "Online"  # the VM had a running instance
@@ -58,6 +60,9 @@ QUIESCE_FAILED = "QuiesceFailed"  # quiesce auto: the freeze failed, the cut is 
 QUIESCE_SKIPPED = "QuiesceSkipped"  # quiesce skip on a guest that could have been frozen
 QUIESCE_TIMEOUT = "QuiesceTimeout"  # the guest was thawed before the cut (freeze budget passed)
 RESTART_REQUIRED = "RestartRequired"  # changes waited for a restart: the running spec is kept
+# group_snapshot auto: a VolumeGroupSnapshot failed or took other PVCs; its disks were cut
+# by VolumeSnapshots of their own
+GROUP_SNAPSHOT_FALLBACK = "GroupSnapshotFallback"
 
 
 # Error types (ApplicationError.type) of this workflow; activities add those of
@@ -98,6 +103,14 @@ class SnapshotVirtualMachineInput(BaseModel):
     labels: Labels = Field(
         default_factory=dict, description="labels for the records and the VolumeSnapshots"
     )
+    group_snapshot: GroupSnapshotMode = Field(
+        default="auto", description="cut disks together with VolumeGroupSnapshots (one "
+        "point in time per CSI driver): auto (default) groups the disks of a driver that "
+        "has a default VolumeGroupSnapshotClass when the VM has two or more of them, and "
+        "cuts a disk per disk when its group fails; required puts every disk in a group "
+        "and fails (NoGroupSnapshotClass, before any freeze) when a driver has no default "
+        "class, or (GroupSnapshotFailed) when a group fails; never cuts every disk by a "
+        "VolumeSnapshot of its own")
     fail_if_locked: bool = Field(
         default=False, description="fail at once (VmLocked) when another operation holds "
         "the VM, instead of waiting for it within the failure deadline")
@@ -131,10 +144,22 @@ class VolumeResult(BaseModel):
     snapshot_class: str
     volume_snapshot: str
     hotpluggable: bool = False
+    group: str | None = Field(default=None, description="the VolumeGroupSnapshot that cut "
+                              "it; None when a VolumeSnapshot of its own did")
     creation_time: datetime | None = None
     ready_to_use: bool = False
     restore_size: str | None = None
     error: str | None = None
+
+
+class GroupResult(BaseModel):
+    """One VolumeGroupSnapshot that cut some disks at one point in time."""
+
+    name: str
+    group_class: str
+    driver: str
+    volumes: list[str]
+    creation_time: datetime | None = None
 
 
 class SnapshotVirtualMachineResult(BaseModel):
@@ -151,6 +176,11 @@ class SnapshotVirtualMachineResult(BaseModel):
     included_volumes: list[VolumeResult] = Field(default_factory=list)
     excluded_volumes: list[ExcludedVolume] = Field(default_factory=list)
     volume_snapshots: list[str] = Field(default_factory=list)
+    groups: list[GroupResult] = Field(
+        default_factory=list, description="the VolumeGroupSnapshots that cut disks")
+    volume_consistency: VolumeConsistency | None = Field(
+        default=None, description="group: one cut covers every included disk; per-disk: "
+        "the disks were cut at more than one point in time; None until the cut is taken")
     content_name: str | None = None
     quiesced: bool = Field(default=False, description="the guest was frozen for the cut")
     consistency: Consistency | None = Field(
@@ -231,6 +261,11 @@ class VmInspection(BaseModel):
     content_name: str | None = Field(
         default=None, description="the content made from the same read, if one was asked "
         "for and some volume can be snapshotted")
+    groups: list[PlannedGroup] = Field(
+        default_factory=list, description="the VolumeGroupSnapshots planned, by driver")
+    group_refusal: str | None = Field(
+        default=None, description="group snapshots are required and some disk cannot be "
+        "in a group: the snapshot fails before any freeze")
 
 
 class ContentPlan(BaseModel):
@@ -246,6 +281,9 @@ class ContentPlan(BaseModel):
 class LockAndInspectInput(BaseModel):
     lock: VmLockInput
     content: ContentPlan | None = None
+    group_snapshot: GroupSnapshotMode = Field(
+        default="never", description="plan the VolumeGroupSnapshots of the content's "
+        "snapshot from the default VolumeGroupSnapshotClasses (needs `content`)")
 
 
 class WriteSnapshotStatusInput(BaseModel):
@@ -259,6 +297,10 @@ class WriteSnapshotStatusInput(BaseModel):
     volume_snapshot_states: list[VolumeSnapshotState] = Field(
         default_factory=list, description="also written to the content's status, if it exists"
     )
+    content_volume_snapshots: dict[str, str] = Field(
+        default_factory=dict, description="volume name -> the VolumeSnapshot that holds it, "
+        "to write into the content's volumeBackups (the members of a group are named by "
+        "the group snapshot controller, known only after the cut)")
 
 
 class PlannedVolumeSnapshot(BaseModel):
@@ -268,6 +310,8 @@ class PlannedVolumeSnapshot(BaseModel):
     volume_name: str
     pvc_name: str
     snapshot_class: str
+    group: str | None = Field(default=None, description="the VolumeGroupSnapshot that cuts "
+                              "it; None: a VolumeSnapshot of its own, named `name`")
 
 
 class FreezePlan(BaseModel):
@@ -297,10 +341,26 @@ class CutInput(BaseModel):
     volumes: list[PlannedVolumeSnapshot]
     labels: dict[str, str]
     freeze: FreezePlan | None = None
+    groups: list[PlannedGroup] = Field(default_factory=list)
+    group_required: bool = Field(
+        default=False, description="group_snapshot required: a failing group fails the cut "
+        "(auto cuts its disks per disk instead)")
 
 
 class CutOutcome(BaseModel):
-    volume_snapshots: list[VolumeSnapshotState]
+    volume_snapshots: list[VolumeSnapshotState] = Field(
+        description="every disk's VolumeSnapshot, a group's members included")
+    cut_names: dict[str, str] = Field(
+        default_factory=dict, description="volume name -> the VolumeSnapshot that holds it, "
+        "for every disk whose name is not the planned one (members of groups, named by the "
+        "group snapshot controller)")
+    groups: list[GroupResult] = Field(
+        default_factory=list, description="the groups that cut their disks")
+    fallback: list[str] = Field(
+        default_factory=list, description="the disks of groups that failed, cut by "
+        "VolumeSnapshots of their own (group_snapshot auto)")
+    fallback_errors: list[str] = Field(
+        default_factory=list, description="why those groups failed")
     cut_at: datetime = Field(description="when the last cut was seen (worker clock)")
     frozen_at: datetime | None = Field(default=None, description="None: not frozen")
     thawed_at: datetime | None = None
@@ -327,6 +387,9 @@ class VolumeSnapshotsInput(BaseModel):
     snapshot: str | None = Field(
         default=None, description="also every VolumeSnapshot labelled with this snapshot"
     )
+    groups: list[PlannedGroup] = Field(
+        default_factory=list, description="the VolumeGroupSnapshots planned: deleted first "
+        "(with their members), and their labels taken off their PVCs")
 
 
 # ---- activities (implemented in activities/snapshot.py and activities/cut.py) ----------

@@ -17,6 +17,9 @@ Rules (a contract: the CLI, the README and the records rely on them):
 - a snapshot started without a name is called `{vm}-{YYYYMMDD-HHMMSS}`, the
   UTC workflow time at its start.
 - VolumeSnapshot of a volume: `{snapshot}-{volume}`; content: `{snapshot}-content`.
+- VolumeGroupSnapshot of the disks of one CSI driver: `{snapshot}-{driver suffix}`; the
+  label that its selector matches on the PVCs it cuts: `vmsnap.io/cut-{16 hex of
+  sha256(namespace/group)}`, with the group's name as value.
 - any name or label value that would be too long is cut and ends with a hash
   of the whole, so it stays unique and deterministic.
 """
@@ -33,6 +36,7 @@ CLONE_LABEL = "vmsnap.io/clone"  # on the VM and PVCs a clone makes: the clone's
 CLUSTER_LABEL = "vmsnap.io/cluster"  # on every object vmsnap makes: the cluster's id
 # On a schedule's snapshots: the schedule's name, which hands them to its retention.
 SCHEDULE_LABEL = "schedule.vmsnap.io/name"
+CUT_LABEL_PREFIX = "vmsnap.io/cut-"  # on a group's PVCs, for the time of its cut
 MAX_NAME = 253  # a DNS-1123 subdomain: object names
 MAX_LABEL = 63  # a DNS-1123 label and a label value
 
@@ -68,6 +72,22 @@ def generated_snapshot_name(vm: str, at: datetime) -> str:
 
 def volume_snapshot_name(snapshot: str, volume: str) -> str:
     return bounded(f"{snapshot}-{volume}", MAX_NAME)
+
+
+def group_snapshot_name(snapshot: str, driver: str) -> str:
+    """The VolumeGroupSnapshot of `snapshot` for the disks of `driver`: the driver's first
+    DNS label (`hostpath` of `hostpath.csi.k8s.io`) and 6 hex of its hash, so two drivers
+    that share a first label never share a group; bounded to a label's 63 characters, the
+    group's name being a label value of its selector too."""
+    head = "".join(c if c.isalnum() else "-" for c in driver.split(".")[0].lower()).strip("-")
+    digest = hashlib.sha256(driver.encode()).hexdigest()[:6]
+    return bounded(f"{snapshot}-{head or 'csi'}-{digest}", MAX_LABEL)
+
+
+def cut_label_key(namespace: str, group: str) -> str:
+    """The label a group's selector matches on the PVCs it cuts: one key per group."""
+    digest = hashlib.sha256(f"{namespace}/{group}".encode()).hexdigest()[:16]
+    return f"{CUT_LABEL_PREFIX}{digest}"
 
 
 def content_name(snapshot: str) -> str:

@@ -19,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from contracts.snapshot import (
+    GROUP_SNAPSHOT_FALLBACK,
     GUEST_AGENT,
     NO_GUEST_AGENT,
     ONLINE,
@@ -45,6 +46,8 @@ MESSAGES: dict[str, str] = {
     "crash-consistent",
     QUIESCE_TIMEOUT: "the guest was thawed before every volume was cut (the freeze bound "
     "passed): the snapshot is crash-consistent",
+    GROUP_SNAPSHOT_FALLBACK: "a VolumeGroupSnapshot failed or took other PVCs than planned: "
+    "its disks were cut by VolumeSnapshots of their own, not at one point in time",
     RESTART_REQUIRED: "the VM had changes waiting for a restart: the snapshot holds the spec "
     "it ran, not the edited one",
 }

@@ -50,6 +50,7 @@ with workflow.unsafe.imports_passed_through():
     import workflows.saga as saga
     from contracts.common import (
         CANCELED,
+        NO_GROUP_SNAPSHOT_CLASS,
         QUIESCE_TIMED_OUT,
         SNAPSHOT_NOT_READY,
         VOLUME_SNAPSHOT_MISSING,
@@ -81,6 +82,7 @@ with workflow.unsafe.imports_passed_through():
         DELETE_SNAPSHOT_CONTENT,
         DELETE_VOLUME_SNAPSHOTS,
         FREEZE_AND_CUT,
+        GROUP_SNAPSHOT_FALLBACK,
         LOCK_AND_INSPECT_VM,
         NO_ELIGIBLE_VOLUME,
         PARTIAL_SNAPSHOT,
@@ -94,8 +96,10 @@ with workflow.unsafe.imports_passed_through():
         ContentPlan,
         CreateSnapshotRecordInput,
         CutInput,
+        CutOutcome,
         FreezePlan,
         LockAndInspectInput,
+        PlannedGroup,
         PlannedVolumeSnapshot,
         SnapshotProgress,
         SnapshotRecordRef,
@@ -162,6 +166,8 @@ class SnapshotVirtualMachine(Operation[SnapshotVirtualMachineInput, SnapshotVirt
         self._lock: str | None = None  # the lock annotation written (one-request release)
         self._renews_lease = False  # the run renews its lock's lease beside its steps
         self._content_states: list[VolumeSnapshotState] = []  # last written to the content
+        self._groups: list[PlannedGroup] = []  # the VolumeGroupSnapshots planned
+        self._content_names: dict[str, str] = {}  # members to name in the content, once
 
     @workflow.run
     async def run(self, input: SnapshotVirtualMachineInput) -> SnapshotVirtualMachineResult:
@@ -246,17 +252,20 @@ class SnapshotVirtualMachine(Operation[SnapshotVirtualMachineInput, SnapshotVirt
         if inspection.vm.vmi_exists and inspection.vm.restart_required:
             result.indications.append(RESTART_REQUIRED)
         result.excluded_volumes = list(inspection.volumes.excluded)
+        self._groups = list(inspection.groups)
+        group_of = {v: g.name for g in self._groups for v in g.volumes}
         self._planned = [
             PlannedVolumeSnapshot(
                 name=naming.volume_snapshot_name(result.name, v.volume_name),
                 volume_name=v.volume_name, pvc_name=v.pvc_name, snapshot_class=v.snapshot_class,
+                group=group_of.get(v.volume_name),
             )
             for v in inspection.volumes.included
         ]
         result.included_volumes = [
             VolumeResult(volume_name=v.volume_name, pvc_name=v.pvc_name,
                          storage_class=v.storage_class, snapshot_class=v.snapshot_class,
-                         volume_snapshot=p.name, hotpluggable=v.hotpluggable)
+                         volume_snapshot=p.name, hotpluggable=v.hotpluggable, group=p.group)
             for v, p in zip(inspection.volumes.included, self._planned, strict=True)
         ]
         self._volume_steps = {p.name: "planned" for p in self._planned}
@@ -269,6 +278,9 @@ class SnapshotVirtualMachine(Operation[SnapshotVirtualMachineInput, SnapshotVirt
                 type=NO_ELIGIBLE_VOLUME, non_retryable=True)
         if quiesce.refusal:
             raise ApplicationError(quiesce.refusal, type=QUIESCE_REQUIRED, non_retryable=True)
+        if inspection.group_refusal:
+            raise ApplicationError(inspection.group_refusal, type=NO_GROUP_SNAPSHOT_CLASS,
+                                   non_retryable=True)
 
     async def _wait_for_the_lock(self, content: ContentPlan) -> VmInspection:
         """Take the VM's lock; while another operation holds it, wait (as KubeVirt queues
@@ -279,7 +291,8 @@ class SnapshotVirtualMachine(Operation[SnapshotVirtualMachineInput, SnapshotVirt
             try:
                 return await saga.local_step(
                     LOCK_AND_INSPECT_VM,
-                    LockAndInspectInput(lock=self._lock_input(), content=content))
+                    LockAndInspectInput(lock=self._lock_input(), content=content,
+                                        group_snapshot=self.input.group_snapshot))
             except (ActivityError, ApplicationError) as err:
                 if self.input.fail_if_locked or describe(err)[1] != VM_LOCKED:
                     raise
@@ -329,13 +342,16 @@ class SnapshotVirtualMachine(Operation[SnapshotVirtualMachineInput, SnapshotVirt
                 CutInput(namespace=input.namespace, snapshot=result.name,
                          snapshot_uid=record.uid,
                          owned_by_snapshot=input.deletion_policy == "Delete",
-                         volumes=self._planned, labels=self._labels(), freeze=freeze),
+                         volumes=self._planned, labels=self._labels(), freeze=freeze,
+                         groups=self._groups,
+                         group_required=input.group_snapshot == "required"),
                 start_to_close=timeout, heartbeat=CUT_HEARTBEAT, retry=CUT_RETRY)
         except ActivityError as err:
             if describe(err)[1] == QUIESCE_TIMED_OUT:  # quiesce required: thawed, then failed
                 result.indications.append(QUIESCE_TIMEOUT)
             raise
         self._frozen = False
+        self._take_group_outcome(outcome)
         self._track(outcome.volume_snapshots)
         result.volume_snapshots = [p.name for p in self._planned]
         result.creation_time = max(
@@ -349,6 +365,29 @@ class SnapshotVirtualMachine(Operation[SnapshotVirtualMachineInput, SnapshotVirt
             result.indications.append(QUIESCE_FAILED)
         if outcome.thawed_before_cut:
             result.indications.append(QUIESCE_TIMEOUT)
+
+    def _take_group_outcome(self, outcome: CutOutcome) -> None:
+        """The groups' members stand for their disks from here on (readiness, content,
+        status); disks whose group failed were cut by their planned VolumeSnapshots."""
+        result = self.result
+        renamed = outcome.cut_names
+        fell_back = set(outcome.fallback)
+        steps = dict(self._volume_steps)
+        self._planned = [p.model_copy(update={
+            "name": renamed.get(p.volume_name, p.name),
+            "group": None if p.volume_name in fell_back else p.group}) for p in self._planned]
+        self._volume_steps = {p.name: steps.get(p.name, "creating") for p in self._planned}
+        for volume, planned in zip(result.included_volumes, self._planned, strict=True):
+            volume.volume_snapshot, volume.group = planned.name, planned.group
+        self._content_names = dict(renamed)
+        result.groups = list(outcome.groups)
+        covered = {v for g in outcome.groups for v in g.volumes}
+        result.volume_consistency = (
+            "group" if len(outcome.groups) == 1 and covered == {
+                p.volume_name for p in self._planned} else "per-disk")
+        if outcome.fallback:
+            workflow.logger.warning("groups cut per disk: %s", "; ".join(outcome.fallback_errors))
+            result.indications.append(GROUP_SNAPSHOT_FALLBACK)
 
     # ---- step 6: Succeeded, lock, readiness ---------------------------------------------------
 
@@ -479,7 +518,7 @@ class SnapshotVirtualMachine(Operation[SnapshotVirtualMachineInput, SnapshotVirt
         await saga.compensation(
             DELETE_VOLUME_SNAPSHOTS,
             VolumeSnapshotsInput(namespace=input.namespace, names=[p.name for p in self._planned],
-                                 snapshot=result.name))
+                                 snapshot=result.name, groups=self._groups))
         for name in self._volume_steps:
             self._volume_steps[name] = "deleted"
         result.volume_snapshots = []
@@ -556,11 +595,13 @@ class SnapshotVirtualMachine(Operation[SnapshotVirtualMachineInput, SnapshotVirt
         return WriteSnapshotStatusInput(
             result=result, record_uid=self._record.uid if self._record else None,
             indication_messages={i: MESSAGES.get(i, i) for i in result.indications},
-            volume_snapshot_states=states if states != self._content_states else [])
+            volume_snapshot_states=states if states != self._content_states else [],
+            content_volume_snapshots=self._content_names)
 
     async def _write_status(self) -> None:
         status = self._status_input()
         await saga.local_step(WRITE_SNAPSHOT_STATUS, status)
+        self._content_names = {}  # named in the content now
         if status.volume_snapshot_states and self.result.content_name:
             self._content_states = status.volume_snapshot_states
 
