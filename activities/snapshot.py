@@ -160,11 +160,13 @@ def delete_groups(cluster: Cluster, namespace: str, snapshot: str | None,
                   names: list[str]) -> list[str]:
     """Delete the named VolumeGroupSnapshots and those labelled with `snapshot`, and wait
     (retryable GroupSnapshotsNotGone after a while) until they and their members are gone;
-    the names that were there."""
+    the members that went with them."""
     groups = list(dict.fromkeys(names))
     if snapshot is not None:
         groups += [n for g in cluster.list_group_snapshots(namespace, snapshot_selector(snapshot))
                    if (n := str(g["metadata"]["name"])) not in groups]
+    members = [str(m["metadata"]["name"]) for n in groups
+               for m in cluster.group_members(namespace, n)]
     present = [n for n in groups if cluster.delete_group_snapshot(namespace, n)
                or cluster.get_group_snapshot(namespace, n) is not None]
     deadline = time.monotonic() + GROUPS_GONE_SECONDS
@@ -172,7 +174,7 @@ def delete_groups(cluster: Cluster, namespace: str, snapshot: str | None,
         left = [n for n in present if cluster.get_group_snapshot(namespace, n) is not None
                 or cluster.group_members(namespace, n)]
         if not left:
-            return present
+            return members
         if time.monotonic() >= deadline:
             raise ApplicationError(
                 f"VolumeGroupSnapshots {', '.join(left)} in {namespace} (or their members) "
@@ -417,8 +419,8 @@ class SnapshotActivities:
         deleted while its group exists); their labels come off their PVCs."""
         names = list(dict.fromkeys(input.names))
         with cluster_errors():
-            delete_groups(self.cluster, input.namespace, input.snapshot,
-                          [g.name for g in input.groups])
+            with_groups = delete_groups(self.cluster, input.namespace, input.snapshot,
+                                        [g.name for g in input.groups])
             for group in input.groups:
                 for pvc in group.pvcs:
                     self.cluster.label_pvc(input.namespace, pvc, group.label_key, None)
@@ -426,8 +428,8 @@ class SnapshotActivities:
                 labelled = self.cluster.list_volume_snapshots(
                     input.namespace, snapshot_selector(input.snapshot))
                 names += [s.name for s in labelled if s.name not in names]
-            deleted = [n for n in names
-                       if self.cluster.delete_volume_snapshot(input.namespace, n)]
+            deleted = [n for n in names if n in with_groups
+                       or self.cluster.delete_volume_snapshot(input.namespace, n)]
         activity.logger.info("deleted VolumeSnapshots %s in %s", deleted, input.namespace)
         return deleted
 

@@ -11,6 +11,7 @@ from rich.table import Table
 
 from contracts.snapshot import (
     DeletionPolicy,
+    GroupSnapshotMode,
     Quiesce,
     SnapshotVirtualMachineInput,
     SnapshotVirtualMachineResult,
@@ -47,10 +48,17 @@ SNAPSHOT_FLAGS = {"namespace": "--namespace", "vm": "", "name": "--name",
                   "failure_deadline": "--deadline", "ready_deadline": "--ready-deadline",
                   "labels": "--label", "quiesce": "--quiesce",
                   "deletion_policy": "--deletion-policy", "freeze_budget": "--freeze-budget",
-                  "fail_if_locked": "--fail-if-locked"}
+                  "fail_if_locked": "--fail-if-locked", "group_snapshot": "--group-snapshot"}
 
 QuiesceOption = Annotated[str, typer.Option(
     "--quiesce", help="auto (freeze when possible) | required | skip")]
+
+
+def _group_snapshot(value: str) -> GroupSnapshotMode:
+    if value not in ("auto", "required", "never"):
+        typer.echo(f"error: --group-snapshot {value!r}: use auto, required or never", err=True)
+        raise typer.Exit(2)
+    return value  # type: ignore[return-value]
 
 
 def _quiesce(value: str) -> Quiesce:
@@ -83,6 +91,10 @@ def create(
     fail_if_locked: Annotated[bool, typer.Option(
         "--fail-if-locked", help="fail at once when another operation holds the VM, "
         "instead of waiting for it within the deadline")] = False,
+    group_snapshot: Annotated[str, typer.Option(
+        "--group-snapshot", help="auto (one VolumeGroupSnapshot per CSI driver with a "
+        "default group class, for 2+ disks) | required (every disk in a group) | never")
+    ] = "auto",
     wait: Annotated[bool, typer.Option(
         "--wait", help="follow progress and wait until ready; non-zero exit on failure")
     ] = False,
@@ -106,7 +118,7 @@ def create(
                     failure_deadline=deadline, ready_deadline=ready_deadline,
                     quiesce=_quiesce(quiesce), deletion_policy=policy,
                     labels=parse_labels(label), freeze_budget=freeze_budget,
-                    fail_if_locked=fail_if_locked)
+                    fail_if_locked=fail_if_locked, group_snapshot=_group_snapshot(group_snapshot))
 
     async def work(client: VmsnapClient) -> int:
         handle = await client.start_snapshot(request, check=check)
@@ -141,12 +153,17 @@ def print_result(out: Console, result: SnapshotVirtualMachineResult) -> None:
     out.print(f"snapshot {result.namespace}/{result.name}: {result.phase}, {ready}")
     out.print(f"  indications:  {', '.join(result.indications) or 'none'}")
     out.print(f"  consistency:  {result.consistency or '-'}")
+    out.print(f"  disks cut:    {result.volume_consistency or '-'}")
+    for group in result.groups:
+        out.print(f"  group     {group.name} (class {group.group_class}, driver "
+                  f"{group.driver}): {', '.join(group.volumes)}")
     frozen = (f"{result.freeze_window_ms} ms" if result.freeze_window_ms is not None
               else "not frozen")
     out.print(f"  freeze window: {frozen}")
     for volume in result.included_volumes:
         out.print(f"  included  {volume.volume_name} (PVC {volume.pvc_name}, class "
-                  f"{volume.snapshot_class}) -> {volume.volume_snapshot}")
+                  f"{volume.snapshot_class}) -> {volume.volume_snapshot}"
+                  + (f" (group {volume.group})" if volume.group else ""))
     for excluded in result.excluded_volumes:
         out.print(f"  excluded  {excluded.volume_name}: {excluded.reason}")
 
@@ -243,6 +260,11 @@ def get(
         out.print(f"Ready to use:   {str(info.ready_to_use).lower()}")
         out.print(f"Indications:    {', '.join(info.indications) or '-'}")
         out.print(f"Consistency:    {info.consistency or '-'}")
+        out.print(f"Disks cut:      {info.volume_consistency or '-'}")
+        for group in info.groups:
+            cut = group.creation_time.isoformat() if group.creation_time else "not cut"
+            out.print(f"Group:          {group.name} (class {group.group_class or '-'}, "
+                      f"driver {group.driver or '-'}, {cut}): {', '.join(group.volumes)}")
         frozen = (f"{info.freeze_window_ms} ms" if info.freeze_window_ms is not None
                   else "not frozen")
         out.print(f"Freeze window:  {frozen}")

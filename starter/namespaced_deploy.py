@@ -41,7 +41,9 @@ ROLE = "vmsnap-worker"
 SERVICE_ACCOUNT = "vmsnap-worker"
 BASE_NAMESPACE = "vmsnap"  # the base's namespace: the ConfigMap to merge into is there
 CLUSTER_SCOPED = {("", "namespaces"), ("storage.k8s.io", "storageclasses"),
-                  ("snapshot.storage.k8s.io", "volumesnapshotclasses")}
+                  ("snapshot.storage.k8s.io", "volumesnapshotclasses"),
+                  ("groupsnapshot.storage.k8s.io", "volumegroupsnapshotclasses"),
+                  ("groupsnapshot.storage.k8s.io", "volumegroupsnapshotcontents")}
 RBAC = "rbac.authorization.k8s.io"
 LABELS = {"app.kubernetes.io/name": "vmsnap-worker", "app.kubernetes.io/part-of": "vmsnap"}
 

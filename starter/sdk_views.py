@@ -36,6 +36,16 @@ class ExcludedVolumeInfo(BaseModel):
     reason: str
 
 
+class GroupInfo(BaseModel):
+    """A VolumeGroupSnapshot that cut some of a snapshot's disks at one point in time."""
+
+    name: str
+    group_class: str | None = None
+    driver: str | None = None
+    volumes: list[str] = Field(default_factory=list)
+    creation_time: datetime | None = None
+
+
 class SnapshotInfo(BaseModel):
     """A snapshot as its `vmsnap.io` record says (what `kubectl get vmsnap` shows)."""
 
@@ -51,6 +61,10 @@ class SnapshotInfo(BaseModel):
     freeze_window_ms: int | None = None
     consistency: str | None = Field(default=None,
                                     description="application, filesystem or crash")
+    groups: list[GroupInfo] = Field(default_factory=list,
+                                    description="the VolumeGroupSnapshots that cut disks")
+    volume_consistency: str | None = Field(
+        default=None, description="group (one cut for every disk) or per-disk")
     created: datetime | None = Field(default=None, description="when the record was made")
     creation_time: datetime | None = Field(default=None, description="when the cut was taken")
     deletion_policy: str | None = None
@@ -87,6 +101,12 @@ class SnapshotInfo(BaseModel):
             volume_snapshots=list(status.get("volumeSnapshots") or []),
             freeze_window_ms=status.get("freezeWindowMilliseconds"),
             consistency=status.get("consistency"),
+            groups=[GroupInfo(name=str(g.get("name") or ""),
+                              group_class=g.get("volumeGroupSnapshotClassName"),
+                              driver=g.get("driver"), volumes=list(g.get("volumes") or []),
+                              creation_time=parse_time(g.get("creationTime")))
+                    for g in status.get("volumeGroupSnapshots") or [] if isinstance(g, dict)],
+            volume_consistency=status.get("volumeConsistency"),
             created=parse_time(metadata.get("creationTimestamp")),
             creation_time=parse_time(status.get("creationTime")),
             deletion_policy=spec.get("deletionPolicy"),
