@@ -124,12 +124,3 @@ async def test_a_group_that_never_cuts_fails_at_the_deadline_and_leaves_nothing(
     assert failed.value.error_type == "SnapshotDeadlineExceeded", failed.value
     assert items(group_stack, "volumegroupsnapshots", "faults") == []
     assert cut_labels(group_stack, "faults") == []
-
-
-async def test_required_without_a_group_class_is_refused_before_any_freeze(
-    sdk: VmsnapClient,
-) -> None:
-    with pytest.raises(SnapshotFailed) as failed:
-        await sdk.snapshot(SnapshotVirtualMachineInput(
-            namespace=NS, vm="legacy-1", name="legacy-group", group_snapshot="required"))
-    assert failed.value.error_type in ("NoGroupSnapshotClass", "NoEligibleVolume"), failed.value
