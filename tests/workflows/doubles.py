@@ -49,7 +49,9 @@ from contracts.snapshot import (
     CreateSnapshotRecordInput,
     CutInput,
     CutOutcome,
+    GroupResult,
     LockAndInspectInput,
+    PlannedGroup,
     SnapshotRecordRef,
     SnapshotVirtualMachineResult,
     UnfreezeVmInput,
@@ -131,6 +133,8 @@ class World:
     cut_outlives_budget: bool = False  # the cut comes after the freeze budget passed
     live_runs: set[str] = field(default_factory=set)  # holders counted alive; default all
     binds_after_checks: dict[str, int] = field(default_factory=dict)  # PVC -> checks to Bound
+    groups: list[PlannedGroup] = field(default_factory=list)  # planned at inspection
+    group_refusal: str | None = None  # group snapshots required and impossible
 
     calls: list[str] = field(default_factory=list)
     records: dict[str, Record] = field(default_factory=dict)
@@ -209,7 +213,8 @@ class World:
                 content = input.content.name
             return VmInspection(vm=world.vms[input.lock.vm], volumes=VolumeSelection(
                 included=world.included, excluded=world.excluded),
-                lock=f"held-by-{run()[1]}", content_name=content)
+                lock=f"held-by-{run()[1]}", content_name=content, groups=world.groups,
+                group_refusal=world.group_refusal)
 
         @activity.defn(name=RENEW_VM_LOCK.name)
         async def renew_vm_lock(input: VmLockInput) -> str:
@@ -291,9 +296,20 @@ class World:
                 world.calls.append("thaw-at-cut")
                 world.frozen = False
                 frozen_at, thawed_at = CUT_TIME, CUT_TIME.replace(microsecond=250_000)
+            # A group's members, named by the group snapshot controller.
+            members = {v.volume_name: f"snapshot-{v.volume_name}" for v in input.volumes
+                       if v.group is not None}
+            for volume, member in members.items():
+                world.volume_snapshots[member] = input.snapshot
+                world.volume_snapshots.pop(
+                    next(v.name for v in input.volumes if v.volume_name == volume), None)
             return CutOutcome(
-                volume_snapshots=[_state(v.name, cut=True, ready=world.ready_at_cut)
-                                  for v in input.volumes],
+                volume_snapshots=[_state(members.get(v.volume_name, v.name), cut=True,
+                                         ready=world.ready_at_cut) for v in input.volumes],
+                cut_names=members,
+                groups=[GroupResult(name=g.name, group_class=g.group_class, driver=g.driver,
+                                    volumes=g.volumes, creation_time=CUT_TIME)
+                        for g in input.groups],
                 cut_at=CUT_TIME, frozen_at=frozen_at, thawed_at=thawed_at,
                 freeze_window_ms=250 if thawed_at else None, freeze_error=freeze_error,
                 freeze_budget_seconds=input.freeze.budget_seconds if thawed_at and input.freeze
