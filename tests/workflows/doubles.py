@@ -299,10 +299,10 @@ class World:
             # A group's members, named by the group snapshot controller.
             members = {v.volume_name: f"snapshot-{v.volume_name}" for v in input.volumes
                        if v.group is not None}
-            for volume, member in members.items():
-                world.volume_snapshots[member] = input.snapshot
-                world.volume_snapshots.pop(
-                    next(v.name for v in input.volumes if v.volume_name == volume), None)
+            for planned in input.volumes:
+                if planned.volume_name in members:
+                    world.volume_snapshots[members[planned.volume_name]] = input.snapshot
+                    world.volume_snapshots.pop(planned.name, None)
             return CutOutcome(
                 volume_snapshots=[_state(members.get(v.volume_name, v.name), cut=True,
                                          ready=world.ready_at_cut) for v in input.volumes],
