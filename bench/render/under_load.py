@@ -123,7 +123,9 @@ def verdicts(figures: Mapping[str, Any]) -> list[Verdict]:
 
 
 def _draw_against_n(figures: Mapping[str, Any], key: str, aim: float, aim_label: str,
-                    ylabel: str, title: str) -> Any:
+                    ylabel: str, title: str, floor: float) -> Any:
+    """p95 of `key` against N, a line per mode and disk count, a panel per worker
+    setting; `floor` is what the storage alone would give (a grey line)."""
     settings = figures["settings"]
 
     def on(figure: Figure) -> None:
@@ -143,11 +145,12 @@ def _draw_against_n(figures: Mapping[str, Any], key: str, aim: float, aim_label:
                                   label=f"{MODE_WORDS.get(mode, mode)}, {disks} disk"
                                         + ("" if disks == 1 else "s"))
             axes.axhline(aim, **AIM_STYLE, label=aim_label)
+            axes.axhline(floor, color="grey", linewidth=0.8)
             count_axis(axes, sorted({c["vms"] for c in cells}), "VMs snapshotted at once")
             if len(settings) > 1:
                 axes.set_title(setting_label(setting["worker_env"]), fontsize=8)
         panels[0].set_ylabel(ylabel)
-        panels[0].set_ylim(bottom=0)
+        panels[0].set_ylim(bottom=floor * 0.9)
         figure.suptitle(title)
         handles, labels = panels[0].get_legend_handles_labels()
         figure.legend(handles, labels, loc="outside lower center", ncol=3)
@@ -160,7 +163,7 @@ def draw_ratio(figures: Mapping[str, Any]) -> Plot:
                 _draw_against_n(figures, "frozen_per_cut", UNDER_LOAD_AIM_RATIO,
                                 f"aim: {UNDER_LOAD_AIM_RATIO}", "p95 frozen ÷ cut",
                                 f"Frozen ÷ the storage's {figures['cut_ms']} ms cut, p95 per "
-                                "wave"))
+                                "wave", floor=1.0))
 
 
 def draw_thaw(figures: Mapping[str, Any]) -> Plot:
@@ -168,7 +171,8 @@ def draw_thaw(figures: Mapping[str, Any]) -> Plot:
                 "p95 of the thaw after the last cut against VMs snapshotted at once",
                 _draw_against_n(figures, "thaw_after_last_cut_ms", UNDER_LOAD_AIM_THAW_MS,
                                 f"aim: {UNDER_LOAD_AIM_THAW_MS:.0f} ms", "p95 thaw after the "
-                                "last cut (ms)", "Thaw after the last cut, p95 per wave"))
+                                "last cut (ms)", "Thaw after the last cut, p95 per wave",
+                                floor=0.0))
 
 
 def section(records: RecordSet) -> Section | None:
