@@ -41,7 +41,7 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
 from bench.orchestration import run_stoppable
-from bench.render.under_load import KEY, verdicts
+from bench.render.under_load import KEY, setting_label, verdicts
 from bench.seeds import NAMESPACE, fleet_documents, group_snapshot_class, vm_name
 from bench.under_load_figures import MODES, Guest, Wave, cell_figures, describe, guest_figures
 from bench.worker_load import sample_process
@@ -293,7 +293,7 @@ async def benchmark(sizes: Sequence[int], disk_counts: Sequence[int], modes: Seq
     async with stack_for(seed_documents(max(sizes), disk_counts, cut)) as stack:
         for index, env in enumerate(settings):
             stack.use_worker(env, index)
-            print(f"worker: {env or 'defaults'}", flush=True)
+            print(f"worker: {setting_label(env)}", flush=True)
             await warm_up(stack, index, modes, min(disk_counts))
             cells = []
             for mode in modes:

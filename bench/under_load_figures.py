@@ -136,5 +136,5 @@ def describe(cell: Mapping[str, Any]) -> str:
             f"frozen {three(cell['frozen_ms'], ' ms')}, frozen/cut "
             f"{three(cell['frozen_per_cut'], '', '.2f')}, thaw after the last cut "
             f"{three(cell['thaw_after_last_cut_ms'], ' ms')}; worker CPU "
-            f"{cell['worker_cpu_per_snapshot_ms']} ms per snapshot"
+            f"{cell['worker_cpu_per_snapshot_ms'] or 0:.0f} ms per snapshot"
             + (f"\n    failed: {failures}" if failures else ""))
