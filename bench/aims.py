@@ -11,6 +11,9 @@ FREEZE_AIM_DISKS = 8  # the disk count the freeze-window aim is stated for
 FREEZE_AIM_RATIO = 1.25  # window at most this many times the slowest disk's cut
 TAKEOVER_AIM_SECONDS = 2.0  # a worker killed mid-freeze: at most this much frozen past the cut
 ORCHESTRATION_AIM_RATIO = 1.5  # vmsnap's wave at most this many times the bare wave
+UNDER_LOAD_AIM_RATIO = 1.25  # p95 of frozen ÷ the class's cut latency, in the cells below
+UNDER_LOAD_AIM_CELLS = (("per-disk", 50, 8), ("group", 200, 8))  # (mode, VMs, disks)
+UNDER_LOAD_AIM_THAW_MS = 50.0  # p95 of the thaw after the last cut, in every cell
 
 
 def request_budget(disks: int) -> int:

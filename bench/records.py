@@ -34,6 +34,7 @@ COMMANDS: dict[str, str] = {
     "throttled-client": ".venv/bin/python -m bench.api_economy --disks --throttled 80 "
                         "--qps 5 --burst 5 --failure-deadline 5m",
     "request-transport": ".venv/bin/python -m bench.request_transport --record",
+    "under-load": ".venv/bin/python -m bench.under_load",
 }
 
 

@@ -27,11 +27,12 @@ from bench.records import (
     rerun_hint,
     save,
 )
-from bench.render import economy, freeze, load, orchestration, takeover, transport
+from bench.render import economy, freeze, load, orchestration, takeover, transport, under_load
 from bench.render.common import Plot, Section, anchor, compose, table
 
-# The report's sections in order, each with the keys whose files it reads.
-RENDERERS: tuple[tuple[tuple[str, ...], Callable[[RecordSet], Section]], ...] = (
+# The report's sections in order, each with the keys whose files it reads; a renderer
+# answers None for a benchmark whose figures are not stored yet (its section is left out).
+RENDERERS: tuple[tuple[tuple[str, ...], Callable[[RecordSet], Section | None]], ...] = (
     ((freeze.KEY,), freeze.section),
     ((takeover.KEY,), takeover.section),
     ((economy.HISTORY_KEY,), economy.history_section),
@@ -39,6 +40,7 @@ RENDERERS: tuple[tuple[tuple[str, ...], Callable[[RecordSet], Section]], ...] = 
     ((orchestration.KEY, orchestration.SPREAD_KEY), orchestration.section),
     ((load.WORKER_KEY,), load.worker_section),
     ((load.THROTTLED_KEY,), load.throttled_section),
+    ((under_load.KEY,), under_load.section),
     ((transport.KEY,), transport.section),
 )
 
@@ -83,7 +85,7 @@ def render_sections(records: RecordSet) -> list[Section]:
     sections = []
     for keys, render in RENDERERS:
         try:
-            sections.append(render(records))
+            rendered = render(records)
         except RecordError:
             raise
         except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
@@ -91,6 +93,8 @@ def render_sections(records: RecordSet) -> list[Section]:
                               if path_of(k, records.folder).exists())
             raise RecordError(f"{files}: the figures lack what the report needs "
                               f"({type(exc).__name__}: {exc}); {rerun_hint(keys[0])}") from exc
+        if rendered is not None:
+            sections.append(rendered)
     return sections
 
 

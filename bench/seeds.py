@@ -16,11 +16,13 @@ import yaml
 NAMESPACE = "bench"
 STORAGE_CLASS = "bench-csi"
 SNAPSHOT_CLASS = "bench-csi-snap"
+GROUP_SNAPSHOT_CLASS = "bench-csi-groupsnap"
+DEFAULT_GROUP_CLASS = "groupsnapshot.storage.kubernetes.io/is-default-class"
 DRIVER = "csi.bench.vmsnap.test"
 
 
-def vm_name(index: int) -> str:
-    return f"vm-{index:04d}"
+def vm_name(index: int, prefix: str = "vm") -> str:
+    return f"{prefix}-{index:04d}"
 
 
 def vm_namespace(index: int, namespaces: int = 1) -> str:
@@ -85,12 +87,14 @@ def fleet_documents(
     ready_latency: str = "0s",
     start_latency: str = "0s",
     namespaces: int = 1,
+    prefix: str = "vm",
 ) -> list[dict[str, Any]]:
     """The seed's objects: the namespace(s), a CSI StorageClass and its VolumeSnapshotClass
     (with the given latencies), then per VM its PVCs and the VM (running, agent connected).
 
     `namespaces` > 1 spreads the VMs over that many namespaces (see `vm_namespace`): the
-    benchmark uses it to show what namespace-wide lists and watches cost."""
+    benchmark uses it to show what namespace-wide lists and watches cost. `prefix` names
+    the VMs (`vm_name`), so that fleets of different disk counts can share one seed."""
     if vms < 1:
         raise ValueError(f"the fleet needs at least one VM, not {vms}")
     if disks < 1:
@@ -124,10 +128,29 @@ def fleet_documents(
         },
     ]
     for index in range(vms):
-        name, namespace = vm_name(index), vm_namespace(index, namespaces)
+        name, namespace = vm_name(index, prefix), vm_namespace(index, namespaces)
         docs += [_pvc(f"{name}-disk{d}", namespace) for d in range(disks)]
         docs.append(_vm(name, namespace, disks, start_latency))
     return docs
+
+
+def group_snapshot_class(cut_latency: str = "0s", ready_latency: str = "0s") -> dict[str, Any]:
+    """The fleet's driver's default VolumeGroupSnapshotClass: one cut for all of a group's
+    disks, `cut_latency` after the group is created (and ready `ready_latency` later)."""
+    return {
+        "apiVersion": "groupsnapshot.storage.k8s.io/v1",
+        "kind": "VolumeGroupSnapshotClass",
+        "metadata": {
+            "name": GROUP_SNAPSHOT_CLASS,
+            "annotations": {
+                DEFAULT_GROUP_CLASS: "true",
+                "sim.vmsnap.io/cut-latency": cut_latency,
+                "sim.vmsnap.io/ready-latency": ready_latency,
+            },
+        },
+        "driver": DRIVER,
+        "deletionPolicy": "Delete",
+    }
 
 
 def write_fleet_seed(
