@@ -10,9 +10,10 @@ TEMPORAL_TLS_*, TEMPORAL_PROFILE, temporal.toml); KUBECONFIG (else
 (starter/boundary.py): VMSNAP_NAMESPACES (the Kubernetes namespaces served;
 default all, with a warning), VMSNAP_CLONE_PATCH_ALLOW (paths a clone's patches
 may touch beyond the default), VMSNAP_MAX_FREEZE_BUDGET (the longest a snapshot may
-keep a guest frozen; default 1m, at most 5m), VMSNAP_PRODUCTION (refuse to start without a
-payload codec key). SIGINT or SIGTERM stop polling, let running activities
-finish (up to a grace period), and exit 0.
+keep a guest frozen; default 1m, at most 5m), VMSNAP_MAX_FREEZES_IN_FLIGHT (guests
+frozen at once by this worker, the others wait before their freeze; 0: no bound),
+VMSNAP_PRODUCTION (refuse to start without a payload codec key). SIGINT or SIGTERM
+stop polling, let running activities finish (up to a grace period), and exit 0.
 
 At start-up the worker creates the orphan sweeper's Temporal Schedule
 (`vmsnap-sweeper-{task queue}`, SweepOrphans over all namespaces, overlap
@@ -56,6 +57,7 @@ from temporalio.worker import Worker
 from activities.admission import AdmissionActivities
 from activities.clone import CloneActivities
 from activities.events import EventActivities
+from activities.freeze_admission import FreezeSlots
 from activities.liveness import WorkflowLiveness
 from activities.metrics import record_snapshot_metrics
 from activities.request_priority import request_priority_interceptors
@@ -116,14 +118,18 @@ log = logging.getLogger("vmsnap.worker")
 
 def activities_for(
     cluster: Cluster, liveness: WorkflowLiveness | None, states: WorkflowStates | None = None,
-    boundary: WorkerBoundary | None = None,
+    boundary: WorkerBoundary | None = None, freeze_slots: FreezeSlots | None = None,
 ) -> list[Callable[..., Any]]:
-    """Every activity, bound to one shared cluster adapter and the worker's boundary."""
+    """Every activity, bound to one shared cluster adapter, the worker's boundary and its
+    bound on guests frozen at once."""
     boundary = boundary or WorkerBoundary.from_environment(os.environ)
+    freeze_slots = freeze_slots or FreezeSlots(
+        WorkerTuning.from_environment(os.environ).max_freezes_in_flight)
     return [*AdmissionActivities(boundary.scope, boundary.policy,
                                          lambda: cluster.cluster_id,
                                          boundary.max_freeze_budget).all(),
-            *SnapshotActivities(cluster, liveness, boundary.max_freeze_budget).all(),
+            *SnapshotActivities(cluster, liveness, boundary.max_freeze_budget,
+                                freeze_slots).all(),
             *RetentionActivities(cluster).all(),
             *RestoreActivities(cluster, liveness).all(),
             *CloneActivities(cluster, boundary.policy).all(),
@@ -158,7 +164,8 @@ def build_worker(
         client,
         task_queue=task_queue,
         workflows=WORKFLOWS,
-        activities=activities_for(cluster, liveness, WorkflowStates(client, loop), boundary),
+        activities=activities_for(cluster, liveness, WorkflowStates(client, loop), boundary,
+                                  FreezeSlots(tuning.max_freezes_in_flight)),
         activity_executor=executor or ThreadPoolExecutor(tuning.activity_threads),
         **tuning.worker_options(),
         graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,

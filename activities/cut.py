@@ -64,6 +64,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.errors import cluster_errors
+from activities.freeze_admission import FreezeSlots
 from activities.group_cut import GroupCut
 from activities.heartbeat import BackgroundHeartbeat
 from cluster import snapshot_record
@@ -131,7 +132,8 @@ class GuestCut:
     """One run of steps 3-5 for one snapshot (see the module docstring)."""
 
     def __init__(self, cluster: Cluster, input: CutInput,
-                 max_freeze_budget: float = DEFAULT_MAX_FREEZE_BUDGET) -> None:
+                 max_freeze_budget: float = DEFAULT_MAX_FREEZE_BUDGET,
+                 freeze_slots: FreezeSlots | None = None) -> None:
         self.cluster = cluster
         self.input = input
         self.frozen_at: datetime | None = None
@@ -163,6 +165,8 @@ class GuestCut:
         self._cut_seen_at: datetime | None = None
         self._heartbeat = BackgroundHeartbeat(HEARTBEAT_EVERY_SECONDS, QUIET_START_SECONDS,
                                               self._began)
+        # The worker's bound on guests frozen at once (activities/freeze_admission.py).
+        self._freeze_turn = (freeze_slots or FreezeSlots()).turn()
 
     def run(self) -> CutOutcome:
         with self._heartbeat:
@@ -224,6 +228,7 @@ class GuestCut:
             self._stop.set()
             self._go.set()
             self._pool.shutdown(wait=False, cancel_futures=True)
+            self._freeze_turn.release()  # after the thaw, whatever happened
             if self.input.groups:
                 with activity.shield_thread_cancel_exception():
                     self._groups.unlabel_pvcs()
@@ -265,6 +270,7 @@ class GuestCut:
         if self._take_over(self._earlier_freeze()):
             return
         assert self.budget is not None
+        self._freeze_turn.wait(plan.thaw_by, self._heartbeat)  # not frozen while it waits
         for attempt in range(1, FREEZE_ATTEMPTS + 1):
             started = _now()
             timeout = self._unfreeze_timeout(started)

@@ -14,6 +14,7 @@ tunes it in the Deployment's environment without a new image.
 | `VMSNAP_MAX_CACHED_WORKFLOWS` | `max_cached_workflows` (sticky cache) | SDK (1000) |
 | `VMSNAP_WORKFLOW_TASK_POLLS` | workflow task pollers | SDK (5) |
 | `VMSNAP_ACTIVITY_TASK_POLLS` | activity task pollers | SDK (5) |
+| `VMSNAP_MAX_FREEZES_IN_FLIGHT` | guests frozen at once (0: no bound) | 8 |
 
 An empty variable means the default; anything but a whole number in range is
 refused with a message naming the variable (the worker does not start).
@@ -26,6 +27,11 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from temporalio.worker import PollerBehaviorSimpleMaximum
+
+from activities.freeze_admission import (
+    DEFAULT_MAX_FREEZES_IN_FLIGHT,
+    ENV_MAX_FREEZES_IN_FLIGHT,
+)
 
 DEFAULT_MAX_CONCURRENT_ACTIVITIES = 32
 # The snapshot's short steps are local activities (workflows/saga.py local_step); they run
@@ -40,6 +46,9 @@ ENV_MAX_CONCURRENT_WORKFLOW_TASKS = "VMSNAP_MAX_CONCURRENT_WORKFLOW_TASKS"
 ENV_MAX_CACHED_WORKFLOWS = "VMSNAP_MAX_CACHED_WORKFLOWS"
 ENV_WORKFLOW_TASK_POLLS = "VMSNAP_WORKFLOW_TASK_POLLS"
 ENV_ACTIVITY_TASK_POLLS = "VMSNAP_ACTIVITY_TASK_POLLS"
+
+
+_ZERO_ALLOWED = ("max_cached_workflows", "max_freezes_in_flight")
 
 
 class WorkerTuningError(ValueError):
@@ -59,6 +68,12 @@ def _whole_number(env: Mapping[str, str], name: str, minimum: int) -> int | None
     return value
 
 
+def _freezes_in_flight(env: Mapping[str, str]) -> int:
+    """VMSNAP_MAX_FREEZES_IN_FLIGHT: unset or empty is the default, 0 no bound."""
+    value = _whole_number(env, ENV_MAX_FREEZES_IN_FLIGHT, 0)
+    return DEFAULT_MAX_FREEZES_IN_FLIGHT if value is None else value
+
+
 @dataclass(frozen=True)
 class WorkerTuning:
     """Concurrency of one worker process; None leaves the SDK's default."""
@@ -71,6 +86,7 @@ class WorkerTuning:
     max_cached_workflows: int | None = None
     workflow_task_polls: int | None = None
     activity_task_polls: int | None = None
+    max_freezes_in_flight: int = DEFAULT_MAX_FREEZES_IN_FLIGHT  # 0: no bound
 
     def __post_init__(self) -> None:
         if self.activity_threads < self.slots:
@@ -83,7 +99,7 @@ class WorkerTuning:
                 ": every activity slot needs a thread")
         for item in fields(self):
             value = getattr(self, item.name)
-            if value is not None and value < (0 if item.name == "max_cached_workflows" else 1):
+            if value is not None and value < (0 if item.name in _ZERO_ALLOWED else 1):
                 raise WorkerTuningError(f"{item.name}={value} must be positive")
 
     @property
@@ -107,6 +123,7 @@ class WorkerTuning:
             max_cached_workflows=_whole_number(env, ENV_MAX_CACHED_WORKFLOWS, 0),
             workflow_task_polls=_whole_number(env, ENV_WORKFLOW_TASK_POLLS, 1),
             activity_task_polls=_whole_number(env, ENV_ACTIVITY_TASK_POLLS, 1),
+            max_freezes_in_flight=_freezes_in_flight(env),
         )
 
     def worker_options(self) -> dict[str, Any]:
@@ -136,4 +153,5 @@ class WorkerTuning:
                 f"threads, workflow tasks {show(self.max_concurrent_workflow_tasks)}, "
                 f"cached workflows {show(self.max_cached_workflows)}, pollers "
                 f"{show(self.workflow_task_polls)} workflow / "
-                f"{show(self.activity_task_polls)} activity")
+                f"{show(self.activity_task_polls)} activity, guests frozen at once "
+                f"{self.max_freezes_in_flight or 'unbounded'}")

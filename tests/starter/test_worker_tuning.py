@@ -5,6 +5,11 @@ import inspect
 import pytest
 from temporalio.worker import PollerBehaviorSimpleMaximum, Worker
 
+import worker
+from activities.freeze_admission import (
+    DEFAULT_MAX_FREEZES_IN_FLIGHT,
+    ENV_MAX_FREEZES_IN_FLIGHT,
+)
 from starter.worker_tuning import (
     DEFAULT_MAX_CONCURRENT_ACTIVITIES,
     DEFAULT_MAX_CONCURRENT_LOCAL_ACTIVITIES,
@@ -80,3 +85,31 @@ def test_fewer_threads_than_activity_slots_is_refused() -> None:
     more = WorkerTuning.from_environment({ENV_MAX_CONCURRENT_ACTIVITIES: "10",
                                           ENV_ACTIVITY_THREADS: "50"})
     assert more.activity_threads == 50
+
+
+def test_freezes_in_flight_default_override_and_zero_for_no_bound() -> None:
+    assert WorkerTuning.from_environment({}).max_freezes_in_flight == (
+        DEFAULT_MAX_FREEZES_IN_FLIGHT)
+    assert WorkerTuning.from_environment(
+        {ENV_MAX_FREEZES_IN_FLIGHT: " "}).max_freezes_in_flight == DEFAULT_MAX_FREEZES_IN_FLIGHT
+    assert WorkerTuning.from_environment(
+        {ENV_MAX_FREEZES_IN_FLIGHT: "3"}).max_freezes_in_flight == 3
+    unbounded = WorkerTuning.from_environment({ENV_MAX_FREEZES_IN_FLIGHT: "0"})
+    assert unbounded.max_freezes_in_flight == 0
+    assert "guests frozen at once unbounded" in unbounded.describe()
+    # not a Worker option: the worker's cuts keep it (activities/freeze_admission.py)
+    assert "max_freezes_in_flight" not in unbounded.worker_options()
+
+
+@pytest.mark.parametrize("value", ["-1", "four", "2.5", "9999999"])
+def test_bad_freezes_in_flight_stop_the_worker_naming_the_variable(
+    value: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+) -> None:
+    with pytest.raises(WorkerTuningError, match=ENV_MAX_FREEZES_IN_FLIGHT):
+        WorkerTuning.from_environment({ENV_MAX_FREEZES_IN_FLIGHT: value})
+    # At start-up, before it connects to anything: one line naming the variable, exit 1.
+    monkeypatch.setenv(ENV_MAX_FREEZES_IN_FLIGHT, value)
+    monkeypatch.setenv("TEMPORAL_ADDRESS", "127.0.0.1:1")  # never reached
+    assert worker.main([]) == 1
+    assert any(ENV_MAX_FREEZES_IN_FLIGHT in r.getMessage() and "worker failed" in r.getMessage()
+               for r in caplog.records)
