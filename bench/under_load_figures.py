@@ -15,9 +15,10 @@ from datetime import datetime
 from typing import Any
 
 from bench.orchestration import percentile
+from rules.group_plan import GroupSnapshotMode
 
 # Each mode and the `group_snapshot` input it sends.
-MODES: dict[str, str] = {"per-disk": "never", "group": "auto"}
+MODES: dict[str, GroupSnapshotMode] = {"per-disk": "never", "group": "auto"}
 FAILURE_REASONS_KEPT = 3  # the commonest failure messages a cell keeps
 FAILURE_MESSAGE_CHARS = 160
 

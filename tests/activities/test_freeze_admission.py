@@ -7,6 +7,7 @@ and a crash-consistent cut take no slot."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -71,11 +72,15 @@ def test_slots_go_first_come_first_served_and_come_back_on_release() -> None:
     assert slots.held == 2
     granted: list[str] = []
     waiters = []
+
+    def take(turn: FreezeTurn, name: str) -> FreezeTurn:
+        turn.wait(None)
+        granted.append(name)
+        return turn
+
     for name in ("third", "fourth"):
-        turn = slots.turn()
-        waiters.append(_in_thread(lambda turn=turn, name=name: (turn.wait(None),
-                                                                granted.append(name), turn)))
-        _until(lambda n=len(waiters): slots.waiting == n)  # queued in this order
+        waiters.append(_in_thread(functools.partial(take, slots.turn(), name)))
+        _until(functools.partial(lambda n: slots.waiting == n, len(waiters)))  # in order
     time.sleep(0.3)
     assert granted == [] and slots.held == 2  # no slot: both wait
     first.release()
@@ -87,7 +92,7 @@ def test_slots_go_first_come_first_served_and_come_back_on_release() -> None:
     waiters[1][0].join(SOON)
     assert granted == ["third", "fourth"] and slots.held == 2
     for _, outcome in waiters:
-        outcome[0][2].release()
+        outcome[0].release()
     assert slots.held == 0 and slots.waiting == 0
 
 

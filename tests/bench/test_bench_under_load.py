@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import pytest
 import yaml
@@ -16,7 +16,6 @@ from bench.render import under_load as render
 from bench.render.common import TIMES
 from bench.seeds import DEFAULT_GROUP_CLASS, DRIVER
 from bench.under_load import (
-    GroupSnapshotUnavailable,
     creation_times,
     label_selector,
     seed_documents,
@@ -25,7 +24,6 @@ from bench.under_load import (
     worker_settings,
 )
 from bench.under_load_figures import Guest, Wave, cell_figures, guest_figures, spread
-from contracts.snapshot import SnapshotVirtualMachineInput
 from simulator import annotations as ann
 from simulator.reference import find_reference_dir, load_reference
 from simulator.registry import Registry
@@ -199,29 +197,12 @@ def test_bad_worker_settings_are_refused(assignments: list[str], message: str) -
         worker_settings(assignments)
 
 
-class _WithGroupField(SnapshotVirtualMachineInput):
-    group_snapshot: Literal["auto", "never", "required"] = "auto"
-
-
-class _WithoutGroupField(SnapshotVirtualMachineInput):
-    pass
-
-
-def test_each_mode_sends_its_group_snapshot_input(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("bench.under_load.SnapshotVirtualMachineInput", _WithGroupField)
+def test_each_mode_sends_its_group_snapshot_input() -> None:
     per_disk = snapshot_request("per-disk", "vm-d8-0001", "n")
     group = snapshot_request("group", "vm-d8-0001", "n")
-    assert per_disk.model_dump()["group_snapshot"] == "never"
-    assert group.model_dump()["group_snapshot"] == "auto"
+    assert per_disk.group_snapshot == "never"
+    assert group.group_snapshot == "auto"
     assert (group.namespace, group.vm, group.name) == ("bench", "vm-d8-0001", "n")
-
-
-def test_without_the_group_field_per_disk_is_todays_path_and_group_mode_is_refused(
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("bench.under_load.SnapshotVirtualMachineInput", _WithoutGroupField)
-    assert "group_snapshot" not in snapshot_request("per-disk", "vm", "n").model_dump()
-    with pytest.raises(GroupSnapshotUnavailable, match="no `group_snapshot` field"):
-        snapshot_request("group", "vm", "n")
     with pytest.raises(ValueError, match="unknown mode"):
         snapshot_request("both", "vm", "n")
 
