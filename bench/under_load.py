@@ -29,7 +29,7 @@ import os
 import tempfile
 import time
 import urllib.parse
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,7 +42,15 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from bench.orchestration import run_stoppable
 from bench.render.under_load import KEY, setting_label, verdicts
 from bench.seeds import NAMESPACE, fleet_documents, group_snapshot_class, vm_name
-from bench.under_load_figures import MODES, Guest, Wave, cell_figures, describe, guest_figures
+from bench.under_load_figures import (
+    MODES,
+    Guest,
+    Wave,
+    cell_figures,
+    describe,
+    guest_figures,
+    storage_cut_ms,
+)
 from bench.worker_load import sample_process
 from contracts.snapshot import SnapshotVirtualMachineInput, SnapshotVirtualMachineResult
 from rules.durations import parse_duration
@@ -128,15 +136,26 @@ def label_selector(names: Sequence[str]) -> str:
     return f"{SNAPSHOT_LABEL} in ({','.join(names)})"
 
 
-def creation_times(items: Iterable[dict[str, Any]]) -> dict[str, list[str]]:
-    """Each snapshot's (its `vmsnap.io/snapshot` label) creationTimes, of the objects cut."""
-    found: dict[str, list[str]] = {}
+def creation_times(items: Iterable[dict[str, Any]]) -> dict[str, list[tuple[str, str]]]:
+    """Each snapshot's (its `vmsnap.io/snapshot` label) objects cut: (name, creationTime)."""
+    found: dict[str, list[tuple[str, str]]] = {}
     for item in items:
-        name = ((item.get("metadata") or {}).get("labels") or {}).get(SNAPSHOT_LABEL)
+        metadata = item.get("metadata") or {}
+        name = (metadata.get("labels") or {}).get(SNAPSHOT_LABEL)
         cut = (item.get("status") or {}).get("creationTime")
         if name and cut:
-            found.setdefault(name, []).append(cut)
+            found.setdefault(name, []).append((metadata.get("name", ""), cut))
     return found
+
+
+def create_arrivals(requests: Iterable[Mapping[str, Any]], resource: str) -> dict[str, str]:
+    """When each `resource` object of the bench namespace was created, by name, from the
+    simulator's request log (the create's arrival; members a controller made are not
+    there)."""
+    return {entry["created"]: entry["time"] for entry in requests
+            if entry.get("verb") == "create" and entry.get("resource") == resource
+            and entry.get("namespace") == NAMESPACE and entry.get("status") == 201
+            and entry.get("created")}
 
 
 def outcome(answer: SnapshotVirtualMachineResult | BaseException) -> str | None:
@@ -170,8 +189,8 @@ class Stack:
             task_queue=TASK_QUEUE, namespace=self.temporal_namespace,
             extra_env={**env, "VMSNAP_CLUSTER_ID": BENCH_CLUSTER}, timeout=120)
 
-    def list_cut(self, path: str, names: Sequence[str]) -> dict[str, list[str]]:
-        found: dict[str, list[str]] = {}
+    def list_cut(self, path: str, names: Sequence[str]) -> dict[str, list[tuple[str, str]]]:
+        found: dict[str, list[tuple[str, str]]] = {}
         for start in range(0, len(names), LIST_CHUNK):
             query = urllib.parse.quote(label_selector(names[start:start + LIST_CHUNK]))
             answer = self.sim.request("GET", f"{path.format(ns=NAMESPACE)}?labelSelector={query}")
@@ -229,6 +248,7 @@ async def wave(stack: Stack, setting: int, mode: str, vms: int, disks: int) -> W
                for i in range(vms)]
     requests = [snapshot_request(mode, vm, name) for vm, name in targets]
     freezes_before = len(stack.sim.freeze_log())
+    requests_mark = stack.sim.request("GET", "/sim/requests?since=999999999999")["next"]
     cpu_before = sample_process(stack.worker.pid).cpu_seconds
 
     async def one(request: SnapshotVirtualMachineInput) -> SnapshotVirtualMachineResult:
@@ -243,12 +263,18 @@ async def wave(stack: Stack, setting: int, mode: str, vms: int, disks: int) -> W
     names = [name for _, name in targets]
     cuts = stack.list_cut(SNAPSHOTS, names)
     group_cuts = stack.list_cut(GROUPS, names)
+    requests = stack.sim.request("GET", f"/sim/requests?since={requests_mark}")["items"]
+    arrived = {**create_arrivals(requests, "volumesnapshots"),
+               **create_arrivals(requests, "volumegroupsnapshots")}
     guests: list[Guest] = []
     for (vm, name), answer in zip(targets, answers, strict=True):
         if isinstance(answer, BaseException) and not isinstance(answer, Exception):
             raise answer  # cancelled or interrupted: stop, do not count it as a failure
-        guests.append(guest_figures(vm, NAMESPACE, freezes, cuts.get(name, []),
-                                    group_cuts.get(name, []), outcome(answer)))
+        mine = [*cuts.get(name, []), *group_cuts.get(name, [])]
+        guests.append(guest_figures(
+            vm, NAMESPACE, freezes, [cut for _, cut in cuts.get(name, [])],
+            [cut for _, cut in group_cuts.get(name, [])], outcome(answer),
+            storage_cut_ms((cut, arrived.get(obj)) for obj, cut in mine)))
     return Wave(mode, vms, disks, tuple(guests), wall, cpu)
 
 

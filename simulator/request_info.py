@@ -27,6 +27,9 @@ class RequestInfo:
     status: int = 0
     time: str = ""  # when the request arrived (RFC 3339, microseconds)
     answered: str = ""  # when its answer was ready (a watch: when its stream began)
+    # A create's object, named by its body as an audit event's objectRef.name is; empty
+    # for every other verb (their name is in the path) and a create that failed.
+    created: str = ""
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

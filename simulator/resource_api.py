@@ -137,6 +137,7 @@ class ResourceApi:
                 validation=field_validation(query.get("fieldValidation")),
                 dry_run=dry_run(query.getall("dryRun", [])),
             )
+            info.created = result.object.get("metadata", {}).get("name", "")
             return self._written(kind, result.object, 201, result.warnings)
         if verb == "update":
             body = await read_body(request, required=True)

@@ -670,6 +670,8 @@ def test_the_request_log_names_each_call(sim: Sim, core: Api, namespace: str) ->
         ("get", "logged", 404),
     ]
     assert all(e["resource"] == "persistentvolumeclaims" and e["group"] == "" for e in entries)
+    # The create names its object as an audit event's objectRef does; no other verb does.
+    assert [e["created"] for e in entries] == ["logged", "", "", "", "", ""]
     assert not any(e["path"].startswith("/sim") for e in answer["items"])
 
 
