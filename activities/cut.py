@@ -361,7 +361,9 @@ class GuestCut:
         QUIET_START_SECONDS), the VMI tells whether the guest is frozen now (we hold the
         VM's lock: no other operation froze it), and the earliest it can have been
         frozen is when the first attempt was scheduled: the window and the budget count
-        from there (what the guest paid, never less).
+        from there (what the guest paid, never less). A guest not frozen whose snapshots
+        exist already was cut by that attempt, frozen or not, nobody knows: no new freeze,
+        and the cut is crash-consistent (`required` fails).
         """
         info = activity.info()
         if info.attempt <= 1:
@@ -374,7 +376,36 @@ class GuestCut:
         with cluster_errors():
             vmi = self.cluster.get_vmi(self.input.namespace, plan.vmi)
         frozen = ((vmi or {}).get("status") or {}).get("fsFreezeStatus") == "frozen"
-        return EarlierFreeze(frozen_at=info.scheduled_time) if frozen else None
+        if frozen:
+            return EarlierFreeze(frozen_at=info.scheduled_time)
+        if not self._created_by_earlier_attempt():
+            return None
+        # The creates leave only once the freeze is done with, so that attempt froze (or gave
+        # up on the freeze) and its cut may be taken already: freezing now would not cover
+        # it, and claiming so would be a lie.
+        why = ("an earlier attempt of this cut created its snapshots and left no word of its "
+               "freeze (its heartbeats did not reach the server): the cut is not known to "
+               "have been taken while the guest was frozen")
+        if plan.required:
+            raise ApplicationError(f"quiesce is required and {why}",
+                                   type=error_types.FREEZE_FAILED, non_retryable=True)
+        return EarlierFreeze(freeze_error=why)
+
+    def _created_by_earlier_attempt(self) -> bool:
+        """Whether any VolumeSnapshot or VolumeGroupSnapshot this cut plans exists already
+        (one list request each, by the snapshot's label)."""
+        selector = snapshot_selector(self.input.snapshot)
+        with cluster_errors():
+            if self._per_disk:
+                planned = {v.name for v in self._per_disk}
+                listed = self.cluster.list_volume_snapshots(self.input.namespace, selector)
+                if any(s.name in planned for s in listed):
+                    return True
+            if self.input.groups:
+                planned = {g.name for g in self.input.groups}
+                groups = self.cluster.list_group_snapshots(self.input.namespace, selector)
+                return any((g.get("metadata") or {}).get("name") in planned for g in groups)
+        return False
 
     # ---- 3. create ------------------------------------------------------------------------
 

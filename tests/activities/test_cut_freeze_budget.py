@@ -23,7 +23,7 @@ from temporalio.testing import ActivityEnvironment
 from activities import cut
 from activities.cut import GuestCut
 from cluster.client import Cluster, load_api_client
-from contracts.common import QUIESCE_TIMED_OUT
+from contracts.common import FREEZE_FAILED, QUIESCE_TIMED_OUT
 from contracts.snapshot import CutInput, CutOutcome, FreezePlan, PlannedVolumeSnapshot
 from rules.naming import SNAPSHOT_LABEL, label_value
 from tests.conftest import StartSim
@@ -158,6 +158,31 @@ def test_without_a_heartbeat_the_retry_counts_the_budget_from_the_first_schedule
     scheduled = datetime.now(UTC) - timedelta(seconds=12)
     outcome = stack.cut("no-word", "gc", 10.0, env=_retry(None, scheduled))
     assert outcome.frozen_at == scheduled and outcome.thawed_before_cut
+
+
+def test_a_retry_that_finds_its_cut_taken_without_word_of_the_freeze_does_not_freeze(
+    stack: CutStack,
+) -> None:
+    """Attempt 1 froze, cut and thawed, but none of its heartbeats reached the server (a
+    worker too busy to send them), so the server timed it out. Its retry must not freeze
+    the guest again and call the old cut application-consistent."""
+    first = stack.cut("lost-word", "gc", 10.0)
+    assert first.frozen_at is not None and len(stack.freezes("gc")) == 1
+    again = stack.cut("lost-word", "gc", 10.0, env=_retry({"step": "waiting to freeze"}))
+    assert again.frozen_at is None and again.freeze_error is not None
+    assert "not known to have been taken while the guest was frozen" in again.freeze_error
+    assert [s.name for s in again.volume_snapshots] == ["lost-word-root"]
+    assert all(s.cut for s in again.volume_snapshots)
+    assert len(stack.freezes("gc")) == 1  # not frozen a second time
+    # required: refused before any freeze, not frozen either
+    stack.cut("lost-required", "twice", 10.0, required=True)
+    with pytest.raises(ApplicationError) as refused:
+        stack.cut("lost-required", "twice", 10.0, required=True, env=_retry(None))
+    assert refused.value.type == FREEZE_FAILED and refused.value.non_retryable
+    assert len(stack.freezes("twice")) == 1
+    # a retry whose first attempt created nothing freezes as a first attempt does
+    fresh = stack.cut("nothing-yet", "twice", 10.0, env=_retry(None))
+    assert fresh.frozen_at is not None and fresh.freeze_error is None
 
 
 def test_the_background_heartbeat_goes_on_while_the_freeze_call_blocks(
