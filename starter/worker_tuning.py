@@ -14,7 +14,7 @@ tunes it in the Deployment's environment without a new image.
 | `VMSNAP_MAX_CACHED_WORKFLOWS` | `max_cached_workflows` (sticky cache) | SDK (1000) |
 | `VMSNAP_WORKFLOW_TASK_POLLS` | workflow task pollers | SDK (5) |
 | `VMSNAP_ACTIVITY_TASK_POLLS` | activity task pollers | SDK (5) |
-| `VMSNAP_MAX_FREEZES_IN_FLIGHT` | guests frozen at once (0: no bound) | 8 |
+| `VMSNAP_MAX_FREEZES_IN_FLIGHT` | guests frozen at once (0: no bound) | 2 |
 
 An empty variable means the default; anything but a whole number in range is
 refused with a message naming the variable (the worker does not start).
