@@ -50,13 +50,14 @@ def test_every_field_from_the_cli() -> None:
         "namespace": "demo", "vm": "web.prod", "name": "web-before-upgrade",
         "failure_deadline": "2m", "ready_deadline": "2h", "quiesce": "required",
         "deletion_policy": "Retain", "labels": {"team": "web", "example.com/tier": "gold"},
-        "fail_if_locked": True,
+        "fail_if_locked": True, "group_snapshot": "required",
     }))
     assert parsed.model_dump() == {
         "namespace": "demo", "vm": "web.prod", "name": "web-before-upgrade",
         "failure_deadline": 120.0, "ready_deadline": 7200.0, "quiesce": "required",
         "deletion_policy": "Retain", "labels": {"team": "web", "example.com/tier": "gold"},
         "fail_if_locked": True, "freeze_budget": None, "schedule": None,
+        "group_snapshot": "required",
     }
 
 
@@ -81,6 +82,7 @@ def test_a_parsed_input_survives_the_round_trip_through_temporal() -> None:
         ({"namespace": "demo", "vm": "web", "failure_deadline": True}, "invalid duration"),
         ({"namespace": "demo", "vm": "web", "ready_deadline": [1]}, "expected a duration"),
         ({"namespace": "demo", "vm": "web", "quiesce": "always"}, "quiesce"),
+        ({"namespace": "demo", "vm": "web", "group_snapshot": "always"}, "group_snapshot"),
         ({"namespace": "demo", "vm": "web", "deletion_policy": "delete"}, "deletion_policy"),
         ({"namespace": "demo", "vm": "web", "failureDeadline": "5m"}, "failureDeadline"),
         ({"namespace": "demo", "vm": "web", "labels": {"vmsnap.io/snapshot": "x"}}, "reserved"),
