@@ -37,8 +37,9 @@ from starter.cli_common import (
 )
 from starter.sdk import VmsnapClient
 
-app = typer.Typer(help="Remove VolumeSnapshots, contents and PVCs that vmsnap made and that "
-                       "no record or running workflow owns.")
+app = typer.Typer(help="Remove VolumeGroupSnapshots, VolumeSnapshots, contents and PVCs that "
+                       "vmsnap made and that no record or running workflow owns, and stale "
+                       "group cut labels on PVCs.")
 
 
 @app.callback(invoke_without_command=True)
@@ -95,6 +96,14 @@ def _print(result: SweepOrphansResult) -> None:
             found.add_row(r.kind, r.namespace, r.name,
                           "dry run" if result.dry_run else ("yes" if r.removed else "gone"),
                           r.reason)
+        show(found)
+    labels = [v for v in result.cut_labels if v.action == "remove"]
+    if labels:
+        found = table(["NAMESPACE", "PVC", "STALE CUT LABEL", "REMOVED", "REASON"])
+        for v in labels:
+            found.add_row(v.namespace, v.pvc, f"{v.key}={v.value}",
+                          "dry run" if result.dry_run else ("yes" if v.removed else "gone"),
+                          v.reason)
         show(found)
     for v in result.too_young:
         typer.echo(f"not yet: {v.kind} {v.namespace}/{v.name} "
