@@ -97,14 +97,14 @@ def _print(result: SweepOrphansResult) -> None:
                           "dry run" if result.dry_run else ("yes" if r.removed else "gone"),
                           r.reason)
         show(found)
-    labels = [v for v in result.cut_labels if v.action == "remove"]
-    if labels:
-        found = table(["NAMESPACE", "PVC", "STALE CUT LABEL", "REMOVED", "REASON"])
-        for v in labels:
-            found.add_row(v.namespace, v.pvc, f"{v.key}={v.value}",
-                          "dry run" if result.dry_run else ("yes" if v.removed else "gone"),
-                          v.reason)
-        show(found)
+    stale = [label for label in result.cut_labels if label.action == "remove"]
+    if stale:
+        labels = table(["NAMESPACE", "PVC", "STALE CUT LABEL", "REMOVED", "REASON"])
+        for label in stale:
+            labels.add_row(label.namespace, label.pvc, f"{label.key}={label.value}",
+                           "dry run" if result.dry_run else ("yes" if label.removed else "gone"),
+                           label.reason)
+        show(labels)
     for v in result.too_young:
         typer.echo(f"not yet: {v.kind} {v.namespace}/{v.name} "
                    f"({age(v.age_seconds)} old): {v.reason}", err=True)

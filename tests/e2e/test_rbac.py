@@ -10,12 +10,12 @@ requests and nothing in a namespace the worker does not serve.
 
 A real `python worker.py` process serving one namespace (`VMSNAP_NAMESPACES`) runs every
 workflow it registers against a simulator (snapshot with and without guest agent, one
-cut as a VolumeGroupSnapshot, one failing by its deadline, Delete and Retain deletions, scheduled runs with retention,
-restores and clones, one of each undone by its saga, sweeps of its namespace and of
-"all"), and is asked for one in a namespace it does not serve. Every request the
-simulator logged from it is then checked against the rules bound to the worker's
-ServiceAccount, in both forms, matched as kube-apiserver's RBAC authorizer matches them;
-every (verb, group, resource) a rule grants must have been used.
+cut as a VolumeGroupSnapshot, one failing by its deadline, Delete and Retain deletions,
+scheduled runs with retention, restores and clones, one of each undone by its saga,
+sweeps of its namespace and of "all"), and is asked for one in a namespace it does not
+serve. Every request the simulator logged from it is then checked against the rules
+bound to the worker's ServiceAccount, in both forms, matched as kube-apiserver's RBAC
+authorizer matches them; every (verb, group, resource) a rule grants must have been used.
 """
 
 from __future__ import annotations
