@@ -11,6 +11,11 @@ owns it, or once a restore or clone gave it to a VM. Only what this cluster's
 vmsnap made (`rules.creation_marks`) is removed, and only what was made after the
 sweeper was installed (its schedule's creation) unless the sweep includes older
 objects. Every removal is logged with its reason; already gone is not an error.
+
+A VolumeGroupSnapshot is judged as a VolumeSnapshot is, and removed first (the group
+snapshot controller deletes its members). Stale `vmsnap.io/cut-*` labels on PVCs
+(`rules.cut_labels`) are removed after the objects, each by a JSON patch that tests the
+PVC's uid and the label's value and removes that label only.
 """
 
 from __future__ import annotations
@@ -32,11 +37,13 @@ from activities.registration import implements
 from cluster.apis import (
     VIRTUAL_MACHINE_INSTANCES,
     VIRTUAL_MACHINES,
+    VOLUME_GROUP_SNAPSHOTS,
     VOLUME_SNAPSHOTS,
     CustomResource,
 )
 from cluster.client import Cluster
-from cluster.errors import ClusterError, Replaced, translated_errors
+from cluster.errors import ClusterError, Invalid, Replaced, translated_errors
+from cluster.group_snapshots import member_of
 from cluster.record_kinds import (
     RUN_ID_ANNOTATION,
     VIRTUAL_MACHINE_CLONES,
@@ -55,6 +62,13 @@ from contracts.sweep import (
     sweeper_schedule_id,
 )
 from rules.creation_marks import CREATED_BY_ANNOTATION, GIVEN_TO_VM_ANNOTATION
+from rules.cut_labels import (
+    CutLabel,
+    CutLabelVerdict,
+    cut_label_workflow_ids,
+    cut_labels_of,
+    plan_cut_labels,
+)
 from rules.namespace_scope import NamespaceScope
 from rules.naming import SNAPSHOT_LABEL
 from rules.orphans import (
@@ -65,6 +79,7 @@ from rules.orphans import (
     SweepBounds,
     Verdict,
     WorkflowState,
+    operation_of,
     plan_sweep,
     record_label,
     workflow_ids_to_ask,
@@ -73,6 +88,7 @@ from rules.volumes import claim_name
 
 log = logging.getLogger("vmsnap.sweeper")
 _RESOURCES: dict[str, CustomResource] = {
+    "VolumeGroupSnapshot": VOLUME_GROUP_SNAPSHOTS,
     "VolumeSnapshot": VOLUME_SNAPSHOTS,
     "VirtualMachineSnapshotContent": VIRTUAL_MACHINE_SNAPSHOT_CONTENTS,
 }
@@ -159,6 +175,7 @@ def labelled_object(kind: str, obj: Mapping[str, Any]) -> LabelledObject:
                           if b.get("volumeSnapshotName")],
         workflow_id=annotations.get(WORKFLOW_ID_ANNOTATION) or None if pvc else None,
         created_by=annotations.get(CREATED_BY_ANNOTATION) or None,
+        group=member_of(obj) if kind == "VolumeSnapshot" else None,
     )
 
 
@@ -171,7 +188,9 @@ def record_facts(operation: str, obj: Mapping[str, Any]) -> RecordFacts:
     annotations = meta.get("annotations") or {}
     if operation == "snapshot":
         claims = [*(status.get("volumeSnapshots") or []),
-                  status.get("virtualMachineSnapshotContentName")]
+                  status.get("virtualMachineSnapshotContentName"),
+                  *((g or {}).get("name") for g in status.get("volumeGroupSnapshots") or []
+                    if isinstance(g, dict))]
         target = None
     elif operation == "restore":
         claims = [r.get("persistentVolumeClaim") for r in status.get("restores") or []]
@@ -228,9 +247,22 @@ class ClusterFacts:
             items += (answer or {}).get("items") or []
         return items
 
-    def objects(self) -> list[LabelledObject]:
-        found = [labelled_object("VolumeSnapshot", o)
-                 for o in self._custom(VOLUME_SNAPSHOTS, SNAPSHOT_LABEL)]
+    def groups(self) -> list[LabelledObject]:
+        """Every VolumeGroupSnapshot in scope (none where the group snapshot API is not
+        served): those labelled by a snapshot are judged, and any names a cut label."""
+        return [labelled_object("VolumeGroupSnapshot", o) for ns in self.scopes
+                for o in self.cluster.list_group_snapshots(ns)]
+
+    def objects(self, groups: list[LabelledObject]) -> list[LabelledObject]:
+        """The labelled objects; a member counts as one only while its group exists (a
+        member left by a group gone is judged as any VolumeSnapshot)."""
+        found = [g for g in groups if operation_of(g) is not None]
+        existing = {(g.namespace, g.name) for g in groups}
+        for snapshot in self._custom(VOLUME_SNAPSHOTS, SNAPSHOT_LABEL):
+            judged = labelled_object("VolumeSnapshot", snapshot)
+            if (judged.namespace, judged.group) not in existing:
+                judged.group = None
+            found.append(judged)
         found += [labelled_object("VirtualMachineSnapshotContent", o)
                   for o in self._custom(VIRTUAL_MACHINE_SNAPSHOT_CONTENTS, SNAPSHOT_LABEL)]
         pvcs = {(_meta(o).get("namespace"), _meta(o).get("name")): o
@@ -271,6 +303,22 @@ class ClusterFacts:
                     add(ns, claim, "pods", _meta(pod).get("name"))
         return users
 
+    def cut_labels(self) -> list[CutLabel]:
+        """Every `vmsnap.io/cut-*` label on the PVCs in scope (no selector picks a key by
+        its prefix: every PVC is listed)."""
+        return [label for pvc in self._pvcs("") for label in cut_labels_of(
+            str(_meta(pvc).get("namespace") or ""), str(_meta(pvc).get("name") or ""),
+            str(_meta(pvc).get("uid") or ""), _meta(pvc).get("labels") or {})]
+
+    def drivers(self) -> list[str]:
+        """The CSI drivers a group can be named after: those of the VolumeGroupSnapshot
+        classes and the StorageClasses' provisioners."""
+        with translated_errors("list StorageClass"):
+            classes = self.cluster.request_json("GET", "/apis/storage.k8s.io/v1/storageclasses")
+        found = [c.get("provisioner") for c in (classes or {}).get("items") or []]
+        found += [c.get("driver") for c in self.cluster.list_group_snapshot_classes()]
+        return sorted({str(d) for d in found if d})
+
     def records(self) -> list[RecordFacts]:
         kinds = (("snapshot", VIRTUAL_MACHINE_SNAPSHOTS), ("restore", VIRTUAL_MACHINE_RESTORES),
                  ("clone", VIRTUAL_MACHINE_CLONES))
@@ -310,13 +358,19 @@ class SweeperActivities:
         sweep = request.input
         facts = ClusterFacts(self.cluster, self._namespaces(sweep.namespaces,
                                                             sweep.all_namespaces))
+        cluster_id = self._cluster_id()
         try:
-            objects = facts.objects()
+            groups = facts.groups()
+            objects = facts.objects(groups)
             records = facts.records()
+            labels = facts.cut_labels()
+            drivers = facts.drivers() if labels else []
         except ClusterError as err:
             raise application_error(err) from err
-        states = self._states(workflow_ids_to_ask(objects, records))
-        bounds = SweepBounds(cluster=self._cluster_id(),
+        states = self._states([
+            *workflow_ids_to_ask(objects, records),
+            *cut_label_workflow_ids(labels, groups, records, drivers, cluster_id)])
+        bounds = SweepBounds(cluster=cluster_id,
                              installed_at=self.installed_at(activity.info().task_queue),
                              include_older_than_install=sweep.include_older_than_install)
         verdicts = plan_sweep(objects, records, states, request.now, sweep.grace, bounds)
@@ -341,8 +395,40 @@ class SweeperActivities:
             else:
                 self._remove(verdict, by_ref[(verdict.kind, verdict.namespace, verdict.name)],
                              result)
+        for label in plan_cut_labels(labels, groups, records, drivers, states, cluster_id):
+            activity.heartbeat(label.pvc)
+            if label.action == "remove" and sweep.dry_run:
+                log.info("dry run: would remove label %s from PVC %s/%s: %s", label.key,
+                         label.namespace, label.pvc, label.reason)
+            elif label.action == "remove":
+                label = self._remove_label(label, labels, result)
+            result.cut_labels.append(label)
         log.info("orphan sweep of %s: %s", sweep.scope, result.summary())
         return result
+
+    def _remove_label(self, verdict: CutLabelVerdict, labels: list[CutLabel],
+                      result: SweepOrphansResult) -> CutLabelVerdict:
+        """Re-check (no workflow started meanwhile, same PVC, same value), then remove that
+        label only, by a patch that tests the PVC's uid and the label's value."""
+        label = next(x for x in labels if (x.namespace, x.pvc, x.key)
+                     == (verdict.namespace, verdict.pvc, verdict.key))
+        live = [i for i, s in self._states(verdict.workflow_ids).items()
+                if s not in ("closed", "not_found")]
+        if live:
+            return _label_kept(verdict, f"workflow {live[0]} is running again (or cannot be "
+                                        "asked) since the sweep looked")
+        try:
+            removed = self.cluster.remove_pvc_label(label.namespace, label.pvc, label.key,
+                                                    uid=label.pvc_uid, value=label.value)
+        except Invalid:
+            return _label_kept(verdict, "the PVC was made again, or the label changed or went, "
+                                        "since the sweep looked (the patch's tests failed)")
+        except ClusterError as err:
+            result.errors.append(f"{label.ref}: {err.message}")
+            return _label_kept(verdict, f"could not remove it: {err.message}")
+        if removed:
+            log.info("removed stale %s: %s", label.ref, verdict.reason)
+        return verdict.model_copy(update={"removed": removed})
 
     def _cluster_id(self) -> str:
         try:
@@ -416,6 +502,10 @@ def _changed(judged: LabelledObject, now: LabelledObject) -> str | None:
     if now.owner_vms or now.given_to_vm:
         return "given to a VirtualMachine"
     return None
+
+
+def _label_kept(verdict: CutLabelVerdict, reason: str) -> CutLabelVerdict:
+    return verdict.model_copy(update={"action": "keep", "reason": reason})
 
 
 def _kept(verdict: Verdict, reason: str) -> Verdict:

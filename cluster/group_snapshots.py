@@ -193,6 +193,25 @@ class GroupSnapshotOperations(KubeApis):
             return False
         return True
 
+    def remove_pvc_label(self, namespace: str, name: str, key: str, *, uid: str,
+                         value: str) -> bool:
+        """Remove one label of a PVC and nothing else, from the PVC of `uid` only and only
+        while the label still has `value`: a JSON patch that tests both before it removes.
+        False when the PVC is gone; Invalid (422) when a test fails (the PVC made again
+        under its name, or the label changed or gone meanwhile)."""
+        pointer = "/metadata/labels/" + key.replace("~", "~0").replace("/", "~1")
+        operations = [{"op": "test", "path": "/metadata/uid", "value": uid},
+                      {"op": "test", "path": pointer, "value": value},
+                      {"op": "remove", "path": pointer}]
+        try:
+            with translated_errors(f"remove label {key} of PersistentVolumeClaim "
+                                   f"{namespace}/{name}"):
+                self.request_json("PATCH", core_path("persistentvolumeclaims", namespace, name),
+                                  body=operations, content_type="application/json-patch+json")
+        except NotFound:
+            return False
+        return True
+
     def pvcs_labelled(self, namespace: str | None, key: str) -> list[dict[str, Any]]:
         """The PVCs that carry label `key` (any value), in one namespace or all."""
         path = (core_path("persistentvolumeclaims", namespace) if namespace

@@ -13,6 +13,7 @@ from datetime import datetime
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from contracts.activity import ActivityRef
+from rules.cut_labels import CutLabelVerdict
 from rules.orphans import Verdict
 from rules.validation import SweepGrace, check_count, check_dns_label
 
@@ -92,13 +93,19 @@ class SweepOrphansResult(BaseModel):
     # Orphans made before the sweeper was installed: only reported (see the input).
     reported: list[Verdict] = Field(default_factory=list)
     installed_at: datetime | None = None  # when the sweeper was installed, if known
+    # `vmsnap.io/cut-*` labels on PVCs: stale ones removed (or, in a dry run, to be), and
+    # those kept, each with its reason (rules.cut_labels).
+    cut_labels: list[CutLabelVerdict] = Field(default_factory=list)
 
     def summary(self) -> str:
         verb = "would remove" if self.dry_run else "removed"
         done = [r for r in self.removed if r.removed or self.dry_run]
-        return (f"{verb} {len(done)} orphan(s) in {self.scope}; {len(self.too_young)} inside "
-                f"the grace period, {len(self.reported)} older than the sweeper (reported "
-                f"only), {len(self.kept)} kept, {len(self.errors)} error(s)")
+        labels = [v for v in self.cut_labels
+                  if v.action == "remove" and (v.removed or self.dry_run)]
+        return (f"{verb} {len(done)} orphan(s) and {len(labels)} stale cut label(s) in "
+                f"{self.scope}; {len(self.too_young)} inside the grace period, "
+                f"{len(self.reported)} older than the sweeper (reported only), "
+                f"{len(self.kept)} kept, {len(self.errors)} error(s)")
 
 
 SWEEP_ORPHANED_OBJECTS = ActivityRef("SweepOrphanedObjects", SweepRequest, SweepOrphansResult)

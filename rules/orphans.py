@@ -1,16 +1,18 @@
 """Which objects labelled by vmsnap are orphans? A pure decision, with its reasons.
 
 vmsnap labels what it creates with the operation that made it:
-`vmsnap.io/snapshot` on VolumeSnapshots and VirtualMachineSnapshotContents,
+`vmsnap.io/snapshot` on VolumeGroupSnapshots, VolumeSnapshots and
+VirtualMachineSnapshotContents,
 `vmsnap.io/restore` / `vmsnap.io/clone` on restored and cloned PVCs. A failed
 compensation, a terminated workflow or a hand-made object can leave such
 objects behind with nobody to remove them. This module decides, for each one:
 
 - keep: a live operation (its workflow is running), a record that exists and
   claims it, a PVC in use (a Pod mounts it, a VM or VMI names it, a VM owns it,
-  or a restore or clone once gave it to a VM), a VolumeSnapshot kept by
-  deletionPolicy Retain, or we cannot tell (Temporal did not answer): never
-  guess towards deletion;
+  or a restore or clone once gave it to a VM), a VolumeSnapshot or
+  VolumeGroupSnapshot kept by deletionPolicy Retain, a member VolumeSnapshot of a
+  group (it goes with its group: the group snapshot controller deletes it), or we
+  cannot tell (Temporal did not answer): never guess towards deletion;
 - keep, whatever else holds: an object that would be an orphan by its labels
   but whose creation mark (`rules.creation_marks`) does not say this cluster's
   vmsnap made it: no mark (made by hand, or by vmsnap before it marked what it
@@ -23,8 +25,9 @@ objects behind with nobody to remove them. This module decides, for each one:
 - report: it would be an orphan, but it was made before the sweeper was
   installed: only reported, unless the sweep is asked to include such objects.
 
-Contents go only after their VolumeSnapshots (`plan_sweep`): a content is
-kept while its snapshot record or any of its VolumeSnapshots still exists.
+Groups go first, then VolumeSnapshots, then contents (`plan_sweep`): a content is
+kept while its snapshot record or any of its VolumeSnapshots still exists (a member
+of a group removed in the same sweep does not count: it goes with its group).
 Pure (pydantic, rules.naming and rules.creation_marks only): the sweeper
 activity gathers the facts, the unit tests feed them by hand.
 """
@@ -50,7 +53,8 @@ from rules.naming import (
     snapshot_workflow_id,
 )
 
-ObjectKind = Literal["VolumeSnapshot", "VirtualMachineSnapshotContent", "PersistentVolumeClaim"]
+ObjectKind = Literal["VolumeGroupSnapshot", "VolumeSnapshot", "VirtualMachineSnapshotContent",
+                     "PersistentVolumeClaim"]
 Operation = Literal["snapshot", "restore", "clone"]
 WorkflowState = Literal["running", "closed", "not_found", "unknown"]
 Action = Literal["keep", "orphan", "too_young", "report"]
@@ -58,6 +62,7 @@ Action = Literal["keep", "orphan", "too_young", "report"]
 # Which label names the operation of each kind (PVCs also carry the snapshot label:
 # the restore or clone that made them is their owner, not the snapshot).
 OPERATION_LABELS: dict[ObjectKind, tuple[tuple[Operation, str], ...]] = {
+    "VolumeGroupSnapshot": (("snapshot", SNAPSHOT_LABEL),),
     "VolumeSnapshot": (("snapshot", SNAPSHOT_LABEL),),
     "VirtualMachineSnapshotContent": (("snapshot", SNAPSHOT_LABEL),),
     "PersistentVolumeClaim": (("restore", RESTORE_LABEL), ("clone", CLONE_LABEL)),
@@ -85,6 +90,7 @@ class LabelledObject(BaseModel):
     volume_snapshots: list[str] = Field(default_factory=list)  # contents: their backups
     workflow_id: str | None = None  # restored / cloned PVCs: the workflow that made it
     created_by: str | None = None  # its creation mark, as written (`rules.creation_marks`)
+    group: str | None = None  # VolumeSnapshots: the VolumeGroupSnapshot it is a member of
 
     @property
     def mark(self) -> CreationMark | None:
@@ -235,6 +241,9 @@ def classify(
     in_use = _in_use(obj)
     if in_use:
         return keep(in_use)
+    if obj.kind == "VolumeSnapshot" and obj.group:
+        return keep(f"a member of VolumeGroupSnapshot {obj.namespace}/{obj.group}: it goes "
+                    "with its group (the group snapshot controller deletes it)")
     what = f"{op.operation} {op.namespace}/{op.label}"
     if not ids:
         return keep(f"cannot tell which workflow made it ({what} names no target VM)")
@@ -249,7 +258,7 @@ def classify(
         reason = (f"workflow {ids[0]} is closed and {_record_ref(record)} "
                   f"(phase {record.phase or 'unset'}) does not claim it")
     else:
-        if obj.kind == "VolumeSnapshot" and not obj.owner_uids:
+        if obj.kind in ("VolumeSnapshot", "VolumeGroupSnapshot") and not obj.owner_uids:
             return keep(f"retained: no owner reference to a snapshot record "
                         f"(deletionPolicy Retain); the record of {what} is gone by design")
         if unknown:
@@ -317,11 +326,12 @@ def plan_sweep(
     grace_seconds: float,
     bounds: SweepBounds,
 ) -> list[Verdict]:
-    """A verdict per object, in removal order: VolumeSnapshots, then contents, then PVCs.
+    """A verdict per object, in removal order: VolumeGroupSnapshots, VolumeSnapshots,
+    contents, PVCs.
 
     A content that would be an orphan is kept while any of its VolumeSnapshots
-    stays (exists and is not removed in this sweep): a VolumeSnapshot goes
-    before its content, never after.
+    stays (exists and is not removed in this sweep, itself or with its group): a
+    VolumeSnapshot goes before its content, never after.
     """
     if grace_seconds < 0:
         raise ValueError(f"the grace period cannot be negative ({grace_seconds}s)")
@@ -329,9 +339,13 @@ def plan_sweep(
     ordered = sorted(objects, key=lambda o: (_ORDER[o.kind], o.namespace, o.name))
     verdicts: list[Verdict] = []
     staying: set[tuple[str, str]] = set()
+    removed_groups: set[tuple[str, str]] = set()
     for obj in ordered:
         verdict = classify(obj, index, workflows, now, grace_seconds, bounds)
-        if obj.kind == "VolumeSnapshot" and verdict.action != "orphan":
+        if obj.kind == "VolumeGroupSnapshot" and verdict.action == "orphan":
+            removed_groups.add((obj.namespace, obj.name))
+        if (obj.kind == "VolumeSnapshot" and verdict.action != "orphan"
+                and (obj.namespace, obj.group) not in removed_groups):
             staying.add((obj.namespace, obj.name))
         if obj.kind == "VirtualMachineSnapshotContent" and verdict.action == "orphan":
             kept = [n for n in obj.volume_snapshots if (obj.namespace, n) in staying]
@@ -371,4 +385,5 @@ def _record_ref(record: RecordFacts) -> str:
 
 
 _ORDER: dict[ObjectKind, int] = {
-    "VolumeSnapshot": 0, "VirtualMachineSnapshotContent": 1, "PersistentVolumeClaim": 2}
+    "VolumeGroupSnapshot": 0, "VolumeSnapshot": 1, "VirtualMachineSnapshotContent": 2,
+    "PersistentVolumeClaim": 3}

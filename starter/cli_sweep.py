@@ -37,8 +37,9 @@ from starter.cli_common import (
 )
 from starter.sdk import VmsnapClient
 
-app = typer.Typer(help="Remove VolumeSnapshots, contents and PVCs that vmsnap made and that "
-                       "no record or running workflow owns.")
+app = typer.Typer(help="Remove VolumeGroupSnapshots, VolumeSnapshots, contents and PVCs that "
+                       "vmsnap made and that no record or running workflow owns, and stale "
+                       "group cut labels on PVCs.")
 
 
 @app.callback(invoke_without_command=True)
@@ -96,6 +97,14 @@ def _print(result: SweepOrphansResult) -> None:
                           "dry run" if result.dry_run else ("yes" if r.removed else "gone"),
                           r.reason)
         show(found)
+    stale = [label for label in result.cut_labels if label.action == "remove"]
+    if stale:
+        labels = table(["NAMESPACE", "PVC", "STALE CUT LABEL", "REMOVED", "REASON"])
+        for label in stale:
+            labels.add_row(label.namespace, label.pvc, f"{label.key}={label.value}",
+                           "dry run" if result.dry_run else ("yes" if label.removed else "gone"),
+                           label.reason)
+        show(labels)
     for v in result.too_young:
         typer.echo(f"not yet: {v.kind} {v.namespace}/{v.name} "
                    f"({age(v.age_seconds)} old): {v.reason}", err=True)

@@ -10,12 +10,12 @@ requests and nothing in a namespace the worker does not serve.
 
 A real `python worker.py` process serving one namespace (`VMSNAP_NAMESPACES`) runs every
 workflow it registers against a simulator (snapshot with and without guest agent, one
-failing by its deadline, Delete and Retain deletions, scheduled runs with retention,
-restores and clones, one of each undone by its saga, sweeps of its namespace and of
-"all"), and is asked for one in a namespace it does not serve. Every request the
-simulator logged from it is then checked against the rules bound to the worker's
-ServiceAccount, in both forms, matched as kube-apiserver's RBAC authorizer matches them;
-every (verb, group, resource) a rule grants must have been used.
+cut as a VolumeGroupSnapshot, one failing by its deadline, Delete and Retain deletions,
+scheduled runs with retention, restores and clones, one of each undone by its saga,
+sweeps of its namespace and of "all"), and is asked for one in a namespace it does not
+serve. Every request the simulator logged from it is then checked against the rules
+bound to the worker's ServiceAccount, in both forms, matched as kube-apiserver's RBAC
+authorizer matches them; every (verb, group, resource) a rule grants must have been used.
 """
 
 from __future__ import annotations
@@ -99,6 +99,11 @@ async def exercise_every_workflow(stack: Stack) -> list[str]:
     await delete(partial)
     ran += ["snapshot with agent", "snapshot without agent", "snapshot failing by deadline",
             "snapshot of a VM with a disk left out"]
+    grouped = f"rbac-grouped-{suffix}"
+    assert (await snapshot("pair", grouped))["volume_consistency"] == "group"
+    await delete(grouped)
+    ran.append("snapshot of two disks cut as one VolumeGroupSnapshot (members labelled and "
+               "named in the content), and its deletion (the group first)")
 
     types = registered_workflow_types()
     if "RestoreVirtualMachine" in types:

@@ -3,15 +3,16 @@ touches a live operation's objects, nor anything it did not make or that is in u
 
 A dev server, a simulator and a worker run as real processes. Objects are made as a
 crashed or half-compensated run of this cluster leaves them (vmsnap's labels and
-creation mark, no record), then a snapshot is started on a disk whose cut the
-simulator holds for seconds. While that snapshot waits for its cut, `vmsnap sweep`
-(the CLI, a real process) removes exactly those orphans, with reasons; it keeps a PVC
+creation mark, no record), then a snapshot is started of a VM whose two disks are cut
+as one VolumeGroupSnapshot that the simulator holds for seconds. While that snapshot
+waits for its cut, `vmsnap sweep` (the CLI, a real process) removes exactly those
+orphans, with reasons; it keeps the live group and its PVCs' cut labels, a PVC
 a user labelled as vmsnap's (no mark), one marked by another cluster, and a marked
 orphan a Pod mounts; and the one it is about to delete when, meanwhile, it is deleted
 and made again under the same name (the simulator holds that delete) survives: the
 delete's uid precondition names the old one. The simulator's own request log shows
 that nothing else was deleted, and the snapshot then completes with all its
-VolumeSnapshots ready. Last, an orphan made before the sweeper's schedule was
+members ready, which its record then claims. Last, an orphan made before the sweeper's schedule was
 (re)created is only reported until the sweep includes older objects. The worker's
 start-up schedule and a Temporal CLI start are checked on the way.
 """
@@ -40,7 +41,12 @@ import worker as worker_module
 from cluster.client import Cluster
 from contracts.sweep import sweeper_schedule_id
 from rules.creation_marks import CreationMark
-from rules.naming import restore_workflow_id, snapshot_selector, snapshot_workflow_id
+from rules.naming import (
+    cut_label_key,
+    restore_workflow_id,
+    snapshot_selector,
+    snapshot_workflow_id,
+)
 from starter.local_stack import REPO_ROOT, DevServerProcess
 from tests.conftest import Stack
 from tests.support.background import Background, register
@@ -143,8 +149,11 @@ async def sweep_beside_a_live_snapshot(stacks: OwnStacks) -> None:
         installed = described.info.created_at.timestamp()
         await wait_for(lambda: time.time() > installed + 1.1, 5, "a second after the install")
 
-        stack.sim.kubectl("annotate", "pvc", "-n", NS, "db-1-root",
-                          f"sim.vmsnap.io/cut-latency={CUT_HOLD}")
+        # db-1's two disks are cut as one group (the demo's default group class): the
+        # class holds the cut, so the sweep meets a live group and its PVCs' cut labels.
+        stack.sim.kubectl("annotate", "volumegroupsnapshotclasses.groupsnapshot.storage.k8s.io",
+                          "csi-hostpath-groupsnapclass", f"sim.vmsnap.io/cut-latency={CUT_HOLD}",
+                          "--overwrite")
         with Cluster.from_environment(str(stack.sim.kubeconfig)) as cluster:
             assert cluster.cluster_id == stack.cluster_id
             make_volume_snapshot(cluster, "ghost-root", "ghost", owned=True)
@@ -162,8 +171,13 @@ async def sweep_beside_a_live_snapshot(stacks: OwnStacks) -> None:
                 "SnapshotVirtualMachine", {"namespace": NS, "vm": "db-1", "name": "live-snap"},
                 id=snapshot_workflow_id(stack.cluster_id, NS, "live-snap"),
                 task_queue=stack.task_queue)
-            await wait_for(lambda: len(cluster.list_volume_snapshots(
-                NS, snapshot_selector("live-snap"))) == 2, 30, "the live VolumeSnapshots")
+            await wait_for(lambda: len(cluster.list_group_snapshots(
+                NS, snapshot_selector("live-snap"))) == 1, 30, "the live VolumeGroupSnapshot")
+            [live_group] = [g["metadata"]["name"] for g in cluster.list_group_snapshots(
+                NS, snapshot_selector("live-snap"))]
+            live_labels = {p["metadata"]["name"] for p in cluster.pvcs_labelled(
+                NS, cut_label_key(NS, live_group))}
+            assert live_labels == {"db-1-root", "db-1-data"}, live_labels
             # Creation times are whole seconds: one more second makes "older than grace" sure.
             await wait_for(lambda: time.time() > made_at + GRACE_SECONDS + 1.5, 10, "the grace")
             mark = stack.sim.request("GET", "/sim/requests")["next"]
@@ -186,11 +200,11 @@ async def sweep_beside_a_live_snapshot(stacks: OwnStacks) -> None:
             assert "record of snapshot demo/ghost is gone" in \
                 removed[("VolumeSnapshot", "ghost-root")]["reason"]
             kept = {v["name"]: v["reason"] for v in swept["kept"]}
-            live_names = {s.name for s in cluster.list_volume_snapshots(
-                NS, snapshot_selector("live-snap"))}
-            for name in live_names:
-                assert kept[name] == ("live operation: workflow "
-                                      f"snapshot/{stack.cluster_id}/demo/live-snap is running")
+            live_workflow = f"snapshot/{stack.cluster_id}/demo/live-snap"
+            assert kept[live_group] == f"live operation: workflow {live_workflow} is running"
+            labels_kept = {v["pvc"]: (v["action"], v["reason"]) for v in swept["cut_labels"]}
+            assert labels_kept == dict.fromkeys(
+                live_labels, ("keep", f"live cut: workflow {live_workflow} is running"))
             assert kept["users-disk"].startswith(
                 "not made by vmsnap in this cluster: it has no creation mark")
             assert kept["west-disk"].startswith(
@@ -216,8 +230,10 @@ async def sweep_beside_a_live_snapshot(stacks: OwnStacks) -> None:
 
             result = await live.result()
             assert result["phase"] == "Succeeded" and result["ready_to_use"]
-            assert {s.name for s in cluster.list_volume_snapshots(
-                NS, snapshot_selector("live-snap")) if s.ready_to_use} == live_names
+            assert result["volume_consistency"] == "group"
+            live_names = {s.name for s in cluster.list_volume_snapshots(
+                NS, snapshot_selector("live-snap")) if s.ready_to_use}
+            assert live_names == set(result["volume_snapshots"]) and len(live_names) == 2
 
             # Afterwards its record claims them: a sweep with no grace still keeps them.
             after = temporal_cli_sweep(stack, dev_server,
@@ -225,8 +241,11 @@ async def sweep_beside_a_live_snapshot(stacks: OwnStacks) -> None:
             # (recreated-disk, made again alike, is an orphan of its own: a later sweep's)
             assert [r["name"] for r in after["removed"]] == ["recreated-disk"]
             reasons = {v["name"]: v["reason"] for v in after["kept"]}
-            assert all(reasons[n].startswith("owned by VirtualMachineSnapshot demo/live-snap")
+            assert reasons[live_group].startswith("owned by VirtualMachineSnapshot "
+                                                  "demo/live-snap"), reasons[live_group]
+            assert all(reasons[n].startswith(f"a member of VolumeGroupSnapshot demo/{live_group}")
                        for n in live_names)
+            assert not after["cut_labels"]  # the cut took its labels off
 
             # An orphan older than the sweeper's install (its schedule made again after it)
             # is only reported, until the sweep includes older objects.

@@ -344,3 +344,49 @@ def test_a_reported_volume_snapshot_keeps_its_content() -> None:
     assert [(v.kind, v.action) for v in verdicts] == [
         ("VolumeSnapshot", "report"), ("VirtualMachineSnapshotContent", "keep")]
     assert "VolumeSnapshot ns/s1-b still exists" in verdicts[1].reason
+
+
+# ---- VolumeGroupSnapshots and their members -------------------------------------------------
+
+
+def group(name: str = "s1-hostpath-abc123", snapshot: str = "s1", *, owned: bool = True,
+          **extra: object) -> LabelledObject:
+    extra.setdefault("created_by", mark(f"snapshot/ns/{snapshot}"))
+    extra.setdefault("created", OLD)
+    return LabelledObject(kind="VolumeGroupSnapshot", namespace="ns", name=name,
+                          labels={"vmsnap.io/snapshot": snapshot},
+                          owner_uids=["uid-s1"] if owned else [], **extra)  # type: ignore[arg-type]
+
+
+def test_a_group_whose_workflow_is_closed_is_an_orphan_like_a_volume_snapshot() -> None:
+    verdict = decide(group(), workflows=CLOSED)
+    assert verdict.action == "orphan" and verdict.kind == "VolumeGroupSnapshot"
+    assert "record of snapshot ns/s1 is gone" in verdict.reason
+    assert decide(group(), workflows={"snapshot/ns/s1": "running"}).action == "keep"
+    assert decide(group(), workflows={}).action == "keep"  # Temporal did not answer
+    assert decide(group(), [snap_record(["s1-hostpath-abc123"])], CLOSED).action == "keep"
+    assert "Retain" in decide(group(owned=False), workflows=CLOSED).reason
+    assert decide(group(created_by=None), workflows=CLOSED).action == "keep"
+    assert decide(group(created_by=mark("snapshot/ns/s1", "east")),
+                  workflows=CLOSED).action == "keep"
+
+
+def test_a_group_older_than_the_install_is_only_reported() -> None:
+    installed_later = SweepBounds(cluster=HERE, installed_at=OLD + timedelta(seconds=1))
+    assert decide(group(), workflows=CLOSED, bounds=installed_later).action == "report"
+    asked = installed_later.model_copy(update={"include_older_than_install": True})
+    assert decide(group(), workflows=CLOSED, bounds=asked).action == "orphan"
+
+
+def test_a_member_goes_with_its_group_and_does_not_hold_the_content() -> None:
+    member = vs(name="snapshot-0a1b", created_by=None, group="s1-hostpath-abc123")
+    verdicts = plan_sweep([content(volume_snapshots=["snapshot-0a1b"]), member, group()], [],
+                          CLOSED, NOW, GRACE, BOUNDS)
+    assert [(v.kind, v.action) for v in verdicts] == [
+        ("VolumeGroupSnapshot", "orphan"), ("VolumeSnapshot", "keep"),
+        ("VirtualMachineSnapshotContent", "orphan")]
+    assert "member of VolumeGroupSnapshot ns/s1-hostpath-abc123" in verdicts[1].reason
+    kept_group = plan_sweep([content(volume_snapshots=["snapshot-0a1b"]), member,
+                             group(owned=False)], [], CLOSED, NOW, GRACE, BOUNDS)
+    assert [v.action for v in kept_group] == ["keep", "keep", "keep"]
+    assert "VolumeSnapshot ns/snapshot-0a1b still exists" in kept_group[2].reason

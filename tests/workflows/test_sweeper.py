@@ -8,6 +8,7 @@ really running under the snapshot's deterministic ID.
 from __future__ import annotations
 
 import contextlib
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -31,7 +32,12 @@ from cluster.snapshot_content import VolumeBackup, content_body
 from cluster.snapshot_record import snapshot_owner_reference
 from contracts.sweep import SweepOrphansInput, SweepOrphansResult
 from rules.creation_marks import CREATED_BY_ANNOTATION, CreationMark
-from rules.naming import restore_workflow_id, snapshot_workflow_id
+from rules.naming import (
+    cut_label_key,
+    group_snapshot_name,
+    restore_workflow_id,
+    snapshot_workflow_id,
+)
 from tests.conftest import SEEDS, StartSim
 from tests.workflows.conftest import TEST_SERVER
 from tests.workflows.doubles import CLUSTER, admission
@@ -271,6 +277,90 @@ async def test_only_unused_orphans_this_cluster_made_since_its_install_go(
     asked = await sweep(env, task_queue, grace="1h", include_older_than_install=True)
     assert [(r.name, r.removed) for r in asked.removed] == [("older-disk", True)]
     assert cluster.get_pvc(NS, "older-disk") is None
+
+
+HOSTPATH = "hostpath.csi.k8s.io"
+
+
+def labels_of(cluster: Cluster, pvc: str) -> dict[str, str]:
+    return dict(((cluster.get_pvc(NS, pvc) or {}).get("metadata") or {}).get("labels") or {})
+
+
+def make_cut_group(cluster: Cluster, snapshot: str, pvc: str) -> str:
+    """A snapshot run's group of one PVC (labelled for the cut, marked, owned), cut, its
+    member labelled as the cut labels it; the group's name."""
+    name = group_snapshot_name(snapshot, HOSTPATH)
+    key = cut_label_key(NS, name)
+    cluster.label_pvc(NS, pvc, key, name)
+    with made_by(snapshot_workflow_id(cluster.cluster_id, NS, snapshot), cluster.cluster_id):
+        cluster.create_group_snapshot(NS, name, "csi-hostpath-groupsnapclass", {key: name},
+                                      labels(snapshot, cluster.cluster_id),
+                                      snapshot_owner_reference(snapshot, GHOST_UID))
+    deadline = time.monotonic() + 10
+    while not (members := [m for m in cluster.group_members(NS, name)
+                           if (m.get("status") or {}).get("creationTime")]):
+        assert time.monotonic() < deadline, f"group {name} never cut"
+        time.sleep(0.05)
+    for member in members:
+        cluster.label_volume_snapshot(NS, member["metadata"]["name"],
+                                      labels(snapshot, cluster.cluster_id))
+    return name
+
+
+async def test_an_orphan_group_goes_with_its_members_and_stale_cut_labels_come_off(
+    env: WorkflowEnvironment, cluster: Cluster, sweeper_worker: Worker, task_queue: str
+) -> None:
+    live = await env.client.start_workflow(Hold.run, id=snapshot_workflow_id(CLUSTER, NS, "live"),
+                                           task_queue=task_queue,
+                                           execution_timeout=timedelta(days=30))
+    ghost = make_cut_group(cluster, "ghost", "web-1-root")
+    ghost_key = cut_label_key(NS, ghost)
+    [member] = [m["metadata"]["name"] for m in cluster.group_members(NS, ghost)]
+    # A live cut's label, before its group is made; one whose group is long gone; and a
+    # label under vmsnap's prefix that vmsnap would not write (its key is not its value's).
+    live_group = group_snapshot_name("live", HOSTPATH)
+    cluster.label_pvc(NS, "web-1-data-1", cut_label_key(NS, live_group), live_group)
+    gone_group = group_snapshot_name("gone", HOSTPATH)
+    cluster.label_pvc(NS, "web-1-data-1", cut_label_key(NS, gone_group), gone_group)
+    cluster.label_pvc(NS, "web-1-data-2", "vmsnap.io/cut-0000000000000000", ghost)
+    before = {p: labels_of(cluster, p) for p in ("web-1-root", "web-1-data-1", "web-1-data-2")}
+    try:
+        await env.sleep(timedelta(hours=2))
+        dry = await sweep(env, task_queue, grace="1h", dry_run=True)
+        assert [(r.kind, r.name) for r in dry.removed] == [("VolumeGroupSnapshot", ghost)]
+        assert sorted((v.pvc, v.value) for v in dry.cut_labels if v.action == "remove") == [
+            ("web-1-data-1", gone_group), ("web-1-root", ghost)]
+        assert {p: labels_of(cluster, p) for p in before} == before
+        assert cluster.get_group_snapshot(NS, ghost) is not None
+
+        done = await sweep(env, task_queue, grace="1h")
+        assert [(r.kind, r.name, r.removed) for r in done.removed] == [
+            ("VolumeGroupSnapshot", ghost, True)]
+        assert "record of snapshot demo/ghost is gone" in done.removed[0].reason
+        kept = {v.name: v.reason for v in done.kept}
+        assert kept[member].startswith(f"a member of VolumeGroupSnapshot demo/{ghost}")
+        verdicts = {(v.pvc, v.value): v for v in done.cut_labels}
+        assert verdicts[("web-1-root", ghost)].removed
+        assert verdicts[("web-1-data-1", gone_group)].removed
+        assert verdicts[("web-1-data-1", live_group)].reason == \
+            f"live cut: workflow snapshot/{CLUSTER}/demo/live is running"
+        assert "not a label vmsnap writes" in verdicts[("web-1-data-2", ghost)].reason
+        assert labels_of(cluster, "web-1-root") == {
+            k: v for k, v in before["web-1-root"].items() if k != ghost_key}
+        assert labels_of(cluster, "web-1-data-1") == {
+            k: v for k, v in before["web-1-data-1"].items()
+            if k != cut_label_key(NS, gone_group)}
+        assert labels_of(cluster, "web-1-data-2") == before["web-1-data-2"]
+        assert cluster.get_group_snapshot(NS, ghost) is None
+        deadline = time.monotonic() + 10
+        while cluster.get_volume_snapshot(NS, member) is not None:
+            assert time.monotonic() < deadline, "the group's member outlived it"
+            time.sleep(0.05)
+        again = await sweep(env, task_queue, grace="1h")
+        assert again.removed == [] and again.errors == []
+        assert [v.action for v in again.cut_labels] == ["keep", "keep"]
+    finally:
+        await live.cancel()
 
 
 async def test_second_sweep_with_the_same_id_is_refused(

@@ -5,9 +5,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
+import yaml
 
 from rules import naming
 from rules.models import VmState
+from starter.local_stack import REPO_ROOT
 from workflows.quiesce import MESSAGES, consistency, plan_quiesce
 
 
@@ -88,3 +90,11 @@ def test_consistency_says_what_the_cut_holds() -> None:
     assert consistency(vm(), quiesced=False) == "crash"  # thawed early, failed, skipped
     assert consistency(vm(paused=True), quiesced=False) == "crash"
     assert consistency(vm(vmi=False, running=False, agent=False), quiesced=False) == "filesystem"
+
+
+def test_every_indication_the_workflow_explains_is_one_the_record_schema_accepts() -> None:
+    crd = yaml.safe_load((REPO_ROOT / "deploy" / "crds" / "vmsnap.io_vmsnapsnapshots.yaml")
+                         .read_text())
+    [version] = [v for v in crd["spec"]["versions"] if v.get("storage")]
+    status = version["schema"]["openAPIV3Schema"]["properties"]["status"]["properties"]
+    assert set(status["indications"]["items"]["enum"]) == set(MESSAGES)
