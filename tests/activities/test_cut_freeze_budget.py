@@ -12,7 +12,6 @@ import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,52 +21,24 @@ from temporalio.testing import ActivityEnvironment
 
 from activities import cut
 from activities.cut import GuestCut
-from cluster.client import Cluster, load_api_client
 from contracts.common import FREEZE_FAILED, QUIESCE_TIMED_OUT
-from contracts.snapshot import CutInput, CutOutcome, FreezePlan, PlannedVolumeSnapshot
-from rules.naming import SNAPSHOT_LABEL, label_value
+from contracts.snapshot import CutOutcome
+from tests.activities.cut_sim import CutSim, cut_sim
 from tests.conftest import StartSim
-from tests.support.sim import Sim
-
-SEED = Path(__file__).resolve().parents[1] / "e2e" / "snapshot_seeds" / "snapshot.yaml"
-CUT_LATENCY = "sim.vmsnap.io/cut-latency"
 
 
-@dataclasses.dataclass
-class CutStack:
-    sim: Sim
-    cluster: Cluster
-
+class CutStack(CutSim):
     def cut(self, name: str, vm: str, budget: float, *, required: bool = False,
             maximum: float = 60.0, env: ActivityEnvironment | None = None) -> CutOutcome:
-        plan = FreezePlan(vmi=vm, thaw_by=datetime.now(UTC) + timedelta(hours=1),
-                          budget_seconds=budget, required=required)
-        input = CutInput(
-            namespace="snap", snapshot=name, snapshot_uid="uid-" + name,
-            owned_by_snapshot=False, labels={SNAPSHOT_LABEL: label_value(name)},
-            volumes=[PlannedVolumeSnapshot(name=f"{name}-root", volume_name="root",
-                                           pvc_name=f"{vm}-root", snapshot_class="csi-snap")],
-            freeze=plan)
+        input = self.input(name, vm, budget=budget, required=required)
         environment = env or ActivityEnvironment()
         return environment.run(lambda: GuestCut(self.cluster, input, maximum).run())
-
-    def freezes(self, vm: str) -> list[dict[str, Any]]:
-        return [e for e in self.sim.freeze_log() if e["vmi"] == vm]
-
-    def slow_cut(self, pvc: str, latency: str) -> None:
-        self.sim.kubectl("annotate", "--overwrite", "pvc", "-n", "snap", pvc,
-                         f"{CUT_LATENCY}={latency}")
 
 
 @pytest.fixture
 def stack(start_sim: StartSim) -> Iterator[CutStack]:
-    sim = start_sim(SEED, name="cut-budget")
-    cluster = Cluster(load_api_client(str(sim.kubeconfig)))
-    try:
-        yield CutStack(sim, cluster)
-    finally:
-        cluster.close()
-        sim.process.stop()
+    with cut_sim(start_sim, "cut-budget") as base:
+        yield CutStack(base.sim, base.cluster)
 
 
 def _when(text: str) -> datetime:

@@ -12,7 +12,6 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,21 +20,15 @@ from temporalio.testing import ActivityEnvironment
 
 from activities.cut import GuestCut
 from activities.freeze_admission import WAITING_STEP, FreezeSlots, FreezeTurn
-from cluster.client import Cluster, load_api_client
 from contracts.common import PVC_MISSING, QUIESCE_TIMED_OUT
 from contracts.snapshot import (
     DEADLINE_EXCEEDED,
     CutInput,
     CutOutcome,
-    FreezePlan,
-    PlannedVolumeSnapshot,
 )
-from rules.naming import SNAPSHOT_LABEL, label_value
+from tests.activities.cut_sim import CutSim, cut_sim
 from tests.conftest import StartSim
-from tests.support.sim import Sim
 
-SEED = Path(__file__).resolve().parents[1] / "e2e" / "snapshot_seeds" / "snapshot.yaml"
-CUT_LATENCY = "sim.vmsnap.io/cut-latency"
 SOON = 5.0  # seconds: what "at once" may take on a loaded machine
 
 
@@ -188,46 +181,17 @@ def test_the_wait_shows_in_the_heartbeat_details() -> None:
 # ---- in the cut ---------------------------------------------------------------------------
 
 
-@dataclasses.dataclass
-class CutStack:
-    sim: Sim
-    cluster: Cluster
-
-    def input(self, name: str, vm: str, *, freeze: bool = True, required: bool = False,
-              budget: float = 10.0, thaw_by: datetime | None = None,
-              pvc: str | None = None) -> CutInput:
-        plan = FreezePlan(vmi=vm, thaw_by=thaw_by or datetime.now(UTC) + timedelta(hours=1),
-                          budget_seconds=budget, required=required) if freeze else None
-        return CutInput(
-            namespace="snap", snapshot=name, snapshot_uid="uid-" + name,
-            owned_by_snapshot=False, labels={SNAPSHOT_LABEL: label_value(name)},
-            volumes=[PlannedVolumeSnapshot(name=f"{name}-root", volume_name="root",
-                                           pvc_name=pvc or f"{vm}-root",
-                                           snapshot_class="csi-snap")],
-            freeze=plan)
-
+class CutStack(CutSim):
     def cut(self, input: CutInput, slots: FreezeSlots,
             env: ActivityEnvironment | None = None) -> CutOutcome:
         return (env or ActivityEnvironment()).run(
             lambda: GuestCut(self.cluster, input, 60.0, slots).run())
 
-    def freezes(self, vm: str) -> list[dict[str, Any]]:
-        return [e for e in self.sim.freeze_log() if e["vmi"] == vm]
-
-    def slow_cut(self, pvc: str, latency: str) -> None:
-        self.sim.kubectl("annotate", "--overwrite", "pvc", "-n", "snap", pvc,
-                         f"{CUT_LATENCY}={latency}")
-
 
 @pytest.fixture
 def stack(start_sim: StartSim) -> Iterator[CutStack]:
-    sim = start_sim(SEED, name="freeze-admission")
-    cluster = Cluster(load_api_client(str(sim.kubeconfig)))
-    try:
-        yield CutStack(sim, cluster)
-    finally:
-        cluster.close()
-        sim.process.stop()
+    with cut_sim(start_sim, "freeze-admission") as base:
+        yield CutStack(base.sim, base.cluster)
 
 
 def _full(slots: FreezeSlots) -> FreezeTurn:

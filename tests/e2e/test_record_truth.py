@@ -109,7 +109,14 @@ async def test_a_lost_status_is_rebuilt_from_the_content(truth_stack: Stack) -> 
 
 
 async def test_nothing_changing_costs_nothing_but_watches(truth_stack: Stack) -> None:
-    await asyncio.sleep(8)  # every VolumeSnapshot of the module is ready by now
+    # Once every VolumeSnapshot of the module is ready (8 s at most), nothing changes.
+    path = f"/apis/snapshot.storage.k8s.io/v1/namespaces/{NS}/volumesnapshots"
+    settled_by = time.monotonic() + 8
+    while time.monotonic() < settled_by and not all(
+            (item.get("status") or {}).get("readyToUse")
+            for item in truth_stack.sim.request("GET", path)["items"]):
+        await asyncio.sleep(0.2)
+    await asyncio.sleep(0.5)  # the records' last writes after the last readiness
     mark = truth_stack.sim.request("GET", "/sim/requests")["next"]
     await asyncio.sleep(5)
     sent = truth_stack.sim.request("GET", f"/sim/requests?since={mark}")["items"]
