@@ -23,6 +23,7 @@ from cluster.creation_marks import marked
 from cluster.errors import Conflict, NotFound, Replaced, translated_errors
 from cluster.identity import resolve_cluster_id
 from cluster.transport import CurlTransport
+from cluster.waiting import ListWatch, Objects
 
 PatchType = Literal["merge", "json"]
 _PATCH_CONTENT_TYPES: dict[str, str] = {
@@ -241,6 +242,26 @@ class KubeApis:
             return self.get_custom(resource, namespace, name)
         except NotFound:
             return None
+
+    def watch_custom(
+        self, resource: CustomResource, namespace: str, names: list[str],
+        pending: Callable[[Objects], list[str]], *, kind: str, what: str,
+        progress_interval_seconds: float, label_selector: str,
+    ) -> ListWatch:
+        """A list-then-watch of named objects of one custom resource in a namespace (see
+        `cluster.waiting.ListWatch`), its LISTs on the cheap `request_json` path."""
+        return ListWatch(
+            functools.partial(
+                self.custom.list_namespaced_custom_object, resource.group, resource.version,
+                namespace, resource.plural),
+            names, pending, kind=kind, what=what,
+            connect_timeout_seconds=self.connect_timeout_seconds,
+            request_timeout_seconds=self.request_timeout_seconds,
+            progress_interval_seconds=progress_interval_seconds,
+            label_selector=label_selector,
+            list_json=lambda query: self.request_json(
+                "GET", custom_path(resource, namespace), query=query),
+        )
 
     def list_custom(
         self, resource: CustomResource, namespace: str | None = None, label_selector: str = ""

@@ -14,7 +14,6 @@ class and selector is success (a retried cut finds its own group).
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -31,7 +30,7 @@ from cluster.apis import (
 )
 from cluster.errors import AlreadyExists, Conflict, NotFound, translated_errors
 from cluster.snapshots import parse_time
-from cluster.waiting import ListWatch, Objects
+from cluster.waiting import Objects
 
 
 @dataclass(frozen=True)
@@ -237,18 +236,9 @@ class GroupSnapshotOperations(KubeApis):
         def pending(objects: Objects) -> list[str]:
             return [f"{s.name} (not cut)" for s in states(objects) if not s.settled]
 
-        watcher = ListWatch(
-            functools.partial(
-                self.custom.list_namespaced_custom_object, VOLUME_GROUP_SNAPSHOTS.group,
-                VOLUME_GROUP_SNAPSHOTS.version, namespace, VOLUME_GROUP_SNAPSHOTS.plural),
-            ordered, pending, kind="VolumeGroupSnapshot",
+        watcher = self.watch_custom(
+            VOLUME_GROUP_SNAPSHOTS, namespace, ordered, pending, kind="VolumeGroupSnapshot",
             what=f"VolumeGroupSnapshots in {namespace} to be cut",
-            connect_timeout_seconds=self.connect_timeout_seconds,
-            request_timeout_seconds=self.request_timeout_seconds,
-            progress_interval_seconds=progress_interval_seconds,
-            label_selector=label_selector,
-            list_json=lambda query: self.request_json(
-                "GET", custom_path(VOLUME_GROUP_SNAPSHOTS, namespace), query=query),
-        )
+            progress_interval_seconds=progress_interval_seconds, label_selector=label_selector)
         report = None if on_change is None else (lambda objects: on_change(states(objects)))
         return states(watcher.run(timeout_seconds, report))

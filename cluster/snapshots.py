@@ -8,14 +8,13 @@ the guest stays frozen until it returns.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any, Literal
 
-from cluster.apis import VOLUME_SNAPSHOT_CLASSES, VOLUME_SNAPSHOTS, KubeApis, custom_path
+from cluster.apis import VOLUME_SNAPSHOT_CLASSES, VOLUME_SNAPSHOTS, KubeApis
 from cluster.errors import AlreadyExists, Conflict
-from cluster.waiting import ListWatch, Objects
+from cluster.waiting import Objects
 from rules.models import VolumeSnapshotState
 
 WaitTarget = Literal["cut", "ready"]
@@ -176,22 +175,9 @@ class SnapshotOperations(KubeApis):
         def states(objects: Objects) -> list[VolumeSnapshotState]:
             return [volume_snapshot_state(objects[n]) for n in ordered if n in objects]
 
-        watcher = ListWatch(
-            functools.partial(
-                self.custom.list_namespaced_custom_object,
-                VOLUME_SNAPSHOTS.group, VOLUME_SNAPSHOTS.version, namespace,
-                VOLUME_SNAPSHOTS.plural,
-            ),
-            ordered,
-            _pending_description(until),
-            kind="VolumeSnapshot",
-            what=f"VolumeSnapshots in {namespace} to be {until}",
-            connect_timeout_seconds=self.connect_timeout_seconds,
-            request_timeout_seconds=self.request_timeout_seconds,
-            progress_interval_seconds=progress_interval_seconds,
-            label_selector=label_selector,
-            list_json=lambda query: self.request_json(
-                "GET", custom_path(VOLUME_SNAPSHOTS, namespace), query=query),
-        )
+        watcher = self.watch_custom(
+            VOLUME_SNAPSHOTS, namespace, ordered, _pending_description(until),
+            kind="VolumeSnapshot", what=f"VolumeSnapshots in {namespace} to be {until}",
+            progress_interval_seconds=progress_interval_seconds, label_selector=label_selector)
         report = None if on_change is None else (lambda objects: on_change(states(objects)))
         return states(watcher.run(timeout_seconds, report))
