@@ -23,7 +23,7 @@ from activities import cut
 from activities.cut import GuestCut
 from contracts.common import FREEZE_FAILED, QUIESCE_TIMED_OUT
 from contracts.snapshot import CutOutcome
-from tests.activities.cut_sim import CutSim, cut_sim
+from tests.activities.cut_sim import CutSim, cut_sim, one_test
 from tests.conftest import StartSim
 
 
@@ -35,10 +35,16 @@ class CutStack(CutSim):
         return environment.run(lambda: GuestCut(self.cluster, input, maximum).run())
 
 
-@pytest.fixture
-def stack(start_sim: StartSim) -> Iterator[CutStack]:
+@pytest.fixture(scope="module")
+def shared(start_sim: StartSim) -> Iterator[CutStack]:
     with cut_sim(start_sim, "cut-budget") as base:
         yield CutStack(base.sim, base.cluster)
+
+
+@pytest.fixture
+def stack(shared: CutStack) -> Iterator[CutStack]:
+    with one_test(shared):
+        yield shared
 
 
 def _when(text: str) -> datetime:
@@ -103,7 +109,7 @@ def test_a_retry_takes_over_a_guest_a_dead_attempt_left_frozen(stack: CutStack) 
     # not frozen again: one freeze, thawed by the retry at the cut
     [entry] = stack.freezes("gc")
     assert entry["thawed_by"] == "unfreeze"
-    assert sum(1 for e in stack.sim.requests_log() if e["subresource"] == "freeze") == 1
+    assert sum(1 for e in stack.requests() if e["subresource"] == "freeze") == 1
 
 
 def test_a_retry_after_the_budget_passed_thaws_at_once_and_never_refreezes(

@@ -26,7 +26,7 @@ from contracts.snapshot import (
     CutInput,
     CutOutcome,
 )
-from tests.activities.cut_sim import CutSim, cut_sim
+from tests.activities.cut_sim import CutSim, cut_sim, one_test
 from tests.conftest import StartSim
 
 SOON = 5.0  # seconds: what "at once" may take on a loaded machine
@@ -188,10 +188,16 @@ class CutStack(CutSim):
             lambda: GuestCut(self.cluster, input, 60.0, slots).run())
 
 
-@pytest.fixture
-def stack(start_sim: StartSim) -> Iterator[CutStack]:
+@pytest.fixture(scope="module")
+def shared(start_sim: StartSim) -> Iterator[CutStack]:
     with cut_sim(start_sim, "freeze-admission") as base:
         yield CutStack(base.sim, base.cluster)
+
+
+@pytest.fixture
+def stack(shared: CutStack) -> Iterator[CutStack]:
+    with one_test(shared):
+        yield shared
 
 
 def _full(slots: FreezeSlots) -> FreezeTurn:
@@ -261,7 +267,7 @@ def test_the_deadline_passing_while_waiting_fails_the_cut_unfrozen(stack: CutSta
                               thaw_by=datetime.now(UTC) + timedelta(seconds=0.5)), slots)
     assert failed.value.type == DEADLINE_EXCEEDED and failed.value.non_retryable
     assert stack.freezes("gc") == []  # never frozen, nothing to thaw
-    created = [e for e in stack.sim.requests_log()
+    created = [e for e in stack.requests()
                if e["verb"] == "create" and e["resource"] == "volumesnapshots"]
     assert created == []  # the creates waiting for the freeze never left
     assert slots.held == 1 and slots.waiting == 0
@@ -295,7 +301,7 @@ def test_a_takeover_and_a_crash_consistent_cut_take_no_slot(stack: CutStack) -> 
     assert taken_over.frozen_at == frozen_at and not taken_over.thawed_before_cut
     assert [e["thawed_by"] for e in stack.freezes("gc")] == ["unfreeze"]
     # no freeze of its own, and not a slot's worth of waiting
-    assert sum(1 for e in stack.sim.requests_log() if e["subresource"] == "freeze") == 1
+    assert sum(1 for e in stack.requests() if e["subresource"] == "freeze") == 1
     # crash-consistent: no freeze, no slot
     crash = stack.cut(stack.input("crash", "twice", freeze=False), slots)
     assert crash.frozen_at is None and all(s.cut for s in crash.volume_snapshots)
