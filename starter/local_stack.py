@@ -284,6 +284,8 @@ class DevServerProcess:
 
 
 DEV_SERVER_BIND_ATTEMPTS = 3
+# What the dev server logs when one of its internal services finds its port taken.
+INTERNAL_BIND_FAILURE = "Failed to start gRPC listener"
 
 
 def start_dev_server(
@@ -300,7 +302,9 @@ def start_dev_server(
     Ports not given are picked free; one can be taken by another process between the
     pick and the server's bind (the suite starts stacks in parallel), so a start that
     fails with "address already in use" is tried again on new ports, up to
-    DEV_SERVER_BIND_ATTEMPTS times. Ports given are used as they are.
+    DEV_SERVER_BIND_ATTEMPTS times. Ports given are used as they are: a start that
+    fails on one of the server's internal ports (it picks those itself) is tried again on
+    the same ones.
     """
     db_file = db_file or state_dir / f"{name}.db"
     chosen = port is not None and ui_port is not None
@@ -310,8 +314,9 @@ def start_dev_server(
                                           ui_port or free_port(), namespace, name, db_file,
                                           timeout)
         except StackError as err:
-            if chosen or "address already in use" not in str(err) \
-                    or attempt == DEV_SERVER_BIND_ATTEMPTS:
+            taken = "address already in use" in str(err)
+            if not taken or attempt == DEV_SERVER_BIND_ATTEMPTS or (
+                    chosen and INTERNAL_BIND_FAILURE not in str(err)):
                 raise
     raise AssertionError("unreachable")  # pragma: no cover
 
@@ -334,6 +339,12 @@ def _start_dev_server_once(state_dir: Path, port: int, ui_port: int, namespace: 
     _wait_until(process, lambda: port_open("127.0.0.1", port), timeout, f"port {port}")
     # The port opens before the frontend serves ("Frontend is not healthy yet"): ask it.
     _wait_until(process, lambda: _serving(f"127.0.0.1:{port}"), timeout, "frontend healthy")
+    # An internal service whose own port was taken logs it and the server goes down soon
+    # after, though the frontend answered: a failed start, not a server.
+    log = process.log_tail(400)
+    if INTERNAL_BIND_FAILURE in log:
+        process.stop()
+        raise StackError(f"{name} could not bind an internal port:\n{log}")
     return DevServerProcess(
         process, f"127.0.0.1:{port}", f"http://127.0.0.1:{ui_port}", namespace, db_file
     )

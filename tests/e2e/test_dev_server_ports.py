@@ -46,3 +46,27 @@ def test_ports_given_are_not_changed(tmp_path: Path, taken_port: int) -> None:
     with pytest.raises(StackError, match="address already in use"):
         start_dev_server(tmp_path, port=local_stack.free_port(), ui_port=taken_port,
                          timeout=60)
+
+
+def test_an_internal_port_taken_retries_the_ports_given_and_nothing_else_does(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The dev server picks its internal services' ports itself: one found taken is not
+    the caller's port, so the same ports are tried again; a given port taken is final."""
+    tried: list[tuple[int, int]] = []
+    failures = [f"time=… level=ERROR msg=\"{local_stack.INTERNAL_BIND_FAILURE}\" error=\"listen "
+                "tcp 127.0.0.1:46625: bind: address already in use\" service=worker"]
+
+    def once(state_dir: Path, port: int, ui_port: int, *_: object) -> str:
+        tried.append((port, ui_port))
+        if failures:
+            raise StackError(f"temporal could not bind an internal port:\n{failures.pop()}")
+        return "started"
+
+    monkeypatch.setattr(local_stack, "_start_dev_server_once", once)
+    assert start_dev_server(tmp_path, port=7233, ui_port=8233) == "started"
+    assert tried == [(7233, 8233), (7233, 8233)]
+    failures.append("listen tcp 127.0.0.1:7233: bind: address already in use")
+    tried.clear()
+    with pytest.raises(StackError, match="7233"):
+        start_dev_server(tmp_path, port=7233, ui_port=8233)
+    assert tried == [(7233, 8233)]
