@@ -55,6 +55,7 @@ async def kill_the_dev_server_mid_run(given: Scratch) -> ServerKillRun:
     given.stops.append(lambda: [started.stop() for started in servers])
     sim_process = await asyncio.to_thread(
         start_enforced_simulator, tmp_path, [write_seed(tmp_path / "seed.yaml", VMS)])
+    given.stops.append(sim_process.stop)  # stopped even if the stack below never forms
     stack = FaultStack(server, await Client.connect(server.address), Sim(sim_process, tmp_path),
                        tmp_path)
     given.stops.append(stack.stop)
