@@ -29,7 +29,7 @@ from cluster.apis import (
     custom_path,
 )
 from cluster.errors import AlreadyExists, Conflict, NotFound, translated_errors
-from cluster.snapshots import parse_time
+from cluster.snapshots import parse_time, snapshot_metadata
 from cluster.waiting import Objects
 
 
@@ -84,13 +84,10 @@ def group_snapshot_body(
     """The VolumeGroupSnapshot of the PVCs that carry `selector`, its class named."""
     if not name or not group_class or not selector:
         raise ValueError("a VolumeGroupSnapshot needs a name, a class and a selector")
-    metadata: dict[str, Any] = {"name": name, "namespace": namespace, "labels": dict(labels)}
-    if owner is not None:
-        metadata["ownerReferences"] = [dict(owner)]
     return {
         "apiVersion": VOLUME_GROUP_SNAPSHOTS.api_version,
         "kind": VOLUME_GROUP_SNAPSHOTS.kind,
-        "metadata": metadata,
+        "metadata": snapshot_metadata(namespace, name, labels, owner),
         "spec": {
             "volumeGroupSnapshotClassName": group_class,
             "source": {"selector": {"matchLabels": dict(selector)}},

@@ -50,6 +50,16 @@ def volume_snapshot_state(obj: Mapping[str, Any]) -> VolumeSnapshotState:
     )
 
 
+def snapshot_metadata(namespace: str, name: str, labels: Mapping[str, str],
+                      owner: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The metadata of a VolumeSnapshot or VolumeGroupSnapshot the cut creates: its labels,
+    and its owner (the snapshot's record) when it has one."""
+    metadata: dict[str, Any] = {"name": name, "namespace": namespace, "labels": dict(labels)}
+    if owner is not None:
+        metadata["ownerReferences"] = [dict(owner)]
+    return metadata
+
+
 def volume_snapshot_body(
     namespace: str,
     name: str,
@@ -62,13 +72,10 @@ def volume_snapshot_body(
     for field, value in (("name", name), ("pvc", pvc), ("snapshot_class", snapshot_class)):
         if not value:
             raise ValueError(f"a VolumeSnapshot needs a non-empty {field}")
-    metadata: dict[str, Any] = {"name": name, "namespace": namespace, "labels": dict(labels)}
-    if owner is not None:
-        metadata["ownerReferences"] = [dict(owner)]
     return {
         "apiVersion": VOLUME_SNAPSHOTS.api_version,
         "kind": VOLUME_SNAPSHOTS.kind,
-        "metadata": metadata,
+        "metadata": snapshot_metadata(namespace, name, labels, owner),
         "spec": {
             "volumeSnapshotClassName": snapshot_class,
             "source": {"persistentVolumeClaimName": pvc},

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from cluster.client import Cluster, load_api_client
 from cluster.errors import ClusterError
@@ -77,13 +77,17 @@ class CutSim:
                          f"{CUT_LATENCY}={latency}")
 
 
+Harness = TypeVar("Harness", bound=CutSim)
+
+
 @contextmanager
-def cut_sim(start_sim: StartSim, name: str) -> Iterator[CutSim]:
-    """A simulator process of its own, stopped by its PID on the way out."""
+def cut_sim(start_sim: StartSim, name: str, harness: type[Harness]) -> Iterator[Harness]:
+    """A simulator process of its own in a module's `harness` (a CutSim with the module's
+    way of running a cut), stopped by its PID on the way out."""
     sim = start_sim(SEED, name=name)
     cluster = Cluster(load_api_client(str(sim.kubeconfig)))
     try:
-        yield CutSim(sim, cluster)
+        yield harness(sim, cluster)
     finally:
         cluster.close()
         sim.process.stop()

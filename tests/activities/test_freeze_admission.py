@@ -190,8 +190,8 @@ class CutStack(CutSim):
 
 @pytest.fixture(scope="module")
 def shared(start_sim: StartSim) -> Iterator[CutStack]:
-    with cut_sim(start_sim, "freeze-admission") as base:
-        yield CutStack(base.sim, base.cluster)
+    with cut_sim(start_sim, "freeze-admission", CutStack) as harness:
+        yield harness
 
 
 @pytest.fixture
