@@ -11,9 +11,13 @@ TEMPORAL_TLS_*, TEMPORAL_PROFILE, temporal.toml); KUBECONFIG (else
 default all, with a warning), VMSNAP_CLONE_PATCH_ALLOW (paths a clone's patches
 may touch beyond the default), VMSNAP_MAX_FREEZE_BUDGET (the longest a snapshot may
 keep a guest frozen; default 1m, at most 5m), VMSNAP_MAX_FREEZES_IN_FLIGHT (guests
-frozen at once by this worker, the others wait before their freeze; 0: no bound),
-VMSNAP_PRODUCTION (refuse to start without a payload codec key). SIGINT or SIGTERM
+frozen at once by this worker, the others wait before their freeze; 0: as many as its
+activities), VMSNAP_PRODUCTION (refuse to start without a payload codec key). SIGINT or SIGTERM
 stop polling, let running activities finish (up to a grace period), and exit 0.
+
+The cuts that freeze a guest run in the worker's freeze process (starter/freeze_process.py),
+which it starts and stops: `worker.py --freeze-process`, polling the freeze task queue
+(`{task queue}.freeze`) with VMSNAP_MAX_FREEZES_IN_FLIGHT activity slots and nothing else.
 
 At start-up the worker creates the orphan sweeper's Temporal Schedule
 (`vmsnap-sweeper-{task queue}`, SweepOrphans over all namespaces, overlap
@@ -34,6 +38,7 @@ import asyncio
 import logging
 import os
 import signal
+import socket
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -57,7 +62,6 @@ from temporalio.worker import Worker
 from activities.admission import AdmissionActivities
 from activities.clone import CloneActivities
 from activities.events import EventActivities
-from activities.freeze_admission import FreezeSlots
 from activities.liveness import WorkflowLiveness
 from activities.metrics import record_snapshot_metrics
 from activities.request_priority import request_priority_interceptors
@@ -70,6 +74,7 @@ from cluster.errors import ClusterError
 from cluster.identity import configured_cluster_id
 from cluster.record_reconciler import RecordReconciler
 from contracts.common import TASK_QUEUE as DEFAULT_TASK_QUEUE
+from contracts.common import freeze_task_queue
 from contracts.sweep import (
     DEFAULT_GRACE_SECONDS,
     SweepOrphansInput,
@@ -83,6 +88,7 @@ from rules.namespace_scope import NamespaceScope
 from starter.boundary import WorkerBoundary
 from starter.connection import connect as connect_temporal
 from starter.connection import load_connection_settings
+from starter.freeze_process import FreezeProcess, FreezeProcessError, die_with_parent, signal_ready
 from starter.metrics import runtime_from_environment
 from starter.search_attributes import ensure_search_attributes
 from starter.worker_tuning import DEFAULT_MAX_CONCURRENT_ACTIVITIES, WorkerTuning
@@ -118,18 +124,15 @@ log = logging.getLogger("vmsnap.worker")
 
 def activities_for(
     cluster: Cluster, liveness: WorkflowLiveness | None, states: WorkflowStates | None = None,
-    boundary: WorkerBoundary | None = None, freeze_slots: FreezeSlots | None = None,
+    boundary: WorkerBoundary | None = None,
 ) -> list[Callable[..., Any]]:
-    """Every activity, bound to one shared cluster adapter, the worker's boundary and its
-    bound on guests frozen at once."""
+    """Every activity, bound to one shared cluster adapter and the worker's boundary (the
+    cut too: a run begun before the freeze task queue cuts on the worker's own queue)."""
     boundary = boundary or WorkerBoundary.from_environment(os.environ)
-    freeze_slots = freeze_slots or FreezeSlots(
-        WorkerTuning.from_environment(os.environ).max_freezes_in_flight)
     return [*AdmissionActivities(boundary.scope, boundary.policy,
                                          lambda: cluster.cluster_id,
                                          boundary.max_freeze_budget).all(),
-            *SnapshotActivities(cluster, liveness, boundary.max_freeze_budget,
-                                freeze_slots).all(),
+            *SnapshotActivities(cluster, liveness, boundary.max_freeze_budget).all(),
             *RetentionActivities(cluster).all(),
             *RestoreActivities(cluster, liveness).all(),
             *CloneActivities(cluster, boundary.policy).all(),
@@ -164,8 +167,7 @@ def build_worker(
         client,
         task_queue=task_queue,
         workflows=WORKFLOWS,
-        activities=activities_for(cluster, liveness, WorkflowStates(client, loop), boundary,
-                                  FreezeSlots(tuning.max_freezes_in_flight)),
+        activities=activities_for(cluster, liveness, WorkflowStates(client, loop), boundary),
         activity_executor=executor or ThreadPoolExecutor(tuning.activity_threads),
         **tuning.worker_options(),
         graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
@@ -175,6 +177,32 @@ def build_worker(
         interceptors=[*request_priority_interceptors(), ExactlyOneInput()],
     )
 
+
+def build_freeze_worker(
+    client: Client,
+    cluster: Cluster,
+    task_queue: str = DEFAULT_TASK_QUEUE,
+    executor: ThreadPoolExecutor | None = None,
+    tuning: WorkerTuning | None = None,
+    boundary: WorkerBoundary | None = None,
+    identity: str | None = None,
+) -> Worker:
+    """The worker of `task_queue`'s freeze task queue: only the cut, one activity slot per
+    guest it may hold frozen (`tuning.freeze_slots`); snapshots beyond wait in the queue."""
+    tuning = tuning or WorkerTuning.from_environment(os.environ)
+    boundary = boundary or WorkerBoundary.from_environment(os.environ)
+    cuts = SnapshotActivities(cluster, None, boundary.max_freeze_budget)
+    return Worker(
+        client,
+        task_queue=freeze_task_queue(task_queue),
+        activities=[cuts.freeze_and_cut],
+        activity_executor=executor or ThreadPoolExecutor(tuning.freeze_slots),
+        max_concurrent_activities=tuning.freeze_slots,
+        graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
+        max_heartbeat_throttle_interval=MAX_HEARTBEAT_THROTTLE,
+        interceptors=request_priority_interceptors(),
+        identity=identity,
+    )
 
 
 def sweeper_schedule(
@@ -258,7 +286,39 @@ async def start_record_reconciler(
     return reconciler
 
 
-async def run_worker(task_queue: str | None, stop: asyncio.Event) -> None:
+async def run_freeze_worker(task_queue: str, stop: asyncio.Event, parent_pid: int,
+                            ready_fd: int | None = None) -> None:
+    """The freeze process (starter/freeze_process.py): serve `task_queue`'s freeze task
+    queue until `stop` or the worker's end. Its identity is the worker's (`{worker
+    pid}@{host}`) with ` freeze`: the Temporal UI names the worker that holds a guest."""
+    watch = die_with_parent(parent_pid, stop)
+    tuning = WorkerTuning.from_environment(os.environ)
+    boundary = WorkerBoundary.from_environment(os.environ)
+    cluster = Cluster.from_environment()
+    client = await connect()
+    identity = f"{parent_pid}@{socket.gethostname()} freeze"
+    with ThreadPoolExecutor(tuning.freeze_slots, thread_name_prefix="freeze") as pool:
+        worker = build_freeze_worker(client, cluster, task_queue, pool, tuning, boundary,
+                                     identity)
+        async with worker:
+            log.info("freeze worker started: polling task queue %r, %d guests frozen at once",
+                     freeze_task_queue(task_queue), tuning.freeze_slots)
+            signal_ready(ready_fd)
+            await stop.wait()
+            log.info("freeze worker stopping: finishing running cuts (up to %ss)",
+                     GRACEFUL_SHUTDOWN.total_seconds())
+    watch.cancel()
+    cluster.close()
+
+
+def freeze_process_argv(task_queue: str, log_level: str) -> list[str]:
+    """How the worker starts its freeze process: this file, run again."""
+    return [sys.executable, os.path.abspath(__file__), "--freeze-process",
+            "--task-queue", task_queue, "--log-level", log_level]
+
+
+async def run_worker(task_queue: str | None, stop: asyncio.Event,
+                     log_level: str = "INFO") -> None:
     """Connect, serve until `stop` is set, then shut down gracefully. Without a task
     queue, the cluster's own (`vmsnap-{cluster id}`, rules.cluster_identity)."""
     configured_cluster_id()  # a bad VMSNAP_CLUSTER_ID: refuse before connecting
@@ -279,17 +339,31 @@ async def run_worker(task_queue: str | None, stop: asyncio.Event) -> None:
     await ensure_sweeper_schedule(client, task_queue, cluster_id)
     reconciler = await start_record_reconciler(cluster, scope=boundary.scope)
     log.info("worker tuning: %s", tuning.describe())
-    with ThreadPoolExecutor(tuning.activity_threads, thread_name_prefix="activity") as pool:
-        worker = build_worker(client, cluster, task_queue, pool, tuning, boundary)
-        async with worker:
-            log.info("worker started: polling task queue %r (workflows: %s)", task_queue,
-                     ", ".join(w.__name__ for w in WORKFLOWS))
-            await stop.wait()
-            log.info("stopping: finishing running activities (up to %ss)",
-                     GRACEFUL_SHUTDOWN.total_seconds())
-    if reconciler is not None:
-        reconciler.close()
-    cluster.close()
+    freezer = FreezeProcess(freeze_process_argv(task_queue, log_level))
+    try:
+        await freezer.start()
+        with ThreadPoolExecutor(tuning.activity_threads, thread_name_prefix="activity") as pool:
+            worker = build_worker(client, cluster, task_queue, pool, tuning, boundary)
+            async with worker:
+                log.info("worker started: polling task queue %r (workflows: %s)", task_queue,
+                         ", ".join(w.__name__ for w in WORKFLOWS))
+                ended = asyncio.create_task(freezer.ended())
+                stopping = asyncio.create_task(stop.wait())
+                await asyncio.wait({ended, stopping}, return_when=asyncio.FIRST_COMPLETED)
+                stopping.cancel()
+                ended.cancel()
+                if not stop.is_set():
+                    raise FreezeProcessError(
+                        f"the freeze process ended (exit {await freezer.ended()}): the "
+                        "worker stops, a worker that cannot freeze must not serve")
+                log.info("stopping: finishing running activities (up to %ss)",
+                         GRACEFUL_SHUTDOWN.total_seconds())
+                freezer.terminate()  # both finish their running activities at once
+    finally:
+        await freezer.stop()
+        if reconciler is not None:
+            reconciler.close()
+        cluster.close()
     log.info("worker stopped")
 
 
@@ -299,6 +373,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--task-queue", default=os.environ.get("VMSNAP_TASK_QUEUE") or None,
         help="the task queue to poll (default: $VMSNAP_TASK_QUEUE, else vmsnap-{cluster id})")
     parser.add_argument("--log-level", default=os.environ.get("VMSNAP_LOG_LEVEL", "INFO"))
+    # The worker's own freeze process (starter/freeze_process.py), not for operators.
+    parser.add_argument("--freeze-process", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--parent-pid", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--ready-fd", type=int, help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
 
@@ -311,9 +389,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     async def serve() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
+        if args.freeze_process:
+            # The worker stops it (SIGTERM); a Ctrl-C to the terminal reaches the worker.
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            loop.add_signal_handler(signal.SIGTERM, stop.set)
+            if args.task_queue is None or args.parent_pid is None:
+                raise ValueError("--freeze-process is started by the worker, with "
+                                 "--task-queue and --parent-pid")
+            await run_freeze_worker(args.task_queue, stop, args.parent_pid, args.ready_fd)
+            return
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        await run_worker(args.task_queue, stop)
+        await run_worker(args.task_queue, stop, args.log_level)
 
     try:
         asyncio.run(serve())

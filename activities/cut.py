@@ -40,7 +40,8 @@ the budget counts from the first freeze.
 VolumeGroupSnapshots (`input.groups`, activities/group_cut.py) take part in every step:
 their PVCs are labelled in step 1, each group is created with the VolumeSnapshots in
 step 3 (same threads, same start signal), and step 4 thaws when every group and every
-VolumeSnapshot is cut (a second watch, on its own thread, follows the groups). A group
+VolumeSnapshot is cut (a second watch, on its own thread, follows the groups; a third
+thread reads their contents, which show the driver's cut before the groups do). A group
 that fails is deleted: `auto` cuts its disks per disk, in the window while the budget
 lasts; `required` thaws and fails (GroupSnapshotFailed). After the thaw each group's
 members are found, checked against the planned PVCs and labelled; the labels come off
@@ -64,7 +65,6 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.errors import cluster_errors
-from activities.freeze_admission import FreezeSlots
 from activities.group_cut import GroupCut
 from activities.heartbeat import BackgroundHeartbeat
 from cluster import snapshot_record
@@ -98,6 +98,8 @@ HEARTBEAT_EVERY_SECONDS = 0.2  # the background heartbeat; the SDK throttles wha
 QUIET_START_SECONDS = 0.4
 MAX_PARALLEL_REQUESTS = 32
 GROUP_WAIT_POLL_SECONDS = 0.05  # the thread that waits for the groups checks the budget so
+# A frozen guest's groups' contents are read this often: the first to show the cut.
+GROUP_CONTENT_POLL_SECONDS = 0.02
 
 
 # What the QEMU guest agent answers an unfreeze when Windows VSS could not hold the freeze
@@ -132,8 +134,7 @@ class GuestCut:
     """One run of steps 3-5 for one snapshot (see the module docstring)."""
 
     def __init__(self, cluster: Cluster, input: CutInput,
-                 max_freeze_budget: float = DEFAULT_MAX_FREEZE_BUDGET,
-                 freeze_slots: FreezeSlots | None = None) -> None:
+                 max_freeze_budget: float = DEFAULT_MAX_FREEZE_BUDGET) -> None:
         self.cluster = cluster
         self.input = input
         self.frozen_at: datetime | None = None
@@ -149,13 +150,14 @@ class GuestCut:
         self._per_disk = [v for v in input.volumes if v.group is None]
         self._groups = GroupCut(cluster, input)
         self._pool = ThreadPoolExecutor(
-            max_workers=max(1, min(len(self._per_disk) + 2 * len(input.groups),
+            max_workers=max(1, min(len(self._per_disk) + 2 * len(input.groups) + 1,
                                    MAX_PARALLEL_REQUESTS)),
             thread_name_prefix="cut")
         # What is not cut yet; the thaw comes when both are empty (under `_cut_lock`: the
         # groups' watch thread and this one both look).
         self._not_cut = {v.name for v in self._per_disk}
         self._groups_not_cut = {g.name for g in input.groups}
+        self._group_contents: dict[str, str] = {}  # group -> its bound content, once known
         self._cut_lock = threading.RLock()
         self._stop = threading.Event()
         self._fallback: list[str] = []
@@ -165,8 +167,6 @@ class GuestCut:
         self._cut_seen_at: datetime | None = None
         self._heartbeat = BackgroundHeartbeat(HEARTBEAT_EVERY_SECONDS, QUIET_START_SECONDS,
                                               self._began)
-        # The worker's bound on guests frozen at once (activities/freeze_admission.py).
-        self._freeze_turn = (freeze_slots or FreezeSlots()).turn()
 
     def run(self) -> CutOutcome:
         with self._heartbeat:
@@ -228,7 +228,6 @@ class GuestCut:
             self._stop.set()
             self._go.set()
             self._pool.shutdown(wait=False, cancel_futures=True)
-            self._freeze_turn.release()  # after the thaw, whatever happened
             if self.input.groups:
                 with activity.shield_thread_cancel_exception():
                     self._groups.unlabel_pvcs()
@@ -270,7 +269,6 @@ class GuestCut:
         if self._take_over(self._earlier_freeze()):
             return
         assert self.budget is not None
-        self._freeze_turn.wait(plan.thaw_by, self._heartbeat)  # not frozen while it waits
         for attempt in range(1, FREEZE_ATTEMPTS + 1):
             started = _now()
             timeout = self._unfreeze_timeout(started)
@@ -510,6 +508,8 @@ class GuestCut:
         whichever sees the last cut thaws. A group that fails: `required` thaws and fails,
         `auto` deletes it and cuts its disks per disk (in the window, while it lasts)."""
         watching = self._pool.submit(contextvars.copy_context().run, self._watch_groups)
+        if self._frozen:
+            self._pool.submit(contextvars.copy_context().run, self._follow_group_contents)
         if self._per_disk:
             self._wait_for_cut()
         while True:
@@ -529,7 +529,14 @@ class GuestCut:
             raise ApplicationError(f"group snapshots are required and {why}",
                                    type=error_types.GROUP_SNAPSHOT_FAILED, non_retryable=True)
         activity.logger.warning("cutting per disk instead: %s", why)
+        thawed = self.frozen_at is not None and not self._frozen
         self._fall_back([s.name for s in failed], why)
+        if thawed:
+            # Thawed when the groups' contents showed their cut, and a group failed after
+            # that: its disks were cut per disk after the thaw.
+            self.thawed_before_cut = True
+            self._refuse_if_required("a VolumeGroupSnapshot failed after its content showed "
+                                     "the cut, and its disks were cut after the thaw")
         return [s for s in states if s.cut]
 
     def _watch_groups(self) -> list[GroupSnapshotState]:
@@ -538,12 +545,44 @@ class GuestCut:
                 raise _Stopped()
             with self._cut_lock:
                 self._groups_not_cut -= {s.name for s in states if s.cut}
+                self._group_contents.update(
+                    {s.name: s.bound_content for s in states if s.bound_content})
             self._thaw_if_all_cut()
             self._heartbeat.update(groups_cut=[s.name for s in states if s.cut])
 
         with cluster_errors(not_found=error_types.VOLUME_SNAPSHOT_MISSING):
             return self._groups.watch(WATCH_WINDOW_SECONDS, on_change, WATCH_PROGRESS_SECONDS,
                                       snapshot_selector(self.input.snapshot))
+
+    def _follow_group_contents(self) -> None:
+        """While the guest is frozen, read each group's content until it shows the cut.
+
+        The driver's cut shows first on the group's content (`status.creationTime`, from the
+        CSI snapshotter); the group snapshot controller then makes a VolumeSnapshot and a
+        content per member and only then shows the cut on the group: tens of milliseconds
+        per disk that the guest need not stay frozen for. The group's watch learns the
+        content's name (`boundVolumeGroupSnapshotContentName`, set before the cut) and
+        stays what decides a failed group. A read that fails is tried again at the next
+        turn: the watch thaws in any case.
+        """
+        while self._frozen and not self._stop.is_set():
+            with self._cut_lock:
+                known = {n: self._group_contents.get(n) for n in self._groups_not_cut}
+            if not known:
+                return
+            for group, content in known.items():
+                if content is None:
+                    continue
+                try:
+                    cut = self._groups.content_cut(content)
+                except ClusterError as err:
+                    activity.logger.debug("reading %s: %s", content, err)
+                    continue
+                if cut:
+                    with self._cut_lock:
+                        self._groups_not_cut.discard(group)
+                    self._thaw_if_all_cut()
+            self._stop.wait(GROUP_CONTENT_POLL_SECONDS)
 
     def _fall_back(self, groups: list[str], why: str) -> None:
         """Delete failed groups and cut their disks by VolumeSnapshots of their own; the

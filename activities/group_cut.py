@@ -89,6 +89,10 @@ class GroupCut:
             on_change=on_change, progress_interval_seconds=progress_seconds,
             label_selector=label_selector)
 
+    def content_cut(self, content: str) -> bool:
+        """Whether the group's content shows the driver's cut (one GET)."""
+        return self.cluster.group_content_cut(content)
+
     # ---- after the thaw ---------------------------------------------------------------------
 
     def members(self, group: PlannedGroup, state: GroupSnapshotState

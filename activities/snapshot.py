@@ -27,7 +27,6 @@ from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from activities.cut import GuestCut
 from activities.errors import cluster_errors
-from activities.freeze_admission import FreezeSlots
 from activities.liveness import WorkflowLiveness
 from activities.registration import implements
 from activities.vm_locking import (
@@ -191,13 +190,10 @@ class SnapshotActivities:
     """
 
     def __init__(self, cluster: Cluster, liveness: WorkflowLiveness | None = None,
-                 max_freeze_budget: float = DEFAULT_MAX_FREEZE_BUDGET,
-                 freeze_slots: FreezeSlots | None = None) -> None:
+                 max_freeze_budget: float = DEFAULT_MAX_FREEZE_BUDGET) -> None:
         self.cluster = cluster
         self.liveness = liveness
         self.max_freeze_budget = max_freeze_budget  # the worker's VMSNAP_MAX_FREEZE_BUDGET
-        # Guests frozen at once (VMSNAP_MAX_FREEZES_IN_FLIGHT); None: no bound.
-        self.freeze_slots = freeze_slots or FreezeSlots()
 
     def all(self) -> list[Callable[..., object]]:
         return [
@@ -386,7 +382,7 @@ class SnapshotActivities:
         """Freeze (if planned), create every VolumeSnapshot at once, thaw at the last cut;
         one activity so that nothing but the cluster's latency is in the freeze window
         (see activities/cut.py)."""
-        return GuestCut(self.cluster, input, self.max_freeze_budget, self.freeze_slots).run()
+        return GuestCut(self.cluster, input, self.max_freeze_budget).run()
 
     # ---- step 6: readiness --------------------------------------------------------------
 

@@ -43,7 +43,7 @@ from bench import aims
 from bench.bare_snapshot import BARE_WORKFLOW, BareShape, shape_from_history
 from bench.render.orchestration import BUCKETS, KEY, SPREAD_KEY
 from bench.seeds import vm_name, vm_namespace, write_fleet_seed
-from bench.worker_load import sample_process
+from bench.worker_load import sample_process_tree
 from rules.naming import snapshot_workflow_id
 from starter.local_stack import (
     REPO_ROOT,
@@ -296,6 +296,7 @@ async def serve_product_worker(task_queue: str) -> None:
     import worker as product
     from activities.liveness import WorkflowLiveness
     from cluster.client import Cluster
+    from starter.freeze_process import FreezeProcess
     from starter.search_attributes import ensure_search_attributes
 
     tuning = WorkerTuning.from_environment(os.environ)
@@ -306,18 +307,25 @@ async def serve_product_worker(task_queue: str) -> None:
     cluster = Cluster.from_environment()
     client = await product.connect()
     await ensure_search_attributes(client)
-    with ThreadPoolExecutor(tuning.activity_threads, thread_name_prefix="activity") as pool:
-        liveness = WorkflowLiveness(client, loop)
-        async with Worker(client, task_queue=task_queue, workflows=product.WORKFLOWS,
-                          activities=product.activities_for(cluster, liveness),
-                          activity_executor=pool,
-                          graceful_shutdown_timeout=product.GRACEFUL_SHUTDOWN,
-                          max_heartbeat_throttle_interval=product.MAX_HEARTBEAT_THROTTLE,
-                          **tuning.worker_options()):
-            print(f"worker started: polling task queue {task_queue!r} ({tuning.describe()})",
-                  flush=True)
-            await stop.wait()
-    cluster.close()
+    # The cuts that freeze run in the worker's freeze process, as worker.py runs them.
+    freezer = FreezeProcess(product.freeze_process_argv(task_queue, "WARNING"))
+    await freezer.start()
+    try:
+        with ThreadPoolExecutor(tuning.activity_threads, thread_name_prefix="activity") as pool:
+            liveness = WorkflowLiveness(client, loop)
+            async with Worker(client, task_queue=task_queue, workflows=product.WORKFLOWS,
+                              activities=product.activities_for(cluster, liveness),
+                              activity_executor=pool,
+                              graceful_shutdown_timeout=product.GRACEFUL_SHUTDOWN,
+                              max_heartbeat_throttle_interval=product.MAX_HEARTBEAT_THROTTLE,
+                              **tuning.worker_options()):
+                print(f"worker started: polling task queue {task_queue!r} "
+                      f"({tuning.describe()})", flush=True)
+                await stop.wait()
+                freezer.terminate()
+    finally:
+        await freezer.stop()
+        cluster.close()
 
 
 # ---- waves ------------------------------------------------------------------------------
@@ -327,14 +335,14 @@ async def _wave(stack: BenchStack, kind: str, starts: list[Callable[[], Awaitabl
                 check: Callable[[Any], str | None]) -> Wave:
     pids = {"worker": stack.worker.pid, "bare worker": stack.bare_worker.pid,
             "simulator": stack.simulator_pid, "dev server": stack.dev_server_pid}
-    before = {name: sample_process(pid).cpu_seconds for name, pid in pids.items()}
+    before = {name: sample_process_tree(pid).cpu_seconds for name, pid in pids.items()}
     requests_before = stack.request_count()
     began = time.monotonic()
     handles: list[WorkflowHandle[Any, Any]] = await asyncio.gather(*(s() for s in starts))
     outcomes = await asyncio.gather(*(h.result() for h in handles), return_exceptions=True)
     wall = time.monotonic() - began
     requests = stack.request_count() - requests_before
-    cpu = {name: sample_process(pid).cpu_seconds - before[name] for name, pid in pids.items()}
+    cpu = {name: sample_process_tree(pid).cpu_seconds - before[name] for name, pid in pids.items()}
     failures = [str(o) if isinstance(o, BaseException) else (check(o) or "")
                 for o in outcomes]
     failures = [f for f in failures if f]

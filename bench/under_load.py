@@ -51,7 +51,7 @@ from bench.under_load_figures import (
     guest_figures,
     storage_cut_ms,
 )
-from bench.worker_load import sample_process
+from bench.worker_load import sample_process_tree
 from contracts.snapshot import SnapshotVirtualMachineInput, SnapshotVirtualMachineResult
 from rules.durations import parse_duration
 from rules.naming import SNAPSHOT_LABEL
@@ -249,7 +249,7 @@ async def wave(stack: Stack, setting: int, mode: str, vms: int, disks: int) -> W
     requests = [snapshot_request(mode, vm, name) for vm, name in targets]
     freezes_before = len(stack.sim.freeze_log())
     requests_mark = stack.sim.request("GET", "/sim/requests?since=999999999999")["next"]
-    cpu_before = sample_process(stack.worker.pid).cpu_seconds
+    cpu_before = sample_process_tree(stack.worker.pid).cpu_seconds
 
     async def one(request: SnapshotVirtualMachineInput) -> SnapshotVirtualMachineResult:
         handle = await stack.vmsnap.start_snapshot(request, check=False)
@@ -258,7 +258,7 @@ async def wave(stack: Stack, setting: int, mode: str, vms: int, disks: int) -> W
     began = time.monotonic()
     answers = await asyncio.gather(*(one(r) for r in requests), return_exceptions=True)
     wall = time.monotonic() - began
-    cpu = sample_process(stack.worker.pid).cpu_seconds - cpu_before
+    cpu = sample_process_tree(stack.worker.pid).cpu_seconds - cpu_before
     freezes = stack.sim.freeze_log()[freezes_before:]
     names = [name for _, name in targets]
     cuts = stack.list_cut(SNAPSHOTS, names)

@@ -76,9 +76,44 @@ def sample_process(pid: int, proc: Path = Path("/proc")) -> ProcessSample:
     )
 
 
+def child_pids(pid: int, proc: Path = Path("/proc")) -> list[int]:
+    """The live processes whose parent is `pid` (field 4 of /proc/PID/stat)."""
+    children = []
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:  # gone meanwhile
+            continue
+        fields = stat[stat.rfind(")") + 1:].split()
+        if len(fields) > 1 and fields[1] == str(pid):
+            children.append(int(entry.name))
+    return children
+
+
+def sample_process_tree(pid: int, proc: Path = Path("/proc")) -> ProcessSample:
+    """`sample_process` of `pid` and its descendants summed: the worker with its freeze
+    process (worker.py starts one), which does part of the worker's work."""
+    samples = [sample_process(pid, proc)]
+    pending = child_pids(pid, proc)
+    while pending:
+        child = pending.pop()
+        try:
+            samples.append(sample_process(child, proc))
+        except FileNotFoundError:
+            continue
+        pending.extend(child_pids(child, proc))
+    return ProcessSample(
+        cpu_seconds=sum(s.cpu_seconds for s in samples),
+        rss_bytes=sum(s.rss_bytes for s in samples),
+        peak_rss_bytes=sum(s.peak_rss_bytes for s in samples),
+        threads=sum(s.threads for s in samples))
+
+
 @dataclass
 class Sampler:
-    """Samples one process on a thread, every `interval` seconds, until stopped."""
+    """Samples one process and its descendants on a thread, every `interval` seconds."""
 
     pid: int
     interval: float = 0.2
@@ -87,7 +122,7 @@ class Sampler:
     _thread: threading.Thread | None = None
 
     def __enter__(self) -> Sampler:
-        self.samples.append((time.monotonic(), sample_process(self.pid)))
+        self.samples.append((time.monotonic(), sample_process_tree(self.pid)))
         self._thread = threading.Thread(target=self._run, name=f"sample-{self.pid}", daemon=True)
         self._thread.start()
         return self
@@ -96,12 +131,12 @@ class Sampler:
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
-        self.samples.append((time.monotonic(), sample_process(self.pid)))
+        self.samples.append((time.monotonic(), sample_process_tree(self.pid)))
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
             try:
-                self.samples.append((time.monotonic(), sample_process(self.pid)))
+                self.samples.append((time.monotonic(), sample_process_tree(self.pid)))
             except FileNotFoundError:
                 return
 
@@ -148,12 +183,12 @@ async def benchmark(snapshots: int, record_figures: bool, env: dict[str, str]) -
 
     load_before = os.getloadavg()[0]
     async with BenchStack(vms=snapshots, worker_env=env) as stack:
-        idle = sample_process(stack.worker.pid)
+        idle = sample_process_tree(stack.worker.pid)
         with Sampler(stack.worker.pid) as worker, Sampler(stack.simulator_pid) as sim, \
                 Sampler(stack.dev_server_pid) as server:
             wave = await real_wave(stack, snapshots, "load")
         time.sleep(1.0)  # let the worker's memory settle once the wave is done
-        end = sample_process(stack.worker.pid)
+        end = sample_process_tree(stack.worker.pid)
     lines = [
         f"{snapshots} concurrent snapshots ({wave.succeeded} succeeded) in {wave.wall:.1f} s "
         f"({stack.tuning_note})",

@@ -167,6 +167,14 @@ class GroupSnapshotOperations(KubeApis):
             return None
         return len(((obj.get("spec") or {}).get("source") or {}).get("volumeHandles") or [])
 
+    def group_content_cut(self, content: str) -> bool:
+        """Whether a group's content says the driver has cut it: `status.creationTime`
+        and no `status.error` (the CSI snapshotter writes both as the driver answers,
+        before the controller makes the members and shows the cut on the group)."""
+        obj = self.get_custom_or_none(VOLUME_GROUP_SNAPSHOT_CONTENTS, "", content)
+        status = (obj or {}).get("status") or {}
+        return bool(status.get("creationTime")) and not status.get("error")
+
     def group_members(self, namespace: str, group: str) -> list[dict[str, Any]]:
         """The member VolumeSnapshots of a group, as the server has them now."""
         with translated_errors(f"list VolumeSnapshot {namespace}/"):

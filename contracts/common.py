@@ -7,6 +7,20 @@ from pydantic import BaseModel
 TASK_QUEUE = "vmsnap"
 """The default task queue of the worker and of every client."""
 
+FREEZE_QUEUE_SUFFIX = ".freeze"
+
+
+def freeze_task_queue(task_queue: str) -> str:
+    """The task queue of the cuts that freeze a guest, beside a worker's `task_queue`.
+
+    Its worker runs in a process of its own with one activity slot per guest it may hold
+    frozen (VMSNAP_MAX_FREEZES_IN_FLIGHT): a snapshot waits for its turn in this queue,
+    before anything is frozen, and no other work of the worker shares the interpreter of
+    a frozen guest's cut. A cluster id has no '.', so no cluster's task queue
+    (`vmsnap-{cluster id}`) is another's freeze queue.
+    """
+    return f"{task_queue}{FREEZE_QUEUE_SUFFIX}"
+
 # Error types (ApplicationError.type) the activities of several operations raise;
 # workflows and users match on them (workflows/README.md lists them).
 VM_NOT_FOUND = "VmNotFound"

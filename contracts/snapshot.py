@@ -399,6 +399,9 @@ CREATE_SNAPSHOT_RECORD = ActivityRef(
 LOCK_AND_INSPECT_VM = ActivityRef("lock_and_inspect_vm", LockAndInspectInput, VmInspection)
 WRITE_SNAPSHOT_STATUS = ActivityRef("write_snapshot_status", WriteSnapshotStatusInput, bool)
 FREEZE_AND_CUT = ActivityRef("freeze_and_cut", CutInput, CutOutcome)
+# The patch (workflow.patched) that sends a cut with a freeze to the freeze task queue
+# (contracts.common.freeze_task_queue); runs begun before it cut on the workflow's queue.
+FREEZE_QUEUE = "freeze-task-queue"
 UNFREEZE_VM = ActivityRef("unfreeze_vm", UnfreezeVmInput, bool)
 CHECK_VOLUME_SNAPSHOTS_READY = ActivityRef(
     "check_volume_snapshots_ready", VolumeSnapshotsInput, list[VolumeSnapshotState])

@@ -14,7 +14,7 @@ tunes it in the Deployment's environment without a new image.
 | `VMSNAP_MAX_CACHED_WORKFLOWS` | `max_cached_workflows` (sticky cache) | SDK (1000) |
 | `VMSNAP_WORKFLOW_TASK_POLLS` | workflow task pollers | SDK (5) |
 | `VMSNAP_ACTIVITY_TASK_POLLS` | activity task pollers | SDK (5) |
-| `VMSNAP_MAX_FREEZES_IN_FLIGHT` | guests frozen at once (0: no bound) | 2 |
+| `VMSNAP_MAX_FREEZES_IN_FLIGHT` | slots of the freeze process (0: one per activity) | 2 |
 
 An empty variable means the default; anything but a whole number in range is
 refused with a message naming the variable (the worker does not start).
@@ -27,11 +27,6 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from temporalio.worker import PollerBehaviorSimpleMaximum
-
-from activities.freeze_admission import (
-    DEFAULT_MAX_FREEZES_IN_FLIGHT,
-    ENV_MAX_FREEZES_IN_FLIGHT,
-)
 
 DEFAULT_MAX_CONCURRENT_ACTIVITIES = 32
 # The snapshot's short steps are local activities (workflows/saga.py local_step); they run
@@ -46,6 +41,11 @@ ENV_MAX_CONCURRENT_WORKFLOW_TASKS = "VMSNAP_MAX_CONCURRENT_WORKFLOW_TASKS"
 ENV_MAX_CACHED_WORKFLOWS = "VMSNAP_MAX_CACHED_WORKFLOWS"
 ENV_WORKFLOW_TASK_POLLS = "VMSNAP_WORKFLOW_TASK_POLLS"
 ENV_ACTIVITY_TASK_POLLS = "VMSNAP_ACTIVITY_TASK_POLLS"
+ENV_MAX_FREEZES_IN_FLIGHT = "VMSNAP_MAX_FREEZES_IN_FLIGHT"
+# Guests one worker holds frozen at once: the cuts that freeze run in the worker's freeze
+# process (worker.py), one activity slot each; the others wait in the freeze task queue,
+# not frozen. Measured with bench.under_load (200 ms cuts, 2 cores; docs/benchmarks.md).
+DEFAULT_MAX_FREEZES_IN_FLIGHT = 2
 
 
 _ZERO_ALLOWED = ("max_cached_workflows", "max_freezes_in_flight")
@@ -86,7 +86,7 @@ class WorkerTuning:
     max_cached_workflows: int | None = None
     workflow_task_polls: int | None = None
     activity_task_polls: int | None = None
-    max_freezes_in_flight: int = DEFAULT_MAX_FREEZES_IN_FLIGHT  # 0: no bound
+    max_freezes_in_flight: int = DEFAULT_MAX_FREEZES_IN_FLIGHT  # 0: as many as activities
 
     def __post_init__(self) -> None:
         if self.activity_threads < self.slots:
@@ -101,6 +101,12 @@ class WorkerTuning:
             value = getattr(self, item.name)
             if value is not None and value < (0 if item.name in _ZERO_ALLOWED else 1):
                 raise WorkerTuningError(f"{item.name}={value} must be positive")
+
+    @property
+    def freeze_slots(self) -> int:
+        """Activity slots of the freeze process: the bound, or with none (0) as many as
+        the worker's activities."""
+        return self.max_freezes_in_flight or self.max_concurrent_activities
 
     @property
     def slots(self) -> int:
@@ -154,4 +160,4 @@ class WorkerTuning:
                 f"cached workflows {show(self.max_cached_workflows)}, pollers "
                 f"{show(self.workflow_task_polls)} workflow / "
                 f"{show(self.activity_task_polls)} activity, guests frozen at once "
-                f"{self.max_freezes_in_flight or 'unbounded'}")
+                f"{self.freeze_slots}{'' if self.max_freezes_in_flight else ' (no bound)'}")

@@ -93,12 +93,14 @@ async def step(
     schedule_to_close: timedelta | None = None,
     heartbeat: timedelta | None = None,
     retry: RetryPolicy = STEP_RETRY,
+    task_queue: str | None = None,
 ) -> O:
-    """A step's activity, waited for even when cancelled: no step outlives its undo."""
+    """A step's activity, waited for even when cancelled: no step outlives its undo; on
+    `task_queue` when given, else on the workflow's."""
     result: O = await workflow.execute_activity(
         activity.name, arg, result_type=activity.output, start_to_close_timeout=start_to_close,
         schedule_to_close_timeout=schedule_to_close, heartbeat_timeout=heartbeat,
-        retry_policy=retry,
+        retry_policy=retry, task_queue=task_queue,
         cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED)
     return result
 

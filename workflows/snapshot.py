@@ -56,6 +56,7 @@ with workflow.unsafe.imports_passed_through():
         VOLUME_SNAPSHOT_MISSING,
         VOLUME_SNAPSHOTS_NOT_READY,
         ObjectRef,
+        freeze_task_queue,
     )
     from contracts.lock import (
         LEASE_RENEWAL,
@@ -82,6 +83,7 @@ with workflow.unsafe.imports_passed_through():
         DELETE_SNAPSHOT_CONTENT,
         DELETE_VOLUME_SNAPSHOTS,
         FREEZE_AND_CUT,
+        FREEZE_QUEUE,
         GROUP_SNAPSHOT_FALLBACK,
         LOCK_AND_INSPECT_VM,
         NO_ELIGIBLE_VOLUME,
@@ -168,6 +170,7 @@ class SnapshotVirtualMachine(Operation[SnapshotVirtualMachineInput, SnapshotVirt
         self._content_states: list[VolumeSnapshotState] = []  # last written to the content
         self._groups: list[PlannedGroup] = []  # the VolumeGroupSnapshots planned
         self._content_names: dict[str, str] = {}  # members to name in the content, once
+        self._freeze_queue = False  # a cut with a freeze goes to the freeze task queue
 
     @workflow.run
     async def run(self, input: SnapshotVirtualMachineInput) -> SnapshotVirtualMachineResult:
@@ -177,6 +180,7 @@ class SnapshotVirtualMachine(Operation[SnapshotVirtualMachineInput, SnapshotVirt
         # resolves a local activity, does not replay. Only a run that may outlive the
         # default lease asks (no marker in the others' histories).
         self._renews_lease = lease_for(self.time_left())[1] and workflow.patched(LEASE_RENEWAL)
+        self._freeze_queue = workflow.patched(FREEZE_QUEUE)
         await self.admitted(admit([input.namespace], freeze_budget=input.freeze_budget))
         await self.run_steps(self._take_snapshot())
         await self._unlock_vm()
@@ -345,7 +349,8 @@ class SnapshotVirtualMachine(Operation[SnapshotVirtualMachineInput, SnapshotVirt
                          volumes=self._planned, labels=self._labels(), freeze=freeze,
                          groups=self._groups,
                          group_required=input.group_snapshot == "required"),
-                start_to_close=timeout, heartbeat=CUT_HEARTBEAT, retry=CUT_RETRY)
+                start_to_close=timeout, heartbeat=CUT_HEARTBEAT, retry=CUT_RETRY,
+                task_queue=self._cut_queue(freeze))
         except ActivityError as err:
             if describe(err)[1] == QUIESCE_TIMED_OUT:  # quiesce required: thawed, then failed
                 result.indications.append(QUIESCE_TIMEOUT)
@@ -365,6 +370,14 @@ class SnapshotVirtualMachine(Operation[SnapshotVirtualMachineInput, SnapshotVirt
             result.indications.append(QUIESCE_FAILED)
         if outcome.thawed_before_cut:
             result.indications.append(QUIESCE_TIMEOUT)
+
+    def _cut_queue(self, freeze: FreezePlan | None) -> str | None:
+        """Where the cut runs: a cut that freezes waits for a freeze slot on the freeze
+        task queue (contracts.common.freeze_task_queue), unfrozen, for as long as the
+        deadline lets it; one without a freeze runs on the workflow's own queue."""
+        if freeze is None or not self._freeze_queue:
+            return None
+        return freeze_task_queue(workflow.info().task_queue)
 
     def _take_group_outcome(self, outcome: CutOutcome) -> None:
         """The groups' members stand for their disks from here on (readiness, content,

@@ -50,7 +50,13 @@ from simulator.controllers.runtime import (
     rfc3339_from_nanos,
     rfc3339_seconds,
 )
-from simulator.controllers.storage import StorageView, is_deleting, pvc_size_bytes, volume_handle
+from simulator.controllers.storage import (
+    ClaimsByHandle,
+    StorageView,
+    is_deleting,
+    pvc_size_bytes,
+    volume_handle,
+)
 from simulator.store import WatchEvent
 
 QUEUE = "csi-group-snapshotter"
@@ -69,6 +75,7 @@ class GroupDriverSidecar:
         # Un-ready contents by volume handle and by class: what a PVC or class change concerns.
         self._by_handle = Index()
         self._by_class = Index()
+        self._claims_by_handle = ClaimsByHandle(runtime)
         runtime.register(QUEUE, self.reconcile)
 
     # ---- watch ---------------------------------------------------------------------
@@ -102,7 +109,10 @@ class GroupDriverSidecar:
         elif key == (GROUP_SNAPSHOT, "volumegroupsnapshotclasses"):
             for name in self._by_class.referrers(obj["metadata"]["name"]):
                 self.rt.enqueue(QUEUE, name)
-        elif key == (CORE, "persistentvolumeclaims") and event.type != "DELETED":
+        elif key == (CORE, "persistentvolumeclaims"):
+            self._claims_by_handle.observe(event)
+            if event.type == "DELETED":
+                return
             for name in self._by_handle.referrers(volume_handle(obj)):
                 self.rt.enqueue(QUEUE, name)
 
@@ -310,11 +320,10 @@ class GroupDriverSidecar:
     def _claims(self, driver: Any, handles: list[str]) -> dict[str, dict[str, Any]]:
         """The PVC of each volume handle the driver owns (a volume of another driver is
         not found by this one)."""
-        wanted = set(handles)
         found: dict[str, dict[str, Any]] = {}
-        for pvc in self.rt.list_view(CORE, "persistentvolumeclaims"):
-            handle = volume_handle(pvc)
-            if handle in wanted and self.view.driver_of(pvc) == driver:
+        for handle in set(handles):
+            pvc = self._claims_by_handle.claim(handle)
+            if pvc is not None and self.view.driver_of(pvc) == driver:
                 found[handle] = pvc
         return found
 

@@ -58,6 +58,7 @@ from simulator.controllers.runtime import (
     rfc3339_seconds,
 )
 from simulator.controllers.storage import (
+    ClaimsByHandle,
     StorageView,
     is_bound,
     is_csi_driver,
@@ -145,6 +146,7 @@ class GroupSnapshotController:
         self.view = StorageView(runtime)
         # Groups by the namespace they select PVCs in: a PVC change there concerns them.
         self._by_namespace = Index()
+        self._claims_by_handle = ClaimsByHandle(runtime)
         runtime.register(QUEUE, self.reconcile)
         runtime.register(UNBOUND, self._requeue_unbound)
 
@@ -165,6 +167,7 @@ class GroupSnapshotController:
             if ref.get("name"):
                 self.rt.enqueue(QUEUE, (ref.get("namespace", ""), ref["name"]))
         elif key == (CORE, "persistentvolumeclaims"):
+            self._claims_by_handle.observe(event)
             for waiting_group in self._by_namespace.referrers(namespace):
                 self.rt.enqueue(QUEUE, waiting_group)
         elif key == (GROUP_SNAPSHOT, "volumegroupsnapshotclasses"):
@@ -509,10 +512,8 @@ class GroupSnapshotController:
 
     def _claim_of(self, namespace: str, handle: str) -> dict[str, Any] | None:
         """findPersistentVolumeByCSIDriverHandle: the claim of the volume with this handle."""
-        for pvc in self.rt.list_view(CORE, "persistentvolumeclaims", namespace):
-            if is_bound(pvc) and volume_handle(pvc) == handle:
-                return pvc
-        return None
+        pvc = self._claims_by_handle.claim(handle, namespace)
+        return pvc if is_bound(pvc) else None
 
     # ---- finalizers ----------------------------------------------------------------
 

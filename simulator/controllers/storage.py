@@ -17,6 +17,7 @@ from typing import Any
 from kubernetes.utils.quantity import parse_quantity
 
 from simulator.controllers.runtime import CORE, SNAPSHOT, STORAGE, Runtime
+from simulator.store import WatchEvent
 
 DEFAULT_STORAGE_CLASS = "storageclass.kubernetes.io/is-default-class"
 DEFAULT_STORAGE_CLASS_BETA = "storageclass.beta.kubernetes.io/is-default-class"
@@ -102,6 +103,41 @@ def is_deleting(obj: dict[str, Any] | None) -> bool:
 def is_default(obj: dict[str, Any], *annotation_names: str) -> bool:
     found = (obj.get("metadata") or {}).get("annotations") or {}
     return any(found.get(name) == "true" for name in annotation_names)
+
+
+class ClaimsByHandle:
+    """Claims by their volume's CSI handle, kept from PVC watch events, as upstream's
+    controllers index PersistentVolumes by driver and handle: a handle's claim without a
+    pass over every claim of the cluster. A claim the events have not shown is looked for."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.rt = runtime
+        self._keys: dict[str, tuple[str, str]] = {}
+
+    def observe(self, event: WatchEvent) -> None:
+        """A PVC's event (the caller's filter: PersistentVolumeClaims only)."""
+        metadata = event.object["metadata"]
+        handle = volume_handle(event.object)
+        key = (metadata.get("namespace", ""), metadata["name"])
+        if event.type != "DELETED":
+            self._keys[handle] = key
+        elif self._keys.get(handle) == key:
+            del self._keys[handle]
+
+    def claim(self, handle: str, namespace: str | None = None) -> dict[str, Any] | None:
+        """The stored claim (not a copy: read it only) whose volume has `handle`, in
+        `namespace` when given."""
+        known = self._keys.get(handle)
+        if known is not None and namespace in (None, known[0]):
+            pvc = self.rt.view(CORE, "persistentvolumeclaims", *known)
+            if pvc is not None and volume_handle(pvc) == handle:
+                return pvc
+        for pvc in self.rt.list_view(CORE, "persistentvolumeclaims", namespace):
+            if volume_handle(pvc) == handle:
+                self._keys[handle] = (pvc["metadata"].get("namespace", ""),
+                                      pvc["metadata"]["name"])
+                return pvc
+        return None
 
 
 class StorageView:

@@ -75,7 +75,7 @@ async def env(start_sim: StartSim, dev_server: DevServerProcess) -> AsyncIterato
             activity_executor=pool,
             max_concurrent_activities=worker_module.MAX_CONCURRENT_ACTIVITIES,
             max_heartbeat_throttle_interval=worker_module.MAX_HEARTBEAT_THROTTLE,
-        ):
+        ), worker_module.build_freeze_worker(client, cluster, task_queue):
             yield Env(sim, client, task_queue, f"http://{address}/metrics",
                       cluster.cluster_id)
     cluster.close()

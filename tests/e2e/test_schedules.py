@@ -87,7 +87,8 @@ async def env(
     task_queue = f"vmsnap-sched-{uuid.uuid4().hex[:8]}"
     cluster = Cluster.from_environment(str(sim.kubeconfig))
     with ThreadPoolExecutor(worker_module.MAX_CONCURRENT_ACTIVITIES) as pool:
-        async with build_worker(client, cluster, task_queue, pool):
+        async with build_worker(client, cluster, task_queue, pool), \
+                worker_module.build_freeze_worker(client, cluster, task_queue):
             sdk = VmsnapClient(client, cluster=Cluster.from_environment(str(sim.kubeconfig)),
                                task_queue=task_queue)
             yield Env(sim, client, task_queue, sdk, dev_server,

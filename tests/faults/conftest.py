@@ -75,7 +75,8 @@ async def outcome(handle: WorkflowHandle[Any, Any], timeout: float) -> Outcome:
 FAULTS_CLUSTER = "faults"  # the workers' VMSNAP_CLUSTER_ID: in every workflow ID
 # The scenarios hold several guests frozen at once on purpose (slow cuts held open at their
 # boundaries, all at the same time): the default bound of 2 would queue the third behind
-# them. Freeze admission has tests of its own (tests/activities/test_freeze_admission.py).
+# them. Freeze admission has tests of its own (tests/workflows/test_freeze_queue.py,
+# tests/e2e/test_snapshot_worker.py).
 FAULT_FREEZES_IN_FLIGHT = "8"
 
 

@@ -6,18 +6,16 @@ import pytest
 from temporalio.worker import PollerBehaviorSimpleMaximum, Worker
 
 import worker
-from activities.freeze_admission import (
-    DEFAULT_MAX_FREEZES_IN_FLIGHT,
-    ENV_MAX_FREEZES_IN_FLIGHT,
-)
 from starter.worker_tuning import (
     DEFAULT_MAX_CONCURRENT_ACTIVITIES,
     DEFAULT_MAX_CONCURRENT_LOCAL_ACTIVITIES,
+    DEFAULT_MAX_FREEZES_IN_FLIGHT,
     ENV_ACTIVITY_THREADS,
     ENV_MAX_CACHED_WORKFLOWS,
     ENV_MAX_CONCURRENT_ACTIVITIES,
     ENV_MAX_CONCURRENT_LOCAL_ACTIVITIES,
     ENV_MAX_CONCURRENT_WORKFLOW_TASKS,
+    ENV_MAX_FREEZES_IN_FLIGHT,
     ENV_WORKFLOW_TASK_POLLS,
     WorkerTuning,
     WorkerTuningError,
@@ -94,10 +92,13 @@ def test_freezes_in_flight_default_override_and_zero_for_no_bound() -> None:
         {ENV_MAX_FREEZES_IN_FLIGHT: " "}).max_freezes_in_flight == DEFAULT_MAX_FREEZES_IN_FLIGHT
     assert WorkerTuning.from_environment(
         {ENV_MAX_FREEZES_IN_FLIGHT: "3"}).max_freezes_in_flight == 3
-    unbounded = WorkerTuning.from_environment({ENV_MAX_FREEZES_IN_FLIGHT: "0"})
+    assert WorkerTuning.from_environment({ENV_MAX_FREEZES_IN_FLIGHT: "3"}).freeze_slots == 3
+    unbounded = WorkerTuning.from_environment({ENV_MAX_FREEZES_IN_FLIGHT: "0",
+                                               ENV_MAX_CONCURRENT_ACTIVITIES: "40"})
     assert unbounded.max_freezes_in_flight == 0
-    assert "guests frozen at once unbounded" in unbounded.describe()
-    # not a Worker option: the worker's cuts keep it (activities/freeze_admission.py)
+    assert unbounded.freeze_slots == 40  # no bound: as many as the worker's activities
+    assert "guests frozen at once 40 (no bound)" in unbounded.describe()
+    # not an option of the main worker: the freeze process's (worker.build_freeze_worker)
     assert "max_freezes_in_flight" not in unbounded.worker_options()
 
 

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+from contracts.common import freeze_task_queue
 from starter.local_stack import REPO_ROOT
 from tests.workflows.doubles import World
 from workflows.delete_snapshot import DeleteVirtualMachineSnapshot
@@ -41,12 +43,22 @@ def task_queue() -> str:
 def worker_for(env: WorkflowEnvironment, task_queue: str) -> StartWorker:
     """`async with worker_for(world):` a worker on a fresh task queue with the doubles."""
 
-    def make(world: World) -> Worker:
-        return Worker(
+    @asynccontextmanager
+    async def make(world: World) -> AsyncIterator[Worker]:
+        async with Worker(
             env.client,
             task_queue=task_queue,
             workflows=[SnapshotVirtualMachine, DeleteVirtualMachineSnapshot],
             activities=world.activities(),
-        )
+        ) as worker, freeze_worker(env, task_queue, world.activities()):
+            yield worker
 
     return make
+
+
+def freeze_worker(env: WorkflowEnvironment, task_queue: str,
+                  activities: Sequence[Callable[..., Any]]) -> Worker:
+    """The worker of `task_queue`'s freeze task queue, where a cut that freezes runs (the
+    worker's freeze process in production: worker.build_freeze_worker)."""
+    return Worker(env.client, task_queue=freeze_task_queue(task_queue),
+                  activities=list(activities))

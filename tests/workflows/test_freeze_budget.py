@@ -22,7 +22,7 @@ from temporalio.worker import Worker
 from activities.cut import QUIET_START_SECONDS
 from contracts.snapshot import FREEZE_AND_CUT
 from rules.naming import snapshot_workflow_id
-from tests.workflows.conftest import StartWorker
+from tests.workflows.conftest import StartWorker, freeze_worker
 from tests.workflows.doubles import CLUSTER, NS, World, admission, vm_state
 from tests.workflows.test_snapshot_workflow import (
     COMPENSATION_AFTER_CUT,
@@ -39,8 +39,10 @@ async def worker_with_maximum(env: WorkflowEnvironment, task_queue: str, world: 
     """The doubles, with the real admission of a worker whose maximum budget is `maximum`."""
     activities = [a for a in world.activities()
                   if getattr(a, "__temporal_activity_definition").name != "admit_request"]
+    activities = [*activities, admission(max_freeze_budget=maximum)]
     async with Worker(env.client, task_queue=task_queue, workflows=[SnapshotVirtualMachine],
-                      activities=[*activities, admission(max_freeze_budget=maximum)]) as worker:
+                      activities=activities) as worker, \
+            freeze_worker(env, task_queue, activities):
         yield worker
 
 
