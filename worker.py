@@ -141,6 +141,15 @@ def activities_for(
             record_snapshot_metrics]
 
 
+def freeze_activities(
+    cluster: Cluster, boundary: WorkerBoundary | None = None,
+) -> list[Callable[..., Any]]:
+    """What the freeze process serves: the cut, bound to its own cluster adapter and the
+    worker's maximum freeze budget."""
+    boundary = boundary or WorkerBoundary.from_environment(os.environ)
+    return [SnapshotActivities(cluster, None, boundary.max_freeze_budget).freeze_and_cut]
+
+
 async def connect(
     address: str | None = None, namespace: str | None = None, runtime: Runtime | None = None
 ) -> Client:
@@ -190,12 +199,10 @@ def build_freeze_worker(
     """The worker of `task_queue`'s freeze task queue: only the cut, one activity slot per
     guest it may hold frozen (`tuning.freeze_slots`); snapshots beyond wait in the queue."""
     tuning = tuning or WorkerTuning.from_environment(os.environ)
-    boundary = boundary or WorkerBoundary.from_environment(os.environ)
-    cuts = SnapshotActivities(cluster, None, boundary.max_freeze_budget)
     return Worker(
         client,
         task_queue=freeze_task_queue(task_queue),
-        activities=[cuts.freeze_and_cut],
+        activities=freeze_activities(cluster, boundary),
         activity_executor=executor or ThreadPoolExecutor(tuning.freeze_slots),
         max_concurrent_activities=tuning.freeze_slots,
         graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,

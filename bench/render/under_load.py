@@ -206,7 +206,11 @@ def section(records: RecordSet) -> Section | None:
         "cut of its disks (the unfreeze against the last VolumeSnapshot's or the "
         "VolumeGroupSnapshot's `creationTime`). Per wave: its wall time (first start to "
         "last result), the snapshots that Succeeded, and the worker's CPU (user + system, "
-        "from /proc) per snapshot.")
+        "from /proc, its freeze process's included) per snapshot.\n\n"
+        "The worker runs every cut that freezes in its freeze process, with "
+        "`VMSNAP_MAX_FREEZES_IN_FLIGHT` activity slots (0: one per activity slot, 32); "
+        "the other snapshots wait in the freeze task queue before their freeze "
+        "(docs/production.md, \"Freeze admission: the freeze process\").")
     parts = []
     for setting in figures["settings"]:
         parts += [f"Worker: {setting_label(setting['worker_env'])}.",

@@ -145,7 +145,7 @@ def test_a_retry_that_finds_its_cut_taken_without_word_of_the_freeze_does_not_fr
     the guest again and call the old cut application-consistent."""
     first = stack.cut("lost-word", "gc", 10.0)
     assert first.frozen_at is not None and len(stack.freezes("gc")) == 1
-    again = stack.cut("lost-word", "gc", 10.0, env=_retry({"step": "waiting to freeze"}))
+    again = stack.cut("lost-word", "gc", 10.0, env=_retry({"waiting": ["lost-word-root"]}))
     assert again.frozen_at is None and again.freeze_error is not None
     assert "not known to have been taken while the guest was frozen" in again.freeze_error
     assert [s.name for s in again.volume_snapshots] == ["lost-word-root"]

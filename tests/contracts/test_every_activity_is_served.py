@@ -14,7 +14,8 @@ from temporalio import activity
 import contracts
 from cluster.client import Cluster
 from contracts.activity import ActivityRef
-from worker import activities_for
+from contracts.snapshot import FREEZE_AND_CUT
+from worker import activities_for, freeze_activities
 
 
 def referenced() -> set[str]:
@@ -37,3 +38,6 @@ def test_every_activity_reference_is_registered_by_the_worker() -> None:
         registered.add(definition.name)
     assert referenced() - registered == set()
     assert len(referenced()) > 30
+    # the freeze process serves the cut (a cut that freezes is scheduled on its queue)
+    served = {activity._Definition.must_from_callable(f).name for f in freeze_activities(cluster)}
+    assert served == {FREEZE_AND_CUT.name}

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterator
 
+import pytest
 from temporalio.api.enums.v1 import EventType
+from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from contracts.common import freeze_task_queue
 from contracts.snapshot import FREEZE_AND_CUT
-from tests.workflows.conftest import StartWorker
+from tests.workflows.conftest import TEST_SERVER, StartWorker
 from tests.workflows.doubles import World
 from tests.workflows.test_snapshot_workflow import Handle, failed_result, failure_of, start
 from workflows.delete_snapshot import DeleteVirtualMachineSnapshot
@@ -52,11 +55,23 @@ async def test_a_cut_that_freezes_runs_on_the_freeze_queue_one_without_on_the_wo
     assert world.cut_inputs[0].freeze is not None and world.cut_inputs[1].freeze is None
 
 
+@pytest.fixture
+async def own_env() -> AsyncIterator[WorkflowEnvironment]:
+    """A time-skipping server of this test's own: an activity that is scheduled and never
+    started stops the server's time skipping for good, even once its workflow has
+    ended, and the session's shared server must keep skipping for the other tests."""
+    environment = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=str(TEST_SERVER), data_converter=pydantic_data_converter)
+    yield environment
+    await environment.shutdown()
+
+
 async def test_a_snapshot_with_no_freeze_slot_fails_at_its_deadline_never_frozen(
-    env: WorkflowEnvironment, task_queue: str
+    own_env: WorkflowEnvironment, task_queue: str
 ) -> None:
     """No freeze worker polls (all slots busy, or none runs): the snapshot waits unfrozen
     and its deadline fails it; nothing was frozen or cut, everything is undone."""
+    env = own_env
     world = World()
     began = time.monotonic()
     async with Worker(env.client, task_queue=task_queue,
