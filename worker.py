@@ -301,18 +301,21 @@ async def run_freeze_worker(task_queue: str, stop: asyncio.Event, parent_pid: in
     watch = die_with_parent(parent_pid, stop)
     tuning = WorkerTuning.from_environment(os.environ)
     boundary = WorkerBoundary.from_environment(os.environ)
-    cluster = Cluster.from_environment()
+    # Its own watch-fed copy of the PVCs the cuts check (cluster.informer): no request
+    # for them per cut, as in the worker.
+    cluster = Cluster.from_environment(cache_reads=True)
     client = await connect()
     identity = f"{parent_pid}@{socket.gethostname()} freeze"
     with ThreadPoolExecutor(tuning.freeze_slots, thread_name_prefix="freeze") as pool:
         worker = build_freeze_worker(client, cluster, task_queue, pool, tuning, boundary,
                                      identity)
         async with worker:
-            log.info("freeze worker started: polling task queue %r, %d guests frozen at once",
+            # Not "worker started": that line says the whole worker polls.
+            log.info("freeze process ready: polling task queue %r, %d guests frozen at once",
                      freeze_task_queue(task_queue), tuning.freeze_slots)
             signal_ready(ready_fd)
             await stop.wait()
-            log.info("freeze worker stopping: finishing running cuts (up to %ss)",
+            log.info("freeze process stopping: finishing running cuts (up to %ss)",
                      GRACEFUL_SHUTDOWN.total_seconds())
     watch.cancel()
     cluster.close()

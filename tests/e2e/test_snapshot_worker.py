@@ -48,7 +48,8 @@ def test_the_worker_stops_cleanly_on_a_signal(
     log = (tmp_path / "worker.log").read_text()
     assert "worker started: polling task queue" in log and "worker stopped" in log
     freeze_queue = freeze_task_queue(f"signal-{sig.name.lower()}")
-    assert f"freeze worker started: polling task queue '{freeze_queue}'" in log
+    assert f"freeze process ready: polling task queue '{freeze_queue}'" in log
+    assert log.index("freeze process ready") < log.index("worker started")
     assert gone(freezer, within=5)
 
 
