@@ -102,12 +102,18 @@ class GroupCut:
         namespace = self.input.namespace
         deadline = time.monotonic() + MEMBERS_WAIT_SECONDS
         while True:
-            expected = (self.cluster.group_volume_count(state.bound_content)
-                        if state.bound_content else None)
+            handles = (self.cluster.group_volume_handles(state.bound_content)
+                       if state.bound_content else None)
+            expected = None if handles is None else len(handles)
             if expected is None:
                 fresh = self.cluster.get_group_snapshot(namespace, group.name)
                 state = fresh or state
-            found = self.cluster.group_members(namespace, group.name)
+            # By name (a GET per member), else a list of every VolumeSnapshot of the
+            # namespace, which grows with every snapshot kept there.
+            found = ((self.cluster.group_members_by_name(namespace, group.name, state.uid,
+                                                          handles)
+                      if handles and state.uid else None)
+                     or self.cluster.group_members(namespace, group.name))
             cut = [m for m in found if (m.get("status") or {}).get("creationTime")]
             if expected is not None and len(cut) >= expected:
                 break

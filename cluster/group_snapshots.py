@@ -14,6 +14,7 @@ class and selector is success (a retried cut finds its own group).
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -46,6 +47,7 @@ class GroupSnapshotState:
     bound_content: str | None = None
     deleting: bool = False
     labels: dict[str, str] = field(default_factory=dict)
+    uid: str | None = None
 
     @property
     def cut(self) -> bool:
@@ -74,6 +76,7 @@ def group_snapshot_state(obj: Mapping[str, Any]) -> GroupSnapshotState:
         bound_content=status.get("boundVolumeGroupSnapshotContentName") or None,
         deleting=bool(metadata.get("deletionTimestamp")),
         labels=dict(metadata.get("labels") or {}),
+        uid=metadata.get("uid") or None,
     )
 
 
@@ -159,13 +162,28 @@ class GroupSnapshotOperations(KubeApis):
         """Delete (the group snapshot controller deletes its members); False when gone."""
         return self.delete_custom(VOLUME_GROUP_SNAPSHOTS, namespace, name)
 
-    def group_volume_count(self, content: str) -> int | None:
-        """How many volumes a group's content cut (`spec.source.volumeHandles`); None when
-        the content is not there."""
+    def group_volume_handles(self, content: str) -> list[str] | None:
+        """The volumes a group's content cut (`spec.source.volumeHandles`); None when the
+        content is not there."""
         obj = self.get_custom_or_none(VOLUME_GROUP_SNAPSHOT_CONTENTS, "", content)
         if obj is None:
             return None
-        return len(((obj.get("spec") or {}).get("source") or {}).get("volumeHandles") or [])
+        handles = ((obj.get("spec") or {}).get("source") or {}).get("volumeHandles") or []
+        return [str(h) for h in handles]
+
+    def group_members_by_name(self, namespace: str, group: str, uid: str,
+                              handles: list[str]) -> list[dict[str, Any]] | None:
+        """The members of a group, one GET each by the name the group snapshot controller
+        gives them (`snapshot-<sha256(group uid + volume handle)>`); None when one is not
+        (yet) there or is not this group's: then only a list of the namespace finds them."""
+        members = []
+        for handle in handles:
+            name = f"snapshot-{hashlib.sha256((uid + handle).encode()).hexdigest()}"
+            obj = self.get_custom_or_none(VOLUME_SNAPSHOTS, namespace, name)
+            if obj is None or member_of(obj) != group:
+                return None
+            members.append(dict(obj))
+        return members
 
     def group_content_cut(self, content: str) -> bool:
         """Whether a group's content says the driver has cut it: `status.creationTime`
