@@ -13,7 +13,6 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowFailureError
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
@@ -24,6 +23,7 @@ from contracts.snapshot import FREEZE_AND_CUT
 from rules.naming import snapshot_workflow_id
 from tests.workflows.conftest import StartWorker, freeze_worker
 from tests.workflows.doubles import CLUSTER, NS, World, admission, vm_state
+from tests.workflows.test_freeze_queue import scheduled_cuts
 from tests.workflows.test_snapshot_workflow import (
     COMPENSATION_AFTER_CUT,
     failed_result,
@@ -149,11 +149,7 @@ async def test_the_cut_is_scheduled_for_a_quick_takeover(
     async with worker_for(world):
         handle = await start(env, task_queue)
         await handle.result()
-    history = await handle.fetch_history()
-    scheduled = [e.activity_task_scheduled_event_attributes for e in history.events
-                 if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
-                 and e.activity_task_scheduled_event_attributes.activity_type.name
-                 == FREEZE_AND_CUT.name]
+    scheduled = await scheduled_cuts(handle)
     assert len(scheduled) == 1
     cut = scheduled[0]
     assert cut.heartbeat_timeout.ToTimedelta() == CUT_HEARTBEAT <= timedelta(seconds=1)

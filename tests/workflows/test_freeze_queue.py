@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 from temporalio.api.enums.v1 import EventType
+from temporalio.api.history.v1 import ActivityTaskScheduledEventAttributes
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
@@ -21,13 +22,17 @@ from workflows.delete_snapshot import DeleteVirtualMachineSnapshot
 from workflows.snapshot import SnapshotVirtualMachine
 
 
-async def cut_queues(handle: Handle) -> list[str]:
+async def scheduled_cuts(handle: Handle) -> list[ActivityTaskScheduledEventAttributes]:
+    """How the run scheduled its cut (every attempt's options), from its history."""
     history = await handle.fetch_history()
-    return [e.activity_task_scheduled_event_attributes.task_queue.name
-            for e in history.events
+    return [e.activity_task_scheduled_event_attributes for e in history.events
             if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
             and e.activity_task_scheduled_event_attributes.activity_type.name
             == FREEZE_AND_CUT.name]
+
+
+async def cut_queues(handle: Handle) -> list[str]:
+    return [cut.task_queue.name for cut in await scheduled_cuts(handle)]
 
 
 async def waiting_cut(handle: Handle, timeout: float = 10.0) -> None:
