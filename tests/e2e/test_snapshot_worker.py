@@ -76,7 +76,7 @@ def gone(pid: int, within: float) -> bool:
     return False
 
 
-async def test_a_cut_that_freezes_runs_in_the_freeze_process_named_after_its_worker(
+async def test_a_cut_runs_in_the_freeze_process_which_the_worker_cannot_serve_without(
     dev_server: DevServerProcess, sim: Sim, client: Client, tmp_path: Path
 ) -> None:
     queue = f"freeze-{uuid.uuid4().hex[:6]}"
@@ -100,8 +100,12 @@ async def test_a_cut_that_freezes_runs_in_the_freeze_process_named_after_its_wor
         assert len(cuts) == 1
         assert cuts[0][0] == freeze_task_queue(queue)
         assert cuts[0][1].startswith(f"{worker.pid}@") and cuts[0][1].endswith(" freeze")
+        # A worker whose freeze process ends stops with exit code 1, saying why.
+        os.kill(freeze_process_of(worker), signal.SIGKILL)
+        assert worker.popen.wait(30) == 1
     finally:
         worker.stop()
+    assert "the freeze process ended (exit -9)" in (tmp_path / "worker.log").read_text()
 
 
 def test_a_killed_worker_takes_its_freeze_process_with_it(
@@ -112,20 +116,6 @@ def test_a_killed_worker_takes_its_freeze_process_with_it(
     freezer = freeze_process_of(worker)
     worker.kill()
     assert gone(freezer, within=5), "the freeze process outlived its worker"
-
-
-def test_a_worker_whose_freeze_process_ends_stops_with_exit_1(
-    dev_server: DevServerProcess, sim: Sim, tmp_path: Path
-) -> None:
-    worker = start_worker(tmp_path, dev_server.address, sim.kubeconfig,
-                          task_queue="lost-freezer", extra_env=TEST_WORKER_ENV)
-    try:
-        os.kill(freeze_process_of(worker), signal.SIGKILL)
-        assert worker.popen.wait(30) == 1
-    finally:
-        worker.stop()
-    log = (tmp_path / "worker.log").read_text()
-    assert "the freeze process ended (exit -9)" in log
 
 
 def test_a_worker_without_cluster_configuration_says_so_and_exits_1(
