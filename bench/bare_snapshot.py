@@ -86,6 +86,8 @@ def shape_from_history(events: Iterable[Any]) -> BareShape:
         elif kind == EventType.EVENT_TYPE_MARKER_RECORDED:
             if current is None:
                 raise ValueError("a marker appears before any workflow task completed")
+            if event.marker_recorded_event_attributes.marker_name == PATCH_MARKER:
+                continue  # a version marker (workflow.patched): no work to copy
             current.append(LOCAL + local_activity_type(event))
         elif kind in command_kinds:
             if current is None:
@@ -106,6 +108,9 @@ def shape_from_history(events: Iterable[Any]) -> BareShape:
     if not tasks:
         raise ValueError("the history holds no completed workflow task")
     return BareShape(tasks=tasks, timer_seconds=timer_seconds)
+
+
+PATCH_MARKER = "core_patch"  # what the SDK core names the marker of workflow.patched
 
 
 def local_activity_type(event: Any) -> str:

@@ -50,3 +50,10 @@ def test_a_marker_that_is_not_a_local_activity_is_refused() -> None:
     history = [*_completed_task(), _marker("x", name="version")]
     with pytest.raises(ValueError, match="not a local activity"):
         shape_from_history(history)
+
+
+def test_a_patch_marker_is_no_work_of_its_task() -> None:
+    """workflow.patched records a marker; the bare run has nothing to copy for it."""
+    history = [*_completed_task(), _marker("x", name="core_patch"), _marker("lock_vm"),
+               *_completed_task()]
+    assert shape_from_history(history) == BareShape(tasks=[[LOCAL + "lock_vm"]])
