@@ -179,10 +179,8 @@ def build_worker(
         activities=activities_for(cluster, liveness, WorkflowStates(client, loop), boundary),
         activity_executor=executor or ThreadPoolExecutor(tuning.activity_threads),
         **tuning.worker_options(),
-        graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
-        max_heartbeat_throttle_interval=MAX_HEARTBEAT_THROTTLE,
-        # Kubernetes requests of earlier-started runs go first under VMSNAP_KUBE_QPS; a start
-        # with no input or two fails at once instead of retrying its workflow task.
+        **shared_worker_options(),
+        # A start with no input or two fails at once instead of retrying its workflow task.
         interceptors=[*request_priority_interceptors(), ExactlyOneInput()],
     )
 
@@ -205,11 +203,19 @@ def build_freeze_worker(
         activities=freeze_activities(cluster, boundary),
         activity_executor=executor or ThreadPoolExecutor(tuning.freeze_slots),
         max_concurrent_activities=tuning.freeze_slots,
-        graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
-        max_heartbeat_throttle_interval=MAX_HEARTBEAT_THROTTLE,
+        **shared_worker_options(),
         interceptors=request_priority_interceptors(),
         identity=identity,
     )
+
+
+def shared_worker_options() -> dict[str, Any]:
+    """What the worker and its freeze process share: the same grace period to finish
+    running activities, and the same heartbeat throttle, which bounds how late a cut
+    learns of its cancellation. (Both run the request priority interceptor: Kubernetes
+    requests of earlier-started runs go first under VMSNAP_KUBE_QPS.)"""
+    return {"graceful_shutdown_timeout": GRACEFUL_SHUTDOWN,
+            "max_heartbeat_throttle_interval": MAX_HEARTBEAT_THROTTLE}
 
 
 def sweeper_schedule(
@@ -341,17 +347,21 @@ async def run_worker(task_queue: str | None, stop: asyncio.Event,
     cluster_id = await asyncio.to_thread(lambda: cluster.cluster_id)
     task_queue = task_queue or task_queue_for(cluster_id)
     log.info("cluster id: %s", cluster_id)
-    # VMSNAP_METRICS_ADDRESS (e.g. 0.0.0.0:9464): Temporal's and vmsnap's Prometheus metrics.
-    client = await connect(runtime=runtime_from_environment())
-    log.info("connected to Temporal at %s, namespace %s",
-             client.service_client.config.target_host, client.namespace)
-    await ensure_search_attributes(client)
-    await ensure_sweeper_schedule(client, task_queue, cluster_id)
-    reconciler = await start_record_reconciler(cluster, scope=boundary.scope)
-    log.info("worker tuning: %s", tuning.describe())
+    # It imports, connects and starts polling while the worker sets up below.
     freezer = FreezeProcess(freeze_process_argv(task_queue, log_level))
+    await freezer.spawn()
+    reconciler: RecordReconciler | None = None
     try:
-        await freezer.start()
+        # VMSNAP_METRICS_ADDRESS (e.g. 0.0.0.0:9464): Temporal's and vmsnap's Prometheus
+        # metrics.
+        client = await connect(runtime=runtime_from_environment())
+        log.info("connected to Temporal at %s, namespace %s",
+                 client.service_client.config.target_host, client.namespace)
+        await ensure_search_attributes(client)
+        await ensure_sweeper_schedule(client, task_queue, cluster_id)
+        reconciler = await start_record_reconciler(cluster, scope=boundary.scope)
+        log.info("worker tuning: %s", tuning.describe())
+        await freezer.ready()
         with ThreadPoolExecutor(tuning.activity_threads, thread_name_prefix="activity") as pool:
             worker = build_worker(client, cluster, task_queue, pool, tuning, boundary)
             async with worker:

@@ -316,8 +316,7 @@ async def serve_product_worker(task_queue: str) -> None:
             async with Worker(client, task_queue=task_queue, workflows=product.WORKFLOWS,
                               activities=product.activities_for(cluster, liveness),
                               activity_executor=pool,
-                              graceful_shutdown_timeout=product.GRACEFUL_SHUTDOWN,
-                              max_heartbeat_throttle_interval=product.MAX_HEARTBEAT_THROTTLE,
+                              **product.shared_worker_options(),
                               **tuning.worker_options()):
                 print(f"worker started: polling task queue {task_queue!r} "
                       f"({tuning.describe()})", flush=True)

@@ -31,7 +31,7 @@ from cluster.apis import (
 )
 from cluster.errors import AlreadyExists, Conflict, NotFound, translated_errors
 from cluster.snapshots import parse_time, snapshot_metadata
-from cluster.waiting import Objects
+from cluster.waiting import Objects, ParsedStates
 
 
 @dataclass(frozen=True)
@@ -252,9 +252,10 @@ class GroupSnapshotOperations(KubeApis):
         as for `watch_volume_snapshots`; WaitTimeout on timeout, NotFound for a group
         that is missing or deleted."""
         ordered = list(dict.fromkeys(names))
+        state_of = ParsedStates(group_snapshot_state)
 
         def states(objects: Objects) -> list[GroupSnapshotState]:
-            return [group_snapshot_state(objects[n]) for n in ordered if n in objects]
+            return [state_of(objects[n]) for n in ordered if n in objects]
 
         def pending(objects: Objects) -> list[str]:
             return [f"{s.name} (not cut)" for s in states(objects) if not s.settled]

@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from cluster.apis import VOLUME_SNAPSHOT_CLASSES, VOLUME_SNAPSHOTS, KubeApis
 from cluster.errors import AlreadyExists, Conflict
-from cluster.waiting import Objects
+from cluster.waiting import Objects, ParsedStates
 from rules.models import VolumeSnapshotState
 
 WaitTarget = Literal["cut", "ready"]
@@ -83,11 +83,13 @@ def volume_snapshot_body(
     }
 
 
-def _pending_description(target: WaitTarget) -> Callable[[Objects], list[str]]:
+def _pending_description(
+    target: WaitTarget, state_of: Callable[[Mapping[str, Any]], VolumeSnapshotState],
+) -> Callable[[Objects], list[str]]:
     def pending(objects: Objects) -> list[str]:
         waiting: list[str] = []
         for name, obj in objects.items():
-            state = volume_snapshot_state(obj)
+            state = state_of(obj)
             done = state.cut if target == "cut" else state.ready_to_use
             if not done:
                 detail = "not cut" if target == "cut" else "not ready"
@@ -178,12 +180,13 @@ class SnapshotOperations(KubeApis):
         if until not in ("cut", "ready"):
             raise ValueError(f"until must be 'cut' or 'ready', not {until!r}")
         ordered = list(dict.fromkeys(names))
+        state_of = ParsedStates(volume_snapshot_state)
 
         def states(objects: Objects) -> list[VolumeSnapshotState]:
-            return [volume_snapshot_state(objects[n]) for n in ordered if n in objects]
+            return [state_of(objects[n]) for n in ordered if n in objects]
 
         watcher = self.watch_custom(
-            VOLUME_SNAPSHOTS, namespace, ordered, _pending_description(until),
+            VOLUME_SNAPSHOTS, namespace, ordered, _pending_description(until, state_of),
             kind="VolumeSnapshot", what=f"VolumeSnapshots in {namespace} to be {until}",
             progress_interval_seconds=progress_interval_seconds, label_selector=label_selector)
         report = None if on_change is None else (lambda objects: on_change(states(objects)))

@@ -15,7 +15,7 @@ import json
 import math
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 import urllib3.exceptions
 from kubernetes import watch
@@ -25,6 +25,29 @@ from cluster.errors import ClusterError, NotFound, from_api_exception, translate
 
 T = TypeVar("T")
 Objects = dict[str, dict[str, Any]]
+
+
+class ParsedStates(Generic[T]):
+    """Each watched object parsed into its state once per resourceVersion.
+
+    A watch asks for the state of every object it follows on every event (what is still
+    pending, the progress it reports): parsing them all each time made a cut's watch
+    quadratic in its disks, a pydantic model per disk per event.
+    """
+
+    def __init__(self, parse: Callable[[Mapping[str, Any]], T]) -> None:
+        self._parse = parse
+        self._seen: dict[str, tuple[str, T]] = {}
+
+    def __call__(self, obj: Mapping[str, Any]) -> T:
+        metadata = obj.get("metadata") or {}
+        name = str(metadata.get("name") or "")
+        version = str(metadata.get("resourceVersion") or "")
+        found = self._seen.get(name)
+        if found is None or not version or found[0] != version:
+            found = (version, self._parse(obj))
+            self._seen[name] = found
+        return found[1]
 
 
 class WaitTimeout(TimeoutError):

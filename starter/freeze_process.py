@@ -26,7 +26,6 @@ import ctypes.util
 import logging
 import os
 import signal
-import subprocess
 from collections.abc import Sequence
 
 log = logging.getLogger("vmsnap.worker")
@@ -47,22 +46,38 @@ class FreezeProcess:
 
     def __init__(self, argv: Sequence[str]) -> None:
         self._argv = list(argv)
-        self._process: subprocess.Popen[bytes] | None = None
+        self._process: asyncio.subprocess.Process | None = None
+        self._ready_fd: int | None = None
 
     @property
     def pid(self) -> int | None:
         return None if self._process is None else self._process.pid
 
     async def start(self, timeout: float = READY_TIMEOUT_SECONDS) -> None:
-        """Start it and return once it polls; FreezeProcessError if it ends or stays silent
-        for `timeout` (it is stopped then)."""
+        """`spawn`, then `ready`."""
+        await self.spawn()
+        await self.ready(timeout)
+
+    async def spawn(self) -> None:
+        """Start it: it imports, connects and starts polling while the caller sets up."""
         read_end, write_end = os.pipe()
         try:
-            self._process = subprocess.Popen(
-                [*self._argv, "--parent-pid", str(os.getpid()), "--ready-fd", str(write_end)],
+            self._process = await asyncio.create_subprocess_exec(
+                *self._argv, "--parent-pid", str(os.getpid()), "--ready-fd", str(write_end),
                 pass_fds=(write_end,))
+        except BaseException:
+            os.close(read_end)
+            raise
         finally:
             os.close(write_end)
+        self._ready_fd = read_end
+
+    async def ready(self, timeout: float = READY_TIMEOUT_SECONDS) -> None:
+        """Return once it polls; FreezeProcessError if it ends or stays silent for
+        `timeout` (it is stopped then)."""
+        if self._process is None or self._ready_fd is None:
+            raise FreezeProcessError("the freeze process was not started")
+        read_end, self._ready_fd = self._ready_fd, None
         try:
             answer = await asyncio.wait_for(asyncio.to_thread(os.read, read_end, 1), timeout)
         except TimeoutError:
@@ -73,35 +88,32 @@ class FreezeProcess:
             with contextlib.suppress(OSError):
                 os.close(read_end)
         if answer != READY:
-            code = await asyncio.to_thread(self._process.wait)
+            code = await self._process.wait()
             raise FreezeProcessError(f"the freeze process ended before it polled (exit {code})")
 
     async def ended(self) -> int:
         """Wait until it ends; its exit code."""
         if self._process is None:
             raise FreezeProcessError("the freeze process was not started")
-        process = self._process
-        while process.poll() is None:
-            await asyncio.sleep(0.2)
-        return process.returncode
+        return await self._process.wait()
 
     def terminate(self) -> None:
         """SIGTERM: it stops polling and finishes its running cuts (see `stop`)."""
-        if self._process is not None and self._process.poll() is None:
+        if self._process is not None and self._process.returncode is None:
             self._process.send_signal(signal.SIGTERM)
 
     async def stop(self, grace: float = STOP_GRACE_SECONDS) -> int | None:
         """SIGTERM (it finishes its running cuts), then SIGKILL after `grace`; its exit code."""
         process = self._process
-        if process is None or process.poll() is not None:
+        if process is None or process.returncode is not None:
             return None if process is None else process.returncode
         process.send_signal(signal.SIGTERM)
         try:
-            return await asyncio.to_thread(process.wait, grace)
-        except subprocess.TimeoutExpired:
+            return await asyncio.wait_for(process.wait(), grace)
+        except TimeoutError:
             log.warning("the freeze process did not stop within %.0fs: killed", grace)
             process.kill()
-            return await asyncio.to_thread(process.wait)
+            return await process.wait()
 
 
 def die_with_parent(parent_pid: int, stop: asyncio.Event) -> asyncio.Task[None]:

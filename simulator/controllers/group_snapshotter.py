@@ -135,6 +135,19 @@ def _quoted(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+def _waits_on_claims(event: WatchEvent) -> bool:
+    """Whether a PVC change may move this group on: before its content is made (the PVCs
+    it selects, bound or not) and while it is deleted (a restore from a member pending).
+    A bound group's volumes are its content's handles: PVC changes no longer concern it.
+    (Upstream retries a group that failed on its PVCs with backoff; here the PVC's event
+    queues it again.)"""
+    group = event.object
+    if event.type == "DELETED":
+        return False
+    bound = (group.get("status") or {}).get("boundVolumeGroupSnapshotContentName")
+    return not bound or is_deleting(group)
+
+
 def _key(group: dict[str, Any]) -> str:
     metadata = group["metadata"]
     return f"{metadata.get('namespace', '')}/{metadata['name']}"
@@ -159,8 +172,7 @@ class GroupSnapshotController:
         namespace = metadata.get("namespace", "")
         if key == (GROUP_SNAPSHOT, "volumegroupsnapshots"):
             group = (namespace, metadata["name"])
-            waiting = event.type != "DELETED" and not (obj.get("status") or {}).get("readyToUse")
-            self._by_namespace.update(group, [namespace] if waiting else [])
+            self._by_namespace.update(group, [namespace] if _waits_on_claims(event) else [])
             self.rt.enqueue(QUEUE, group)
         elif key == (GROUP_SNAPSHOT, "volumegroupsnapshotcontents"):
             ref = (obj.get("spec") or {}).get("volumeGroupSnapshotRef") or {}
