@@ -27,11 +27,10 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import urllib3.exceptions
-from kubernetes import watch
 from kubernetes.client.exceptions import ApiException
 
 from cluster.errors import ClusterError, translated_errors
-from cluster.waiting import backoff_delays
+from cluster.waiting import DictWatch, backoff_delays
 
 log = logging.getLogger(__name__)
 
@@ -161,7 +160,7 @@ class WatchedCollection:
             self._on_event("SYNC", None)
 
     def _watch_window(self) -> None:
-        watcher = watch.Watch(return_type="object")
+        watcher = DictWatch()
         stream = watcher.stream(
             self._list_call,
             resource_version=self._version,

@@ -27,6 +27,16 @@ T = TypeVar("T")
 Objects = dict[str, dict[str, Any]]
 
 
+class DictWatch(watch.Watch):
+    """kubernetes' Watch for objects read as plain dicts (each event's `raw_object`): its
+    JSON is decoded once. Given a return type, the client decodes each event, encodes the
+    object again and decodes it a second time (into the same dict, for custom objects):
+    about a third of a cut's watch CPU when profiled under a wave of snapshots."""
+
+    def get_return_type(self, func: Callable[..., Any]) -> None:
+        return None
+
+
 class ParsedStates(Generic[T]):
     """Each watched object parsed into its state once per resourceVersion.
 
@@ -201,7 +211,7 @@ class ListWatch:
         read timeout resumes exactly where it stopped.
         """
         window_end = time.monotonic() + window
-        watcher = watch.Watch(return_type="object")
+        watcher = DictWatch()
         stream = watcher.stream(
             self._list_call,
             resource_version=self._version,
