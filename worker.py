@@ -344,14 +344,20 @@ async def run_worker(task_queue: str | None, stop: asyncio.Event,
     boundary.announce()
     # Watch-fed copies of the PVCs and classes every snapshot reads (cluster.informer).
     cluster = Cluster.from_environment(cache_reads=True)
-    cluster_id = await asyncio.to_thread(lambda: cluster.cluster_id)
-    task_queue = task_queue or task_queue_for(cluster_id)
-    log.info("cluster id: %s", cluster_id)
-    # It imports, connects and starts polling while the worker sets up below.
-    freezer = FreezeProcess(freeze_process_argv(task_queue, log_level))
-    await freezer.spawn()
+    # The freeze process imports, connects and starts polling while the worker sets up:
+    # at once when the task queue is given, else once the cluster's id names it.
+    freezer: FreezeProcess | None = None
     reconciler: RecordReconciler | None = None
     try:
+        if task_queue:
+            freezer = FreezeProcess(freeze_process_argv(task_queue, log_level))
+            await freezer.spawn()
+        cluster_id = await asyncio.to_thread(lambda: cluster.cluster_id)
+        task_queue = task_queue or task_queue_for(cluster_id)
+        log.info("cluster id: %s", cluster_id)
+        if freezer is None:
+            freezer = FreezeProcess(freeze_process_argv(task_queue, log_level))
+            await freezer.spawn()
         # VMSNAP_METRICS_ADDRESS (e.g. 0.0.0.0:9464): Temporal's and vmsnap's Prometheus
         # metrics.
         client = await connect(runtime=runtime_from_environment())
@@ -380,7 +386,8 @@ async def run_worker(task_queue: str | None, stop: asyncio.Event,
                          GRACEFUL_SHUTDOWN.total_seconds())
                 freezer.terminate()  # both finish their running activities at once
     finally:
-        await freezer.stop()
+        if freezer is not None:
+            await freezer.stop()
         if reconciler is not None:
             reconciler.close()
         cluster.close()
