@@ -19,6 +19,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -144,11 +145,27 @@ class ManagedProcess:
                 os.killpg(self.popen.pid, signal.SIGKILL)
         return self.popen.returncode
 
+    def terminate(self) -> None:
+        """SIGTERM to its group without waiting (`stop` then waits)."""
+        if self.popen.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.popen.pid, signal.SIGTERM)
+
     def kill(self) -> None:
         """SIGKILL at once: a crash, for fault tests."""
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.popen.pid, signal.SIGKILL)
         self.popen.wait(5)
+
+
+def stop_all(processes: Iterable[ManagedProcess], timeout: float = 10.0) -> None:
+    """Stop several at once: SIGTERM to all first, then wait for each (`stop`), so their
+    shutdowns overlap instead of adding up."""
+    chosen = list(processes)
+    for process in chosen:
+        process.terminate()
+    for process in chosen:
+        process.stop(timeout)
 
 
 def spawn(

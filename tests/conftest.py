@@ -28,6 +28,7 @@ from starter.local_stack import (
     start_dev_server,
     start_simulator,
     start_worker,
+    stop_all,
 )
 from tests.support import background as background_scenarios
 from tests.support.enforced import new_refusals, start_enforced_simulator
@@ -60,8 +61,7 @@ def start_sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StartSim]:
         return sim
 
     yield start
-    for sim in started:
-        sim.process.stop()
+    stop_all(sim.process.process for sim in started)
 
 
 @pytest.fixture
@@ -140,8 +140,7 @@ def start_stack(
         return stack
 
     yield start
-    for worker in workers:
-        worker.stop()
+    stop_all(workers)
 
 
 @pytest.fixture

@@ -32,6 +32,7 @@ from starter.local_stack import (
     ManagedProcess,
     start_dev_server,
     start_worker,
+    stop_all,
 )
 from tests.conftest import TEST_WORKER_ENV
 from tests.faults.seeds import VmSeed, write_seed
@@ -136,8 +137,7 @@ class FaultStack:
             await asyncio.sleep(0.05)
 
     def stop(self) -> None:
-        for worker in self.workers:
-            worker.stop()
+        stop_all(self.workers)
         self.sim.process.stop()
 
 
