@@ -104,6 +104,10 @@ class FreezeProcess:
 
     async def stop(self, grace: float = STOP_GRACE_SECONDS) -> int | None:
         """SIGTERM (it finishes its running cuts), then SIGKILL after `grace`; its exit code."""
+        if self._ready_fd is not None:  # stopped before it was waited for
+            with contextlib.suppress(OSError):
+                os.close(self._ready_fd)
+            self._ready_fd = None
         process = self._process
         if process is None or process.returncode is not None:
             return None if process is None else process.returncode
