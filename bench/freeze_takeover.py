@@ -120,7 +120,9 @@ async def kill_during_freeze(client: Client, sim: Sim, workers: Workers, task_qu
                              namespace: str, vm: str, name: str, kill_after: float,
                              cut_seconds: float = CUT_SECONDS) -> Takeover:
     """Snapshot `vm`, kill -9 the cut's worker `kill_after` seconds into the freeze (two
-    workers polling), replace it, and measure what the guest paid."""
+    workers polling), measure what the guest paid, and replace the killed worker once the
+    snapshot ends: the other worker takes over, and a replacement starting meanwhile on the
+    same two cores (two processes importing at once) would only measure the host."""
     workers.ensure(2)
     before = len(await asyncio.to_thread(sim.freeze_log))
     handle = await client.start_workflow(
@@ -133,13 +135,12 @@ async def kill_during_freeze(client: Client, sim: Sim, workers: Workers, task_qu
     await asyncio.sleep(max(0.0, frozen_at + kill_after - time.time()))
     await asyncio.to_thread(workers.kill, holder)
     killed_after = time.time() - frozen_at
-    replacing = asyncio.create_task(asyncio.to_thread(workers.ensure, 2))
     result: dict[str, Any] | None = None
     try:
         result = await asyncio.wait_for(handle.result(), RESULT_TIMEOUT)
     except (WorkflowFailureError, TimeoutError):
         result = None
-    await replacing
+    await asyncio.to_thread(workers.ensure, 2)
     entry = next(e for e in (await asyncio.to_thread(sim.freeze_log))[before:]
                  if e["vmi"] == vm)
     frozen_s = extra_s = None
