@@ -333,6 +333,13 @@ def freeze_process_argv(task_queue: str, log_level: str) -> list[str]:
             "--task-queue", task_queue, "--log-level", log_level]
 
 
+async def spawn_freeze_process(task_queue: str, log_level: str) -> FreezeProcess:
+    """The worker's freeze process, started; `ready()` waits until it polls."""
+    freezer = FreezeProcess(freeze_process_argv(task_queue, log_level))
+    await freezer.spawn()
+    return freezer
+
+
 async def run_worker(task_queue: str | None, stop: asyncio.Event,
                      log_level: str = "INFO") -> None:
     """Connect, serve until `stop` is set, then shut down gracefully. Without a task
@@ -350,14 +357,11 @@ async def run_worker(task_queue: str | None, stop: asyncio.Event,
     reconciler: RecordReconciler | None = None
     try:
         if task_queue:
-            freezer = FreezeProcess(freeze_process_argv(task_queue, log_level))
-            await freezer.spawn()
+            freezer = await spawn_freeze_process(task_queue, log_level)
         cluster_id = await asyncio.to_thread(lambda: cluster.cluster_id)
         task_queue = task_queue or task_queue_for(cluster_id)
         log.info("cluster id: %s", cluster_id)
-        if freezer is None:
-            freezer = FreezeProcess(freeze_process_argv(task_queue, log_level))
-            await freezer.spawn()
+        freezer = freezer or await spawn_freeze_process(task_queue, log_level)
         # VMSNAP_METRICS_ADDRESS (e.g. 0.0.0.0:9464): Temporal's and vmsnap's Prometheus
         # metrics.
         client = await connect(runtime=runtime_from_environment())
