@@ -301,6 +301,10 @@ class DevServerProcess:
 
 
 DEV_SERVER_BIND_ATTEMPTS = 3
+# The earliest a timer may fire after it is set, server-wide (history.timerProcessorMaxTimeShift,
+# 1 s by default): every retry backoff and heartbeat timeout is rounded up to it. The takeover
+# of a frozen guest after a worker dies waits on two such timers (docs/production.md).
+TIMER_TIME_SHIFT = '"100ms"'
 # What the dev server logs when one of its internal services finds its port taken.
 INTERNAL_BIND_FAILURE = "Failed to start gRPC listener"
 
@@ -349,6 +353,7 @@ def _start_dev_server_once(state_dir: Path, port: int, ui_port: int, namespace: 
         "--ui-disable-news-fetch",
         "--namespace", namespace,
         "--log-level", "warn",
+        "--dynamic-config-value", f"history.timerProcessorMaxTimeShift={TIMER_TIME_SHIFT}",
     ]  # fmt: skip
     for attribute, kind in SEARCH_ATTRIBUTES.items():
         args += ["--search-attribute", f"{attribute}={kind}"]

@@ -129,9 +129,10 @@ with workflow.unsafe.imports_passed_through():
 # A worker that dies holding a frozen guest is noticed within CUT_HEARTBEAT, and the cut is
 # retried on another worker, which takes the guest over (activities/cut.py). The cut
 # heartbeats from a thread of its own, so well under a second is enough; the SDK sends at
-# most one heartbeat per min(0.8 x this, the worker's throttle, 250 ms). The retry comes
-# about a second after the timeout whatever its interval (the server's timer queue fires
-# a timer due sooner than that about a second late): about 2 s from death to takeover.
+# most one heartbeat per min(0.8 x this, the worker's throttle, 250 ms). The timeout and the
+# retry are server timers, each fired no sooner than the server's timer floor
+# (history.timerProcessorMaxTimeShift: 1 s by default, 100 ms in the local stack and the
+# compose file): about 1 s from death to takeover there, 2 to 3 s on a default server.
 CUT_HEARTBEAT = timedelta(milliseconds=800)
 CUT_RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=100), backoff_coefficient=2.0,
                         maximum_interval=timedelta(seconds=10))
