@@ -4,6 +4,11 @@ The dev server and the stack starter live here (not in tests/e2e) because the fa
 uses them too; every stack has its own simulator and task queue, so tests share the
 session's one dev server. Background scenarios (tests/support/background.py) of the
 selected modules start with the session's first test.
+
+`make test` runs the suite on two pytest-xdist workers (`--dist loadgroup`): each module
+is one unit of work, so its shared stacks start once, and the modules with background
+scenarios are one unit that comes first: one worker runs them, its background scenarios
+overlapping with their tests, while the other worker takes the rest.
 """
 
 from __future__ import annotations
@@ -41,6 +46,25 @@ REFERENCE_EXAMPLES = VENDORED_REFERENCE / "examples"
 TEST_WORKER_ENV = {"VMSNAP_SWEEPER_SCHEDULE": "off"}
 
 StartSim = Callable[..., Sim]
+BACKGROUND_GROUP = "background"
+
+
+def work_group(item: pytest.Item) -> str:
+    """The unit of work `item` belongs to (its xdist_group): its module's, or the background
+    scenarios' group."""
+    marker = item.get_closest_marker("xdist_group")
+    return str(marker.kwargs["name"]) if marker else item.nodeid.split("::", 1)[0]
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """One xdist group per module, one for the modules with background scenarios; those
+    first (`--no-loadscope-reorder` keeps this order), so that they start with the run."""
+    for item in items:
+        background = background_scenarios.has_scenarios(item.path)
+        item.add_marker(pytest.mark.xdist_group(
+            name=BACKGROUND_GROUP if background else item.nodeid.split("::", 1)[0]))
+    items.sort(key=lambda item: work_group(item) != BACKGROUND_GROUP)  # stable
 
 
 @pytest.fixture(scope="session")
@@ -168,7 +192,11 @@ def background(
 ) -> Iterator[background_scenarios.Background]:
     """The background scenarios of the selected modules, started with the first test so
     that their waits overlap with every other test; nothing when none is selected."""
-    chosen = background_scenarios.selected(item.path for item in request.session.items)
+    items = request.session.items
+    if hasattr(request.config, "workerinput"):  # an xdist worker: its group's modules only
+        group = work_group(request.node)
+        items = [item for item in items if work_group(item) == group]
+    chosen = background_scenarios.selected(item.path for item in items)
     if not chosen:
         yield background_scenarios.Background({})
         return
