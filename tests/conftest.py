@@ -67,6 +67,16 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=lambda item: work_group(item) != BACKGROUND_GROUP)  # stable
 
 
+_first_test: list[pytest.Item] = []  # this process's, for its group (a session fixture's
+# request.node is the session)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_protocol(item: pytest.Item) -> None:
+    if not _first_test:
+        _first_test.append(item)
+
+
 @pytest.fixture(scope="session")
 def start_sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StartSim]:
     """Start a simulator process on the given seed files; all are stopped at session end."""
@@ -194,7 +204,7 @@ def background(
     that their waits overlap with every other test; nothing when none is selected."""
     items = request.session.items
     if hasattr(request.config, "workerinput"):  # an xdist worker: its group's modules only
-        group = work_group(request.node)
+        group = work_group(_first_test[0])
         items = [item for item in items if work_group(item) == group]
     chosen = background_scenarios.selected(item.path for item in items)
     if not chosen:
