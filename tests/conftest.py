@@ -47,6 +47,10 @@ TEST_WORKER_ENV = {"VMSNAP_SWEEPER_SCHEDULE": "off"}
 
 StartSim = Callable[..., Sim]
 BACKGROUND_GROUP = "background"
+# Packages whose tests run in the background scenarios' group, before the tests that await
+# the scenarios (~100 s of waits): in-process or simulator-only tests, ~150 s in all, that
+# no timing aim depends on.
+BESIDE_BACKGROUND = ("tests/simulator/", "tests/workflows/", "tests/cluster/")
 
 
 def work_group(item: pytest.Item) -> str:
@@ -58,13 +62,19 @@ def work_group(item: pytest.Item) -> str:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """One xdist group per module, one for the modules with background scenarios; those
-    first (`--no-loadscope-reorder` keeps this order), so that they start with the run."""
+    """One xdist group per module, and one for the modules with background scenarios and the
+    packages that run beside them (BESIDE_BACKGROUND). That group comes first
+    (`--no-loadscope-reorder` keeps this order), so that its scenarios start with the run,
+    and in it the packages beside them, so that the tests awaiting the scenarios come last."""
+    order: dict[pytest.Item, int] = {}
     for item in items:
+        module = item.nodeid.split("::", 1)[0]
+        beside = module.startswith(BESIDE_BACKGROUND)
         background = background_scenarios.has_scenarios(item.path)
+        order[item] = 0 if beside else 1 if background else 2
         item.add_marker(pytest.mark.xdist_group(
-            name=BACKGROUND_GROUP if background else item.nodeid.split("::", 1)[0]))
-    items.sort(key=lambda item: work_group(item) != BACKGROUND_GROUP)  # stable
+            name=BACKGROUND_GROUP if beside or background else module))
+    items.sort(key=order.__getitem__)  # stable: each part keeps the collection's order
 
 
 _first_test: list[pytest.Item] = []  # this process's, for its group (a session fixture's
