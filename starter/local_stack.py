@@ -394,10 +394,11 @@ def start_worker(
     namespace: str = "default",
     name: str = "worker",
     extra_env: dict[str, str] | None = None,
-    timeout: float = 30.0,
+    timeout: float = 90.0,
 ) -> ManagedProcess:
     """`python worker.py`; ready once it logs that it is polling its task queue (None:
-    the cluster's own, `vmsnap-{cluster id}`)."""
+    the cluster's own, `vmsnap-{cluster id}`). A worker starts in 2-3 s on its own, but
+    ten starting at once on two cores (the test suite's first seconds) took over 30 s."""
     env = {
         "TEMPORAL_ADDRESS": temporal_address,
         "TEMPORAL_NAMESPACE": namespace,
