@@ -4,11 +4,6 @@ The dev server and the stack starter live here (not in tests/e2e) because the fa
 uses them too; every stack has its own simulator and task queue, so tests share the
 session's one dev server. Background scenarios (tests/support/background.py) of the
 selected modules start with the session's first test.
-
-`make test` runs the suite on two pytest-xdist workers (`--dist loadgroup`): each module
-is one unit of work, so its shared stacks start once, and the modules with background
-scenarios are one unit that comes first: one worker runs them, its background scenarios
-overlapping with their tests, while the other worker takes the rest.
 """
 
 from __future__ import annotations
@@ -46,45 +41,6 @@ REFERENCE_EXAMPLES = VENDORED_REFERENCE / "examples"
 TEST_WORKER_ENV = {"VMSNAP_SWEEPER_SCHEDULE": "off"}
 
 StartSim = Callable[..., Sim]
-BACKGROUND_GROUP = "background"
-# Packages whose tests run in the background scenarios' group, before the tests that await
-# the scenarios (~100 s of waits): in-process or simulator-only tests, ~150 s in all, that
-# no timing aim depends on.
-BESIDE_BACKGROUND = ("tests/simulator/", "tests/workflows/", "tests/cluster/")
-
-
-def work_group(item: pytest.Item) -> str:
-    """The unit of work `item` belongs to (its xdist_group): its module's, or the background
-    scenarios' group."""
-    marker = item.get_closest_marker("xdist_group")
-    return str(marker.kwargs["name"]) if marker else item.nodeid.split("::", 1)[0]
-
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """One xdist group per module, and one for the modules with background scenarios and the
-    packages that run beside them (BESIDE_BACKGROUND). That group comes first
-    (`--no-loadscope-reorder` keeps this order), so that its scenarios start with the run,
-    and in it the packages beside them, so that the tests awaiting the scenarios come last."""
-    order: dict[pytest.Item, int] = {}
-    for item in items:
-        module = item.nodeid.split("::", 1)[0]
-        beside = module.startswith(BESIDE_BACKGROUND)
-        background = background_scenarios.has_scenarios(item.path)
-        order[item] = 0 if beside else 1 if background else 2
-        item.add_marker(pytest.mark.xdist_group(
-            name=BACKGROUND_GROUP if beside or background else module))
-    items.sort(key=order.__getitem__)  # stable: each part keeps the collection's order
-
-
-_first_test: list[pytest.Item] = []  # this process's, for its group (a session fixture's
-# request.node is the session)
-
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_runtest_protocol(item: pytest.Item) -> None:
-    if not _first_test:
-        _first_test.append(item)
 
 
 @pytest.fixture(scope="session")
@@ -212,11 +168,7 @@ def background(
 ) -> Iterator[background_scenarios.Background]:
     """The background scenarios of the selected modules, started with the first test so
     that their waits overlap with every other test; nothing when none is selected."""
-    items = request.session.items
-    if hasattr(request.config, "workerinput"):  # an xdist worker: its group's modules only
-        group = work_group(_first_test[0])
-        items = [item for item in items if work_group(item) == group]
-    chosen = background_scenarios.selected(item.path for item in items)
+    chosen = background_scenarios.selected(item.path for item in request.session.items)
     if not chosen:
         yield background_scenarios.Background({})
         return

@@ -64,7 +64,7 @@ from tests.workflows.test_sweeper import (
 pytestmark = pytest.mark.e2e
 
 NS = "demo"
-CUT_HOLD = "30s"  # the live snapshot waits this long for its cut: the sweep runs meanwhile
+CUT_HOLD = "15s"  # the live snapshot waits this long for its cut: the sweep runs meanwhile
 GRACE_SECONDS = 2
 RESTORE = "web-9-restore-20260101-000000-ab"
 ORPHANS = {("VolumeSnapshot", "ghost-root"), ("VirtualMachineSnapshotContent", "ghost-content"),

@@ -71,12 +71,6 @@ async def scratch(state: Path) -> AsyncIterator[Scratch]:
             await asyncio.to_thread(stop)
 
 
-def has_scenarios(module: str | Path) -> bool:
-    """Whether `module` registered a background scenario (once it is imported)."""
-    wanted = str(Path(module).resolve())
-    return any(entry.module == wanted for entry in _REGISTRY.values())
-
-
 def selected(modules: Iterable[str | Path]) -> list[Registered]:
     """The registered scenarios whose module is among `modules`."""
     wanted = {str(Path(m).resolve()) for m in modules}
