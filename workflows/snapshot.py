@@ -132,7 +132,7 @@ with workflow.unsafe.imports_passed_through():
 # most one heartbeat per min(0.8 x this, the worker's throttle, 250 ms). The timeout and the
 # retry are server timers, each fired no sooner than the server's timer floor
 # (history.timerProcessorMaxTimeShift: 1 s by default, 100 ms in the local stack and the
-# compose file): about 1 s from death to takeover there, 2 to 3 s on a default server.
+# compose file): about 1 s from death to takeover there, 2 to 2.5 s on a default server.
 CUT_HEARTBEAT = timedelta(milliseconds=800)
 CUT_RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=100), backoff_coefficient=2.0,
                         maximum_interval=timedelta(seconds=10))
