@@ -304,6 +304,7 @@ DEV_SERVER_BIND_ATTEMPTS = 3
 # The earliest a timer may fire after it is set, server-wide (history.timerProcessorMaxTimeShift,
 # 1 s by default): every retry backoff and heartbeat timeout is rounded up to it. The takeover
 # of a frozen guest after a worker dies waits on two such timers (docs/production.md).
+# A JSON value, as `--dynamic-config-value KEY=VALUE` takes it.
 TIMER_TIME_SHIFT = '"100ms"'
 # What the dev server logs when one of its internal services finds its port taken.
 INTERNAL_BIND_FAILURE = "Failed to start gRPC listener"
@@ -398,7 +399,7 @@ def start_worker(
 ) -> ManagedProcess:
     """`python worker.py`; ready once it logs that it is polling its task queue (None:
     the cluster's own, `vmsnap-{cluster id}`). A worker starts in 2-3 s on its own, but
-    ten starting at once on two cores (the test suite's first seconds) took over 30 s."""
+    several starting at once on a loaded two-core host have taken over 30 s."""
     env = {
         "TEMPORAL_ADDRESS": temporal_address,
         "TEMPORAL_NAMESPACE": namespace,

@@ -13,7 +13,7 @@ import asyncio
 import random
 
 from bench.aims import TAKEOVER_AIM_SECONDS
-from bench.freeze_takeover import CUT, Workers, describe, kill_during_freeze
+from bench.freeze_takeover import CUT, CUT_SECONDS, Workers, describe, kill_during_freeze
 from tests.faults.conftest import StartFaultStack, scale, wait_thawed
 from tests.faults.invariants import check_invariants
 from tests.faults.seeds import SIM, VmSeed
@@ -31,7 +31,8 @@ async def test_a_worker_killed_mid_freeze_costs_the_guest_at_most_the_aim(
     chooser = random.Random(SEED)
     # The last kill's cut lands during the takeover (the heartbeat timeout plus the retry,
     # each at least the dev server's timer floor: starter.local_stack.TIMER_TIME_SHIFT).
-    kill_points = [0.1, *(chooser.uniform(0.0, 6.0) for _ in range(scale(0, 10))), 5.8]
+    kill_points = [0.1, *(chooser.uniform(0.0, CUT_SECONDS) for _ in range(scale(0, 10))),
+                   CUT_SECONDS - 0.2]
     runs = []
     for index, kill_after in enumerate(kill_points):
         run = await kill_during_freeze(stack.client, stack.sim, workers, stack.task_queue,
