@@ -105,7 +105,7 @@ GRACEFUL_SHUTDOWN = timedelta(seconds=10)
 # Heartbeats reach the server at most this often (the SDK's throttle is the smaller of
 # this and 0.8 x an activity's heartbeat timeout): it bounds how late a cancelled activity
 # (the cut wait, holding a frozen guest) learns of the cancellation, and it leaves the
-# cut's 800 ms heartbeat timeout (workflows.snapshot.CUT_HEARTBEAT) room for a late
+# cut's 1.5 s heartbeat timeout (workflows.snapshot.CUT_HEARTBEAT) room for a late
 # heartbeat or two before the server hands a live worker's cut to another.
 MAX_HEARTBEAT_THROTTLE = timedelta(milliseconds=250)
 

@@ -94,7 +94,7 @@ WATCH_WINDOW_SECONDS = 3600.0
 WATCH_PROGRESS_SECONDS = 1.0  # the watch reports what is cut so far (heartbeat details)
 HEARTBEAT_EVERY_SECONDS = 0.2  # the background heartbeat; the SDK throttles what it sends
 # A cut done sooner sends no heartbeat at all: see activities/heartbeat.py. It must stay
-# below the cut's heartbeat timeout (workflows.snapshot.CUT_HEARTBEAT, 800 ms).
+# below the cut's heartbeat timeout (workflows.snapshot.CUT_HEARTBEAT, 1.5 s).
 QUIET_START_SECONDS = 0.4
 MAX_PARALLEL_REQUESTS = 32
 GROUP_WAIT_POLL_SECONDS = 0.05  # the thread that waits for the groups checks the budget so

@@ -128,12 +128,15 @@ with workflow.unsafe.imports_passed_through():
 
 # A worker that dies holding a frozen guest is noticed within CUT_HEARTBEAT, and the cut is
 # retried on another worker, which takes the guest over (activities/cut.py). The cut
-# heartbeats from a thread of its own, so well under a second is enough; the SDK sends at
-# most one heartbeat per min(0.8 x this, the worker's throttle, 250 ms). The timeout and the
-# retry are server timers, each fired no sooner than the server's timer floor
+# heartbeats from a thread of its own; the SDK sends at most one heartbeat per
+# min(0.8 x this, the worker's throttle, 250 ms). The timeout and the retry are server
+# timers, each fired no sooner than the server's timer floor
 # (history.timerProcessorMaxTimeShift: 1 s by default, 100 ms in the local stack and the
-# compose file): about 1 s from death to takeover there, 2 to 2.5 s on a default server.
-CUT_HEARTBEAT = timedelta(milliseconds=800)
+# compose file). 800 ms, with the 1 s floor, met live cuts late by a second or more; at
+# 100 ms it handed a live cut to another worker on a loaded two-core host (a thread of the
+# freeze process starved for 0.8 s): 1.5 s leaves six heartbeats of room, and the takeover
+# comes at most about 1.3 s after a death there, 2.5 to 3 s on a default server.
+CUT_HEARTBEAT = timedelta(milliseconds=1500)
 CUT_RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=100), backoff_coefficient=2.0,
                         maximum_interval=timedelta(seconds=10))
 CUT_GRACE = timedelta(seconds=30)  # past the deadline: the deadline, not the timeout, decides

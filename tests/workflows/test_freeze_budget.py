@@ -152,7 +152,9 @@ async def test_the_cut_is_scheduled_for_a_quick_takeover(
     scheduled = await scheduled_cuts(handle)
     assert len(scheduled) == 1
     cut = scheduled[0]
-    assert cut.heartbeat_timeout.ToTimedelta() == CUT_HEARTBEAT <= timedelta(seconds=1)
+    # at most 1.5 s: the takeover's aim is 2 s, and a shorter timeout handed live cuts to
+    # another worker on a loaded host (workflows/snapshot.py)
+    assert cut.heartbeat_timeout.ToTimedelta() == CUT_HEARTBEAT <= timedelta(seconds=1.5)
     # the background heartbeat starts before the timeout passes
     assert timedelta(seconds=QUIET_START_SECONDS) < CUT_HEARTBEAT
     assert cut.retry_policy.initial_interval.ToTimedelta() == CUT_RETRY.initial_interval
