@@ -94,6 +94,10 @@ from rules.restored_volumes import (
 from rules.volumes import BACKEND_STORAGE_LABEL, backend_volume_name
 
 RESTORED_FROM_ANNOTATION = "vmsnap.io/restored-from-snapshot"
+# How often a wait for PVCs heartbeats while nothing changes: a cancel reaches the
+# activity only through a heartbeat's answer and is raised in its thread only when
+# the watch returns, so this bounds how late a cancelled restore or clone stops waiting.
+PVC_WAIT_PROGRESS_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -436,6 +440,7 @@ class RestoreActivities:
                     input.namespace, input.names, input.timeout_seconds,
                     on_change=lambda states: activity.heartbeat(
                         {s.name: s.phase for s in states}),
+                    progress_interval_seconds=PVC_WAIT_PROGRESS_SECONDS,
                     pending_is_ready=waiting)
             except WaitTimeout as exc:
                 raise _final(f"restored PVCs not Bound within {input.timeout_seconds:g}s: "

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +18,7 @@ import pytest
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError
 from temporalio.exceptions import ApplicationError, CancelledError
 
+from activities.restore import PVC_WAIT_PROGRESS_SECONDS
 from contracts.common import CANCELED
 from contracts.restore import RestoreProgress, RestoreVirtualMachineResult
 from contracts.snapshot import SnapshotVirtualMachineResult
@@ -285,9 +287,13 @@ async def test_a_cancelled_restore_leaves_the_vm_as_it_was(restore_stack: Stack)
             assert asyncio.get_running_loop().time() < deadline, "never waited for PVCs"
             await asyncio.sleep(0.1)
             progress = await handle.query("progress", result_type=RestoreProgress)
+        cancelled_at = time.monotonic()
         await handle.cancel()
         with pytest.raises(WorkflowFailureError) as caught:
             await handle.result()
+        # The wait heartbeats every PVC_WAIT_PROGRESS_SECONDS, so the cancel gets through
+        # at once; the rest is the compensation's own steps.
+        assert time.monotonic() - cancelled_at < PVC_WAIT_PROGRESS_SECONDS + 3
     finally:
         restore_stack.sim.kubectl("annotate", "volumesnapshotclass", "csi-snap",
                                   "sim.vmsnap.io/bind-latency-")
