@@ -109,7 +109,7 @@ async def test_a_lost_status_is_rebuilt_from_the_content(truth_stack: Stack) -> 
 
 
 async def test_nothing_changing_costs_nothing_but_watches(truth_stack: Stack) -> None:
-    # Once every VolumeSnapshot of the module is ready (8 s at most), nothing changes.
+    # Once every VolumeSnapshot of the module is ready (3 s after its cut), nothing changes.
     path = f"/apis/snapshot.storage.k8s.io/v1/namespaces/{NS}/volumesnapshots"
     settled_by = time.monotonic() + 8
     while time.monotonic() < settled_by and not all(
