@@ -40,6 +40,7 @@ from cluster.apis import (
     VOLUME_GROUP_SNAPSHOTS,
     VOLUME_SNAPSHOTS,
     CustomResource,
+    core_path,
 )
 from cluster.client import Cluster
 from cluster.errors import ClusterError, Invalid, Replaced, translated_errors
@@ -233,17 +234,12 @@ class ClusterFacts:
 
     def _pvcs(self, selector: str) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = []
-        core = self.cluster.core
         for ns in self.scopes:
+            path = (core_path("persistentvolumeclaims", ns) if ns is not None
+                    else "/api/v1/persistentvolumeclaims")
             with translated_errors(f"list PersistentVolumeClaim {ns or ''} {selector}"):
-                if ns is None:
-                    answer = self.cluster.call_json(
-                        core.list_persistent_volume_claim_for_all_namespaces,
-                        label_selector=selector)
-                else:
-                    answer = self.cluster.call_json(
-                        core.list_namespaced_persistent_volume_claim, ns,
-                        label_selector=selector)
+                answer = self.cluster.request_json("GET", path,
+                                                   query={"labelSelector": selector})
             items += (answer or {}).get("items") or []
         return items
 
@@ -296,7 +292,7 @@ class ClusterFacts:
                 for volume in (vmi.get("spec") or {}).get("volumes") or []:
                     add(ns, claim_name(volume), "vmis", _meta(vmi).get("name"))
             with translated_errors(f"list Pods {ns}"):
-                pods = self.cluster.call_json(self.cluster.core.list_namespaced_pod, ns)
+                pods = self.cluster.request_json("GET", core_path("pods", ns))
             for pod in (pods or {}).get("items") or []:
                 for volume in (pod.get("spec") or {}).get("volumes") or []:
                     claim = (volume.get("persistentVolumeClaim") or {}).get("claimName")

@@ -91,6 +91,14 @@ def custom_path(
     return path
 
 
+# The generated list methods' keyword arguments, by the query parameter each one is.
+LIST_QUERY = {
+    "watch": "watch", "label_selector": "labelSelector", "field_selector": "fieldSelector",
+    "resource_version": "resourceVersion", "timeout_seconds": "timeoutSeconds",
+    "allow_watch_bookmarks": "allowWatchBookmarks",
+}
+
+
 def core_path(plural: str, namespace: str, name: str = "") -> str:
     """The path of a namespaced core (v1) collection or object."""
     path = f"/api/v1/namespaces/{quote(namespace, safe='')}/{plural}"
@@ -136,9 +144,6 @@ class KubeApis:
         # Read once: the generated `configuration.host` property looks through the whole
         # environment for proxy settings on every read (a third of a GET's client CPU).
         self.host = api_client.configuration.host
-        self.core = client.CoreV1Api(api_client)
-        self.storage = client.StorageV1Api(api_client)
-        self.custom = client.CustomObjectsApi(api_client)
         self.request_timeout_seconds = request_timeout_seconds
         self.connect_timeout_seconds = connect_timeout_seconds
         configuration = api_client.configuration
@@ -147,6 +152,53 @@ class KubeApis:
         self.transport: CurlTransport | None = (
             CurlTransport.from_configuration(configuration, CONNECTION_POOL_SIZE)
             if CurlTransport.supports(configuration) else None)
+
+    # The generated, typed APIs: made on first use. Importing them costs half a second of
+    # CPU (a pydantic model per Kubernetes kind), paid by every start of a worker, its
+    # freeze process and the CLI; vmsnap itself lists and watches through `list_call`.
+    @functools.cached_property
+    def core(self) -> client.CoreV1Api:
+        return client.CoreV1Api(self.api_client)
+
+    @functools.cached_property
+    def storage(self) -> client.StorageV1Api:
+        return client.StorageV1Api(self.api_client)
+
+    @functools.cached_property
+    def custom(self) -> client.CustomObjectsApi:
+        return client.CustomObjectsApi(self.api_client)
+
+    def list_call(self, path: str) -> Callable[..., Any]:
+        """A LIST of the collection at `path`, called as the generated list methods are
+        (what `kubernetes.watch.Watch` and `cluster.waiting.ListWatch` call): keyword
+        arguments `watch`, `label_selector`, `field_selector`, `resource_version`,
+        `timeout_seconds`, `allow_watch_bookmarks`, `_request_timeout`, and
+        `_preload_content=False`; it answers the unread HTTP response, or raises
+        ApiException for a status outside 2xx, as they do. Without their typed API
+        classes: no import of them, no validation of the arguments on every call."""
+        api_client = self.api_client
+
+        def call(*, _preload_content: bool = True, _request_timeout: Any = None,
+                 **params: Any) -> Any:
+            if _preload_content:
+                raise TypeError("list_call answers the unread response: pass "
+                                "_preload_content=False")
+            unknown = sorted(set(params) - set(LIST_QUERY))
+            if unknown:
+                raise TypeError(f"list_call takes no {', '.join(unknown)}")
+            query = [(LIST_QUERY[k], v) for k, v in params.items() if v is not None]
+            method, url, headers, body, post = api_client.param_serialize(
+                method="GET", resource_path=path, query_params=query,
+                header_params={"Accept": "application/json"}, auth_settings=["BearerToken"])
+            response = api_client.call_api(method, url, headers, body, post,
+                                           _request_timeout=_request_timeout)
+            if not 200 <= response.status <= 299:
+                response.read()
+                raise ApiException.from_response(http_resp=response, body=None, data=None)
+            return response.response
+
+        call.__name__ = call.__qualname__ = f"list {path}"
+        return call
 
     def close_transport(self) -> None:
         """Drop the transport's pooled connections (the client's pool closes by itself)."""
@@ -251,9 +303,7 @@ class KubeApis:
         """A list-then-watch of named objects of one custom resource in a namespace (see
         `cluster.waiting.ListWatch`), its LISTs on the cheap `request_json` path."""
         return ListWatch(
-            functools.partial(
-                self.custom.list_namespaced_custom_object, resource.group, resource.version,
-                namespace, resource.plural),
+            self.list_call(custom_path(resource, namespace)),
             names, pending, kind=kind, what=what,
             connect_timeout_seconds=self.connect_timeout_seconds,
             request_timeout_seconds=self.request_timeout_seconds,

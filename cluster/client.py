@@ -8,7 +8,6 @@ of Temporal: activities translate its errors (cluster.errors) into retries.
 from __future__ import annotations
 
 import contextlib
-import functools
 import math
 import os
 import time
@@ -25,6 +24,7 @@ from cluster.apis import (
     VOLUME_GROUP_SNAPSHOT_CLASSES,
     VOLUME_SNAPSHOT_CLASSES,
     core_path,
+    custom_path,
 )
 from cluster.errors import ConfigurationError, NotFound
 from cluster.group_snapshots import GroupSnapshotOperations
@@ -173,24 +173,18 @@ class Cluster(VmOperations, SnapshotOperations, GroupSnapshotOperations, PvcOper
         self._class_caches = CollectionCaches(self._watch_classes) if cache_reads else None
 
     def _watch_pvcs_of(self, namespace: str) -> WatchedCollection:
-        return self._watched(
-            functools.partial(self.core.list_namespaced_persistent_volume_claim, namespace),
-            f"PersistentVolumeClaims in {namespace}")
+        return self._watched(self.list_call(core_path("persistentvolumeclaims", namespace)),
+                             f"PersistentVolumeClaims in {namespace}")
 
     def _watch_classes(self, plural: str) -> WatchedCollection:
         if plural == STORAGE_CLASSES:
-            return self._watched(self.storage.list_storage_class, "StorageClasses")
+            return self._watched(self.list_call("/apis/storage.k8s.io/v1/storageclasses"),
+                                 "StorageClasses")
         if plural == VOLUME_GROUP_SNAPSHOT_CLASSES.plural:
-            return self._watched(
-                functools.partial(self.custom.list_cluster_custom_object,
-                                  VOLUME_GROUP_SNAPSHOT_CLASSES.group,
-                                  VOLUME_GROUP_SNAPSHOT_CLASSES.version,
-                                  VOLUME_GROUP_SNAPSHOT_CLASSES.plural),
-                "VolumeGroupSnapshotClasses")
-        return self._watched(
-            functools.partial(self.custom.list_cluster_custom_object,
-                              VOLUME_SNAPSHOT_CLASSES.group, VOLUME_SNAPSHOT_CLASSES.version,
-                              VOLUME_SNAPSHOT_CLASSES.plural), "VolumeSnapshotClasses")
+            return self._watched(self.list_call(custom_path(VOLUME_GROUP_SNAPSHOT_CLASSES, None)),
+                                 "VolumeGroupSnapshotClasses")
+        return self._watched(self.list_call(custom_path(VOLUME_SNAPSHOT_CLASSES, None)),
+                             "VolumeSnapshotClasses")
 
     def _watched(self, list_call: Callable[..., Any], what: str) -> WatchedCollection:
         return WatchedCollection(

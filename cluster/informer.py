@@ -40,7 +40,7 @@ WATCH_WINDOW_SECONDS = 60.0  # one watch request; the next resumes from the last
 class WatchedCollection:
     """The objects of one collection by name, kept current by a watch on its own thread.
 
-    `list_call` is a generated list method with its leading arguments bound (as for
+    `list_call` lists the collection as the generated list methods do (as for
     `cluster.waiting.ListWatch`). `start()` lists once, in the caller's thread (its
     errors are the caller's), then a daemon thread watches from that list's version,
     resumes after a quiet window, and lists again after 410 Gone or a dropped

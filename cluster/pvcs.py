@@ -8,7 +8,6 @@ success, so each step can be retried.
 from __future__ import annotations
 
 import copy
-import functools
 from collections.abc import Callable, Collection, Mapping
 from typing import Any
 from urllib.parse import quote
@@ -300,7 +299,7 @@ class PvcOperations(KubeApis):
             return [pvc_state(objects[n]) for n in ordered if n in objects]
 
         watcher = ListWatch(
-            functools.partial(self.core.list_namespaced_persistent_volume_claim, namespace),
+            self.list_call(core_path("persistentvolumeclaims", namespace)),
             ordered,
             pending,
             kind="PersistentVolumeClaim",

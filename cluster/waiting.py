@@ -117,9 +117,9 @@ def poll_until(
 class ListWatch:
     """Follow named objects of one collection until none of them is pending.
 
-    `list_call` is a generated list method with its leading arguments bound
-    (`functools.partial(custom.list_namespaced_custom_object, group, version,
-    ns, plural)`); `pending(objects)` lists, for each object that is not there
+    `list_call` lists the collection as the generated list methods do
+    (`KubeApis.list_call(path)`, or a generated method with its leading arguments
+    bound); `pending(objects)` lists, for each object that is not there
     yet, a short description ("snap-a (not cut)"); an empty list ends the wait.
     `list_json(query)`, when given, makes the LISTs instead of `list_call` (which
     then serves the watches only): the adapter's `request_json` path, cheaper per
