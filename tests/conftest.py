@@ -177,9 +177,11 @@ def background(
         yield started
     finally:
         unstopped = []
+        for thread in threads:  # all at once: their processes' shutdowns overlap
+            thread.request_stop()
         for thread in threads:  # each one, even if another does not stop
             try:
-                thread.close()
+                thread.join()
             except RuntimeError as err:
                 unstopped.append(str(err))
         assert not unstopped, unstopped

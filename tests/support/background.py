@@ -128,9 +128,17 @@ class BackgroundThread:
 
     def close(self, timeout: float = 60.0) -> None:
         """Cancel what still runs, leave every environment (stopping its processes), join."""
+        self.request_stop()
+        self.join(timeout)
+
+    def request_stop(self) -> None:
+        """Begin `close` without waiting: several threads' shutdowns then overlap."""
         if self._loop is not None and self._stop is not None and not self._loop.is_closed():
             with contextlib.suppress(RuntimeError):  # the loop has already finished
                 self._loop.call_soon_threadsafe(self._stop.set)
+
+    def join(self, timeout: float = 60.0) -> None:
+        """Wait for the thread to end (after `request_stop`)."""
         self._thread.join(timeout)
         if self._thread.is_alive():
             raise RuntimeError(f"background scenarios did not stop within {timeout:.0f}s")
