@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -30,7 +31,10 @@ VM = "web-1"
 
 @pytest.fixture(scope="module")
 def clusters(start_stack: StartStack) -> tuple[Stack, Stack]:
-    return (start_stack(cluster_task_queue=True), start_stack(cluster_task_queue=True))
+    """Two stacks, started side by side (each is mostly a worker's imports)."""
+    with ThreadPoolExecutor(2) as pool:
+        first, second = (pool.submit(start_stack, cluster_task_queue=True) for _ in range(2))
+        return first.result(), second.result()
 
 
 def kubectl_json(stack: Stack, *args: str) -> dict[str, Any]:
