@@ -1,9 +1,9 @@
 """Under load: N VMs of D disks snapshotted at once, per disk or as a group, and the guests' freeze.
 
-Runs a stack of its own (dev server, simulator seeded once with the largest fleet for
-each disk count, storage that cuts `--cut` after each VolumeSnapshot or
+Runs, for each worker setting, a stack of its own (dev server, simulator seeded with the
+largest fleet for each disk count, storage that cuts `--cut` after each VolumeSnapshot or
 VolumeGroupSnapshot is created, a default VolumeGroupSnapshotClass of the same driver;
-worker.py) and, for each worker setting, mode, disk count D and size N, starts N
+worker.py) and, for each mode, disk count D and size N, starts N
 snapshots at once through the client SDK (`VmsnapClient.start_snapshot`), one wave
 after the other, each snapshot named for its wave. Figures come from the simulator:
 per guest its freeze log (frozen to thawed), against the class's cut latency, and its
@@ -16,8 +16,9 @@ creationTime); per wave the wall time, the snapshots Succeeded and the worker's 
         --worker-env VMSNAP_MAX_FREEZES_IN_FLIGHT=0 --worker-env VMSNAP_MAX_FREEZES_IN_FLIGHT=16
 
 `--worker-env` sets a variable of the worker's environment; a variable given several
-times is measured with each of its values in turn (the worker restarted, the same dev
-server and simulator), side by side in one report: before and after a setting.
+times is measured with each of its values in turn (each on a fresh stack, so that every
+setting starts from the same cluster), side by side in one report: before and after a
+setting.
 """
 
 from __future__ import annotations
@@ -293,8 +294,11 @@ async def benchmark(sizes: Sequence[int], disk_counts: Sequence[int], modes: Seq
     cut_ms = parse_duration(cut) * 1000
     load_before = os.getloadavg()[0]
     stored: list[dict[str, Any]] = []
-    async with stack_for(seed_documents(max(sizes), disk_counts, cut)) as stack:
-        for index, env in enumerate(settings):
+    # Each setting on a stack of its own: its waves start from the same cluster as the
+    # other settings' (the simulator keeps every snapshot a wave made, and a fuller one
+    # answers more slowly on the same cores).
+    for index, env in enumerate(settings):
+        async with stack_for(seed_documents(max(sizes), disk_counts, cut)) as stack:
             stack.use_worker(env, index)
             print(f"worker: {setting_label(env)}", flush=True)
             await warm_up(stack, index, modes, min(disk_counts))
