@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from temporalio.client import WorkflowFailureError
+from temporalio.client import WorkflowFailureError, WorkflowHandle
 from temporalio.common import WorkflowIDConflictPolicy
 
 from contracts.common import SNAPSHOT_NOT_READY
@@ -50,19 +50,40 @@ def eventually(check: Callable[[], bool], what: str, seconds: float = 20.0) -> N
         time.sleep(0.1)
 
 
-async def snapshot_past_its_ready_deadline(stack: Stack, name: str) -> None:
-    """A snapshot whose VolumeSnapshot is not ready within its 1 s ready deadline."""
+async def start_past_its_ready_deadline(
+    stack: Stack, name: str
+) -> WorkflowHandle[Any, SnapshotVirtualMachineResult]:
+    """Start a snapshot whose VolumeSnapshot is not ready within its 1 s ready deadline."""
+    return await stack.client.start_workflow(
+        "SnapshotVirtualMachine",
+        {"namespace": NS, "vm": "archive", "name": name, "ready_deadline": "1s"},
+        id=snapshot_workflow_id(stack.cluster_id, NS, name), task_queue=stack.task_queue,
+        result_type=SnapshotVirtualMachineResult,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING)
+
+
+async def not_ready_in_time(handle: WorkflowHandle[Any, SnapshotVirtualMachineResult]) -> None:
     with pytest.raises(WorkflowFailureError) as failed:
-        await stack.client.execute_workflow(
-            "SnapshotVirtualMachine",
-            {"namespace": NS, "vm": "archive", "name": name, "ready_deadline": "1s"},
-            id=snapshot_workflow_id(stack.cluster_id, NS, name), task_queue=stack.task_queue,
-            result_type=SnapshotVirtualMachineResult,
-            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING)
+        await handle.result()
     assert getattr(failed.value.cause, "type", None) == SNAPSHOT_NOT_READY
 
 
-async def test_late_readiness_turns_the_record_ready(truth_stack: Stack) -> None:
+async def snapshot_past_its_ready_deadline(stack: Stack, name: str) -> None:
+    """A snapshot whose VolumeSnapshot is not ready within its 1 s ready deadline."""
+    await not_ready_in_time(await start_past_its_ready_deadline(stack, name))
+
+
+@pytest.fixture(scope="module")
+async def amnesia(truth_stack: Stack) -> WorkflowHandle[Any, SnapshotVirtualMachineResult]:
+    """The lost-status test's snapshot, started with the module (the first test asks for
+    it): a record without a status is rebuilt only once it is STATUSLESS_GRACE old, and the
+    other tests run meanwhile."""
+    return await start_past_its_ready_deadline(truth_stack, "amnesia")
+
+
+async def test_late_readiness_turns_the_record_ready(
+    truth_stack: Stack, amnesia: WorkflowHandle[Any, SnapshotVirtualMachineResult],
+) -> None:
     await snapshot_past_its_ready_deadline(truth_stack, "late")
     status = record(truth_stack, "late")["status"]
     assert status["phase"] == "Succeeded" and status["readyToUse"] is False
@@ -92,8 +113,10 @@ async def test_a_deleted_volume_snapshot_turns_the_record_not_ready(
     assert volume_snapshot in message and "deleted" in message
 
 
-async def test_a_lost_status_is_rebuilt_from_the_content(truth_stack: Stack) -> None:
-    await snapshot_past_its_ready_deadline(truth_stack, "amnesia")
+async def test_a_lost_status_is_rebuilt_from_the_content(
+    truth_stack: Stack, amnesia: WorkflowHandle[Any, SnapshotVirtualMachineResult],
+) -> None:
+    await not_ready_in_time(amnesia)
     eventually(lambda: record(truth_stack, "amnesia")["status"]["readyToUse"] is True,
                "the record to turn ready")
     before = record(truth_stack, "amnesia")["status"]
