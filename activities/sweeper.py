@@ -235,11 +235,10 @@ class ClusterFacts:
     def _pvcs(self, selector: str) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = []
         for ns in self.scopes:
-            path = (core_path("persistentvolumeclaims", ns) if ns is not None
-                    else "/api/v1/persistentvolumeclaims")
             with translated_errors(f"list PersistentVolumeClaim {ns or ''} {selector}"):
-                answer = self.cluster.request_json("GET", path,
-                                                   query={"labelSelector": selector})
+                answer = self.cluster.request_json(
+                    "GET", core_path("persistentvolumeclaims", ns),
+                    query={"labelSelector": selector})
             items += (answer or {}).get("items") or []
         return items
 

@@ -99,8 +99,11 @@ LIST_QUERY = {
 }
 
 
-def core_path(plural: str, namespace: str, name: str = "") -> str:
-    """The path of a namespaced core (v1) collection or object."""
+def core_path(plural: str, namespace: str | None, name: str = "") -> str:
+    """The path of a namespaced core (v1) collection or object; namespace None: the
+    collection across all namespaces."""
+    if namespace is None:
+        return f"/api/v1/{plural}"
     path = f"/api/v1/namespaces/{quote(namespace, safe='')}/{plural}"
     return f"{path}/{quote(name, safe='')}" if name else path
 

@@ -236,8 +236,7 @@ class GroupSnapshotOperations(KubeApis):
 
     def pvcs_labelled(self, namespace: str | None, key: str) -> list[dict[str, Any]]:
         """The PVCs that carry label `key` (any value), in one namespace or all."""
-        path = (core_path("persistentvolumeclaims", namespace) if namespace
-                else "/api/v1/persistentvolumeclaims")
+        path = core_path("persistentvolumeclaims", namespace or None)
         with translated_errors(f"list PersistentVolumeClaim {namespace or ''}/ {key}"):
             listed = self.request_json("GET", path, query={"labelSelector": key})
         return [dict(item) for item in (listed or {}).get("items") or []]

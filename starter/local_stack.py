@@ -398,7 +398,7 @@ def start_worker(
     timeout: float = 90.0,
 ) -> ManagedProcess:
     """`python worker.py`; ready once it logs that it is polling its task queue (None:
-    the cluster's own, `vmsnap-{cluster id}`). A worker starts in 2-3 s on its own, but
+    the cluster's own, `vmsnap-{cluster id}`). A worker starts in 1-2 s on its own, but
     several starting at once on a loaded two-core host have taken over 30 s."""
     env = {
         "TEMPORAL_ADDRESS": temporal_address,

@@ -132,10 +132,10 @@ with workflow.unsafe.imports_passed_through():
 # min(0.8 x this, the worker's throttle, 250 ms). The timeout and the retry are server
 # timers, each fired no sooner than the server's timer floor
 # (history.timerProcessorMaxTimeShift: 1 s by default, 100 ms in the local stack and the
-# compose file). 800 ms, with the 1 s floor, met live cuts late by a second or more; at
-# 100 ms it handed a live cut to another worker on a loaded two-core host (a thread of the
-# freeze process starved for 0.8 s): 1.5 s leaves six heartbeats of room, and the takeover
-# comes at most about 1.3 s after a death there, 2.5 to 3 s on a default server.
+# compose file). 1.5 s leaves six heartbeats of room: a thread of the freeze process can
+# starve for 0.8 s on a loaded two-core host, and a shorter timeout then hands a live cut
+# to another worker. The takeover comes at most about 1.3 s after a death with the 100 ms
+# floor, 2.5 to 3 s on a default server.
 CUT_HEARTBEAT = timedelta(milliseconds=1500)
 CUT_RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=100), backoff_coefficient=2.0,
                         maximum_interval=timedelta(seconds=10))

@@ -126,13 +126,9 @@ class BackgroundThread:
         self._ready.wait(10)
         return Background(self.futures)
 
-    def close(self, timeout: float = 60.0) -> None:
-        """Cancel what still runs, leave every environment (stopping its processes), join."""
-        self.request_stop()
-        self.join(timeout)
-
     def request_stop(self) -> None:
-        """Begin `close` without waiting: several threads' shutdowns then overlap."""
+        """Cancel what still runs and leave every environment (stopping its processes),
+        without waiting: several threads' shutdowns then overlap (`join` waits)."""
         if self._loop is not None and self._stop is not None and not self._loop.is_closed():
             with contextlib.suppress(RuntimeError):  # the loop has already finished
                 self._loop.call_soon_threadsafe(self._stop.set)
